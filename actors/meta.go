@@ -1,0 +1,114 @@
+package actors
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultRequestTimeout is the deadline of a request that carries none.
+const DefaultRequestTimeout = 5 * time.Second
+
+// MaxRequestTimeout bounds how far in the future a request's deadline may be.
+const MaxRequestTimeout = 5 * time.Minute
+
+// Request is implemented by every request message of the protocol.
+type Request interface {
+	proto.Message
+	GetMeta() *RequestMeta
+}
+
+// Response is implemented by every response message of the protocol.
+type Response interface {
+	proto.Message
+	GetError() *Error
+}
+
+// NewMeta returns request metadata with a deadline timeout from now.
+func NewMeta(timeout time.Duration) *RequestMeta {
+	return &RequestMeta{DeadlineUnixNano: time.Now().Add(timeout).UnixNano()}
+}
+
+// Deadline returns the absolute deadline of a request: its own when set,
+// otherwise now plus fallback. A nil meta gets the fallback too.
+func (m *RequestMeta) Deadline(fallback time.Duration) time.Time {
+	if m == nil || m.DeadlineUnixNano == 0 {
+		return time.Now().Add(fallback)
+	}
+	return time.Unix(0, m.DeadlineUnixNano)
+}
+
+// Op names the operation a request asks for, as used in metrics, audit
+// records and authorization rules.
+func Op(req any) string {
+	switch r := req.(type) {
+	case *WriteRequest:
+		return "write"
+	case *ReadRequest:
+		switch r.GetConsistency() {
+		case Consistency_LEASE:
+			return "read_lease"
+		case Consistency_STALE:
+			return "read_stale"
+		default:
+			return "read_linearizable"
+		}
+	case *LeaderRequest:
+		return "leader"
+	case *MembershipRequest:
+		switch r.GetOp() {
+		case MembershipOp_ADD_VOTER:
+			return "add_voter"
+		case MembershipOp_ADD_NONVOTER:
+			return "add_nonvoter"
+		case MembershipOp_PROMOTE:
+			return "promote"
+		case MembershipOp_DEMOTE:
+			return "demote"
+		default:
+			return "remove"
+		}
+	case *TransferLeadershipRequest:
+		return "transfer_leadership"
+	case *MembersRequest:
+		return "members"
+	case *UpdateTimeoutsRequest:
+		return "update_timeouts"
+	case *GetTimeoutsRequest:
+		return "get_timeouts"
+	case *StatusRequest:
+		return "status"
+	case *SnapshotRequest:
+		return "snapshot"
+	default:
+		return "unknown"
+	}
+}
+
+// ErrorReply returns the response message that answers req with err, so a
+// stage that refuses a request replies with the type the caller waits for.
+// It returns nil for a message that is not a request of the protocol.
+func ErrorReply(req any, err *Error) Response {
+	switch req.(type) {
+	case *WriteRequest:
+		return &WriteResponse{Error: err}
+	case *ReadRequest:
+		return &ReadResponse{Error: err}
+	case *LeaderRequest:
+		return &LeaderResponse{Error: err}
+	case *MembershipRequest:
+		return &MembershipResponse{Error: err}
+	case *TransferLeadershipRequest:
+		return &TransferLeadershipResponse{Error: err}
+	case *MembersRequest:
+		return &MembersResponse{Error: err}
+	case *UpdateTimeoutsRequest, *GetTimeoutsRequest:
+		return &TimeoutsResponse{Error: err}
+	case *StatusRequest:
+		return &StatusResponse{Error: err}
+	case *SnapshotRequest:
+		return &SnapshotResponse{Error: err}
+	default:
+		return nil
+	}
+}
