@@ -29,17 +29,17 @@ type StateMachine interface {
 	Snapshot() (Snapshot, error)
 
 	// Restore replaces the whole state with a snapshot written by
-	// Snapshot.WriteTo, possibly by another node or an earlier version.
+	// Snapshot.Persist, possibly by another node or an earlier version.
 	Restore(r io.Reader) error
 }
 
 // Snapshot is a point-in-time copy of a StateMachine's state.
 type Snapshot interface {
-	// WriteTo writes the snapshot. It runs on its own goroutine while the
+	// Persist writes the snapshot. It runs on its own goroutine while the
 	// state machine keeps applying commands.
-	WriteTo(w io.Writer) error
+	Persist(w io.Writer) error
 
-	// Release frees the snapshot; it is called once, after WriteTo or when
+	// Release frees the snapshot; it is called once, after Persist or when
 	// the snapshot is abandoned.
 	Release()
 }

@@ -1,0 +1,249 @@
+package raftactor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// Timeouts are a node's Raft timing settings. Zero fields take
+// hashicorp/raft's defaults (DefaultTimeouts).
+type Timeouts struct {
+	// Heartbeat is how long a follower waits without contact from the
+	// leader before it starts an election.
+	Heartbeat time.Duration
+	// Election is how long a candidate waits without winning before it
+	// starts a new election.
+	Election time.Duration
+	// LeaderLease is how long a leader keeps leading without contact from
+	// a quorum; it must not exceed Heartbeat. Fixed at start.
+	LeaderLease time.Duration
+	// Commit bounds how long the leader waits before it tells followers the
+	// new commit index. Fixed at start.
+	Commit time.Duration
+	// SnapshotInterval is how often the node checks whether to snapshot.
+	SnapshotInterval time.Duration
+	// SnapshotThreshold is how many new log entries trigger a snapshot.
+	SnapshotThreshold uint64
+	// TrailingLogs is how many entries stay in the log after a snapshot, so
+	// a slightly lagging follower catches up without a snapshot install.
+	TrailingLogs uint64
+}
+
+// DefaultTimeouts returns hashicorp/raft's default timing.
+func DefaultTimeouts() Timeouts {
+	d := raft.DefaultConfig()
+	return Timeouts{
+		Heartbeat:         d.HeartbeatTimeout,
+		Election:          d.ElectionTimeout,
+		LeaderLease:       d.LeaderLeaseTimeout,
+		Commit:            d.CommitTimeout,
+		SnapshotInterval:  d.SnapshotInterval,
+		SnapshotThreshold: d.SnapshotThreshold,
+		TrailingLogs:      d.TrailingLogs,
+	}
+}
+
+// withDefaults fills zero fields from DefaultTimeouts.
+func (t Timeouts) withDefaults() Timeouts {
+	d := DefaultTimeouts()
+	if t.Heartbeat == 0 {
+		t.Heartbeat = d.Heartbeat
+	}
+	if t.Election == 0 {
+		t.Election = d.Election
+	}
+	if t.LeaderLease == 0 {
+		t.LeaderLease = min(d.LeaderLease, t.Heartbeat)
+	}
+	if t.Commit == 0 {
+		t.Commit = d.Commit
+	}
+	if t.SnapshotInterval == 0 {
+		t.SnapshotInterval = d.SnapshotInterval
+	}
+	if t.SnapshotThreshold == 0 {
+		t.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if t.TrailingLogs == 0 {
+		t.TrailingLogs = d.TrailingLogs
+	}
+	return t
+}
+
+// Validate checks the timeouts against each other and against
+// hashicorp/raft's bounds, naming the field at fault. field prefixes the
+// names ("timeouts" gives "timeouts.heartbeat").
+func (t Timeouts) Validate(field string) *actors.Error {
+	name := func(f string) string {
+		if field == "" {
+			return f
+		}
+		return field + "." + f
+	}
+	const floor = 5 * time.Millisecond
+	switch {
+	case t.Heartbeat < floor:
+		return actors.InvalidArgument(name("heartbeat"), "heartbeat timeout %v is below %v", t.Heartbeat, floor)
+	case t.Election < floor:
+		return actors.InvalidArgument(name("election"), "election timeout %v is below %v", t.Election, floor)
+	case t.Election < t.Heartbeat:
+		return actors.InvalidArgument(name("election"), "election timeout %v is below the heartbeat timeout %v", t.Election, t.Heartbeat)
+	case t.LeaderLease < floor:
+		return actors.InvalidArgument(name("leader_lease"), "leader lease %v is below %v", t.LeaderLease, floor)
+	case t.LeaderLease > t.Heartbeat:
+		return actors.InvalidArgument(name("leader_lease"), "leader lease %v exceeds the heartbeat timeout %v", t.LeaderLease, t.Heartbeat)
+	case t.Commit < time.Millisecond:
+		return actors.InvalidArgument(name("commit"), "commit timeout %v is below 1ms", t.Commit)
+	case t.SnapshotInterval < floor:
+		return actors.InvalidArgument(name("snapshot_interval"), "snapshot interval %v is below %v", t.SnapshotInterval, floor)
+	case t.SnapshotThreshold < 1:
+		return actors.InvalidArgument(name("snapshot_threshold"), "snapshot threshold must be at least 1")
+	case t.Heartbeat > time.Hour:
+		return actors.InvalidArgument(name("heartbeat"), "heartbeat timeout %v exceeds 1h", t.Heartbeat)
+	case t.Election > time.Hour:
+		return actors.InvalidArgument(name("election"), "election timeout %v exceeds 1h", t.Election)
+	}
+	return nil
+}
+
+// Peer is one initial voter of a bootstrapped group.
+type Peer struct {
+	ID      string
+	Address string
+}
+
+// Config configures one node actor.
+type Config struct {
+	// Group names the Raft group; it travels on every Raft RPC and every
+	// event, and a node refuses RPCs of another group.
+	Group string
+	// ID is this node's Raft server ID (see actors.ValidateNodeID).
+	ID string
+	// DataDir holds the node's log, stable store and snapshots. Required
+	// unless InMemory is set.
+	DataDir string
+	// InMemory keeps everything in memory. For tests only: a restart loses
+	// all state, which breaks Raft's safety if the node was a voter.
+	InMemory bool
+	// NewStateMachine makes a fresh, empty state machine. It is called on
+	// every start, restarts by the supervisor included.
+	NewStateMachine func() StateMachine
+	// Bootstrap, when not empty, is the initial voter list. It is used only
+	// when the data directory holds no state yet; a node with state never
+	// bootstraps again. Include this node itself.
+	Bootstrap []Peer
+	// Timeouts are the Raft timing settings; zero fields take the defaults.
+	Timeouts Timeouts
+	// RequestTimeout is the deadline of a request that carries none.
+	// Default actors.DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// RPCTimeout bounds every Raft RPC to a peer. Default 2s.
+	RPCTimeout time.Duration
+	// SnapshotChunkSize bounds one message of a snapshot transfer.
+	SnapshotChunkSize int
+	// SnapshotRetain is how many snapshots are kept on disk. Default 2.
+	SnapshotRetain int
+	// WALSegmentSize is the size of one log segment file. Default 64 MiB;
+	// tests use less.
+	WALSegmentSize int
+	// Faults, when set, sits between this node and its peers and can drop,
+	// delay or cut Raft RPCs. Shared by all nodes of an in-process test.
+	Faults *Faults
+	// Logger receives the node's logs, hashicorp/raft's included. Default
+	// no logging.
+	Logger *zap.Logger
+}
+
+// withDefaults fills optional fields.
+func (c Config) withDefaults() Config {
+	c.Timeouts = c.Timeouts.withDefaults()
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = actors.DefaultRequestTimeout
+	}
+	if c.RPCTimeout == 0 {
+		c.RPCTimeout = 2 * time.Second
+	}
+	if c.SnapshotRetain == 0 {
+		c.SnapshotRetain = 2
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// Validate checks the whole configuration, naming the field at fault.
+func (c Config) Validate() error {
+	if c.Group == "" {
+		return actors.InvalidArgument("group", "group name is empty")
+	}
+	if err := actors.ValidateNodeID("group", c.Group); err != nil {
+		return err
+	}
+	if err := actors.ValidateNodeID("id", c.ID); err != nil {
+		return err
+	}
+	if c.DataDir == "" && !c.InMemory {
+		return actors.InvalidArgument("data_dir", "a data directory is required (InMemory is for tests only)")
+	}
+	if c.NewStateMachine == nil {
+		return actors.InvalidArgument("new_state_machine", "a state machine factory is required")
+	}
+	ids := map[string]bool{}
+	addrs := map[string]bool{}
+	for i, p := range c.Bootstrap {
+		f := fmt.Sprintf("bootstrap[%d]", i)
+		if err := actors.ValidateNodeID(f+".id", p.ID); err != nil {
+			return err
+		}
+		if err := actors.ValidateRaftAddress(f+".address", p.Address); err != nil {
+			return err
+		}
+		if ids[p.ID] {
+			return actors.InvalidArgument(f+".id", "duplicate node ID %q", p.ID)
+		}
+		if addrs[p.Address] {
+			return actors.InvalidArgument(f+".address", "duplicate address %q", p.Address)
+		}
+		ids[p.ID], addrs[p.Address] = true, true
+	}
+	if len(c.Bootstrap) > 0 && !ids[c.ID] {
+		return actors.InvalidArgument("bootstrap", "the bootstrap voters do not include this node %q", c.ID)
+	}
+	if err := c.withDefaults().Timeouts.Validate("timeouts"); err != nil {
+		return err
+	}
+	if c.RequestTimeout < 0 || c.RequestTimeout > actors.MaxRequestTimeout {
+		return actors.InvalidArgument("request_timeout", "must be between 0 and %v", actors.MaxRequestTimeout)
+	}
+	if c.RPCTimeout < 0 {
+		return actors.InvalidArgument("rpc_timeout", "must not be negative")
+	}
+	if c.SnapshotChunkSize < 0 || c.SnapshotChunkSize > 2<<20 {
+		return actors.InvalidArgument("snapshot_chunk_size", "must be between 0 (default) and 2 MiB")
+	}
+	return nil
+}
+
+// raftConfig builds hashicorp/raft's configuration.
+func (c Config) raftConfig(t Timeouts) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.ID)
+	rc.HeartbeatTimeout = t.Heartbeat
+	rc.ElectionTimeout = t.Election
+	rc.LeaderLeaseTimeout = t.LeaderLease
+	rc.CommitTimeout = t.Commit
+	rc.SnapshotInterval = t.SnapshotInterval
+	rc.SnapshotThreshold = t.SnapshotThreshold
+	rc.TrailingLogs = t.TrailingLogs
+	rc.Logger = newRaftLogger(c.Logger.With(zap.String("component", "raft")))
+	// Raft's own metrics go through go-metrics; protoraft's telemetry
+	// collects what it needs from observations and status instead.
+	rc.NoLegacyTelemetry = true
+	return rc
+}

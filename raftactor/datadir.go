@@ -1,0 +1,159 @@
+package raftactor
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"go.uber.org/zap"
+)
+
+// FormatVersion is the data directory format this build writes. A later
+// build must keep opening every version it ever wrote.
+const FormatVersion = 1
+
+// formatFileName holds the data directory's format version. It is written
+// on first start, before anything else, and checked on every start.
+const formatFileName = "FORMAT"
+
+// ErrUnknownFormat is returned for a data directory whose format version
+// this build does not know (written by a newer release, or not protoraft's).
+var ErrUnknownFormat = errors.New("unknown data directory format")
+
+// CheckDataDir reports whether dir can be opened by this build: it does not
+// exist yet, is empty, or carries a known format version. It changes
+// nothing on disk.
+func CheckDataDir(dir string) error {
+	_, err := readFormat(dir)
+	return err
+}
+
+// readFormat returns the directory's format version, 0 for a new directory.
+func readFormat(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, formatFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		entries, derr := os.ReadDir(dir)
+		if derr != nil && !errors.Is(derr, os.ErrNotExist) {
+			return 0, fmt.Errorf("read data directory %s: %w", dir, derr)
+		}
+		if len(entries) > 0 {
+			return 0, fmt.Errorf("%w: %s is not empty but has no %s file", ErrUnknownFormat, dir, formatFileName)
+		}
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", formatFileName, err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		if !ok || key != "format" {
+			continue
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(val))
+		if err != nil {
+			break
+		}
+		if v < 1 || v > FormatVersion {
+			return 0, fmt.Errorf("%w: %s has format version %d, this build reads 1 to %d (was it written by a newer protoraft?)",
+				ErrUnknownFormat, dir, v, FormatVersion)
+		}
+		return v, nil
+	}
+	return 0, fmt.Errorf("%w: %s/%s has no valid \"format N\" line", ErrUnknownFormat, dir, formatFileName)
+}
+
+// writeFormat records FormatVersion in a new directory, atomically.
+func writeFormat(dir string) error {
+	tmp := filepath.Join(dir, formatFileName+".tmp")
+	content := fmt.Sprintf("protoraft data directory\nformat %d\n", FormatVersion)
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("write format file: %w", err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, formatFileName)); err != nil {
+		return fmt.Errorf("write format file: %w", err)
+	}
+	return syncFile(dir)
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
+
+// stores are a node's Raft log, stable store and snapshot store.
+type stores struct {
+	logs   raft.LogStore
+	stable raft.StableStore
+	snaps  raft.SnapshotStore
+	close  func() error
+}
+
+// openStores opens (creating on first start) the node's data directory:
+// FORMAT, wal/ (raft-wal log and stable store) and snapshots/.
+func openStores(cfg Config) (*stores, error) {
+	if cfg.InMemory {
+		mem := raft.NewInmemStore()
+		return &stores{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore(), close: func() error { return nil }}, nil
+	}
+	dir := cfg.DataDir
+	version, err := readFormat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if version == 0 {
+		if err := writeFormat(dir); err != nil {
+			return nil, err
+		}
+	}
+	walDir := filepath.Join(dir, "wal")
+	if err := os.MkdirAll(walDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	// raft-wal's Close leaves its bolt meta database open, and bolt's file
+	// lock then blocks the next Open in this process forever (a supervisor
+	// restart). protoraft owns the meta database so it can close it.
+	meta := &metadb.BoltMetaDB{}
+	logOpt := raftwal.WithLogger(newRaftLogger(cfg.Logger.With(zap.String("component", "wal"))))
+	metaOpt := raftwal.WithMetaStore(meta)
+	var wal *raftwal.WAL
+	if cfg.WALSegmentSize > 0 {
+		wal, err = raftwal.Open(walDir, logOpt, metaOpt, raftwal.WithSegmentSize(cfg.WALSegmentSize))
+	} else {
+		wal, err = raftwal.Open(walDir, logOpt, metaOpt)
+	}
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open log in %s: %w", walDir, err)
+	}
+	closeAll := func() error {
+		return errors.Join(wal.Close(), meta.Close())
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain,
+		newRaftLogger(cfg.Logger.With(zap.String("component", "snapshots"))))
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("open snapshots in %s: %w", dir, err)
+	}
+	return &stores{logs: wal, stable: wal, snaps: snaps, close: closeAll}, nil
+}

@@ -1,0 +1,27 @@
+// Package raftactor is the Raft node as a protoactor actor: it owns one
+// hashicorp/raft instance, its durable stores in the node's data directory,
+// the adapter between Raft and the user's StateMachine, and the transport
+// that carries Raft RPCs as actor messages between the node actors of a
+// group (local PIDs in one ActorSystem, remote PIDs over protoactor remote).
+//
+// The node actor answers the protocol of package actors: writes, reads at
+// three consistencies, leadership, membership, timeouts, status and
+// snapshots. Leadership is always read from Raft's own state; every write
+// goes through the Raft log, a one-node group included; membership changes
+// are Raft configuration changes replied to only after they commit.
+//
+// Invariants this package keeps:
+//   - Receive never blocks on a Raft future, a channel send into Raft, or
+//     I/O. Work that waits runs on a goroutine that replies to the original
+//     sender when it completes or when the request's deadline passes,
+//     whichever is first; the caller gets exactly one reply.
+//   - A linearizable read is served only after the node confirmed with a
+//     quorum that it leads, in a term in which it has committed an entry,
+//     and after its state machine applied every entry up to the commit
+//     index seen when the read arrived (ReadIndex).
+//   - A node restarted by its supervisor recovers from its data directory
+//     alone; nothing in memory survives a restart but the runtime timeouts.
+//
+// It must never import cluster, policies, limiter or telemetry, never decide
+// leadership itself, and never apply a write outside the Raft log.
+package raftactor

@@ -1,0 +1,192 @@
+package raftactor
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// snapshotMagic starts every snapshot protoraft writes, before the user
+// state machine's own bytes.
+var snapshotMagic = [8]byte{'p', 'r', 'o', 't', 'o', 'r', 'f', 't'}
+
+// SnapshotFormatVersion is the version of protoraft's snapshot envelope.
+// Restore reads every version up to this one.
+const SnapshotFormatVersion = 1
+
+// maxSnapshotExtension bounds the envelope's extension section, so a
+// corrupt length cannot make Restore allocate without limit.
+const maxSnapshotExtension = 1 << 30
+
+// ErrSnapshotFormat is returned when a snapshot is not one protoraft wrote
+// or was written by a newer version.
+var ErrSnapshotFormat = errors.New("unknown snapshot format")
+
+// fsm adapts the user's StateMachine to hashicorp/raft. It serialises
+// Apply against Query and Snapshot, tracks the highest log index whose
+// effect Query can see, and wakes readers waiting for an index.
+type fsm struct {
+	mu sync.RWMutex
+	sm StateMachine
+
+	// applied is the index of the last log entry the state machine has seen
+	// (commands and configuration entries; raft keeps no-ops and barriers
+	// from it, see waitApplied).
+	applied atomic.Uint64
+
+	// configIndex is the index of the last configuration entry applied.
+	configIndex atomic.Uint64
+
+	notifyMu sync.Mutex
+	notify   chan struct{}
+}
+
+func newFSM(sm StateMachine) *fsm {
+	return &fsm{sm: sm, notify: make(chan struct{})}
+}
+
+// ApplyBatch implements raft.BatchingFSM: one lock for a whole batch.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	results := make([]any, len(logs))
+	if len(logs) == 0 {
+		return results
+	}
+	f.mu.Lock()
+	for i, l := range logs {
+		switch l.Type {
+		case raft.LogCommand:
+			results[i] = f.sm.Apply(l.Index, l.Data)
+		case raft.LogConfiguration:
+			f.configIndex.Store(l.Index)
+		}
+	}
+	f.applied.Store(logs[len(logs)-1].Index)
+	f.mu.Unlock()
+	f.wake()
+	return results
+}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// wake releases every reader waiting for the applied index to move.
+func (f *fsm) wake() {
+	f.notifyMu.Lock()
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.notifyMu.Unlock()
+}
+
+// changed returns a channel closed at the next apply or restore.
+func (f *fsm) changed() <-chan struct{} {
+	f.notifyMu.Lock()
+	defer f.notifyMu.Unlock()
+	return f.notify
+}
+
+// query runs a read-only query and returns the applied index it reflects.
+func (f *fsm) query(q []byte) ([]byte, uint64, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	res, err := f.sm.Query(q)
+	return res, f.applied.Load(), err
+}
+
+// Snapshot implements raft.FSM. It runs on raft's FSM goroutine, between
+// applies, so the applied index it records is exact.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, err := f.sm.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("state machine snapshot: %w", err)
+	}
+	return &fsmSnapshot{snap: s, applied: f.applied.Load()}, nil
+}
+
+// Restore implements raft.FSM: it replaces the whole state.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64<<10)
+	applied, err := readSnapshotHeader(br)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	err = f.sm.Restore(br)
+	if err == nil {
+		f.applied.Store(applied)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("state machine restore: %w", err)
+	}
+	f.wake()
+	return nil
+}
+
+// fsmSnapshot writes protoraft's snapshot envelope around the user's.
+//
+// Envelope, version 1, all integers big-endian:
+//
+//	magic    [8]byte  "protorft"
+//	version  uint32   SnapshotFormatVersion
+//	applied  uint64   last index the state reflects
+//	extLen   uint32   length of the extension section (0 in version 1)
+//	ext      [extLen]byte, reserved for protoraft's own replicated state
+//	state    the user StateMachine's Snapshot.Persist bytes, to the end
+type fsmSnapshot struct {
+	snap    Snapshot
+	applied uint64
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	bw := bufio.NewWriterSize(sink, 64<<10)
+	var hdr [8 + 4 + 8 + 4]byte
+	copy(hdr[:8], snapshotMagic[:])
+	binary.BigEndian.PutUint32(hdr[8:], SnapshotFormatVersion)
+	binary.BigEndian.PutUint64(hdr[12:], s.applied)
+	binary.BigEndian.PutUint32(hdr[20:], 0)
+	_, err := bw.Write(hdr[:])
+	if err == nil {
+		err = s.snap.Persist(bw)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() { s.snap.Release() }
+
+func readSnapshotHeader(r io.Reader) (uint64, error) {
+	var hdr [8 + 4 + 8 + 4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, fmt.Errorf("%w: short header: %v", ErrSnapshotFormat, err)
+	}
+	if [8]byte(hdr[:8]) != snapshotMagic {
+		return 0, fmt.Errorf("%w: bad magic", ErrSnapshotFormat)
+	}
+	if v := binary.BigEndian.Uint32(hdr[8:]); v < 1 || v > SnapshotFormatVersion {
+		return 0, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrSnapshotFormat, v, SnapshotFormatVersion)
+	}
+	applied := binary.BigEndian.Uint64(hdr[12:])
+	ext := binary.BigEndian.Uint32(hdr[20:])
+	if ext > maxSnapshotExtension {
+		return 0, fmt.Errorf("%w: extension section of %d bytes", ErrSnapshotFormat, ext)
+	}
+	if _, err := io.CopyN(io.Discard, r, int64(ext)); err != nil {
+		return 0, fmt.Errorf("%w: short extension section: %v", ErrSnapshotFormat, err)
+	}
+	return applied, nil
+}

@@ -1,0 +1,186 @@
+package raftactor
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// changeMembership applies one configuration change through Raft and
+// replies once it committed. Changes are checked against the configuration
+// they apply to and submitted with its index, so a concurrent change makes
+// this one fail instead of silently building on a configuration it did not
+// see.
+func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) {
+	r := n.raft
+	op := m.GetOp()
+	if err := actors.ValidateNodeID("id", m.GetId()); err != nil {
+		ctx.Respond(&actors.MembershipResponse{Error: err})
+		return
+	}
+	if op == actors.MembershipOp_ADD_VOTER || op == actors.MembershipOp_ADD_NONVOTER {
+		if err := actors.ValidateRaftAddress("address", m.GetAddress()); err != nil {
+			ctx.Respond(&actors.MembershipResponse{Error: err})
+			return
+		}
+	}
+	if r.State() != raft.Leader {
+		ctx.Respond(&actors.MembershipResponse{Error: actors.NotLeader(leaderOf(r))})
+		return
+	}
+	id, addr := raft.ServerID(m.GetId()), raft.ServerAddress(m.GetAddress())
+	n.async(ctx, m, func(deadline time.Time) actors.Response {
+		cf := r.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return &actors.MembershipResponse{Error: raftError(r, err)}
+		}
+		conf, prev := cf.Configuration(), cf.Index()
+		current, found := findServer(conf, id)
+		voters := countVoters(conf)
+		timeout := time.Until(deadline)
+
+		var f raft.IndexFuture
+		switch op {
+		case actors.MembershipOp_ADD_VOTER, actors.MembershipOp_ADD_NONVOTER:
+			for _, s := range conf.Servers {
+				if s.Address == addr && s.ID != id {
+					return &actors.MembershipResponse{Error: actors.InvalidArgument("address", "address %s is already used by node %s", addr, s.ID)}
+				}
+			}
+			if found && current.Address != addr {
+				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is already a member at %s", id, current.Address)}
+			}
+			if op == actors.MembershipOp_ADD_VOTER {
+				f = r.AddVoter(id, addr, prev, timeout)
+			} else {
+				if found && current.Suffrage == raft.Voter {
+					return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is a voter; demote it instead", id)}
+				}
+				f = r.AddNonvoter(id, addr, prev, timeout)
+			}
+		case actors.MembershipOp_PROMOTE:
+			if !found {
+				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is not a member", id)}
+			}
+			f = r.AddVoter(id, current.Address, prev, timeout)
+		case actors.MembershipOp_DEMOTE, actors.MembershipOp_REMOVE:
+			if !found {
+				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is not a member", id)}
+			}
+			if current.Suffrage == raft.Voter && voters == 1 {
+				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is the last voter; the group would have no quorum", id)}
+			}
+			if op == actors.MembershipOp_DEMOTE {
+				f = r.DemoteVoter(id, prev, timeout)
+			} else {
+				f = r.RemoveServer(id, prev, timeout)
+			}
+		default:
+			return &actors.MembershipResponse{Error: actors.InvalidArgument("op", "unknown membership operation %d", op)}
+		}
+		if err := f.Error(); err != nil {
+			return &actors.MembershipResponse{Error: raftError(r, err)}
+		}
+		resp := &actors.MembershipResponse{Index: f.Index()}
+		if after := r.GetConfiguration(); after.Error() == nil {
+			resp.Members = serversToProto(after.Configuration())
+		}
+		return resp
+	})
+}
+
+// members answers with the latest configuration this node knows.
+func (n *Node) members(ctx actor.Context, m *actors.MembersRequest) {
+	r, f, snaps := n.raft, n.fsm, n.stores.snaps
+	n.async(ctx, m, func(time.Time) actors.Response {
+		cf := r.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return &actors.MembersResponse{Error: raftError(r, err)}
+		}
+		return &actors.MembersResponse{Index: configurationIndex(f, snaps), Members: serversToProto(cf.Configuration())}
+	})
+}
+
+// transferLeadership hands leadership to the named follower, or to the most
+// up-to-date one, and replies with the leader that follows.
+func (n *Node) transferLeadership(ctx actor.Context, m *actors.TransferLeadershipRequest) {
+	r := n.raft
+	if m.GetId() != "" {
+		if err := actors.ValidateNodeID("id", m.GetId()); err != nil {
+			ctx.Respond(&actors.TransferLeadershipResponse{Error: err})
+			return
+		}
+	}
+	if r.State() != raft.Leader {
+		ctx.Respond(&actors.TransferLeadershipResponse{Error: actors.NotLeader(leaderOf(r))})
+		return
+	}
+	self := raft.ServerID(n.cfg.ID)
+	n.async(ctx, m, func(deadline time.Time) actors.Response {
+		var f raft.Future
+		if m.GetId() == "" {
+			f = r.LeadershipTransfer()
+		} else {
+			cf := r.GetConfiguration()
+			if err := cf.Error(); err != nil {
+				return &actors.TransferLeadershipResponse{Error: raftError(r, err)}
+			}
+			s, ok := findServer(cf.Configuration(), raft.ServerID(m.GetId()))
+			switch {
+			case !ok:
+				return &actors.TransferLeadershipResponse{Error: actors.InvalidArgument("id", "node %s is not a member", m.GetId())}
+			case s.Suffrage != raft.Voter:
+				return &actors.TransferLeadershipResponse{Error: actors.InvalidArgument("id", "node %s is not a voter", m.GetId())}
+			case s.ID == self:
+				return &actors.TransferLeadershipResponse{Leader: leaderOf(r)}
+			}
+			f = r.LeadershipTransferToServer(s.ID, s.Address)
+		}
+		if err := f.Error(); err != nil {
+			return &actors.TransferLeadershipResponse{Error: raftError(r, err)}
+		}
+		// The target has been told to campaign; report the leader once this
+		// node learns of it.
+		for time.Now().Before(deadline) {
+			if l := leaderOf(r); l != nil && l.Id != string(self) {
+				return &actors.TransferLeadershipResponse{Leader: l}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return &actors.TransferLeadershipResponse{Leader: leaderOf(r)}
+	})
+}
+
+func findServer(c raft.Configuration, id raft.ServerID) (raft.Server, bool) {
+	for _, s := range c.Servers {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
+}
+
+func countVoters(c raft.Configuration) int {
+	v := 0
+	for _, s := range c.Servers {
+		if s.Suffrage == raft.Voter {
+			v++
+		}
+	}
+	return v
+}
+
+func serversToProto(c raft.Configuration) []*actors.Server {
+	out := make([]*actors.Server, 0, len(c.Servers))
+	for _, s := range c.Servers {
+		suffrage := actors.Suffrage_VOTER
+		if s.Suffrage != raft.Voter {
+			suffrage = actors.Suffrage_NONVOTER
+		}
+		out = append(out, &actors.Server{Id: string(s.ID), Address: string(s.Address), Suffrage: suffrage})
+	}
+	return out
+}

@@ -1,0 +1,263 @@
+package raftactor
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// Node is the node actor: one Raft server of a group. Spawn it from Props;
+// its PID's address and ID form its Raft address (AddressOf), so spawn it
+// under a name that stays the same across process restarts.
+type Node struct {
+	cfg  Config
+	keep *kept
+	log  *zap.Logger
+
+	self   *actor.PID
+	system *actor.ActorSystem
+	addr   raft.ServerAddress
+
+	raft      *raft.Raft
+	fsm       *fsm
+	stores    *stores
+	transport *Transport
+	events    *eventPublisher
+	ready     *termReadiness
+
+	// startErr is why the node could not start; every request is then
+	// refused with it.
+	startErr error
+}
+
+// kept is what survives a supervisor restart of the node actor: nothing of
+// Raft's state (that comes back from the data directory), only settings
+// changed at run time.
+type kept struct {
+	mu       sync.Mutex
+	timeouts Timeouts
+}
+
+func (k *kept) get() Timeouts {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.timeouts
+}
+
+func (k *kept) set(t Timeouts) {
+	k.mu.Lock()
+	k.timeouts = t
+	k.mu.Unlock()
+}
+
+// Props validates cfg and returns the props of a node actor. opts are added
+// to the props (a test can add receiver middleware, for instance, to inject
+// a panic).
+func Props(cfg Config, opts ...actor.PropsOption) (*actor.Props, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	k := &kept{timeouts: cfg.Timeouts}
+	producer := func() actor.Actor { return &Node{cfg: cfg, keep: k} }
+	return actor.PropsFromProducer(producer, opts...), nil
+}
+
+// Receive implements actor.Actor.
+func (n *Node) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		n.start(ctx)
+	case *actor.Stopping:
+		n.stop(true)
+	case *actor.Restarting:
+		// A panic: come back fast from the directory; no handover.
+		n.stop(false)
+	case *actors.RaftRPC:
+		if n.transport == nil {
+			ctx.Respond(&actors.RaftRPCReply{Error: "node not started"})
+			return
+		}
+		n.transport.HandleRPC(ctx, m)
+	case actors.Request:
+		if n.raft == nil {
+			n.refuse(ctx, m)
+			return
+		}
+		n.serve(ctx, m)
+	}
+}
+
+// serve dispatches a protocol request.
+func (n *Node) serve(ctx actor.Context, req actors.Request) {
+	switch m := req.(type) {
+	case *actors.WriteRequest:
+		n.write(ctx, m)
+	case *actors.ReadRequest:
+		n.read(ctx, m)
+	case *actors.LeaderRequest:
+		ctx.Respond(n.leader())
+	case *actors.MembershipRequest:
+		n.changeMembership(ctx, m)
+	case *actors.TransferLeadershipRequest:
+		n.transferLeadership(ctx, m)
+	case *actors.MembersRequest:
+		n.members(ctx, m)
+	case *actors.UpdateTimeoutsRequest:
+		n.updateTimeouts(ctx, m)
+	case *actors.GetTimeoutsRequest:
+		ctx.Respond(&actors.TimeoutsResponse{Timeouts: timeoutsToProto(n.currentTimeouts())})
+	case *actors.StatusRequest:
+		n.status(ctx, m)
+	case *actors.SnapshotRequest:
+		n.snapshot(ctx, m)
+	}
+}
+
+// refuse answers a request while the node is not running.
+func (n *Node) refuse(ctx actor.Context, req actors.Request) {
+	err := actors.Errorf(actors.Code_UNAVAILABLE, "node %s is not running", n.cfg.ID)
+	if n.startErr != nil {
+		err = actors.Errorf(actors.Code_INTERNAL, "node %s could not start: %v", n.cfg.ID, n.startErr)
+	}
+	if resp := actors.ErrorReply(req, err); resp != nil {
+		ctx.Respond(resp)
+	}
+}
+
+// start opens the data directory and starts Raft. It runs in Started, so
+// requests that arrive meanwhile wait in the mailbox.
+func (n *Node) start(ctx actor.Context) {
+	n.self = ctx.Self()
+	n.system = ctx.ActorSystem()
+	n.addr = AddressOf(n.self)
+	n.log = n.cfg.Logger.With(zap.String("group", n.cfg.Group), zap.String("node", n.cfg.ID))
+	if err := n.open(); err != nil {
+		n.startErr = err
+		n.log.Error("node could not start", zap.Error(err))
+		n.closeStores()
+		return
+	}
+	n.log.Info("node started", zap.String("address", string(n.addr)),
+		zap.Uint64("last_index", n.raft.LastIndex()), zap.Uint64("applied_index", n.raft.AppliedIndex()))
+}
+
+func (n *Node) open() error {
+	st, err := openStores(n.cfg)
+	if err != nil {
+		return err
+	}
+	n.stores = st
+	n.fsm = newFSM(n.cfg.NewStateMachine())
+	n.ready = &termReadiness{}
+	n.transport = NewTransport(TransportConfig{
+		System:            n.system,
+		Group:             n.cfg.Group,
+		LocalID:           raft.ServerID(n.cfg.ID),
+		LocalAddr:         n.addr,
+		Faults:            n.cfg.Faults,
+		RPCTimeout:        n.cfg.RPCTimeout,
+		SnapshotChunkSize: n.cfg.SnapshotChunkSize,
+		Logger:            n.log.With(zap.String("component", "transport")),
+	})
+	rc := n.cfg.raftConfig(n.keep.get())
+	if len(n.cfg.Bootstrap) > 0 {
+		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
+		if err != nil {
+			n.transport.Close()
+			return fmt.Errorf("inspect existing state: %w", err)
+		}
+		if !has {
+			var servers []raft.Server
+			for _, p := range n.cfg.Bootstrap {
+				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
+			}
+			err := raft.BootstrapCluster(rc, st.logs, st.stable, st.snaps, n.transport, raft.Configuration{Servers: servers})
+			if err != nil {
+				n.transport.Close()
+				return fmt.Errorf("bootstrap: %w", err)
+			}
+			n.log.Info("bootstrapped a new group", zap.Int("voters", len(servers)))
+		}
+	}
+	r, err := raft.NewRaft(rc, n.fsm, st.logs, st.stable, st.snaps, n.transport)
+	if err != nil {
+		n.transport.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.events = startEventPublisher(n.system, r, n.cfg.Group, n.cfg.ID, n.log)
+	return nil
+}
+
+// stop shuts Raft down and closes the stores; a leader that stops on
+// purpose first hands leadership to a follower, so the group does not wait
+// an election timeout for a new leader.
+func (n *Node) stop(handover bool) {
+	if n.raft == nil {
+		return
+	}
+	r := n.raft
+	n.raft = nil
+	if handover && r.State() == raft.Leader {
+		start := time.Now()
+		if err := r.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before stop failed", zap.Error(err))
+		} else {
+			n.log.Info("leadership transferred before stop", zap.Duration("took", time.Since(start)))
+		}
+	}
+	if err := r.Shutdown().Error(); err != nil {
+		n.log.Warn("raft shutdown", zap.Error(err))
+	}
+	n.events.stop()
+	n.transport.Close()
+	n.closeStores()
+	n.log.Info("node stopped")
+}
+
+func (n *Node) closeStores() {
+	if n.stores == nil {
+		return
+	}
+	if err := n.stores.close(); err != nil {
+		n.log.Warn("close stores", zap.Error(err))
+	}
+	n.stores = nil
+}
+
+// leader answers from Raft's own state.
+func (n *Node) leader() *actors.LeaderResponse {
+	r := n.raft
+	return &actors.LeaderResponse{
+		Leader:   leaderOf(r),
+		IsLeader: r.State() == raft.Leader,
+		Term:     r.CurrentTerm(),
+		Node:     &actors.Server{Id: n.cfg.ID, Address: string(n.addr)},
+	}
+}
+
+// write applies a command through the Raft log. Only the leader accepts
+// writes; there is no other path to the state machine.
+func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
+	r := n.raft
+	if r.State() != raft.Leader {
+		ctx.Respond(&actors.WriteResponse{Error: actors.NotLeader(leaderOf(r))})
+		return
+	}
+	cmd := m.GetCommand()
+	n.async(ctx, m, func(deadline time.Time) actors.Response {
+		f := r.Apply(cmd, time.Until(deadline))
+		if err := f.Error(); err != nil {
+			return &actors.WriteResponse{Error: raftError(r, err)}
+		}
+		res, _ := f.Response().([]byte)
+		return &actors.WriteResponse{Result: res, Index: f.Index()}
+	})
+}

@@ -1,0 +1,79 @@
+package raftactor
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// reply sends exactly one response to a request's original sender, whichever
+// comes first: the work's result or the deadline.
+type reply struct {
+	system *actor.ActorSystem
+	to     *actor.PID
+	done   atomic.Bool
+}
+
+func (r *reply) send(msg any) {
+	if r.to == nil || r.done.Swap(true) {
+		return
+	}
+	r.system.Root.Send(r.to, msg)
+}
+
+// async runs work on its own goroutine and replies with its result, or with
+// DEADLINE_EXCEEDED if the request's deadline passes first. Receive calls it
+// for everything that waits on Raft, so the mailbox never blocks.
+func (n *Node) async(ctx actor.Context, req actors.Request, work func(deadline time.Time) actors.Response) {
+	deadline := req.GetMeta().Deadline(n.cfg.RequestTimeout)
+	r := &reply{system: ctx.ActorSystem(), to: ctx.Sender()}
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))
+		return
+	}
+	timer := time.AfterFunc(wait, func() {
+		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))
+	})
+	go func() {
+		resp := work(deadline)
+		timer.Stop()
+		r.send(resp)
+	}()
+}
+
+// raftError turns an error from a Raft future into the protocol's error.
+func raftError(r *raft.Raft, err error) *actors.Error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrNotVoter):
+		return actors.NotLeader(leaderOf(r))
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return actors.Errorf(actors.Code_UNAVAILABLE, "leadership lost before the entry committed; it may still commit")
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return actors.Errorf(actors.Code_UNAVAILABLE, "leadership transfer in progress")
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return actors.Errorf(actors.Code_UNAVAILABLE, "node is shutting down")
+	case errors.Is(err, raft.ErrAbortedByRestore):
+		return actors.Errorf(actors.Code_UNAVAILABLE, "aborted by a snapshot restore")
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return actors.Errorf(actors.Code_DEADLINE_EXCEEDED, "deadline passed before Raft accepted the request")
+	default:
+		return actors.Errorf(actors.Code_INTERNAL, "%v", err)
+	}
+}
+
+// leaderOf returns the leader as Raft knows it, or nil.
+func leaderOf(r *raft.Raft) *actors.Server {
+	addr, id := r.LeaderWithID()
+	if id == "" {
+		return nil
+	}
+	return &actors.Server{Id: string(id), Address: string(addr)}
+}

@@ -1,0 +1,801 @@
+package raftactor
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// Defaults applied by NewTransport to zero fields of TransportConfig.
+const (
+	// DefaultRPCTimeout bounds every RPC: raft sets no timeouts of its own,
+	// so without one a lost message would stall a replication goroutine.
+	DefaultRPCTimeout = 2 * time.Second
+	// DefaultSnapshotChunkSize keeps each snapshot message far below gRPC's
+	// 4 MiB limit, which applies to a whole batch of remote messages.
+	DefaultSnapshotChunkSize = 512 * 1024
+	// DefaultInboundQueue bounds the RPCs waiting for raft, so a stalled
+	// raft turns into error replies instead of unbounded memory.
+	DefaultInboundQueue = 256
+	// DefaultFailFastThreshold is how many consecutive failures mark a peer
+	// as down; after that it gets immediate errors instead of timeouts.
+	DefaultFailFastThreshold = 3
+	// DefaultFailFastBackoff is how long a down peer gets immediate errors
+	// before one probe RPC is let through.
+	DefaultFailFastBackoff = 500 * time.Millisecond
+	// maxDropWait is how long a dropped outbound RPC takes to fail: a lost
+	// message is really a timeout, but waiting the whole RPCTimeout would
+	// only slow tests down without exercising anything new.
+	maxDropWait = 50 * time.Millisecond
+)
+
+// Errors returned by the transport. They are plain values so callers (and
+// tests) can tell a transport failure from an error raft reported.
+var (
+	// ErrTransportClosed is returned once Close was called.
+	ErrTransportClosed = errors.New("raftactor: transport closed")
+	// ErrPeerDown is returned without sending while a peer's fail-fast
+	// backoff runs.
+	ErrPeerDown = errors.New("raftactor: peer down, failing fast")
+	// ErrMessageDropped is returned when fault injection lost the RPC.
+	ErrMessageDropped = errors.New("raftactor: message dropped by fault injection")
+	// ErrRPCTimeout is returned when no reply arrived within the timeout.
+	ErrRPCTimeout = errors.New("raftactor: rpc timed out")
+	// ErrDeadLetter is returned when the target node actor does not exist.
+	ErrDeadLetter = errors.New("raftactor: target node actor not found")
+	// ErrQueueFull is sent back to a peer when raft is not keeping up.
+	ErrQueueFull = errors.New("raftactor: inbound queue full")
+)
+
+// TransportConfig configures a Transport. Zero values get the defaults above.
+type TransportConfig struct {
+	// System is the actor system the node actor lives in; RPCs and replies
+	// are sent through its root context.
+	System *actor.ActorSystem
+	// Group names the Raft group. It is put in every outbound RPC and inbound
+	// RPCs for another group are refused, so two groups sharing an actor
+	// system or a host can never mix their logs.
+	Group string
+	// LocalID is this node's raft server ID; fault rules are keyed by it.
+	LocalID raft.ServerID
+	// LocalAddr is AddressOf(node actor's own PID).
+	LocalAddr raft.ServerAddress
+	// Faults injects failures; nil means a perfect network.
+	Faults *Faults
+	// RPCTimeout bounds each RPC and each snapshot chunk.
+	RPCTimeout time.Duration
+	// SnapshotChunkSize bounds the data in one snapshot message.
+	SnapshotChunkSize int
+	// InboundQueue bounds RPCs waiting to be handed to raft.
+	InboundQueue int
+	// FailFastThreshold is the number of consecutive failures that make a
+	// peer fail fast.
+	FailFastThreshold int
+	// FailFastBackoff is how long a peer fails fast before a probe.
+	FailFastBackoff time.Duration
+	// Logger receives transport diagnostics; nil logs nothing.
+	Logger *zap.Logger
+}
+
+// Transport carries Raft RPCs as actor messages between the node actors of
+// one group. It is a raft.Transport: raft's goroutines call the outbound
+// methods and may block in them, while the node actor feeds inbound RPCs in
+// through HandleRPC, which never blocks the actor's mailbox.
+type Transport struct {
+	cfg      TransportConfig
+	log      *zap.Logger
+	consumer chan raft.RPC
+	queue    chan inboundRPC
+	shutdown chan struct{}
+
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	mu          sync.Mutex // guards everything below
+	closed      bool
+	heartbeatFn func(raft.RPC)
+	peers       map[raft.ServerAddress]*peerHealth
+	transfers   map[transferKey]*inTransfer
+
+	nextTransfer atomic.Uint64
+}
+
+var (
+	_ raft.Transport   = (*Transport)(nil)
+	_ raft.WithPreVote = (*Transport)(nil)
+	_ raft.WithClose   = (*Transport)(nil)
+)
+
+// inboundRPC is one RPC waiting for the dispatcher. respond is false when
+// someone else (a snapshot transfer) waits for raft's response; onFail lets
+// that someone know the RPC never reached raft.
+type inboundRPC struct {
+	rpc     raft.RPC
+	respCh  chan raft.RPCResponse
+	sender  *actor.PID
+	fromID  raft.ServerID
+	respond bool
+	onFail  func(error)
+}
+
+// peerHealth is the fail-fast state of one peer.
+type peerHealth struct {
+	failures  int
+	openUntil time.Time
+	probing   bool
+}
+
+// NewTransport returns a transport ready to be handed to raft.NewRaft. Its
+// dispatcher runs until Close.
+func NewTransport(cfg TransportConfig) *Transport {
+	if cfg.RPCTimeout <= 0 {
+		cfg.RPCTimeout = DefaultRPCTimeout
+	}
+	if cfg.SnapshotChunkSize <= 0 {
+		cfg.SnapshotChunkSize = DefaultSnapshotChunkSize
+	}
+	if cfg.InboundQueue <= 0 {
+		cfg.InboundQueue = DefaultInboundQueue
+	}
+	if cfg.FailFastThreshold <= 0 {
+		cfg.FailFastThreshold = DefaultFailFastThreshold
+	}
+	if cfg.FailFastBackoff <= 0 {
+		cfg.FailFastBackoff = DefaultFailFastBackoff
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	t := &Transport{
+		cfg:       cfg,
+		log:       log.With(zap.String("group", cfg.Group), zap.String("node", string(cfg.LocalID))),
+		consumer:  make(chan raft.RPC),
+		queue:     make(chan inboundRPC, cfg.InboundQueue),
+		shutdown:  make(chan struct{}),
+		peers:     make(map[raft.ServerAddress]*peerHealth),
+		transfers: make(map[transferKey]*inTransfer),
+	}
+	// Transfer IDs start from the clock so a restarted sender does not reuse
+	// the ID of a transfer the receiver still has open.
+	t.nextTransfer.Store(uint64(time.Now().UnixNano()))
+	t.wg.Add(1)
+	go t.dispatch()
+	return t
+}
+
+// Consumer implements raft.Transport.
+func (t *Transport) Consumer() <-chan raft.RPC { return t.consumer }
+
+// LocalAddr implements raft.Transport.
+func (t *Transport) LocalAddr() raft.ServerAddress { return t.cfg.LocalAddr }
+
+// AppendEntriesPipeline implements raft.Transport. Pipelining is not
+// supported: over actor messages it has not measured faster than plain
+// request/reply, and it would need ordered futures raft can abort.
+func (t *Transport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// EncodePeer implements raft.Transport: the address bytes as they are, since
+// an actor address is already a self-contained string.
+func (t *Transport) EncodePeer(_ raft.ServerID, addr raft.ServerAddress) []byte {
+	return []byte(addr)
+}
+
+// DecodePeer implements raft.Transport.
+func (t *Transport) DecodePeer(b []byte) raft.ServerAddress { return raft.ServerAddress(b) }
+
+// SetHeartbeatHandler implements raft.Transport. Heartbeats then skip the
+// dispatcher queue so a long operation in raft's main loop (a snapshot
+// install) does not make followers miss heartbeats and start elections.
+func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.heartbeatFn = cb
+}
+
+// AppendEntries implements raft.Transport.
+func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	reply, err := t.call(id, target, &actors.RaftRPC{Body: &actors.RaftRPC_AppendEntries{AppendEntries: appendEntriesRequestToProto(args)}}, t.cfg.RPCTimeout)
+	if err != nil {
+		return err
+	}
+	r := reply.GetAppendEntries()
+	if r == nil {
+		return unexpectedReply(reply)
+	}
+	*resp = *appendEntriesResponseFromProto(r)
+	return nil
+}
+
+// RequestVote implements raft.Transport.
+func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	reply, err := t.call(id, target, &actors.RaftRPC{Body: &actors.RaftRPC_RequestVote{RequestVote: requestVoteRequestToProto(args)}}, t.cfg.RPCTimeout)
+	if err != nil {
+		return err
+	}
+	r := reply.GetRequestVote()
+	if r == nil {
+		return unexpectedReply(reply)
+	}
+	*resp = *requestVoteResponseFromProto(r)
+	return nil
+}
+
+// RequestPreVote implements raft.WithPreVote; without it raft silently
+// turns pre-vote off and a rejoining partitioned node disrupts the leader.
+func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	reply, err := t.call(id, target, &actors.RaftRPC{Body: &actors.RaftRPC_RequestPreVote{RequestPreVote: requestPreVoteRequestToProto(args)}}, t.cfg.RPCTimeout)
+	if err != nil {
+		return err
+	}
+	r := reply.GetRequestPreVote()
+	if r == nil {
+		return unexpectedReply(reply)
+	}
+	*resp = *requestPreVoteResponseFromProto(r)
+	return nil
+}
+
+// TimeoutNow implements raft.Transport.
+func (t *Transport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	reply, err := t.call(id, target, &actors.RaftRPC{Body: &actors.RaftRPC_TimeoutNow{TimeoutNow: timeoutNowRequestToProto(args)}}, t.cfg.RPCTimeout)
+	if err != nil {
+		return err
+	}
+	r := reply.GetTimeoutNow()
+	if r == nil {
+		return unexpectedReply(reply)
+	}
+	*resp = *timeoutNowResponseFromProto(r)
+	return nil
+}
+
+// Close implements raft.WithClose; raft calls it at the end of Shutdown. It
+// stops the dispatcher, fails RPCs still queued, aborts in-flight outbound
+// RPCs and snapshot transfers, and waits for every goroutine the transport
+// started. It is safe to call more than once.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		transfers := make([]*inTransfer, 0, len(t.transfers))
+		for _, tr := range t.transfers {
+			transfers = append(transfers, tr)
+		}
+		t.mu.Unlock()
+		close(t.shutdown)
+		for _, tr := range transfers {
+			tr.abort(ErrTransportClosed)
+		}
+		t.wg.Wait()
+		for {
+			select {
+			case in := <-t.queue:
+				t.failInbound(in, ErrTransportClosed)
+				continue
+			default:
+			}
+			break
+		}
+	})
+	return nil
+}
+
+// goTracked runs fn in a goroutine Close waits for; it refuses once the
+// transport is closed so no goroutine can start after Close returned.
+func (t *Transport) goTracked(fn func()) bool {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return false
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// sleep waits d unless the transport closes first.
+func (t *Transport) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.shutdown:
+		return false
+	}
+}
+
+// ---- inbound ----
+
+// HandleRPC takes one inbound RPC from the node actor's Receive. It never
+// blocks: RPCs go to a bounded queue served by the dispatcher goroutine
+// (arrival order preserved), heartbeats to the heartbeat handler in their
+// own goroutine, snapshot chunks to their transfer's goroutine. The reply
+// goes to ctx.Sender() once raft answered.
+func (t *Transport) HandleRPC(ctx actor.Context, rpc *actors.RaftRPC) {
+	sender := ctx.Sender()
+	if rpc.GetGroup() != t.cfg.Group {
+		t.sendReply(sender, "", &actors.RaftRPCReply{Error: fmt.Sprintf("raftactor: rpc for group %q refused by group %q", rpc.GetGroup(), t.cfg.Group)})
+		return
+	}
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	if closed {
+		t.sendReply(sender, "", &actors.RaftRPCReply{Error: ErrTransportClosed.Error()})
+		return
+	}
+	var cmd interface{}
+	var fromID raft.ServerID
+	switch body := rpc.GetBody().(type) {
+	case *actors.RaftRPC_AppendEntries:
+		req := appendEntriesRequestFromProto(body.AppendEntries)
+		fromID = raft.ServerID(req.ID)
+		if isHeartbeat(req) && t.handleHeartbeat(sender, fromID, req) {
+			return
+		}
+		cmd = req
+	case *actors.RaftRPC_RequestVote:
+		req := requestVoteRequestFromProto(body.RequestVote)
+		fromID, cmd = raft.ServerID(req.ID), req
+	case *actors.RaftRPC_RequestPreVote:
+		req := requestPreVoteRequestFromProto(body.RequestPreVote)
+		fromID, cmd = raft.ServerID(req.ID), req
+	case *actors.RaftRPC_TimeoutNow:
+		req := timeoutNowRequestFromProto(body.TimeoutNow)
+		fromID, cmd = raft.ServerID(req.ID), req
+	case *actors.RaftRPC_SnapshotChunk:
+		t.handleChunk(sender, rpc.GetFrom(), body.SnapshotChunk)
+		return
+	default:
+		t.sendReply(sender, "", &actors.RaftRPCReply{Error: fmt.Sprintf("raftactor: unknown rpc body %T", body)})
+		return
+	}
+	respCh := make(chan raft.RPCResponse, 1)
+	t.enqueue(inboundRPC{
+		rpc:     raft.RPC{Command: cmd, RespChan: respCh},
+		respCh:  respCh,
+		sender:  sender,
+		fromID:  fromID,
+		respond: true,
+	})
+}
+
+// isHeartbeat is hashicorp NetworkTransport's test, so the fast path takes
+// exactly the RPCs raft's processHeartbeat expects.
+func isHeartbeat(req *raft.AppendEntriesRequest) bool {
+	leaderAddr := req.Addr
+	if len(leaderAddr) == 0 {
+		leaderAddr = req.Leader
+	}
+	return req.Term != 0 && leaderAddr != nil &&
+		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
+		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}
+
+// handleHeartbeat runs the heartbeat handler, if one is set, in its own
+// goroutine; false means the heartbeat must take the normal path.
+func (t *Transport) handleHeartbeat(sender *actor.PID, fromID raft.ServerID, req *raft.AppendEntriesRequest) bool {
+	t.mu.Lock()
+	fn := t.heartbeatFn
+	t.mu.Unlock()
+	if fn == nil {
+		return false
+	}
+	started := t.goTracked(func() {
+		respCh := make(chan raft.RPCResponse, 1)
+		fn(raft.RPC{Command: req, RespChan: respCh})
+		select {
+		case resp := <-respCh:
+			t.sendReply(sender, fromID, responseToReply(resp))
+		case <-t.shutdown:
+		}
+	})
+	if !started {
+		t.sendReply(sender, fromID, &actors.RaftRPCReply{Error: ErrTransportClosed.Error()})
+	}
+	return true
+}
+
+// enqueue hands an RPC to the dispatcher, or fails it at once when the
+// queue is full: the caller is an actor's Receive and must not wait.
+func (t *Transport) enqueue(in inboundRPC) bool {
+	select {
+	case t.queue <- in:
+		return true
+	default:
+		t.log.Warn("inbound raft rpc refused: queue full", zap.String("from", string(in.fromID)))
+		t.failInbound(in, ErrQueueFull)
+		return false
+	}
+}
+
+func (t *Transport) failInbound(in inboundRPC, err error) {
+	if in.onFail != nil {
+		in.onFail(err)
+	}
+	if in.respond {
+		t.sendReply(in.sender, in.fromID, &actors.RaftRPCReply{Error: err.Error()})
+	}
+}
+
+// dispatch hands queued RPCs to raft one at a time, in arrival order.
+// Responses are awaited in separate goroutines so a slow RPC does not hold
+// back the next one's hand-over.
+func (t *Transport) dispatch() {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-t.shutdown:
+			return
+		case in := <-t.queue:
+			select {
+			case t.consumer <- in.rpc:
+			case <-t.shutdown:
+				t.failInbound(in, ErrTransportClosed)
+				return
+			}
+			if !in.respond {
+				continue
+			}
+			t.goTracked(func() {
+				select {
+				case resp := <-in.respCh:
+					t.sendReply(in.sender, in.fromID, responseToReply(resp))
+				case <-t.shutdown:
+					t.sendReply(in.sender, in.fromID, &actors.RaftRPCReply{Error: ErrTransportClosed.Error()})
+				}
+			})
+		}
+	}
+}
+
+// sendReply sends a reply unless fault injection loses it on its way back
+// to fromID; a delayed reply is sent from a goroutine so the caller (maybe
+// an actor's Receive) is never held up.
+func (t *Transport) sendReply(sender *actor.PID, fromID raft.ServerID, reply *actors.RaftRPCReply) {
+	if sender == nil {
+		return
+	}
+	drop, delay := false, time.Duration(0)
+	if fromID != "" {
+		drop, delay = t.cfg.Faults.Decide(t.cfg.LocalID, fromID)
+	}
+	if drop {
+		return
+	}
+	if delay > 0 {
+		t.goTracked(func() {
+			if t.sleep(delay) {
+				t.cfg.System.Root.Send(sender, reply)
+			}
+		})
+		return
+	}
+	t.cfg.System.Root.Send(sender, reply)
+}
+
+func responseToReply(resp raft.RPCResponse) *actors.RaftRPCReply {
+	reply := &actors.RaftRPCReply{}
+	if resp.Error != nil {
+		reply.Error = resp.Error.Error()
+		if reply.Error == "" {
+			reply.Error = "raftactor: unknown error"
+		}
+	}
+	switch r := resp.Response.(type) {
+	case *raft.AppendEntriesResponse:
+		reply.Body = &actors.RaftRPCReply_AppendEntries{AppendEntries: appendEntriesResponseToProto(r)}
+	case *raft.RequestVoteResponse:
+		reply.Body = &actors.RaftRPCReply_RequestVote{RequestVote: requestVoteResponseToProto(r)}
+	case *raft.RequestPreVoteResponse:
+		reply.Body = &actors.RaftRPCReply_RequestPreVote{RequestPreVote: requestPreVoteResponseToProto(r)}
+	case *raft.TimeoutNowResponse:
+		reply.Body = &actors.RaftRPCReply_TimeoutNow{TimeoutNow: timeoutNowResponseToProto(r)}
+	case *raft.InstallSnapshotResponse:
+		reply.Body = &actors.RaftRPCReply_InstallSnapshot{InstallSnapshot: installSnapshotResponseToProto(r)}
+	case nil:
+		if reply.Error == "" {
+			reply.Error = "raftactor: raft returned no response"
+		}
+	default:
+		reply.Error = fmt.Sprintf("raftactor: unexpected raft response %T", r)
+	}
+	return reply
+}
+
+// ---- outbound ----
+
+// call sends one RPC and waits for its reply, applying fail-fast, fault
+// injection and the timeout. A reply carrying an error becomes a Go error.
+func (t *Transport) call(id raft.ServerID, target raft.ServerAddress, msg *actors.RaftRPC, timeout time.Duration) (*actors.RaftRPCReply, error) {
+	select {
+	case <-t.shutdown:
+		return nil, ErrTransportClosed
+	default:
+	}
+	if !t.allow(target) {
+		return nil, fmt.Errorf("%w: %s", ErrPeerDown, target)
+	}
+	pid, err := PIDOf(target)
+	if err != nil {
+		t.record(target, false)
+		return nil, err
+	}
+	msg.Group = t.cfg.Group
+	msg.From = string(t.cfg.LocalAddr)
+
+	drop, delay := t.cfg.Faults.Decide(t.cfg.LocalID, id)
+	if drop {
+		t.sleep(min(timeout, maxDropWait))
+		t.record(target, false)
+		return nil, fmt.Errorf("%w: %s -> %s", ErrMessageDropped, t.cfg.LocalID, id)
+	}
+	if !t.sleep(delay) {
+		return nil, ErrTransportClosed
+	}
+
+	reply, err := t.request(pid, msg, timeout)
+	if err != nil {
+		if !errors.Is(err, ErrTransportClosed) {
+			t.record(target, false)
+		}
+		return nil, fmt.Errorf("%w (%s)", err, target)
+	}
+	// Any reply, even an error one, proves the peer is reachable.
+	t.record(target, true)
+	if reply.GetError() != "" {
+		return nil, errors.New(reply.GetError())
+	}
+	return reply, nil
+}
+
+// request sends msg with a private reply process as sender, rather than an
+// actor.Future, so Close can abort the wait: a Future can only end by reply
+// or timeout, which would keep raft.Shutdown waiting for a dead peer.
+func (t *Transport) request(pid *actor.PID, msg *actors.RaftRPC, timeout time.Duration) (*actors.RaftRPCReply, error) {
+	rp := &replyProcess{ch: make(chan interface{}, 1)}
+	reg := t.cfg.System.ProcessRegistry
+	self, ok := reg.Add(rp, "raftrpc$"+reg.NextId())
+	if !ok {
+		return nil, errors.New("raftactor: could not register reply process")
+	}
+	defer reg.Remove(self)
+	t.cfg.System.Root.RequestWithCustomSender(pid, msg, self)
+
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case m := <-rp.ch:
+		switch r := m.(type) {
+		case *actors.RaftRPCReply:
+			return r, nil
+		case *actor.DeadLetterResponse:
+			return nil, ErrDeadLetter
+		default:
+			return nil, fmt.Errorf("raftactor: unexpected reply %T", m)
+		}
+	case <-timer.C:
+		return nil, ErrRPCTimeout
+	case <-t.shutdown:
+		return nil, ErrTransportClosed
+	}
+}
+
+// replyProcess receives the one reply to an outbound RPC.
+type replyProcess struct{ ch chan interface{} }
+
+// SendUserMessage implements actor.Process. Only the first message counts;
+// anything after it (a duplicate) is dropped rather than blocking the sender.
+func (p *replyProcess) SendUserMessage(_ *actor.PID, message interface{}) {
+	_, msg, _ := actor.UnwrapEnvelope(message)
+	select {
+	case p.ch <- msg:
+	default:
+	}
+}
+
+// SendSystemMessage implements actor.Process; a reply process has no
+// lifecycle of its own, so system messages are ignored.
+func (p *replyProcess) SendSystemMessage(*actor.PID, interface{}) {}
+
+// Stop implements actor.Process; removal from the registry is all it needs.
+func (p *replyProcess) Stop(*actor.PID) {}
+
+// allow reports whether an RPC to target may be sent now: always while the
+// peer is healthy; while it is failing fast, only one probe once the backoff
+// has passed.
+func (t *Transport) allow(target raft.ServerAddress) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[target]
+	if p == nil || p.failures < t.cfg.FailFastThreshold {
+		return true
+	}
+	if p.probing || time.Now().Before(p.openUntil) {
+		return false
+	}
+	p.probing = true
+	return true
+}
+
+// record updates target's fail-fast state with the outcome of one RPC.
+func (t *Transport) record(target raft.ServerAddress, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[target]
+	if ok {
+		if p != nil {
+			delete(t.peers, target)
+		}
+		return
+	}
+	if p == nil {
+		p = &peerHealth{}
+		t.peers[target] = p
+	}
+	p.failures++
+	p.probing = false
+	if p.failures >= t.cfg.FailFastThreshold {
+		if p.failures == t.cfg.FailFastThreshold {
+			t.log.Info("raft peer failing fast", zap.String("peer", string(target)))
+		}
+		p.openUntil = time.Now().Add(t.cfg.FailFastBackoff)
+	}
+}
+
+func unexpectedReply(reply *actors.RaftRPCReply) error {
+	return fmt.Errorf("raftactor: unexpected reply body %T", reply.GetBody())
+}
+
+// ---- conversions ----
+
+func headerToProto(h raft.RPCHeader) *actors.RPCHeader {
+	return &actors.RPCHeader{ProtocolVersion: int32(h.ProtocolVersion), Id: h.ID, Addr: h.Addr}
+}
+
+func headerFromProto(h *actors.RPCHeader) raft.RPCHeader {
+	return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(h.GetProtocolVersion()), ID: h.GetId(), Addr: h.GetAddr()}
+}
+
+func logToProto(l *raft.Log) *actors.LogEntry {
+	e := &actors.LogEntry{Index: l.Index, Term: l.Term, Type: uint32(l.Type), Data: l.Data, Extensions: l.Extensions}
+	if !l.AppendedAt.IsZero() {
+		e.AppendedAtUnixNano = l.AppendedAt.UnixNano()
+	}
+	return e
+}
+
+func logFromProto(e *actors.LogEntry) *raft.Log {
+	l := &raft.Log{Index: e.GetIndex(), Term: e.GetTerm(), Type: raft.LogType(e.GetType()), Data: e.GetData(), Extensions: e.GetExtensions()}
+	if n := e.GetAppendedAtUnixNano(); n != 0 {
+		l.AppendedAt = time.Unix(0, n)
+	}
+	return l
+}
+
+func appendEntriesRequestToProto(r *raft.AppendEntriesRequest) *actors.AppendEntriesRequest {
+	p := &actors.AppendEntriesRequest{
+		Header: headerToProto(r.RPCHeader), Term: r.Term, Leader: r.Leader,
+		PrevLogEntry: r.PrevLogEntry, PrevLogTerm: r.PrevLogTerm, LeaderCommitIndex: r.LeaderCommitIndex,
+	}
+	if len(r.Entries) > 0 {
+		p.Entries = make([]*actors.LogEntry, len(r.Entries))
+		for i, l := range r.Entries {
+			p.Entries[i] = logToProto(l)
+		}
+	}
+	return p
+}
+
+func appendEntriesRequestFromProto(p *actors.AppendEntriesRequest) *raft.AppendEntriesRequest {
+	r := &raft.AppendEntriesRequest{
+		RPCHeader: headerFromProto(p.GetHeader()), Term: p.GetTerm(), Leader: p.GetLeader(),
+		PrevLogEntry: p.GetPrevLogEntry(), PrevLogTerm: p.GetPrevLogTerm(), LeaderCommitIndex: p.GetLeaderCommitIndex(),
+	}
+	if len(p.GetEntries()) > 0 {
+		r.Entries = make([]*raft.Log, len(p.GetEntries()))
+		for i, e := range p.GetEntries() {
+			r.Entries[i] = logFromProto(e)
+		}
+	}
+	return r
+}
+
+func appendEntriesResponseToProto(r *raft.AppendEntriesResponse) *actors.AppendEntriesResponse {
+	return &actors.AppendEntriesResponse{Header: headerToProto(r.RPCHeader), Term: r.Term, LastLog: r.LastLog, Success: r.Success, NoRetryBackoff: r.NoRetryBackoff}
+}
+
+func appendEntriesResponseFromProto(p *actors.AppendEntriesResponse) *raft.AppendEntriesResponse {
+	return &raft.AppendEntriesResponse{RPCHeader: headerFromProto(p.GetHeader()), Term: p.GetTerm(), LastLog: p.GetLastLog(), Success: p.GetSuccess(), NoRetryBackoff: p.GetNoRetryBackoff()}
+}
+
+func requestVoteRequestToProto(r *raft.RequestVoteRequest) *actors.RequestVoteRequest {
+	return &actors.RequestVoteRequest{Header: headerToProto(r.RPCHeader), Term: r.Term, Candidate: r.Candidate, LastLogIndex: r.LastLogIndex, LastLogTerm: r.LastLogTerm, LeadershipTransfer: r.LeadershipTransfer}
+}
+
+func requestVoteRequestFromProto(p *actors.RequestVoteRequest) *raft.RequestVoteRequest {
+	return &raft.RequestVoteRequest{RPCHeader: headerFromProto(p.GetHeader()), Term: p.GetTerm(), Candidate: p.GetCandidate(), LastLogIndex: p.GetLastLogIndex(), LastLogTerm: p.GetLastLogTerm(), LeadershipTransfer: p.GetLeadershipTransfer()}
+}
+
+func requestVoteResponseToProto(r *raft.RequestVoteResponse) *actors.RequestVoteResponse {
+	return &actors.RequestVoteResponse{Header: headerToProto(r.RPCHeader), Term: r.Term, Peers: r.Peers, Granted: r.Granted}
+}
+
+func requestVoteResponseFromProto(p *actors.RequestVoteResponse) *raft.RequestVoteResponse {
+	return &raft.RequestVoteResponse{RPCHeader: headerFromProto(p.GetHeader()), Term: p.GetTerm(), Peers: p.GetPeers(), Granted: p.GetGranted()}
+}
+
+func requestPreVoteRequestToProto(r *raft.RequestPreVoteRequest) *actors.RequestPreVoteRequest {
+	return &actors.RequestPreVoteRequest{Header: headerToProto(r.RPCHeader), Term: r.Term, LastLogIndex: r.LastLogIndex, LastLogTerm: r.LastLogTerm}
+}
+
+func requestPreVoteRequestFromProto(p *actors.RequestPreVoteRequest) *raft.RequestPreVoteRequest {
+	return &raft.RequestPreVoteRequest{RPCHeader: headerFromProto(p.GetHeader()), Term: p.GetTerm(), LastLogIndex: p.GetLastLogIndex(), LastLogTerm: p.GetLastLogTerm()}
+}
+
+func requestPreVoteResponseToProto(r *raft.RequestPreVoteResponse) *actors.RequestPreVoteResponse {
+	return &actors.RequestPreVoteResponse{Header: headerToProto(r.RPCHeader), Term: r.Term, Granted: r.Granted}
+}
+
+func requestPreVoteResponseFromProto(p *actors.RequestPreVoteResponse) *raft.RequestPreVoteResponse {
+	return &raft.RequestPreVoteResponse{RPCHeader: headerFromProto(p.GetHeader()), Term: p.GetTerm(), Granted: p.GetGranted()}
+}
+
+func timeoutNowRequestToProto(r *raft.TimeoutNowRequest) *actors.TimeoutNowRequest {
+	return &actors.TimeoutNowRequest{Header: headerToProto(r.RPCHeader)}
+}
+
+func timeoutNowRequestFromProto(p *actors.TimeoutNowRequest) *raft.TimeoutNowRequest {
+	return &raft.TimeoutNowRequest{RPCHeader: headerFromProto(p.GetHeader())}
+}
+
+func timeoutNowResponseToProto(r *raft.TimeoutNowResponse) *actors.TimeoutNowResponse {
+	return &actors.TimeoutNowResponse{Header: headerToProto(r.RPCHeader)}
+}
+
+func timeoutNowResponseFromProto(p *actors.TimeoutNowResponse) *raft.TimeoutNowResponse {
+	return &raft.TimeoutNowResponse{RPCHeader: headerFromProto(p.GetHeader())}
+}
+
+func installSnapshotRequestToProto(r *raft.InstallSnapshotRequest) *actors.InstallSnapshotRequest {
+	return &actors.InstallSnapshotRequest{
+		Header: headerToProto(r.RPCHeader), SnapshotVersion: int32(r.SnapshotVersion), Term: r.Term, Leader: r.Leader,
+		LastLogIndex: r.LastLogIndex, LastLogTerm: r.LastLogTerm, Peers: r.Peers, Configuration: r.Configuration,
+		ConfigurationIndex: r.ConfigurationIndex, Size: r.Size,
+	}
+}
+
+func installSnapshotRequestFromProto(p *actors.InstallSnapshotRequest) *raft.InstallSnapshotRequest {
+	return &raft.InstallSnapshotRequest{
+		RPCHeader: headerFromProto(p.GetHeader()), SnapshotVersion: raft.SnapshotVersion(p.GetSnapshotVersion()), Term: p.GetTerm(), Leader: p.GetLeader(),
+		LastLogIndex: p.GetLastLogIndex(), LastLogTerm: p.GetLastLogTerm(), Peers: p.GetPeers(), Configuration: p.GetConfiguration(),
+		ConfigurationIndex: p.GetConfigurationIndex(), Size: p.GetSize(),
+	}
+}
+
+func installSnapshotResponseToProto(r *raft.InstallSnapshotResponse) *actors.InstallSnapshotResponse {
+	return &actors.InstallSnapshotResponse{Header: headerToProto(r.RPCHeader), Term: r.Term, Success: r.Success}
+}
+
+func installSnapshotResponseFromProto(p *actors.InstallSnapshotResponse) *raft.InstallSnapshotResponse {
+	return &raft.InstallSnapshotResponse{RPCHeader: headerFromProto(p.GetHeader()), Term: p.GetTerm(), Success: p.GetSuccess()}
+}
