@@ -52,10 +52,11 @@ func nodeName(group, id string) string { return "protoraft/" + group + "/" + id 
 // newTestCluster starts n voters, bootstrapped together.
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	raftactor.VerifyNoLeaks(t)
 	c := &testCluster{
 		t:      t,
 		group:  "g1",
-		system: actor.NewActorSystem(),
+		system: raftactor.NewTestSystem(),
 		faults: raftactor.NewFaults(1),
 		dir:    t.TempDir(),
 		nodes:  map[string]*testNode{},

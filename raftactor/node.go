@@ -213,11 +213,14 @@ func (n *Node) stop(handover bool) {
 			n.log.Info("leadership transferred before stop", zap.Duration("took", time.Since(start)))
 		}
 	}
+	// Closing the transport first fails RPCs stuck on unreachable peers at
+	// once; otherwise Shutdown waits for Raft's replication goroutines to
+	// time out on them.
+	n.transport.Close()
 	if err := r.Shutdown().Error(); err != nil {
 		n.log.Warn("raft shutdown", zap.Error(err))
 	}
 	n.events.stop()
-	n.transport.Close()
 	n.closeStores()
 	n.log.Info("node stopped")
 }
