@@ -90,7 +90,7 @@ func (c *testCluster) add(id string, bootstrap []raftactor.Peer) *testNode {
 			Timeouts:        fastTimeouts,
 			RequestTimeout:  3 * time.Second,
 			RPCTimeout:      500 * time.Millisecond,
-			WALSegmentSize:  1 << 20,
+			WALSegmentSize:  256 << 10,
 			Faults:          c.faults,
 			Logger:          testLogger(c.t, id),
 		},
