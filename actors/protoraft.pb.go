@@ -366,8 +366,11 @@ type RequestMeta struct {
 	Credentials string `protobuf:"bytes,3,opt,name=credentials,proto3" json:"credentials,omitempty"`
 	// client_id and sequence make a write exactly-once: a retried write with
 	// the same pair is answered with the first result.
-	ClientId      string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Sequence      uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	ClientId string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Sequence uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// acked_below tells the session table that the client has the reply of
+	// every sequence below it, so their results may be forgotten.
+	AckedBelow    uint64 `protobuf:"varint,6,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +436,13 @@ func (x *RequestMeta) GetClientId() string {
 func (x *RequestMeta) GetSequence() uint64 {
 	if x != nil {
 		return x.Sequence
+	}
+	return 0
+}
+
+func (x *RequestMeta) GetAckedBelow() uint64 {
+	if x != nil {
+		return x.AckedBelow
 	}
 	return 0
 }
@@ -1830,14 +1840,16 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\tR\x05limit\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xb5\x01\n" +
+	"retryAfter\"\xd6\x01\n" +
 	"\vRequestMeta\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12,\n" +
 	"\x12deadline_unix_nano\x18\x02 \x01(\x03R\x10deadlineUnixNano\x12 \n" +
 	"\vcredentials\x18\x03 \x01(\tR\vcredentials\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1a\n" +
-	"\bsequence\x18\x05 \x01(\x04R\bsequence\"f\n" +
+	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x1f\n" +
+	"\vacked_below\x18\x06 \x01(\x04R\n" +
+	"ackedBelow\"f\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +

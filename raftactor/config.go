@@ -151,6 +151,10 @@ type Config struct {
 	// WALSegmentSize is the size of one log segment file. Default 64 MiB;
 	// tests use less.
 	WALSegmentSize int
+	// SessionTTL is how long the session of a client that stopped writing
+	// is kept, by the replicated clock. It must be the same on every node.
+	// Default DefaultSessionTTL.
+	SessionTTL time.Duration
 	// Faults, when set, sits between this node and its peers and can drop,
 	// delay or cut Raft RPCs. Shared by all nodes of an in-process test.
 	Faults *Faults
@@ -167,6 +171,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RPCTimeout == 0 {
 		c.RPCTimeout = 2 * time.Second
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = 2

@@ -8,8 +8,12 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/protoraft/protoraft/actors"
 )
 
 // snapshotMagic starts every snapshot protoraft writes, before the user
@@ -32,8 +36,9 @@ var ErrSnapshotFormat = errors.New("unknown snapshot format")
 // Apply against Query and Snapshot, tracks the highest log index whose
 // effect Query can see, and wakes readers waiting for an index.
 type fsm struct {
-	mu sync.RWMutex
-	sm StateMachine
+	mu       sync.RWMutex
+	sm       StateMachine
+	sessions *sessions
 
 	// applied is the index of the last log entry the state machine has seen
 	// (commands and configuration entries; raft keeps no-ops and barriers
@@ -47,8 +52,8 @@ type fsm struct {
 	notify   chan struct{}
 }
 
-func newFSM(sm StateMachine) *fsm {
-	return &fsm{sm: sm, notify: make(chan struct{})}
+func newFSM(sm StateMachine, sessionTTL time.Duration) *fsm {
+	return &fsm{sm: sm, sessions: newSessions(sessionTTL), notify: make(chan struct{})}
 }
 
 // ApplyBatch implements raft.BatchingFSM: one lock for a whole batch.
@@ -61,11 +66,16 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	for i, l := range logs {
 		switch l.Type {
 		case raft.LogCommand:
-			results[i] = f.sm.Apply(l.Index, l.Data)
+			if m, ok := entryMeta(l.Extensions); ok {
+				results[i] = f.sessions.apply(m, l.Index, func() []byte { return f.sm.Apply(l.Index, l.Data) })
+			} else {
+				results[i] = f.sm.Apply(l.Index, l.Data)
+			}
 		case raft.LogConfiguration:
 			f.configIndex.Store(l.Index)
 		}
 	}
+	f.sessions.expire()
 	f.applied.Store(logs[len(logs)-1].Index)
 	f.mu.Unlock()
 	f.wake()
@@ -107,20 +117,30 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state machine snapshot: %w", err)
 	}
-	return &fsmSnapshot{snap: s, applied: f.applied.Load()}, nil
+	ext, err := proto.MarshalOptions{Deterministic: true}.Marshal(f.sessions.table())
+	if err != nil {
+		s.Release()
+		return nil, fmt.Errorf("session table: %w", err)
+	}
+	return &fsmSnapshot{snap: s, applied: f.applied.Load(), ext: ext}, nil
 }
 
 // Restore implements raft.FSM: it replaces the whole state.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	br := bufio.NewReaderSize(rc, 64<<10)
-	applied, err := readSnapshotHeader(br)
+	applied, ext, err := readSnapshotHeader(br)
 	if err != nil {
 		return err
+	}
+	table := &actors.SessionTable{}
+	if err := proto.Unmarshal(ext, table); err != nil {
+		return fmt.Errorf("%w: session table: %v", ErrSnapshotFormat, err)
 	}
 	f.mu.Lock()
 	err = f.sm.Restore(br)
 	if err == nil {
+		f.sessions.restore(table)
 		f.applied.Store(applied)
 	}
 	f.mu.Unlock()
@@ -138,12 +158,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 //	magic    [8]byte  "protorft"
 //	version  uint32   SnapshotFormatVersion
 //	applied  uint64   last index the state reflects
-//	extLen   uint32   length of the extension section (0 in version 1)
-//	ext      [extLen]byte, reserved for protoraft's own replicated state
+//	extLen   uint32   length of the extension section
+//	ext      [extLen]byte, protoraft's own replicated state: the session
+//	         table (actors.SessionTable); readers skip fields they do not know
 //	state    the user StateMachine's Snapshot.Persist bytes, to the end
 type fsmSnapshot struct {
 	snap    Snapshot
 	applied uint64
+	ext     []byte
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -152,8 +174,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	copy(hdr[:8], snapshotMagic[:])
 	binary.BigEndian.PutUint32(hdr[8:], SnapshotFormatVersion)
 	binary.BigEndian.PutUint64(hdr[12:], s.applied)
-	binary.BigEndian.PutUint32(hdr[20:], 0)
+	binary.BigEndian.PutUint32(hdr[20:], uint32(len(s.ext)))
 	_, err := bw.Write(hdr[:])
+	if err == nil {
+		_, err = bw.Write(s.ext)
+	}
 	if err == nil {
 		err = s.snap.Persist(bw)
 	}
@@ -169,24 +194,25 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) Release() { s.snap.Release() }
 
-func readSnapshotHeader(r io.Reader) (uint64, error) {
+func readSnapshotHeader(r io.Reader) (uint64, []byte, error) {
 	var hdr [8 + 4 + 8 + 4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, fmt.Errorf("%w: short header: %v", ErrSnapshotFormat, err)
+		return 0, nil, fmt.Errorf("%w: short header: %v", ErrSnapshotFormat, err)
 	}
 	if [8]byte(hdr[:8]) != snapshotMagic {
-		return 0, fmt.Errorf("%w: bad magic", ErrSnapshotFormat)
+		return 0, nil, fmt.Errorf("%w: bad magic", ErrSnapshotFormat)
 	}
 	if v := binary.BigEndian.Uint32(hdr[8:]); v < 1 || v > SnapshotFormatVersion {
-		return 0, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrSnapshotFormat, v, SnapshotFormatVersion)
+		return 0, nil, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrSnapshotFormat, v, SnapshotFormatVersion)
 	}
 	applied := binary.BigEndian.Uint64(hdr[12:])
-	ext := binary.BigEndian.Uint32(hdr[20:])
-	if ext > maxSnapshotExtension {
-		return 0, fmt.Errorf("%w: extension section of %d bytes", ErrSnapshotFormat, ext)
+	extLen := binary.BigEndian.Uint32(hdr[20:])
+	if extLen > maxSnapshotExtension {
+		return 0, nil, fmt.Errorf("%w: extension section of %d bytes", ErrSnapshotFormat, extLen)
 	}
-	if _, err := io.CopyN(io.Discard, r, int64(ext)); err != nil {
-		return 0, fmt.Errorf("%w: short extension section: %v", ErrSnapshotFormat, err)
+	ext := make([]byte, extLen)
+	if _, err := io.ReadFull(r, ext); err != nil {
+		return 0, nil, fmt.Errorf("%w: short extension section: %v", ErrSnapshotFormat, err)
 	}
-	return applied, nil
+	return applied, ext, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/protoraft/protoraft/actors"
 )
@@ -154,7 +155,7 @@ func (n *Node) open() error {
 		return err
 	}
 	n.stores = st
-	n.fsm = newFSM(n.cfg.NewStateMachine())
+	n.fsm = newFSM(n.cfg.NewStateMachine(), n.cfg.SessionTTL)
 	n.ready = &termReadiness{}
 	n.transport = NewTransport(TransportConfig{
 		System:            n.system,
@@ -254,13 +255,35 @@ func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 		ctx.Respond(&actors.WriteResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
-	cmd := m.GetCommand()
+	entry := raft.Log{Data: m.GetCommand()}
+	if md := m.GetMeta(); md.GetClientId() != "" {
+		ext, err := proto.Marshal(&actors.EntryMeta{
+			ClientId:       md.ClientId,
+			Sequence:       md.Sequence,
+			AckedBelow:     md.AckedBelow,
+			LeaderUnixNano: time.Now().UnixNano(),
+		})
+		if err != nil {
+			ctx.Respond(&actors.WriteResponse{Error: actors.InvalidArgument("meta", "%v", err)})
+			return
+		}
+		entry.Extensions = ext
+	}
 	n.async(ctx, m, func(deadline time.Time) actors.Response {
-		f := r.Apply(cmd, time.Until(deadline))
+		f := r.ApplyLog(entry, time.Until(deadline))
 		if err := f.Error(); err != nil {
 			return &actors.WriteResponse{Error: raftError(r, err)}
 		}
-		res, _ := f.Response().([]byte)
-		return &actors.WriteResponse{Result: res, Index: f.Index()}
+		switch res := f.Response().(type) {
+		case duplicateWrite:
+			return &actors.WriteResponse{Result: res.result, Index: res.index}
+		case staleSequence:
+			return &actors.WriteResponse{Error: actors.InvalidArgument("meta.sequence",
+				"sequence %d of client %s was acknowledged and forgotten", m.GetMeta().GetSequence(), m.GetMeta().GetClientId())}
+		case []byte:
+			return &actors.WriteResponse{Result: res, Index: f.Index()}
+		default:
+			return &actors.WriteResponse{Index: f.Index()}
+		}
 	})
 }

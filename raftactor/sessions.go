@@ -1,0 +1,165 @@
+package raftactor
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// DefaultSessionTTL is how long a client's session lives after its last
+// write, measured by the replicated clock.
+const DefaultSessionTTL = 10 * time.Minute
+
+// maxSessionResults bounds the results one session remembers; a client with
+// more writes in flight than this loses exactly-once for the oldest.
+const maxSessionResults = 1024
+
+// sessions is the replicated session table that makes client retries
+// exactly-once: a write carries a client ID and a sequence number, and a
+// sequence applied before is answered with its first result instead of
+// being applied again.
+//
+// Everything here is a function of the log alone: the clock is the largest
+// leader timestamp seen in applied entries, so every node expires the same
+// sessions at the same log position. It is touched only on Raft's FSM
+// goroutine or under the fsm's write lock.
+type sessions struct {
+	ttl       int64
+	clock     int64
+	lastSweep int64
+	byClient  map[string]*session
+}
+
+type session struct {
+	ackedBelow uint64
+	lastActive int64
+	results    map[uint64]rememberedResult
+}
+
+type rememberedResult struct {
+	result []byte
+	index  uint64
+}
+
+// duplicateWrite is what Apply returns for a retried write: the first
+// result and the index it was applied at.
+type duplicateWrite rememberedResult
+
+// staleSequence is what Apply returns for a sequence whose result the client
+// already acknowledged, so it is forgotten and cannot be answered.
+type staleSequence struct{}
+
+func newSessions(ttl time.Duration) *sessions {
+	return &sessions{ttl: int64(ttl), byClient: map[string]*session{}}
+}
+
+// entryMeta decodes a log entry's session metadata; ok is false for a
+// write without a session.
+func entryMeta(ext []byte) (*actors.EntryMeta, bool) {
+	if len(ext) == 0 {
+		return nil, false
+	}
+	m := &actors.EntryMeta{}
+	if err := proto.Unmarshal(ext, m); err != nil || m.ClientId == "" {
+		return nil, false
+	}
+	return m, true
+}
+
+// apply runs one session write through the table: a known sequence gets its
+// remembered result, a forgotten one staleSequence, a new one is applied by
+// run and remembered.
+func (s *sessions) apply(m *actors.EntryMeta, index uint64, run func() []byte) any {
+	s.clock = max(s.clock, m.LeaderUnixNano)
+	c := s.byClient[m.ClientId]
+	if c == nil {
+		c = &session{results: map[uint64]rememberedResult{}}
+		s.byClient[m.ClientId] = c
+	}
+	c.lastActive = s.clock
+	if r, ok := c.results[m.Sequence]; ok {
+		return duplicateWrite(r)
+	}
+	if m.Sequence < c.ackedBelow {
+		return staleSequence{}
+	}
+	res := run()
+	c.results[m.Sequence] = rememberedResult{result: res, index: index}
+	if m.AckedBelow > c.ackedBelow {
+		c.ackedBelow = m.AckedBelow
+		for seq := range c.results {
+			if seq < c.ackedBelow {
+				delete(c.results, seq)
+			}
+		}
+	}
+	if len(c.results) > maxSessionResults {
+		seqs := make([]uint64, 0, len(c.results))
+		for seq := range c.results {
+			seqs = append(seqs, seq)
+		}
+		slices.Sort(seqs)
+		for _, seq := range seqs[:len(seqs)-maxSessionResults] {
+			delete(c.results, seq)
+		}
+		c.ackedBelow = max(c.ackedBelow, seqs[len(seqs)-maxSessionResults])
+	}
+	return res
+}
+
+// expire drops sessions idle for longer than the TTL. It sweeps at most
+// every eighth of the TTL of replicated time, so a busy log pays little.
+func (s *sessions) expire() {
+	if s.ttl <= 0 || s.clock-s.lastSweep < s.ttl/8 {
+		return
+	}
+	s.lastSweep = s.clock
+	for id, c := range s.byClient {
+		if s.clock-c.lastActive > s.ttl {
+			delete(s.byClient, id)
+		}
+	}
+}
+
+// table captures the sessions for a snapshot, in a deterministic order so
+// equal tables give equal bytes.
+func (s *sessions) table() *actors.SessionTable {
+	t := &actors.SessionTable{Clock: s.clock}
+	for id, c := range s.byClient {
+		ps := &actors.Session{ClientId: id, AckedBelow: c.ackedBelow, LastActive: c.lastActive}
+		for seq, r := range c.results {
+			ps.Results = append(ps.Results, &actors.SessionResult{Sequence: seq, Result: r.result, Index: r.index})
+		}
+		slices.SortFunc(ps.Results, func(a, b *actors.SessionResult) int { return cmpUint(a.Sequence, b.Sequence) })
+		t.Sessions = append(t.Sessions, ps)
+	}
+	slices.SortFunc(t.Sessions, func(a, b *actors.Session) int { return strings.Compare(a.ClientId, b.ClientId) })
+	return t
+}
+
+// restore replaces the table with one from a snapshot.
+func (s *sessions) restore(t *actors.SessionTable) {
+	s.clock, s.lastSweep = t.GetClock(), t.GetClock()
+	s.byClient = map[string]*session{}
+	for _, ps := range t.GetSessions() {
+		c := &session{ackedBelow: ps.AckedBelow, lastActive: ps.LastActive, results: map[uint64]rememberedResult{}}
+		for _, r := range ps.Results {
+			c.results[r.Sequence] = rememberedResult{result: r.Result, index: r.Index}
+		}
+		s.byClient[ps.ClientId] = c
+	}
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
