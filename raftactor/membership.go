@@ -122,6 +122,9 @@ func (n *Node) transferLeadership(ctx actor.Context, m *actors.TransferLeadershi
 	n.async(ctx, m, func(deadline time.Time) actors.Response {
 		var f raft.Future
 		if m.GetId() == "" {
+			if cf := r.GetConfiguration(); cf.Error() == nil && countVoters(cf.Configuration()) < 2 {
+				return &actors.TransferLeadershipResponse{Error: actors.InvalidArgument("id", "no other voter to hand leadership to")}
+			}
 			f = r.LeadershipTransfer()
 		} else {
 			cf := r.GetConfiguration()

@@ -65,6 +65,9 @@ func Props(cfg Config, opts ...actor.PropsOption) (*actor.Props, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	// Every line of the node, Raft's and the stores' included, names it:
+	// several nodes often share one process and one logger.
+	cfg.Logger = cfg.Logger.With(zap.String("group", cfg.Group), zap.String("node", cfg.ID))
 	k := &kept{timeouts: cfg.Timeouts}
 	producer := func() actor.Actor { return &Node{cfg: cfg, keep: k} }
 	return actor.PropsFromProducer(producer, opts...), nil
@@ -138,7 +141,7 @@ func (n *Node) start(ctx actor.Context) {
 	n.self = ctx.Self()
 	n.system = ctx.ActorSystem()
 	n.addr = AddressOf(n.self)
-	n.log = n.cfg.Logger.With(zap.String("group", n.cfg.Group), zap.String("node", n.cfg.ID))
+	n.log = n.cfg.Logger
 	if err := n.open(); err != nil {
 		n.startErr = err
 		n.log.Error("node could not start", zap.Error(err))
@@ -166,6 +169,7 @@ func (n *Node) open() error {
 		RPCTimeout:        n.cfg.RPCTimeout,
 		SnapshotChunkSize: n.cfg.SnapshotChunkSize,
 		Logger:            n.log.With(zap.String("component", "transport")),
+		LoggerNamed:       true,
 	})
 	rc := n.cfg.raftConfig(n.keep.get())
 	if len(n.cfg.Bootstrap) > 0 {

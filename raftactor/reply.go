@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,11 @@ func raftError(r *raft.Raft, err error) *actors.Error {
 		return actors.Errorf(actors.Code_UNAVAILABLE, "node is shutting down")
 	case errors.Is(err, raft.ErrAbortedByRestore):
 		return actors.Errorf(actors.Code_UNAVAILABLE, "aborted by a snapshot restore")
+	case strings.HasPrefix(err.Error(), "configuration changed since"):
+		// hashicorp/raft has no typed error for a membership change that
+		// lost a race with another one; nothing was changed, so retrying is
+		// safe.
+		return actors.Errorf(actors.Code_UNAVAILABLE, "the configuration changed concurrently; retry")
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return actors.Errorf(actors.Code_DEADLINE_EXCEEDED, "deadline passed before Raft accepted the request")
 	default:

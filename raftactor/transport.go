@@ -83,6 +83,9 @@ type TransportConfig struct {
 	FailFastBackoff time.Duration
 	// Logger receives transport diagnostics; nil logs nothing.
 	Logger *zap.Logger
+	// LoggerNamed says Logger already carries the group and node fields,
+	// so the transport does not add them a second time.
+	LoggerNamed bool
 }
 
 // Transport carries Raft RPCs as actor messages between the node actors of
@@ -155,9 +158,12 @@ func NewTransport(cfg TransportConfig) *Transport {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	if !cfg.LoggerNamed {
+		log = log.With(zap.String("group", cfg.Group), zap.String("node", string(cfg.LocalID)))
+	}
 	t := &Transport{
 		cfg:       cfg,
-		log:       log.With(zap.String("group", cfg.Group), zap.String("node", string(cfg.LocalID))),
+		log:       log,
 		consumer:  make(chan raft.RPC),
 		queue:     make(chan inboundRPC, cfg.InboundQueue),
 		shutdown:  make(chan struct{}),

@@ -224,7 +224,7 @@ func startCluster(dir string, overRemote bool, t raftactor.Timeouts, log *zap.Lo
 			Bootstrap:       peers,
 			Timeouts:        t,
 			Faults:          c.faults,
-			Logger:          log.With(zap.String("node", n.id)),
+			Logger:          log,
 		})
 		if err != nil {
 			c.close()

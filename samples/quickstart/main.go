@@ -94,7 +94,7 @@ func run(ctx context.Context, dataDir string, level zap.AtomicLevel, log *zap.Lo
 			// directory ignores it.
 			Bootstrap: peers,
 			Timeouts:  raftactor.Timeouts{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond},
-			Logger:    log.With(zap.String("node", id)),
+			Logger:    log,
 		})
 		if err != nil {
 			return err

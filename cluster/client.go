@@ -1,0 +1,410 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// Defaults of a Client's options.
+const (
+	// DefaultAttemptTimeout bounds one attempt, so a dead or partitioned
+	// member costs at most this long before the Client tries another.
+	DefaultAttemptTimeout = 2 * time.Second
+	// DefaultBackoffMin is the first pause between rounds of retries:
+	// short, so a Client rides out an election with fast timeouts quickly.
+	DefaultBackoffMin = 20 * time.Millisecond
+	// DefaultBackoffMax caps the pause, so a group that lost its quorum is
+	// not hammered yet is noticed within a second once it is back.
+	DefaultBackoffMax = time.Second
+	// DefaultCallTimeout is the deadline of a call whose context has none:
+	// without it a call against a group that lost its quorum would retry
+	// forever.
+	DefaultCallTimeout = 15 * time.Second
+)
+
+const (
+	// replyMargin is how much longer than the request's own deadline the
+	// Client waits for a reply, so the node's DEADLINE_EXCEEDED answer (sent
+	// at that deadline) wins over the local future's timeout.
+	replyMargin = 250 * time.Millisecond
+	// maxHintHops caps how many NOT_LEADER hints are followed back to back:
+	// two nodes with stale views could otherwise bounce a request between
+	// them without pause during an election.
+	maxHintHops = 3
+)
+
+// clientOptions are set by ClientOption.
+type clientOptions struct {
+	clientID       string
+	credentials    string
+	attemptTimeout time.Duration
+	backoffMin     time.Duration
+	backoffMax     time.Duration
+	callTimeout    time.Duration
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*clientOptions)
+
+// WithClientID sets the client ID of the Client's write session. The
+// default is a random ID, which is what almost every program wants: two
+// live Clients with one ID would answer each other's writes with the wrong
+// results. Set it only to give a process a recognisable name in logs, and
+// never to the ID of another Client that is still running.
+func WithClientID(id string) ClientOption {
+	return func(o *clientOptions) {
+		if id != "" {
+			o.clientID = id
+		}
+	}
+}
+
+// WithCredentials sets the token sent with every request, so a group with
+// authentication turned on knows who is asking.
+func WithCredentials(token string) ClientOption {
+	return func(o *clientOptions) { o.credentials = token }
+}
+
+// WithAttemptTimeout bounds one attempt (default DefaultAttemptTimeout). A
+// shorter one moves past a dead member faster; one shorter than the group's
+// commit latency makes every write time out and retry. Non-positive values
+// keep the default.
+func WithAttemptTimeout(d time.Duration) ClientOption {
+	return func(o *clientOptions) {
+		if d > 0 {
+			o.attemptTimeout = d
+		}
+	}
+}
+
+// WithBackoff sets the bounds of the jittered exponential pause between
+// retries (default DefaultBackoffMin to DefaultBackoffMax). Non-positive
+// values keep the defaults; max below min is raised to min.
+func WithBackoff(minPause, maxPause time.Duration) ClientOption {
+	return func(o *clientOptions) {
+		if minPause > 0 {
+			o.backoffMin = minPause
+		}
+		if maxPause > 0 {
+			o.backoffMax = maxPause
+		}
+		if o.backoffMax < o.backoffMin {
+			o.backoffMax = o.backoffMin
+		}
+	}
+}
+
+// WithCallTimeout sets the deadline of a call whose context has none
+// (default DefaultCallTimeout). A context with a deadline always wins.
+func WithCallTimeout(d time.Duration) ClientOption {
+	return func(o *clientOptions) {
+		if d > 0 {
+			o.callTimeout = d
+		}
+	}
+}
+
+// readOptions are set by ReadOption.
+type readOptions struct {
+	consistency actors.Consistency
+}
+
+// ReadOption configures one Read.
+type ReadOption func(*readOptions)
+
+// WithConsistency chooses how fresh a read must be. The default is
+// LINEARIZABLE because it is the only one that never returns a value older
+// than a write acknowledged before the read began; LEASE and STALE trade
+// that for latency and availability.
+func WithConsistency(c actors.Consistency) ReadOption {
+	return func(o *readOptions) { o.consistency = c }
+}
+
+// Client talks to one protoraft group from a protoactor program: it finds the
+// leader, follows NOT_LEADER hints, retries what is safe to retry with
+// backoff across the known members, and makes writes exactly-once with a
+// session (client ID and sequence number) that the group's replicated session
+// table deduplicates.
+//
+// Every error a method returns is an *actors.Error, so callers branch with
+// errors.As and the code, never on text. A call that runs out of time
+// returns DEADLINE_EXCEEDED; for a write that means the outcome is unknown
+// (it may still commit), as with any distributed write.
+//
+// A Client is safe for concurrent use by many goroutines and is cheap to
+// share; one per program and group is the intended use. Its methods block
+// the calling goroutine until the reply, so do not call them from inside an
+// actor's Receive: that would stall the actor's mailbox for as long as a
+// failover takes. Call them from a goroutine and send the result to the actor.
+type Client struct {
+	system *actor.ActorSystem
+	group  string
+	opts   clientOptions
+
+	// mu guards the routing state.
+	mu      sync.Mutex
+	members []*actor.PID
+	cursor  int
+	leader  *actor.PID
+
+	// seqMu guards the write session: sequence numbers are taken and
+	// registered as in flight in one step, so no concurrent Write can compute
+	// an acked_below that passes a sequence not yet registered.
+	seqMu    sync.Mutex
+	lastSeq  uint64
+	inflight map[uint64]struct{}
+
+	calls atomic.Uint64
+}
+
+// NewClient returns a Client for group, whose members are reached through
+// their front doors (Peer.FrontDoor). members need not be complete or
+// current: the Client follows the leader hints the group gives, and
+// SetMembers replaces the list later.
+func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...ClientOption) *Client {
+	o := clientOptions{
+		attemptTimeout: DefaultAttemptTimeout,
+		backoffMin:     DefaultBackoffMin,
+		backoffMax:     DefaultBackoffMax,
+		callTimeout:    DefaultCallTimeout,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.clientID == "" {
+		o.clientID = randomClientID()
+	}
+	c := &Client{
+		system: system,
+		group:  group,
+		opts:   o,
+		// Sequences start at the wall clock, so a program restarted with the
+		// same WithClientID continues above the sequences its earlier run
+		// used instead of colliding with results the session table still
+		// remembers for them.
+		lastSeq:  uint64(time.Now().UnixNano()),
+		inflight: map[uint64]struct{}{},
+	}
+	c.SetMembers(members)
+	return c
+}
+
+// randomClientID returns 16 random bytes in hex: enough that two Clients
+// never share a session by accident.
+func randomClientID() string {
+	b := make([]byte, 16)
+	// crypto/rand.Read never fails since Go 1.24 (it aborts the program
+	// rather than return weak bytes), so there is no error to handle.
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ClientID returns the ID of the Client's write session, as the group's
+// session table and logs know it.
+func (c *Client) ClientID() string { return c.opts.clientID }
+
+// SetMembers replaces the members the Client tries when it knows no leader.
+// The last known leader is kept: it was learned from the group itself and
+// is dropped on its first failure anyway.
+func (c *Client) SetMembers(members []Peer) {
+	doors := make([]*actor.PID, 0, len(members))
+	for _, p := range members {
+		doors = append(doors, p.FrontDoor(c.group))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.members = doors
+	// A random starting point spreads many Clients' first attempts over
+	// the members instead of all of them asking the first one.
+	if len(doors) > 0 {
+		c.cursor = mrand.IntN(len(doors))
+	}
+}
+
+// Write applies command to the group's state machine, exactly once: every
+// retry of this call carries the same sequence number, and the group answers
+// a sequence it already applied with the first result and index.
+//
+// Exactly-once holds within one call. A call that ends with an error may
+// still have been applied (DEADLINE_EXCEEDED says so explicitly); calling
+// Write again is a new write. The group remembers a bounded number of
+// results per session (about a thousand): a write still unanswered after
+// that many later writes of the same Client were applied can fail with
+// INVALID_ARGUMENT on field "meta.sequence", its outcome unknown.
+func (c *Client) Write(ctx context.Context, command []byte) (*actors.WriteResponse, error) {
+	// Retries, and attempts still queued at a node after this call gave
+	// up, read the command; a private copy keeps the caller free to reuse
+	// its buffer as soon as Write returns.
+	command = bytes.Clone(command)
+	seq := c.beginWrite()
+	defer c.endWrite(seq)
+	return clientCall[*actors.WriteResponse](ctx, c, callSpec{op: "write", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
+		meta.ClientId = c.opts.clientID
+		meta.Sequence = seq
+		meta.AckedBelow = c.ackedBelow()
+		return &actors.WriteRequest{Meta: meta, Command: command}
+	}, nil)
+}
+
+// Read answers query from the state machine at the chosen consistency
+// (LINEARIZABLE unless WithConsistency says otherwise). Reads carry no
+// session: they change nothing, so retrying them is always safe.
+func (c *Client) Read(ctx context.Context, query []byte, opts ...ReadOption) (*actors.ReadResponse, error) {
+	ro := readOptions{consistency: actors.Consistency_LINEARIZABLE}
+	for _, opt := range opts {
+		opt(&ro)
+	}
+	query = bytes.Clone(query)
+	spec := callSpec{op: "read", route: routeLeaderOnly}
+	if ro.consistency == actors.Consistency_STALE {
+		// Any member answers a stale read, so its success says nothing
+		// about who leads.
+		spec.route = routeAny
+	}
+	return clientCall[*actors.ReadResponse](ctx, c, spec, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.ReadRequest{Meta: meta, Query: query, Consistency: ro.consistency}
+	}, nil)
+}
+
+// AddVoter adds a voting member with its Raft address (Peer.RaftAddress).
+// A retry of an add that committed already is harmless: Raft treats adding
+// the same ID at the same address again as a no-op.
+func (c *Client) AddVoter(ctx context.Context, id, raftAddress string) (*actors.MembershipResponse, error) {
+	return c.membership(ctx, actors.MembershipOp_ADD_VOTER, id, raftAddress)
+}
+
+// AddNonvoter adds a member that receives the log but does not vote, the
+// usual first step before Promote so a new node catches up without
+// weakening the quorum.
+func (c *Client) AddNonvoter(ctx context.Context, id, raftAddress string) (*actors.MembershipResponse, error) {
+	return c.membership(ctx, actors.MembershipOp_ADD_NONVOTER, id, raftAddress)
+}
+
+// Promote makes a non-voting member a voter.
+func (c *Client) Promote(ctx context.Context, id string) (*actors.MembershipResponse, error) {
+	return c.membership(ctx, actors.MembershipOp_PROMOTE, id, "")
+}
+
+// Demote makes a voter a non-voting member.
+func (c *Client) Demote(ctx context.Context, id string) (*actors.MembershipResponse, error) {
+	return c.membership(ctx, actors.MembershipOp_DEMOTE, id, "")
+}
+
+// Remove removes a member. Membership changes carry no session: a Remove
+// whose reply was lost and that is retried after it committed fails with
+// INVALID_ARGUMENT (field "id", not a member) although the member is gone.
+func (c *Client) Remove(ctx context.Context, id string) (*actors.MembershipResponse, error) {
+	return c.membership(ctx, actors.MembershipOp_REMOVE, id, "")
+}
+
+func (c *Client) membership(ctx context.Context, op actors.MembershipOp, id, addr string) (*actors.MembershipResponse, error) {
+	return clientCall[*actors.MembershipResponse](ctx, c, callSpec{op: "membership", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.MembershipRequest{Meta: meta, Op: op, Id: id, Address: addr}
+	}, nil)
+}
+
+// TransferLeadership asks the leader to hand leadership to id, or to the
+// most up-to-date follower when id is empty. A retried transfer may move
+// leadership twice; callers that care check Leader afterwards.
+func (c *Client) TransferLeadership(ctx context.Context, id string) (*actors.TransferLeadershipResponse, error) {
+	resp, err := clientCall[*actors.TransferLeadershipResponse](ctx, c, callSpec{op: "transfer_leadership", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.TransferLeadershipRequest{Meta: meta, Id: id}
+	}, nil)
+	if err == nil {
+		// The node that answered no longer leads; point at its successor
+		// so the next call does not start with a NOT_LEADER round trip.
+		c.learnFromServer(resp.GetLeader())
+	}
+	return resp, err
+}
+
+// Members returns the group's configuration, from the leader when the
+// Client knows it, otherwise from whichever member answers first.
+func (c *Client) Members(ctx context.Context) (*actors.MembersResponse, error) {
+	return clientCall[*actors.MembersResponse](ctx, c, callSpec{op: "members", route: routeAny}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.MembersRequest{Meta: meta}
+	}, nil)
+}
+
+// Status returns the leader's status. A follower's answer is not returned:
+// the Client follows it to the leader it names, so the indexes and members
+// reported are the group's, not a lagging node's. While the group has no
+// leader the call retries until its deadline. To see one node's own view,
+// send an actors.StatusRequest to that node's front door.
+func (c *Client) Status(ctx context.Context) (*actors.StatusResponse, error) {
+	return clientCall(ctx, c, callSpec{op: "status", route: routeConfirm}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.StatusRequest{Meta: meta}
+	}, func(r *actors.StatusResponse) (bool, *actors.Server) {
+		return r.GetState() == "Leader", r.GetLeader()
+	})
+}
+
+// Leader returns the leader's own answer to "who leads" (IsLeader is true
+// in it), so a follower's outdated belief is never reported as the leader.
+// While the group has no leader the call retries until its deadline.
+func (c *Client) Leader(ctx context.Context) (*actors.LeaderResponse, error) {
+	return clientCall(ctx, c, callSpec{op: "leader", route: routeConfirm}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.LeaderRequest{Meta: meta}
+	}, func(r *actors.LeaderResponse) (bool, *actors.Server) {
+		return r.GetIsLeader(), r.GetLeader()
+	})
+}
+
+// UpdateTimeouts changes the Raft timeouts of the leader. Timeouts are a
+// per-node setting in Raft, not replicated state: to change them on every
+// member, send an actors.UpdateTimeoutsRequest to each member's front door.
+func (c *Client) UpdateTimeouts(ctx context.Context, t *actors.Timeouts) (*actors.TimeoutsResponse, error) {
+	return clientCall[*actors.TimeoutsResponse](ctx, c, callSpec{op: "update_timeouts", route: routeLeaderLocal}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.UpdateTimeoutsRequest{Meta: meta, Timeouts: t}
+	}, nil)
+}
+
+// Snapshot makes the leader take a snapshot now. Snapshots are per node;
+// to snapshot another member, send an actors.SnapshotRequest to its front
+// door.
+func (c *Client) Snapshot(ctx context.Context) (*actors.SnapshotResponse, error) {
+	return clientCall[*actors.SnapshotResponse](ctx, c, callSpec{op: "snapshot", route: routeLeaderLocal}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.SnapshotRequest{Meta: meta}
+	}, nil)
+}
+
+// beginWrite takes the next sequence and marks it in flight.
+func (c *Client) beginWrite() uint64 {
+	c.seqMu.Lock()
+	defer c.seqMu.Unlock()
+	c.lastSeq++
+	c.inflight[c.lastSeq] = struct{}{}
+	return c.lastSeq
+}
+
+// endWrite marks seq done, whatever its outcome: the Client never sends it
+// again, so the group may forget its result.
+func (c *Client) endWrite(seq uint64) {
+	c.seqMu.Lock()
+	delete(c.inflight, seq)
+	c.seqMu.Unlock()
+}
+
+// ackedBelow is the lowest sequence still in flight (or the next one when
+// none is): every sequence below it has its answer, so the session table
+// may drop their results. The scan is linear in the writes in flight, which
+// the session table bounds to about a thousand anyway.
+func (c *Client) ackedBelow() uint64 {
+	c.seqMu.Lock()
+	defer c.seqMu.Unlock()
+	low := c.lastSeq + 1
+	for seq := range c.inflight {
+		low = min(low, seq)
+	}
+	return low
+}

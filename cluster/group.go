@@ -1,0 +1,213 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/raftactor"
+)
+
+// startTimeout bounds how long Spawn waits for the node to open its data
+// directory. NewRaft restores the latest snapshot before it returns, so a
+// large state machine takes a while; a node that takes longer than this is
+// stuck.
+const startTimeout = time.Minute
+
+// stopTimeout bounds how long Stop waits for the group's actors to stop:
+// a leader hands leadership over first, which takes about an election
+// timeout, and Raft's shutdown waits for its goroutines.
+const stopTimeout = time.Minute
+
+// Group is one running node of a group: its supervisor, node actor and
+// stages, spawned by Spawn.
+type Group struct {
+	system     *actor.ActorSystem
+	cfg        Config
+	self       Peer
+	supervisor *actor.PID
+	kids       children
+	shared     *shared
+	stopOnce   sync.Once
+}
+
+// Spawn validates cfg and starts one node of a group in system: the
+// supervisor, the node actor and the stages in front of it. It returns once
+// the node has opened its data directory, or an error when the
+// configuration is invalid, the data directory cannot be opened by this
+// build or is used by another group of this process, or a node of the same
+// group and ID already runs in system (it wraps actor.ErrNameExists).
+//
+// A node with Bootstrap and no state bootstraps the group; with state it
+// just starts. A node without Bootstrap waits for a member to add it (Join).
+func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	self := Peer{ID: cfg.NodeID, Address: system.Address()}
+	for i, p := range cfg.Bootstrap {
+		// A wrong address here would be written into the group's first
+		// configuration, where no restart can correct it.
+		if p.ID == self.ID && p.Address != self.Address {
+			return nil, actors.InvalidArgument(fmt.Sprintf("bootstrap[%d].address", i),
+				"this node runs in the actor system at %q, not %q", self.Address, p.Address)
+		}
+	}
+	if !cfg.InMemory {
+		if err := raftactor.CheckDataDir(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("cluster: group %s node %s: %w", cfg.Group, cfg.NodeID, err)
+		}
+	}
+	props, err := raftactor.Props(cfg.nodeConfig(), cfg.nodeOptions...)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	s := &shared{
+		cfg:       cfg,
+		nodeProps: props,
+		log:       cfg.Logger.With(zap.String("group", cfg.Group), zap.String("node", cfg.NodeID), zap.String("component", "cluster")),
+		done:      make(chan struct{}),
+	}
+	if !cfg.InMemory {
+		release, err := claimDataDir(cfg.DataDir, cfg.Group, cfg.NodeID)
+		if err != nil {
+			return nil, err
+		}
+		s.release = release
+	}
+	name := supervisorName(cfg.Group, cfg.NodeID)
+	sup, err := system.Root.SpawnNamed(supervisorProps(s), name)
+	if err != nil {
+		s.finish()
+		return nil, fmt.Errorf("cluster: group %s node %s already runs in this actor system: %w", cfg.Group, cfg.NodeID, err)
+	}
+	g := &Group{system: system, cfg: cfg, self: self, supervisor: sup, shared: s}
+	if err := g.awaitStart(); err != nil {
+		_ = g.Stop()
+		return nil, fmt.Errorf("cluster: group %s node %s: %w", cfg.Group, cfg.NodeID, err)
+	}
+	s.log.Info("group node started", zap.String("front_door", g.kids.door.String()))
+	return g, nil
+}
+
+// awaitStart waits until the supervisor has spawned its children and the
+// node has opened its stores. The node answers a LeaderRequest from its
+// mailbox, after its Started; one that could not start answers INTERNAL.
+func (g *Group) awaitStart() error {
+	res, err := g.system.Root.RequestFuture(g.supervisor, childrenQuery{}, startTimeout).Result()
+	if err != nil {
+		return fmt.Errorf("waiting for the supervisor: %w", err)
+	}
+	g.kids = res.(children)
+	if g.kids.err != nil {
+		return g.kids.err
+	}
+	res, err = g.system.Root.RequestFuture(g.kids.node, &actors.LeaderRequest{}, startTimeout).Result()
+	if err != nil {
+		return fmt.Errorf("waiting for the node to start: %w", err)
+	}
+	lr, ok := res.(*actors.LeaderResponse)
+	if !ok {
+		return fmt.Errorf("node answered %T", res)
+	}
+	return lr.GetError().Err()
+}
+
+// FrontDoor is the group's front door: the first stage of the message path
+// and the only PID clients should send requests to.
+func (g *Group) FrontDoor() *actor.PID { return g.kids.door }
+
+// Node is the node actor itself, behind the stages. Requests sent here skip
+// authorization and limits; for tests and advanced use.
+func (g *Group) Node() *actor.PID { return g.kids.node }
+
+// Self is this node as a Peer: its ID and its ActorSystem's address. Give
+// it to other nodes' Bootstrap lists or Join calls.
+func (g *Group) Self() Peer { return g.self }
+
+// RaftAddress is this node's Raft address: the one stored in the group's
+// configuration and carried by NOT_LEADER hints.
+func (g *Group) RaftAddress() string { return g.self.RaftAddress(g.cfg.Group) }
+
+// Done is closed once the group's actors have all stopped: after Stop, or
+// when a child failed more often than its supervisor restarts it.
+func (g *Group) Done() <-chan struct{} { return g.shared.done }
+
+// Stop stops the group's actors and waits until they are gone. A node that
+// leads hands leadership to a follower first, so the rest of the group does
+// not wait an election timeout. Stop does not remove the node from the
+// group (see Leave); a stopped node can be spawned again from its data
+// directory. Calling Stop again is harmless.
+func (g *Group) Stop() error {
+	g.stopOnce.Do(func() { g.system.Root.Stop(g.supervisor) })
+	select {
+	case <-g.shared.done:
+		return nil
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("cluster: group %s node %s did not stop within %v", g.cfg.Group, g.cfg.NodeID, stopTimeout)
+	}
+}
+
+// WaitLeader waits until this node knows a leader of its group and returns
+// it (ID and Raft address), or ctx's error.
+func (g *Group) WaitLeader(ctx context.Context) (*actors.Server, error) {
+	for {
+		res, err := g.system.Root.RequestFuture(g.kids.node, &actors.LeaderRequest{}, g.cfg.attemptTimeout()).Result()
+		if err == nil {
+			if lr, ok := res.(*actors.LeaderResponse); ok && lr.GetError().Err() == nil && lr.GetLeader().GetId() != "" {
+				return lr.Leader, nil
+			}
+		}
+		if err := sleep(ctx, pollInterval); err != nil {
+			return nil, fmt.Errorf("cluster: waiting for a leader of %s: %w", g.cfg.Group, err)
+		}
+	}
+}
+
+// dataDirs are the data directories the groups of this process use. Two
+// nodes opening one directory would corrupt it, and within one process
+// raft-wal's file lock does not fail but waits forever.
+var dataDirs = struct {
+	sync.Mutex
+	owner map[string]string
+}{owner: map[string]string{}}
+
+// claimDataDir reserves dir for group/id until release is called.
+func claimDataDir(dir, group, id string) (release func(), err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, actors.InvalidArgument("data_dir", "%v", err)
+	}
+	dataDirs.Lock()
+	defer dataDirs.Unlock()
+	if owner, ok := dataDirs.owner[abs]; ok {
+		return nil, actors.InvalidArgument("data_dir", "%s is in use by %s in this process", abs, owner)
+	}
+	dataDirs.owner[abs] = supervisorName(group, id)
+	return func() {
+		dataDirs.Lock()
+		delete(dataDirs.owner, abs)
+		dataDirs.Unlock()
+	}, nil
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

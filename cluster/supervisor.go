@@ -1,0 +1,139 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// A child that panics more than maxRestarts times within restartWindow is
+// stopped, and with it the group (see supervisor.Receive). A node that
+// crashes on every start (a corrupt directory, a full disk) would otherwise
+// spin forever, reopening its stores.
+const (
+	maxRestarts   = 10
+	restartWindow = time.Minute
+)
+
+// shared is the part of a group that outlives any one incarnation of its
+// supervisor actor.
+type shared struct {
+	cfg       Config
+	nodeProps *actor.Props
+	log       *zap.Logger
+
+	doneOnce sync.Once
+	done     chan struct{}
+	release  func()
+}
+
+// finish marks the group stopped: its actors are gone and its data
+// directory is free for the next Spawn.
+func (s *shared) finish() {
+	s.doneOnce.Do(func() {
+		if s.release != nil {
+			s.release()
+		}
+		close(s.done)
+	})
+}
+
+// childrenQuery asks the supervisor for its children; Spawn uses it to
+// return only once they exist. Local only, never crosses remote.
+type childrenQuery struct{}
+
+// children are a group's actors, as spawned by its supervisor.
+type children struct {
+	node, metrics, limiter, door *actor.PID
+	err                          error
+}
+
+// supervisor owns one node of a group: it spawns the node and the stages in
+// front of it, restarts them when they panic, and stops the group when one
+// is gone for good.
+type supervisor struct {
+	s        *shared
+	kids     children
+	stopping bool
+}
+
+func supervisorProps(s *shared) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &supervisor{s: s} },
+		actor.WithSupervisor(actor.NewOneForOneStrategy(maxRestarts, restartWindow, actor.DefaultDecider)))
+}
+
+// Receive implements actor.Actor.
+func (a *supervisor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.kids = a.spawnChildren(ctx)
+		if a.kids.err != nil {
+			a.s.log.Error("group could not spawn its actors", zap.Error(a.kids.err))
+		}
+	case *actor.Stopping, *actor.Restarting:
+		// The children now stop because this actor asked them to.
+		a.stopping = true
+	case *actor.Terminated:
+		if !a.stopping {
+			a.s.log.Error("group actor stopped unexpectedly; stopping the group", zap.String("actor", m.Who.Id))
+			a.stopping = true
+			ctx.Stop(ctx.Self())
+		}
+	case *actor.Stopped:
+		a.s.finish()
+	case childrenQuery:
+		ctx.Respond(a.kids)
+	}
+}
+
+// spawnChildren spawns the node first and each stage after the one it
+// forwards to, so no stage ever holds the PID of an actor not yet spawned.
+func (a *supervisor) spawnChildren(ctx actor.Context) children {
+	var k children
+	var err error
+	if k.node, err = ctx.SpawnNamed(a.s.nodeProps, nodeChild); err != nil {
+		k.err = err
+		return k
+	}
+	if k.metrics, err = ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sink{} }), metricsChild); err != nil {
+		k.err = err
+		return k
+	}
+	if k.limiter, err = ctx.SpawnNamed(passThroughProps(k.node), limiterChild); err != nil {
+		k.err = err
+		return k
+	}
+	if k.door, err = ctx.SpawnNamed(passThroughProps(k.limiter), frontDoorChild); err != nil {
+		k.err = err
+	}
+	return k
+}
+
+// passThrough is a stage whose policy has not landed yet: it forwards every
+// request unchanged, keeping the sender, and drops anything else (only the
+// protocol's requests have a reply type a refusal could use).
+type passThrough struct {
+	next *actor.PID
+}
+
+func passThroughProps(next *actor.PID) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &passThrough{next: next} })
+}
+
+// Receive implements actor.Actor.
+func (p *passThrough) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(actors.Request); ok {
+		ctx.Forward(p.next)
+	}
+}
+
+// sink is the metrics stage until telemetry lands: it takes the outcome
+// tells and drops them, so the stages can already be wired to it.
+type sink struct{}
+
+// Receive implements actor.Actor.
+func (sink) Receive(actor.Context) {}

@@ -1,0 +1,618 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
+)
+
+// maxJSONBody bounds the JSON bodies of the administrative endpoints; they
+// carry an ID and an address, so anything near this is not a real request.
+const maxJSONBody = 64 << 10
+
+// defaultRequestTimeout bounds one HTTP request, retries through the Client
+// included, so a request never hangs on a group without quorum.
+const defaultRequestTimeout = 5 * time.Second
+
+// apiConfig is what the HTTP API is built on.
+type apiConfig struct {
+	// group is the Raft group's name; it turns a member's system address
+	// into its Raft address.
+	group string
+	// system is the ActorSystem the local nodes run in.
+	system *actor.ActorSystem
+	// client reaches the leader for writes, linearizable and lease reads and
+	// administration, wherever the leader runs.
+	client *cluster.Client
+	// local are the front doors of the nodes in this process, by node ID.
+	// Stale reads and /status can be asked of one of them, because "what
+	// does this node hold" is a question only that node can answer.
+	local map[string]*actor.PID
+	// defaultNode answers stale reads and /status when the request names no
+	// node; empty means they go through the Client like everything else.
+	defaultNode string
+	// timeout bounds one request; zero means defaultRequestTimeout.
+	timeout time.Duration
+}
+
+// api serves the HTTP API. Build it with newAPI.
+type api struct {
+	apiConfig
+	mux *http.ServeMux
+}
+
+// newAPI returns the HTTP API as an http.Handler, so tests can drive it with
+// httptest and main can serve it.
+func newAPI(cfg apiConfig) http.Handler {
+	if cfg.timeout <= 0 {
+		cfg.timeout = defaultRequestTimeout
+	}
+	a := &api{apiConfig: cfg, mux: http.NewServeMux()}
+	// {key...} so keys may contain '/': a key is any byte string to the
+	// state machine, and paths are the natural way to name nested keys.
+	a.mux.HandleFunc("GET /kv/{key...}", a.getKey)
+	a.mux.HandleFunc("PUT /kv/{key...}", a.putKey)
+	a.mux.HandleFunc("DELETE /kv/{key...}", a.deleteKey)
+	a.mux.HandleFunc("GET /kv", a.listKeys)
+	a.mux.HandleFunc("GET /status", a.status)
+	a.mux.HandleFunc("GET /leader", a.leader)
+	a.mux.HandleFunc("GET /members", a.members)
+	a.mux.HandleFunc("POST /members", a.addMember)
+	a.mux.HandleFunc("DELETE /members/{id}", a.removeMember)
+	a.mux.HandleFunc("POST /leader/transfer", a.transferLeader)
+	return a
+}
+
+// routeMethods are the methods the API serves on some route.
+var routeMethods = []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete}
+
+// ServeHTTP bounds every request by the API's timeout before routing it,
+// and answers unknown routes and methods in JSON like every other error,
+// where ServeMux would answer in plain text.
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := a.mux.Handler(r); pattern == "" {
+		var allowed []string
+		for _, m := range routeMethods {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := a.mux.Handler(probe); p != "" {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) == 0 {
+			writeNotFound(w, "route "+r.URL.Path, nil)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{
+			"code": codeMethodNotAllowed, "message": r.Method + " is not allowed on " + r.URL.Path,
+		})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	defer cancel()
+	a.mux.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// serverJSON is a member of the group as the API shows it.
+type serverJSON struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Suffrage string `json:"suffrage,omitempty"`
+}
+
+func serverOf(s *actors.Server) *serverJSON {
+	if s == nil || s.Id == "" {
+		return nil
+	}
+	return &serverJSON{ID: s.Id, Address: s.Address, Suffrage: strings.ToLower(s.Suffrage.String())}
+}
+
+func serversOf(ss []*actors.Server) []*serverJSON {
+	out := make([]*serverJSON, 0, len(ss))
+	for _, s := range ss {
+		if j := serverOf(s); j != nil {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// keyOf returns the request's key, or answers 400 and returns false. The
+// state machine refuses the same keys, but only after a round trip through
+// the log; checking here names the field and costs nothing.
+func keyOf(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key := r.PathValue("key")
+	switch {
+	case key == "":
+		badRequest(w, "key", "key is empty")
+		return "", false
+	case len(key) > kvstore.MaxKeySize:
+		badRequest(w, "key", "key is %d bytes, longer than %d", len(key), kvstore.MaxKeySize)
+		return "", false
+	}
+	return key, true
+}
+
+// consistencyOf parses the consistency query parameter; linearizable is
+// the default because it is the only one that never surprises.
+func consistencyOf(r *http.Request) (actors.Consistency, *actors.Error) {
+	switch c := strings.ToLower(r.URL.Query().Get("consistency")); c {
+	case "", "linearizable":
+		return actors.Consistency_LINEARIZABLE, nil
+	case "lease":
+		return actors.Consistency_LEASE, nil
+	case "stale":
+		return actors.Consistency_STALE, nil
+	default:
+		return 0, actors.InvalidArgument("consistency", "consistency %q is not one of linearizable, lease, stale", c)
+	}
+}
+
+// localNode returns the local node a request asks for with ?node=, else the
+// default one; "" means the Client serves it.
+func (a *api) localNode(r *http.Request) (string, *actors.Error) {
+	id := r.URL.Query().Get("node")
+	if id == "" {
+		return a.defaultNode, nil
+	}
+	if _, ok := a.local[id]; !ok {
+		ids := make([]string, 0, len(a.local))
+		for k := range a.local {
+			ids = append(ids, k)
+		}
+		slices.Sort(ids)
+		return "", actors.InvalidArgument("node", "node %q does not run in this process (local nodes: %s)", id, strings.Join(ids, ", "))
+	}
+	return id, nil
+}
+
+// askLocal sends req to a local node's front door and waits for its reply.
+// Failures of the actor path (no answer before the deadline, the node is
+// stopped) become UNAVAILABLE: the node is the only one that could answer.
+func (a *api) askLocal(ctx context.Context, node string, req actors.Request) (actors.Response, error) {
+	deadline, _ := ctx.Deadline()
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		return nil, actors.DeadlineExceeded("request")
+	}
+	req.GetMeta().DeadlineUnixNano = deadline.UnixNano()
+	res, err := a.system.Root.RequestFuture(a.local[node], req, timeout).Result()
+	if err != nil {
+		return nil, actors.Errorf(actors.Code_UNAVAILABLE, "node %s did not answer: %v", node, err)
+	}
+	resp, ok := res.(actors.Response)
+	if !ok {
+		return nil, actors.Errorf(actors.Code_INTERNAL, "node %s answered with %T", node, res)
+	}
+	if err := resp.GetError().Err(); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// read runs a query at the given consistency: stale reads on a local node
+// when one is chosen, everything else through the Client.
+func (a *api) read(r *http.Request, query []byte, c actors.Consistency) (*actors.ReadResponse, error) {
+	ctx := r.Context()
+	if c == actors.Consistency_STALE {
+		node, aerr := a.localNode(r)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if node != "" {
+			res, err := a.askLocal(ctx, node, &actors.ReadRequest{Meta: &actors.RequestMeta{}, Query: query, Consistency: c})
+			if err != nil {
+				return nil, err
+			}
+			rr, ok := res.(*actors.ReadResponse)
+			if !ok {
+				return nil, actors.Errorf(actors.Code_INTERNAL, "node %s answered a read with %T", node, res)
+			}
+			return rr, nil
+		}
+	}
+	return a.client.Read(ctx, query, cluster.WithConsistency(c))
+}
+
+// valueJSON sets the value in a JSON body: as a string when it is UTF-8 (the
+// common case, readable with curl), base64 otherwise so no byte is lost.
+func valueJSON(body map[string]any, v []byte) {
+	if utf8.Valid(v) {
+		body["value"] = string(v)
+	} else {
+		body["value_base64"] = base64.StdEncoding.EncodeToString(v)
+	}
+}
+
+func (a *api) getKey(w http.ResponseWriter, r *http.Request) {
+	key, ok := keyOf(w, r)
+	if !ok {
+		return
+	}
+	c, aerr := consistencyOf(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	res, err := a.read(r, kvstore.Get(key), c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	qr, err := kvstore.DecodeQueryResult(res.Result)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !qr.Found {
+		writeNotFound(w, "key", map[string]any{"key": key, "applied_index": res.AppliedIndex})
+		return
+	}
+	body := map[string]any{"key": key, "revision": qr.Revision, "applied_index": res.AppliedIndex}
+	valueJSON(body, qr.Value)
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	prefix := q.Get("prefix")
+	if len(prefix) > kvstore.MaxKeySize {
+		badRequest(w, "prefix", "prefix is %d bytes, longer than %d", len(prefix), kvstore.MaxKeySize)
+		return
+	}
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > kvstore.MaxListLimit {
+			badRequest(w, "limit", "limit %q is not a number from 1 to %d", s, kvstore.MaxListLimit)
+			return
+		}
+		limit = n
+	}
+	c, aerr := consistencyOf(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	res, err := a.read(r, kvstore.List(prefix, limit), c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	qr, err := kvstore.DecodeQueryResult(res.Result)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	entries := make([]map[string]any, 0, len(qr.Entries))
+	for _, e := range qr.Entries {
+		m := map[string]any{"key": string(e.Key), "revision": e.Revision}
+		valueJSON(m, e.Value)
+		entries = append(entries, m)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "more": qr.More, "applied_index": res.AppliedIndex})
+}
+
+func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
+	key, ok := keyOf(w, r)
+	if !ok {
+		return
+	}
+	// One byte over the limit is enough to know the value is too large
+	// without reading an arbitrarily large body into memory.
+	value, err := io.ReadAll(io.LimitReader(r.Body, kvstore.MaxValueSize+1))
+	switch {
+	case err != nil:
+		badRequest(w, "value", "reading the body: %v", err)
+		return
+	case len(value) == 0:
+		badRequest(w, "value", "value is empty: send it as the request body")
+		return
+	case len(value) > kvstore.MaxValueSize:
+		badRequest(w, "value", "value is longer than %d bytes", kvstore.MaxValueSize)
+		return
+	}
+	res, ok := a.write(w, r, kvstore.Put(key, value))
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"key": key, "index": res.index, "revision": res.result.Revision, "created": !res.result.Found})
+}
+
+func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
+	key, ok := keyOf(w, r)
+	if !ok {
+		return
+	}
+	res, ok := a.write(w, r, kvstore.Delete(key))
+	if !ok {
+		return
+	}
+	if !res.result.Found {
+		// The delete went through the log all the same: index says where.
+		writeNotFound(w, "key", map[string]any{"key": key, "index": res.index})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"key": key, "index": res.index, "deleted": true})
+}
+
+// writeResult is a committed command and what the state machine made of it.
+type writeResult struct {
+	index  uint64
+	result *kvstore.Result
+}
+
+// write sends a command through the Client and decodes the state machine's
+// answer; on failure it has already answered the request.
+func (a *api) write(w http.ResponseWriter, r *http.Request, cmd []byte) (writeResult, bool) {
+	res, err := a.client.Write(r.Context(), cmd)
+	if err != nil {
+		writeError(w, err)
+		return writeResult{}, false
+	}
+	kr, err := kvstore.DecodeResult(res.Result)
+	if err != nil {
+		writeError(w, err)
+		return writeResult{}, false
+	}
+	if kr.Error != "" {
+		// Only reachable if this handler's checks drift from the state
+		// machine's: the command was refused identically on every node.
+		field := "key"
+		if strings.Contains(kr.Error, "value") {
+			field = "value"
+		}
+		writeError(w, actors.InvalidArgument(field, "%s", kr.Error))
+		return writeResult{}, false
+	}
+	return writeResult{index: res.Index, result: kr}, true
+}
+
+// statusJSON is one node's view of the group.
+type statusJSON struct {
+	Node               *serverJSON   `json:"node"`
+	State              string        `json:"state"`
+	Term               uint64        `json:"term"`
+	Leader             *serverJSON   `json:"leader"`
+	CommitIndex        uint64        `json:"commit_index"`
+	AppliedIndex       uint64        `json:"applied_index"`
+	LastIndex          uint64        `json:"last_index"`
+	LastContact        string        `json:"last_contact,omitempty"`
+	LastSnapshotIndex  uint64        `json:"last_snapshot_index"`
+	ConfigurationIndex uint64        `json:"configuration_index"`
+	Members            []*serverJSON `json:"members"`
+	Timeouts           *timeoutsJSON `json:"timeouts,omitempty"`
+}
+
+// timeoutsJSON shows durations as Go duration strings ("500ms"), the form
+// people type.
+type timeoutsJSON struct {
+	Heartbeat         string `json:"heartbeat"`
+	Election          string `json:"election"`
+	LeaderLease       string `json:"leader_lease"`
+	Commit            string `json:"commit"`
+	SnapshotInterval  string `json:"snapshot_interval"`
+	SnapshotThreshold uint64 `json:"snapshot_threshold"`
+	TrailingLogs      uint64 `json:"trailing_logs"`
+}
+
+func statusOf(s *actors.StatusResponse) statusJSON {
+	out := statusJSON{
+		Node: serverOf(s.Node), State: s.State, Term: s.Term, Leader: serverOf(s.Leader),
+		CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, LastIndex: s.LastIndex,
+		LastSnapshotIndex: s.LastSnapshotIndex, ConfigurationIndex: s.ConfigurationIndex,
+		Members: serversOf(s.Members),
+	}
+	if s.LastContactUnixNano != 0 {
+		out.LastContact = time.Unix(0, s.LastContactUnixNano).UTC().Format(time.RFC3339Nano)
+	}
+	if t := s.Timeouts; t != nil {
+		out.Timeouts = &timeoutsJSON{
+			Heartbeat: t.Heartbeat.AsDuration().String(), Election: t.Election.AsDuration().String(),
+			LeaderLease: t.LeaderLease.AsDuration().String(), Commit: t.Commit.AsDuration().String(),
+			SnapshotInterval:  t.SnapshotInterval.AsDuration().String(),
+			SnapshotThreshold: t.SnapshotThreshold, TrailingLogs: t.TrailingLogs,
+		}
+	}
+	return out
+}
+
+func (a *api) status(w http.ResponseWriter, r *http.Request) {
+	node, aerr := a.localNode(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	var st *actors.StatusResponse
+	if node != "" {
+		res, err := a.askLocal(r.Context(), node, &actors.StatusRequest{Meta: &actors.RequestMeta{}})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var ok bool
+		if st, ok = res.(*actors.StatusResponse); !ok {
+			writeError(w, actors.Errorf(actors.Code_INTERNAL, "node %s answered a status request with %T", node, res))
+			return
+		}
+	} else {
+		var err error
+		if st, err = a.client.Status(r.Context()); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, statusOf(st))
+}
+
+func (a *api) leader(w http.ResponseWriter, r *http.Request) {
+	res, err := a.client.Leader(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"leader": serverOf(res.Leader), "term": res.Term})
+}
+
+func (a *api) members(w http.ResponseWriter, r *http.Request) {
+	res, err := a.client.Members(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"index": res.Index, "members": serversOf(res.Members)})
+}
+
+// decodeJSON reads a small JSON body into v, refusing unknown fields so a
+// typo ("adress") is an error instead of a silently missing value. An empty
+// body is allowed when emptyOK, for endpoints whose fields are all optional.
+func decodeJSON(r *http.Request, v any, emptyOK bool) *actors.Error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody+1))
+	if err != nil {
+		return actors.InvalidArgument("body", "reading the body: %v", err)
+	}
+	if len(body) > maxJSONBody {
+		return actors.InvalidArgument("body", "body is longer than %d bytes", maxJSONBody)
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		if emptyOK {
+			return nil
+		}
+		return actors.InvalidArgument("body", "body is empty: want a JSON object")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return actors.InvalidArgument("body", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return actors.InvalidArgument("body", "malformed JSON: more than one value")
+	}
+	return nil
+}
+
+// addMemberRequest is the body of POST /members.
+type addMemberRequest struct {
+	ID string `json:"id"`
+	// Address is the new member's ActorSystem address (its --bind), not its
+	// Raft address: the handler derives that, so callers never have to know
+	// how node actors are named.
+	Address string `json:"address"`
+	// Suffrage is "voter" (the default) or "nonvoter".
+	Suffrage string `json:"suffrage,omitempty"`
+}
+
+func (a *api) addMember(w http.ResponseWriter, r *http.Request) {
+	var req addMemberRequest
+	if aerr := decodeJSON(r, &req, false); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if aerr := actors.ValidateNodeID("id", req.ID); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if aerr := actors.ValidateHostPort("address", req.Address); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	raftAddr := cluster.Peer{ID: req.ID, Address: req.Address}.RaftAddress(a.group)
+	var (
+		res *actors.MembershipResponse
+		err error
+	)
+	switch strings.ToLower(req.Suffrage) {
+	case "", "voter":
+		res, err = a.client.AddVoter(r.Context(), req.ID, raftAddr)
+	case "nonvoter":
+		res, err = a.client.AddNonvoter(r.Context(), req.ID, raftAddr)
+	default:
+		badRequest(w, "suffrage", "suffrage %q is not voter or nonvoter", req.Suffrage)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"index": res.Index, "members": serversOf(res.Members)})
+}
+
+func (a *api) removeMember(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if aerr := actors.ValidateNodeID("id", id); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	res, err := a.client.Remove(r.Context(), id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"index": res.Index, "members": serversOf(res.Members)})
+}
+
+// transferRequest is the body of POST /leader/transfer; an empty body lets
+// Raft pick the most up-to-date follower.
+type transferRequest struct {
+	ID string `json:"id,omitempty"`
+}
+
+func (a *api) transferLeader(w http.ResponseWriter, r *http.Request) {
+	var req transferRequest
+	if aerr := decodeJSON(r, &req, true); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if req.ID != "" {
+		if aerr := actors.ValidateNodeID("id", req.ID); aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+	}
+	res, err := a.client.TransferLeadership(r.Context(), req.ID)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"leader": serverOf(res.Leader)})
+}
+
+// errNoLeader is returned by waitLeader when the deadline passes.
+var errNoLeader = errors.New("no leader elected")
+
+// waitLeader asks the Client who leads until someone does, for the startup
+// banner: a fresh group needs an election timeout or two.
+func waitLeader(ctx context.Context, c *cluster.Client, within time.Duration) (*actors.Server, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		res, err := c.Leader(ctx)
+		if err == nil && res.GetLeader().GetId() != "" {
+			return res.Leader, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return nil, fmt.Errorf("%w within %v: %w", errNoLeader, within, err)
+			}
+			return nil, fmt.Errorf("%w within %v", errNoLeader, within)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,547 @@
+// Command kv is protoraft's main sample: a replicated key-value store with
+// an HTTP API, built on raftactor/kvstore and package cluster.
+//
+// With no flags it runs a durable three-node group in this one process and
+// serves HTTP on 127.0.0.1:8080 (another free port when that one is taken):
+//
+//	go run ./samples/kv
+//
+// With --id and --bind it runs one node per OS process, nodes talking over
+// protoactor remote. Three terminals make a real three-process cluster:
+//
+//	go run ./samples/kv --id n1 --bind 127.0.0.1:7001 --http 127.0.0.1:8081 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv --id n2 --bind 127.0.0.1:7002 --http 127.0.0.1:8082 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv --id n3 --bind 127.0.0.1:7003 --http 127.0.0.1:8083 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//
+// A fourth node joins a running cluster with --join instead of --peers:
+//
+//	go run ./samples/kv --id n4 --bind 127.0.0.1:7004 --http 127.0.0.1:8084 --join n1=127.0.0.1:7001
+//
+// Every node's HTTP endpoint serves every request: writes and
+// linearizable or lease reads reach the leader through the cluster Client,
+// while stale reads (?consistency=stale) and /status answer from the local
+// node, so they show what that node holds. In the one-process cluster they
+// come from the leader unless ?node=n2 names a node. The HTTP API:
+//
+//	PUT    /kv/{key}            body = value        → {"key","index","revision","created"}
+//	GET    /kv/{key}?consistency=linearizable|lease|stale
+//	                                                → {"key","value","revision","applied_index"}
+//	DELETE /kv/{key}                                → {"key","index","deleted"}
+//	GET    /kv?prefix=p&limit=n                     → {"entries":[...],"more"}
+//	GET    /status                                  → the local node's view of the group
+//	GET    /leader                                  → {"leader":{"id","address"},"term"}
+//	GET    /members                                 → {"index","members":[...]}
+//	POST   /members  {"id","address"[,"suffrage":"nonvoter"]}
+//	DELETE /members/{id}
+//	POST   /leader/transfer [{"id"}]
+//
+// Errors carry the protoraft code in a JSON body
+// ({"code","message","field","leader","retry_after_ms"}) and an HTTP
+// status that matches it: NOT_LEADER 421, INVALID_ARGUMENT 400,
+// RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504, and 404
+// with code NOT_FOUND for a missing key. State lives in --data and
+// survives restarts; Ctrl-C stops the nodes gracefully.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
+)
+
+// defaultGroup is the Raft group's name. It is part of every node's Raft
+// address, so all members must agree on it.
+const defaultGroup = "kv"
+
+// timeouts are shorter than hashicorp's defaults so a lost leader is
+// replaced in about a second, yet long enough not to flap on a busy laptop.
+var timeouts = raftactor.Timeouts{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond}
+
+// clientOptions keep one attempt short: protoactor remote takes about ten
+// seconds to give up on a dead peer, and an HTTP request should move on to
+// a live member long before that. A second is still far above the commit
+// latency of a healthy group on one machine.
+var clientOptions = []cluster.ClientOption{cluster.WithAttemptTimeout(time.Second)}
+
+// joinAttempt bounds one Join call. Join itself waits for this node to catch
+// up before it asks for a vote; the bound only makes a Join stuck on an
+// unreachable member try again.
+const joinAttempt = time.Minute
+
+// options are the parsed command line.
+type options struct {
+	group   string
+	id      string
+	bind    string
+	peers   []cluster.Peer
+	join    []cluster.Peer
+	data    string
+	http    string
+	verbose bool
+	// processMode is one node per process; otherwise three in this one.
+	processMode bool
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kv:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, stop, opts, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "kv:", err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags reads the command line and checks it as a whole, so a
+// mistake is reported before anything starts or touches the disk.
+func parseFlags(args []string, errOut io.Writer) (options, error) {
+	fs := flag.NewFlagSet("kv", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	var o options
+	var peers, join string
+	fs.StringVar(&o.group, "group", defaultGroup, "Raft group name (the same on every node)")
+	fs.StringVar(&o.id, "id", "", "this node's ID; with --bind, run one node per process")
+	fs.StringVar(&o.bind, "bind", "", "host:port of this node's protoactor remote endpoint (e.g. 127.0.0.1:7001)")
+	fs.StringVar(&peers, "peers", "", "initial voters, id=host:port,... including this node (first start only)")
+	fs.StringVar(&join, "join", "", "members of a running cluster to join, id=host:port,...")
+	fs.StringVar(&o.data, "data", "", "data directory (default: $TMPDIR/protoraft-kv, or $TMPDIR/protoraft-kv-<id> per process)")
+	fs.StringVar(&o.http, "http", "", "HTTP listen address (default 127.0.0.1:8080 for the one-process cluster, 127.0.0.1:0 per process)")
+	fs.BoolVar(&o.verbose, "v", false, "log at info level (default: warnings and errors only)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage:\n  kv                                   three nodes in this process\n"+
+			"  kv --id ID --bind HOST:PORT (--peers LIST | --join LIST) [--http ADDR] [--data DIR]\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if err := actors.ValidateNodeID("--group", o.group); err != nil {
+		return o, err
+	}
+	o.processMode = o.id != "" || o.bind != "" || peers != "" || join != ""
+	if !o.processMode {
+		if o.data == "" {
+			o.data = filepath.Join(os.TempDir(), "protoraft-kv")
+		}
+		return o, nil
+	}
+
+	if err := actors.ValidateNodeID("--id", o.id); err != nil {
+		return o, err
+	}
+	if err := actors.ValidateHostPort("--bind", o.bind); err != nil {
+		return o, err
+	}
+	var err error
+	switch {
+	case peers != "" && join != "":
+		return o, errors.New("--peers and --join exclude each other: --peers bootstraps a new cluster, --join enters a running one")
+	case peers != "":
+		if o.peers, err = parsePeers("--peers", peers); err != nil {
+			return o, err
+		}
+		i := slices.IndexFunc(o.peers, func(p cluster.Peer) bool { return p.ID == o.id })
+		if i < 0 {
+			return o, fmt.Errorf("--peers must include this node (%s=%s)", o.id, o.bind)
+		}
+		if o.peers[i].Address != o.bind {
+			return o, fmt.Errorf("--peers gives %s the address %s but --bind is %s", o.id, o.peers[i].Address, o.bind)
+		}
+	case join != "":
+		if o.join, err = parsePeers("--join", join); err != nil {
+			return o, err
+		}
+		if slices.ContainsFunc(o.join, func(p cluster.Peer) bool { return p.ID == o.id }) {
+			return o, fmt.Errorf("--join lists this node (%s) itself: name members of the running cluster", o.id)
+		}
+	default:
+		return o, errors.New("one node per process needs --peers (a new cluster) or --join (a running one)")
+	}
+	if o.data == "" {
+		o.data = filepath.Join(os.TempDir(), "protoraft-kv-"+o.id)
+	}
+	if o.http == "" {
+		o.http = "127.0.0.1:0"
+	}
+	return o, nil
+}
+
+// parsePeers parses "id=host:port,...". Addresses must be what each peer
+// binds to, byte for byte: a PID's address is compared as a string, so
+// "localhost:7001" and "127.0.0.1:7001" are different nodes to protoactor.
+func parsePeers(flagName, s string) ([]cluster.Peer, error) {
+	var out []cluster.Peer
+	for i, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		id, addr, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s: %q is not id=host:port", flagName, item)
+		}
+		field := fmt.Sprintf("%s[%d]", flagName, i)
+		if err := actors.ValidateNodeID(field+".id", id); err != nil {
+			return nil, err
+		}
+		if err := actors.ValidateHostPort(field+".address", addr); err != nil {
+			return nil, err
+		}
+		for _, p := range out {
+			if p.ID == id {
+				return nil, fmt.Errorf("%s: node %s listed twice", flagName, id)
+			}
+			if p.Address == addr {
+				return nil, fmt.Errorf("%s: nodes %s and %s share the address %s", flagName, p.ID, id, addr)
+			}
+		}
+		out = append(out, cluster.Peer{ID: id, Address: addr})
+	}
+	return out, nil
+}
+
+// newLoggers builds the zap logger the nodes use and the slog logger
+// protoactor uses. Both are quiet by default: a healthy cluster has nothing
+// to say, and protoactor's remote complains at length about peers that are
+// merely restarting.
+func newLoggers(verbose bool) (*zap.Logger, *slog.Logger, error) {
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(zapcore.WarnLevel)
+	slogLevel := slog.LevelError
+	if verbose {
+		zc.Level.SetLevel(zapcore.InfoLevel)
+		slogLevel = slog.LevelInfo
+	}
+	zc.DisableStacktrace = !verbose
+	log, err := zc.Build()
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slogLevel})), nil
+}
+
+// node is a running process: its ActorSystem, the groups in it, the HTTP
+// server in front. close undoes start in reverse order.
+type node struct {
+	system *actor.ActorSystem
+	remote *remote.Remote
+	groups []*cluster.Group
+	client *cluster.Client
+	server *http.Server
+	log    *zap.Logger
+	closed bool
+}
+
+// run starts the mode the flags ask for, serves until ctx ends, then stops
+// gracefully. release restores default signal handling once shutdown
+// begins, so a second Ctrl-C kills a shutdown that hangs.
+func run(ctx context.Context, release func(), o options, out io.Writer) error {
+	log, slogger, err := newLoggers(o.verbose)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	n := &node{log: log}
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }))
+	defer func() { _ = n.close() }()
+
+	if o.processMode {
+		err = n.startProcess(ctx, o, out)
+	} else {
+		err = n.startLocal(ctx, o, out)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C while waiting for the first leader is a stop, not a
+			// failure.
+			release()
+			return n.close()
+		}
+		return err
+	}
+	// A group whose supervisor gave up has no node left behind its front
+	// door: exit rather than keep an HTTP endpoint that can only fail.
+	failed := make(chan *cluster.Group, len(n.groups))
+	for _, g := range n.groups {
+		go func() {
+			select {
+			case <-g.Done():
+				failed <- g
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case g := <-failed:
+		release()
+		err := n.close()
+		return errors.Join(fmt.Errorf("node %s stopped unexpectedly", g.Self().ID), err)
+	}
+	release()
+	fmt.Fprintln(out, "stopping")
+	return n.close()
+}
+
+// startLocal starts the one-process cluster: three nodes in one
+// ActorSystem, reached through local PIDs, no network but the HTTP port.
+func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
+	fmt.Fprintf(out, "protoraft kv: 3 nodes of group %q in this process\n", o.group)
+	fmt.Fprintln(out, "data directory:", o.data)
+	var peers []cluster.Peer
+	for _, id := range []string{"n1", "n2", "n3"} {
+		peers = append(peers, cluster.Peer{ID: id, Address: actors.LocalSystemAddress})
+	}
+	local := map[string]*actor.PID{}
+	for _, p := range peers {
+		g, err := cluster.Spawn(n.system, cluster.Config{
+			Group:           o.group,
+			NodeID:          p.ID,
+			DataDir:         filepath.Join(o.data, p.ID),
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			// Ignored by a node whose directory holds state: a second run
+			// restarts the same group instead of founding a new one.
+			Bootstrap: peers,
+			Timeouts:  timeouts,
+			Logger:    n.log,
+		})
+		if err != nil {
+			return fmt.Errorf("start node %s: %w", p.ID, err)
+		}
+		n.groups = append(n.groups, g)
+		local[p.ID] = g.FrontDoor()
+	}
+	n.client = cluster.NewClient(n.system, o.group, peers, clientOptions...)
+
+	addr := o.http
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && o.http == "" {
+		// Only the default may move: an address the user chose is a
+		// promise to whoever reads the README they followed.
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	base := n.serve(ln, apiConfig{group: o.group, system: n.system, client: n.client, local: local})
+	fmt.Fprintln(out, "http:", base)
+
+	leader, err := waitLeader(ctx, n.client, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "leader: %s\n", leader.Id)
+	printExamples(out, base, false)
+	return nil
+}
+
+// startProcess starts this process's one node: remote first, because the
+// node's Raft address is the system's address and must be the bind address
+// from the very first message.
+func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error {
+	host, portText, _ := net.SplitHostPort(o.bind) // validated by parseFlags
+	port, _ := strconv.Atoi(portText)
+	if err := n.startRemote(host, port); err != nil {
+		return err
+	}
+	if got := n.system.Address(); got != o.bind {
+		return fmt.Errorf("remote listens as %s, not --bind %s", got, o.bind)
+	}
+	fmt.Fprintf(out, "protoraft kv: node %s of group %q, remote on %s\n", o.id, o.group, o.bind)
+	fmt.Fprintln(out, "data directory:", o.data)
+
+	g, err := cluster.Spawn(n.system, cluster.Config{
+		Group:           o.group,
+		NodeID:          o.id,
+		DataDir:         o.data,
+		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+		Bootstrap:       o.peers,
+		Timeouts:        timeouts,
+		Logger:          n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start node %s: %w", o.id, err)
+	}
+	n.groups = append(n.groups, g)
+
+	members := o.peers
+	if len(o.join) > 0 {
+		members = append(slices.Clone(o.join), g.Self())
+	}
+	n.client = cluster.NewClient(n.system, o.group, members, clientOptions...)
+
+	ln, err := net.Listen("tcp", o.http)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	base := n.serve(ln, apiConfig{
+		group: o.group, system: n.system, client: n.client,
+		local: map[string]*actor.PID{o.id: g.FrontDoor()}, defaultNode: o.id,
+	})
+	fmt.Fprintln(out, "http:", base)
+
+	// The rest waits for other processes, which may start minutes later:
+	// report progress in the background and keep serving meanwhile.
+	go func() {
+		if len(o.join) > 0 {
+			if err := joinUntilDone(ctx, g, o.join, n.log); err != nil {
+				return
+			}
+			fmt.Fprintln(out, "joined the group through", peerList(o.join))
+		}
+		leader, err := waitLeader(ctx, n.client, 24*time.Hour)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(out, "leader: %s\n", leader.Id)
+		printExamples(out, base, true)
+	}()
+	return nil
+}
+
+// startRemote starts protoactor remote with protoraft's hardened
+// configuration. remote panics when it cannot listen; that is a plain
+// startup error here (port taken, address not local).
+func (n *node) startRemote(host string, port int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("start remote on %s: %v", net.JoinHostPort(host, strconv.Itoa(port)), r)
+		}
+	}()
+	r := remote.NewRemote(n.system, raftactor.RemoteConfig(host, port))
+	r.Start()
+	n.remote = r
+	return nil
+}
+
+// joinUntilDone asks the running cluster to add this node until it did:
+// the members named may still be starting, or electing a leader.
+func joinUntilDone(ctx context.Context, g *cluster.Group, members []cluster.Peer, log *zap.Logger) error {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, joinAttempt)
+		err := g.Join(attempt, members...)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var ae *actors.Error
+		if errors.As(err, &ae) && !actors.Retryable(ae.Code) {
+			log.Error("join refused", zap.Error(err))
+			fmt.Fprintln(os.Stderr, "kv: join refused:", err)
+			return err
+		}
+		log.Warn("join failed; retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// serve starts the HTTP server on ln and returns its base URL.
+func (n *node) serve(ln net.Listener, cfg apiConfig) string {
+	n.server = &http.Server{
+		Handler:           newAPI(cfg),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          zap.NewStdLog(n.log),
+	}
+	go func() {
+		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// close stops everything started, in reverse order: no new requests first,
+// then the nodes (a leader hands over leadership as it stops), then the
+// network, then the actors. Calls after the first do nothing.
+func (n *node) close() error {
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	began := time.Now()
+	var errs []error
+	if n.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, n.server.Shutdown(ctx))
+		cancel()
+	}
+	for i := len(n.groups) - 1; i >= 0; i-- {
+		errs = append(errs, n.groups[i].Stop())
+	}
+	if n.remote != nil {
+		// Not graceful: protoactor's graceful shutdown waits for every
+		// inbound stream to end, and peers that are still running keep
+		// theirs open, so it always ran into its own 10 s timeout. Nothing
+		// needs flushing by now: the groups have stopped, and a leader's
+		// handover was answered before its Stop returned.
+		n.remote.Shutdown(false)
+	}
+	if n.system != nil {
+		n.system.Shutdown()
+	}
+	n.log.Info("stopped", zap.Duration("took", time.Since(began)))
+	return errors.Join(errs...)
+}
+
+func peerList(ps []cluster.Peer) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.ID + "=" + p.Address
+	}
+	return strings.Join(s, ",")
+}
+
+// printExamples shows commands to paste, against this process's own port.
+func printExamples(out io.Writer, base string, processMode bool) {
+	fmt.Fprintf(out, `try:
+  curl -X PUT --data-binary hello %[1]s/kv/greeting
+  curl %[1]s/kv/greeting
+  curl '%[1]s/kv/greeting?consistency=stale'
+  curl -X DELETE %[1]s/kv/greeting
+  curl %[1]s/status
+  curl %[1]s/members
+  curl -X POST %[1]s/leader/transfer
+`, base)
+	if !processMode {
+		fmt.Fprintf(out, "  curl '%s/kv/greeting?consistency=stale&node=n2'   # what n2 holds\n", base)
+	}
+	fmt.Fprintln(out, "Ctrl-C stops it; run it again to restart from the same data.")
+}
