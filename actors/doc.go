@@ -13,4 +13,4 @@
 //	go generate ./actors
 package actors
 
-//go:generate protoc -I proto --go_out=. --go_opt=module=github.com/protoraft/protoraft/actors proto/protoraft.proto proto/raftrpc.proto proto/entry.proto
+//go:generate sh -c "protoc -I proto --go_out=. --go_opt=module=github.com/protoraft/protoraft/actors proto/*.proto"
