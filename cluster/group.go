@@ -64,7 +64,16 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 			return nil, fmt.Errorf("cluster: group %s node %s: %w", cfg.Group, cfg.NodeID, err)
 		}
 	}
-	props, err := raftactor.Props(cfg.nodeConfig(), cfg.nodeOptions...)
+	nodeCfg := cfg.nodeConfig()
+	// The node tells its outcomes to the stages that account for requests:
+	// the limiter (to give permits back) and the metrics actor. Their PIDs
+	// follow from the fixed names, so the node can be spawned first.
+	base := supervisorName(cfg.Group, cfg.NodeID) + "/"
+	nodeCfg.OutcomeObservers = []*actor.PID{
+		actor.NewPID(system.Address(), base+limiterChild),
+		actor.NewPID(system.Address(), base+metricsChild),
+	}
+	props, err := raftactor.Props(nodeCfg, cfg.nodeOptions...)
 	if err != nil {
 		return nil, err
 	}

@@ -126,8 +126,11 @@ func passThroughProps(next *actor.PID) *actor.Props {
 
 // Receive implements actor.Actor.
 func (p *passThrough) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(actors.Request); ok {
+	switch ctx.Message().(type) {
+	case actors.Request:
 		ctx.Forward(p.next)
+	case *actors.Outcome:
+		// The node's report that a request ended: nothing is held here yet.
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
@@ -155,6 +156,10 @@ type Config struct {
 	// is kept, by the replicated clock. It must be the same on every node.
 	// Default DefaultSessionTTL.
 	SessionTTL time.Duration
+	// OutcomeObservers are told an actors.Outcome when a request ends at
+	// the node (the group's limiter, to return the request's permit, and
+	// its metrics actor).
+	OutcomeObservers []*actor.PID
 	// Faults, when set, sits between this node and its peers and can drop,
 	// delay or cut Raft RPCs. Shared by all nodes of an in-process test.
 	Faults *Faults

@@ -18,17 +18,17 @@ func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) 
 	r := n.raft
 	op := m.GetOp()
 	if err := actors.ValidateNodeID("id", m.GetId()); err != nil {
-		ctx.Respond(&actors.MembershipResponse{Error: err})
+		n.respond(ctx, &actors.MembershipResponse{Error: err})
 		return
 	}
 	if op == actors.MembershipOp_ADD_VOTER || op == actors.MembershipOp_ADD_NONVOTER {
 		if err := actors.ValidateRaftAddress("address", m.GetAddress()); err != nil {
-			ctx.Respond(&actors.MembershipResponse{Error: err})
+			n.respond(ctx, &actors.MembershipResponse{Error: err})
 			return
 		}
 	}
 	if r.State() != raft.Leader {
-		ctx.Respond(&actors.MembershipResponse{Error: actors.NotLeader(leaderOf(r))})
+		n.respond(ctx, &actors.MembershipResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
 	id, addr := raft.ServerID(m.GetId()), raft.ServerAddress(m.GetAddress())
@@ -110,12 +110,12 @@ func (n *Node) transferLeadership(ctx actor.Context, m *actors.TransferLeadershi
 	r := n.raft
 	if m.GetId() != "" {
 		if err := actors.ValidateNodeID("id", m.GetId()); err != nil {
-			ctx.Respond(&actors.TransferLeadershipResponse{Error: err})
+			n.respond(ctx, &actors.TransferLeadershipResponse{Error: err})
 			return
 		}
 	}
 	if r.State() != raft.Leader {
-		ctx.Respond(&actors.TransferLeadershipResponse{Error: actors.NotLeader(leaderOf(r))})
+		n.respond(ctx, &actors.TransferLeadershipResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
 	self := raft.ServerID(n.cfg.ID)

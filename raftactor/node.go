@@ -35,6 +35,9 @@ type Node struct {
 	// startErr is why the node could not start; every request is then
 	// refused with it.
 	startErr error
+
+	// current describes the request Receive is handling, for its outcome.
+	current requestInfo
 }
 
 // kept is what survives a supervisor restart of the node actor: nothing of
@@ -90,6 +93,7 @@ func (n *Node) Receive(ctx actor.Context) {
 		}
 		n.transport.HandleRPC(ctx, m)
 	case actors.Request:
+		n.current = n.describe(ctx, m)
 		if n.raft == nil {
 			n.refuse(ctx, m)
 			return
@@ -106,7 +110,7 @@ func (n *Node) serve(ctx actor.Context, req actors.Request) {
 	case *actors.ReadRequest:
 		n.read(ctx, m)
 	case *actors.LeaderRequest:
-		ctx.Respond(n.leader())
+		n.respond(ctx, n.leader())
 	case *actors.MembershipRequest:
 		n.changeMembership(ctx, m)
 	case *actors.TransferLeadershipRequest:
@@ -116,7 +120,7 @@ func (n *Node) serve(ctx actor.Context, req actors.Request) {
 	case *actors.UpdateTimeoutsRequest:
 		n.updateTimeouts(ctx, m)
 	case *actors.GetTimeoutsRequest:
-		ctx.Respond(&actors.TimeoutsResponse{Timeouts: timeoutsToProto(n.currentTimeouts())})
+		n.respond(ctx, &actors.TimeoutsResponse{Timeouts: timeoutsToProto(n.currentTimeouts())})
 	case *actors.StatusRequest:
 		n.status(ctx, m)
 	case *actors.SnapshotRequest:
@@ -131,7 +135,7 @@ func (n *Node) refuse(ctx actor.Context, req actors.Request) {
 		err = actors.Errorf(actors.Code_INTERNAL, "node %s could not start: %v", n.cfg.ID, n.startErr)
 	}
 	if resp := actors.ErrorReply(req, err); resp != nil {
-		ctx.Respond(resp)
+		n.respond(ctx, resp)
 	}
 }
 
@@ -256,7 +260,7 @@ func (n *Node) leader() *actors.LeaderResponse {
 func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 	r := n.raft
 	if r.State() != raft.Leader {
-		ctx.Respond(&actors.WriteResponse{Error: actors.NotLeader(leaderOf(r))})
+		n.respond(ctx, &actors.WriteResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
 	entry := raft.Log{Data: m.GetCommand()}
@@ -268,7 +272,7 @@ func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 			LeaderUnixNano: time.Now().UnixNano(),
 		})
 		if err != nil {
-			ctx.Respond(&actors.WriteResponse{Error: actors.InvalidArgument("meta", "%v", err)})
+			n.respond(ctx, &actors.WriteResponse{Error: actors.InvalidArgument("meta", "%v", err)})
 			return
 		}
 		entry.Extensions = ext

@@ -528,3 +528,60 @@ func assertMember(t *testing.T, ms []*actors.Server, id string, s actors.Suffrag
 	}
 	t.Fatalf("%s not in %v", id, ms)
 }
+
+// Every request that ends at the node is told to the outcome observers, with
+// its operation, code and the headers the stages attached.
+func TestOutcomesToldToObservers(t *testing.T) {
+	c := newTestCluster(t, 0)
+	outcomes := make(chan *actors.Outcome, 16)
+	obs := c.system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if o, ok := ctx.Message().(*actors.Outcome); ok {
+			outcomes <- o
+		}
+	}))
+	c.add("n1", []raftactor.Peer{{ID: "n1", Address: c.address("n1")}})
+	c.nodes["n1"].cfg.OutcomeObservers = []*actor.PID{obs}
+	c.start("n1")
+	c.waitLeader()
+	env := &actor.MessageEnvelope{
+		Header:  map[string]string{actors.HeaderPrincipal: "alice", actors.HeaderPermit: "7"},
+		Message: &actors.WriteRequest{Meta: &actors.RequestMeta{RequestId: "r1"}, Command: kvstore.Put("k", []byte("v"))},
+	}
+	// A stage forwards a new envelope that keeps the caller as sender.
+	f := actor.NewFuture(c.system, 5*time.Second)
+	env.Sender = f.PID()
+	c.system.Root.Send(c.nodes["n1"].pid, env)
+	if _, err := f.Result(); err != nil {
+		t.Fatal(err)
+	}
+	c.mustAsk("n1", &actors.ReadRequest{Query: kvstore.Get("k"), Consistency: actors.Consistency(42)})
+	want := []struct {
+		op   string
+		code actors.Code
+	}{{"write", actors.Code_OK}, {"read_linearizable", actors.Code_INVALID_ARGUMENT}}
+	next := func() *actors.Outcome {
+		for {
+			select {
+			case o := <-outcomes:
+				if o.Op != "leader" { // waitLeader's questions
+					return o
+				}
+			case <-time.After(5 * time.Second):
+				return nil
+			}
+		}
+	}
+	for _, w := range want {
+		switch o := next(); {
+		case o != nil:
+			if o.Op != w.op || o.Code != w.code || o.Stage != "node" {
+				t.Fatalf("outcome %+v, want %s %v", o, w.op, w.code)
+			}
+			if w.op == "write" && (o.Principal != "alice" || o.Permit != "7" || o.RequestID != "r1") {
+				t.Fatalf("outcome lost the request's identity: %+v", o)
+			}
+		default:
+			t.Fatalf("no outcome for %s", w.op)
+		}
+	}
+}

@@ -25,13 +25,13 @@ func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
 	r, f, ready := n.raft, n.fsm, n.ready
 	consistency := m.GetConsistency()
 	if consistency != actors.Consistency_STALE && r.State() != raft.Leader {
-		ctx.Respond(&actors.ReadResponse{Error: actors.NotLeader(leaderOf(r))})
+		n.respond(ctx, &actors.ReadResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
 	switch consistency {
 	case actors.Consistency_LINEARIZABLE, actors.Consistency_LEASE, actors.Consistency_STALE:
 	default:
-		ctx.Respond(&actors.ReadResponse{Error: actors.InvalidArgument("consistency", "unknown consistency %d", consistency)})
+		n.respond(ctx, &actors.ReadResponse{Error: actors.InvalidArgument("consistency", "unknown consistency %d", consistency)})
 		return
 	}
 	q := m.GetQuery()

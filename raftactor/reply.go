@@ -12,19 +12,61 @@ import (
 	"github.com/protoraft/protoraft/actors"
 )
 
+// requestInfo is what the outcome of a request reports.
+type requestInfo struct {
+	op        string
+	start     time.Time
+	requestID string
+	principal string
+	permit    string
+}
+
+// describe notes the request Receive is about to handle.
+func (n *Node) describe(ctx actor.Context, req actors.Request) requestInfo {
+	info := requestInfo{op: actors.Op(req), start: time.Now(), requestID: req.GetMeta().GetRequestId()}
+	if h := ctx.MessageHeader(); h != nil {
+		info.principal, info.permit = h.Get(actors.HeaderPrincipal), h.Get(actors.HeaderPermit)
+	}
+	return info
+}
+
+// respond answers the request Receive is handling now.
+func (n *Node) respond(ctx actor.Context, resp actors.Response) {
+	ctx.Respond(resp)
+	n.observe(n.current, resp)
+}
+
+// observe tells the group's observers how a request ended.
+func (n *Node) observe(info requestInfo, resp actors.Response) {
+	if len(n.cfg.OutcomeObservers) == 0 {
+		return
+	}
+	o := &actors.Outcome{
+		Stage: "node", Op: info.op, Code: actors.CodeOf(resp.GetError()), Latency: time.Since(info.start),
+		RequestID: info.requestID, Principal: info.principal, Permit: info.permit,
+	}
+	for _, pid := range n.cfg.OutcomeObservers {
+		n.system.Root.Send(pid, o)
+	}
+}
+
 // reply sends exactly one response to a request's original sender, whichever
 // comes first: the work's result or the deadline.
 type reply struct {
-	system *actor.ActorSystem
-	to     *actor.PID
-	done   atomic.Bool
+	n    *Node
+	info requestInfo
+	to   *actor.PID
+	done atomic.Bool
 }
 
-func (r *reply) send(msg any) {
-	if r.to == nil || r.done.Swap(true) {
+func (r *reply) send(msg actors.Response) {
+	if r.done.Swap(true) {
 		return
 	}
-	r.system.Root.Send(r.to, msg)
+	if r.to != nil {
+		r.n.system.Root.Send(r.to, msg)
+	}
+	r.n.observe(r.info, msg)
 }
 
 // async runs work on its own goroutine and replies with its result, or with
@@ -32,7 +74,7 @@ func (r *reply) send(msg any) {
 // for everything that waits on Raft, so the mailbox never blocks.
 func (n *Node) async(ctx actor.Context, req actors.Request, work func(deadline time.Time) actors.Response) {
 	deadline := req.GetMeta().Deadline(n.cfg.RequestTimeout)
-	r := &reply{system: ctx.ActorSystem(), to: ctx.Sender()}
+	r := &reply{n: n, info: n.current, to: ctx.Sender()}
 	wait := time.Until(deadline)
 	if wait <= 0 {
 		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))

@@ -30,7 +30,7 @@ func (n *Node) updateTimeouts(ctx actor.Context, m *actors.UpdateTimeoutsRequest
 		err = next.Validate("timeouts")
 	}
 	if err != nil {
-		ctx.Respond(&actors.TimeoutsResponse{Error: err, Timeouts: timeoutsToProto(cur)})
+		n.respond(ctx, &actors.TimeoutsResponse{Error: err, Timeouts: timeoutsToProto(cur)})
 		return
 	}
 	rerr := n.raft.ReloadConfig(raft.ReloadableConfig{
@@ -41,11 +41,11 @@ func (n *Node) updateTimeouts(ctx actor.Context, m *actors.UpdateTimeoutsRequest
 		ElectionTimeout:   next.Election,
 	})
 	if rerr != nil {
-		ctx.Respond(&actors.TimeoutsResponse{Error: actors.InvalidArgument("timeouts", "%v", rerr), Timeouts: timeoutsToProto(cur)})
+		n.respond(ctx, &actors.TimeoutsResponse{Error: actors.InvalidArgument("timeouts", "%v", rerr), Timeouts: timeoutsToProto(cur)})
 		return
 	}
 	n.keep.set(next)
-	ctx.Respond(&actors.TimeoutsResponse{Timeouts: timeoutsToProto(n.currentTimeouts())})
+	n.respond(ctx, &actors.TimeoutsResponse{Timeouts: timeoutsToProto(n.currentTimeouts())})
 }
 
 // mergeTimeouts overlays the fields set in p on t. leader_lease and commit

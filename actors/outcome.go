@@ -1,0 +1,33 @@
+package actors
+
+import "time"
+
+// Header keys a stage may attach when it forwards a request (as a new
+// actor.MessageEnvelope with the original sender), so later stages and the
+// node can tell whom and what the request carries without decoding
+// credentials again.
+const (
+	// HeaderPrincipal names the authenticated principal.
+	HeaderPrincipal = "protoraft-principal"
+	// HeaderPermit identifies the limiter permit the request holds.
+	HeaderPermit = "protoraft-permit"
+)
+
+// Outcome reports how one request ended at one stage or at the node. It is
+// told (never requested) to the group's observers, off the critical path,
+// after the reply went out. Local only: it never crosses remote.
+type Outcome struct {
+	// Stage is where the request ended: "authorizer", "limiter" or "node".
+	Stage string
+	// Op is the operation (see Op).
+	Op string
+	// Code is the reply's code.
+	Code Code
+	// Latency is from the stage receiving the request to the reply.
+	Latency time.Duration
+	// RequestID, Principal and Permit come from the request's metadata and
+	// the headers the stages attached.
+	RequestID string
+	Principal string
+	Permit    string
+}
