@@ -38,8 +38,12 @@ type EntryMeta struct {
 	// maximum seen so far is the group's replicated clock, which expires
 	// sessions identically on every node.
 	LeaderUnixNano int64 `protobuf:"varint,4,opt,name=leader_unix_nano,json=leaderUnixNano,proto3" json:"leader_unix_nano,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// system marks a protoraft system entry instead of a user command: the
+	// entry's data is for protoraft itself and never reaches the user's state
+	// machine. "policy": the data is a new authorization policy document.
+	System        string `protobuf:"bytes,5,opt,name=system,proto3" json:"system,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EntryMeta) Reset() {
@@ -100,12 +104,22 @@ func (x *EntryMeta) GetLeaderUnixNano() int64 {
 	return 0
 }
 
+func (x *EntryMeta) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
 // SessionTable is the replicated session state, saved in snapshots.
 type SessionTable struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// clock is the replicated clock (unix nanoseconds) at the snapshot.
-	Clock         int64      `protobuf:"varint,1,opt,name=clock,proto3" json:"clock,omitempty"`
-	Sessions      []*Session `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Clock    int64      `protobuf:"varint,1,opt,name=clock,proto3" json:"clock,omitempty"`
+	Sessions []*Session `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// policy is the committed authorization policy; absent in snapshots
+	// written before it existed, which means no policy was committed.
+	Policy        *PolicyState `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -150,6 +164,13 @@ func (x *SessionTable) GetClock() int64 {
 func (x *SessionTable) GetSessions() []*Session {
 	if x != nil {
 		return x.Sessions
+	}
+	return nil
+}
+
+func (x *SessionTable) GetPolicy() *PolicyState {
+	if x != nil {
+		return x.Policy
 	}
 	return nil
 }
@@ -290,16 +311,18 @@ var File_entry_proto protoreflect.FileDescriptor
 
 const file_entry_proto_rawDesc = "" +
 	"\n" +
-	"\ventry.proto\x12\fprotoraft.v1\"\x8f\x01\n" +
+	"\ventry.proto\x12\fprotoraft.v1\x1a\x0esecurity.proto\"\xa7\x01\n" +
 	"\tEntryMeta\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vacked_below\x18\x03 \x01(\x04R\n" +
 	"ackedBelow\x12(\n" +
-	"\x10leader_unix_nano\x18\x04 \x01(\x03R\x0eleaderUnixNano\"W\n" +
+	"\x10leader_unix_nano\x18\x04 \x01(\x03R\x0eleaderUnixNano\x12\x16\n" +
+	"\x06system\x18\x05 \x01(\tR\x06system\"\x8a\x01\n" +
 	"\fSessionTable\x12\x14\n" +
 	"\x05clock\x18\x01 \x01(\x03R\x05clock\x121\n" +
-	"\bsessions\x18\x02 \x03(\v2\x15.protoraft.v1.SessionR\bsessions\"\x9f\x01\n" +
+	"\bsessions\x18\x02 \x03(\v2\x15.protoraft.v1.SessionR\bsessions\x121\n" +
+	"\x06policy\x18\x03 \x01(\v2\x19.protoraft.v1.PolicyStateR\x06policy\"\x9f\x01\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vacked_below\x18\x02 \x01(\x04R\n" +
@@ -330,15 +353,17 @@ var file_entry_proto_goTypes = []any{
 	(*SessionTable)(nil),  // 1: protoraft.v1.SessionTable
 	(*Session)(nil),       // 2: protoraft.v1.Session
 	(*SessionResult)(nil), // 3: protoraft.v1.SessionResult
+	(*PolicyState)(nil),   // 4: protoraft.v1.PolicyState
 }
 var file_entry_proto_depIdxs = []int32{
 	2, // 0: protoraft.v1.SessionTable.sessions:type_name -> protoraft.v1.Session
-	3, // 1: protoraft.v1.Session.results:type_name -> protoraft.v1.SessionResult
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 1: protoraft.v1.SessionTable.policy:type_name -> protoraft.v1.PolicyState
+	3, // 2: protoraft.v1.Session.results:type_name -> protoraft.v1.SessionResult
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_entry_proto_init() }
@@ -346,6 +371,7 @@ func file_entry_proto_init() {
 	if File_entry_proto != nil {
 		return
 	}
+	file_security_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -80,6 +80,12 @@ func Op(req any) string {
 		return "status"
 	case *SnapshotRequest:
 		return "snapshot"
+	case *PolicyUpdateRequest:
+		return "policy_update"
+	case *UpdateLimitsRequest:
+		return "update_limits"
+	case *LimiterStatsRequest:
+		return "limiter_stats"
 	default:
 		return "unknown"
 	}
@@ -108,6 +114,12 @@ func ErrorReply(req any, err *Error) Response {
 		return &StatusResponse{Error: err}
 	case *SnapshotRequest:
 		return &SnapshotResponse{Error: err}
+	case *PolicyUpdateRequest:
+		return &PolicyUpdateResponse{Error: err}
+	case *UpdateLimitsRequest:
+		return &UpdateLimitsResponse{Error: err}
+	case *LimiterStatsRequest:
+		return &LimiterStatsResponse{Error: err}
 	default:
 		return nil
 	}

@@ -30,4 +30,8 @@ type Outcome struct {
 	RequestID string
 	Principal string
 	Permit    string
+	// Detail qualifies Code for the observers: the name of the limit when
+	// the limiter refuses (RESOURCE_EXHAUSTED), so refusals are counted by
+	// reason; empty otherwise.
+	Detail string
 }

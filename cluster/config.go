@@ -8,7 +8,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/limiter"
+	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/telemetry"
 )
 
 // Config configures one node of a group, spawned by Spawn.
@@ -58,6 +61,21 @@ type Config struct {
 	Faults *raftactor.Faults
 	// Logger receives the group's logs. Default no logging.
 	Logger *zap.Logger
+	// Limits are the front door's limits on this node: rates, requests and
+	// bytes in flight, request size and Raft backlog, per class of request.
+	// The zero value limits nothing. Changeable at run time with an
+	// actors.UpdateLimitsRequest to the front door (until the group
+	// restarts).
+	Limits limiter.Config
+	// Security configures the front door (authentication, authorization,
+	// audit) and the cluster key of the Raft RPCs. The zero value runs
+	// without authentication and logs a warning at start: fine for tests
+	// and samples, never for production, which must set a policy.
+	Security policies.Config
+	// Telemetry configures the node's metrics (the Prometheus registry
+	// they go to: a private one when nil) and the thresholds of its
+	// health. The zero value works.
+	Telemetry telemetry.Config
 
 	// nodeOptions are added to the node actor's props; tests use them to
 	// inject panics (see export_test.go).
@@ -109,6 +127,15 @@ func (c Config) validate() *actors.Error {
 	if c.WALSegmentSize < 0 {
 		return actors.InvalidArgument("wal_segment_size", "must not be negative")
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if err := c.Security.Validate(); err != nil {
+		return err.(*actors.Error)
+	}
+	if k := c.Security.ClusterKey; len(k) > 0 && len(k) < raftactor.MinClusterKeyLength {
+		return actors.InvalidArgument("security.cluster_key", "cluster key is %d bytes, shorter than %d", len(k), raftactor.MinClusterKeyLength)
+	}
 	// The node checks the rest (timeouts against each other and Raft's
 	// bounds, request and RPC timeouts) under the same field names; asking
 	// it keeps one set of rules instead of two that drift apart.
@@ -142,6 +169,7 @@ func (c Config) nodeConfig() raftactor.Config {
 		SessionTTL:      c.SessionTTL,
 		Faults:          c.Faults,
 		Logger:          c.Logger,
+		ClusterKey:      c.Security.ClusterKey,
 	}
 }
 

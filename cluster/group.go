@@ -11,7 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/telemetry"
 )
 
 // startTimeout bounds how long Spawn waits for the node to open its data
@@ -65,6 +67,20 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 		}
 	}
 	nodeCfg := cfg.nodeConfig()
+	authz, err := policies.New(cfg.Security, cfg.Group, cfg.NodeID, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	// A committed policy change reaches this node's door from its state
+	// machine, so every node enforces the policy of the log.
+	nodeCfg.CheckPolicy, nodeCfg.OnPolicy = authz.CheckPolicy, authz.SetPolicy
+	// Made here, not by the metrics actor, so counters survive its
+	// restarts and the node can report FSM and snapshot times to it.
+	tel, err := telemetry.NewMetrics(cfg.Telemetry, cfg.Group, cfg.NodeID, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	nodeCfg.Metrics = tel
 	// The node tells its outcomes to the stages that account for requests:
 	// the limiter (to give permits back) and the metrics actor. Their PIDs
 	// follow from the fixed names, so the node can be spawned first.
@@ -83,6 +99,8 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 	s := &shared{
 		cfg:       cfg,
 		nodeProps: props,
+		authz:     authz,
+		tel:       tel,
 		log:       cfg.Logger.With(zap.String("group", cfg.Group), zap.String("node", cfg.NodeID), zap.String("component", "cluster")),
 		done:      make(chan struct{}),
 	}
@@ -220,3 +238,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Metrics is the node's metrics actor: send it an actors.HealthRequest, or
+// give it to telemetry.HealthHandler.
+func (g *Group) Metrics() *actor.PID { return g.kids.metrics }
+
+// Telemetry is the node's telemetry: Registry() is where its metrics are
+// (the Config's registry, or the node's private one).
+func (g *Group) Telemetry() *telemetry.Metrics { return g.shared.tel }

@@ -8,6 +8,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/limiter"
+	"github.com/protoraft/protoraft/policies"
+	"github.com/protoraft/protoraft/telemetry"
 )
 
 // A child that panics more than maxRestarts times within restartWindow is
@@ -25,6 +28,10 @@ type shared struct {
 	cfg       Config
 	nodeProps *actor.Props
 	log       *zap.Logger
+	// authz holds the policy in force; the door is its actor.
+	authz *policies.Authorizer
+	// tel is the node's telemetry; the metrics actor records into it.
+	tel *telemetry.Metrics
 
 	doneOnce sync.Once
 	done     chan struct{}
@@ -37,6 +44,9 @@ func (s *shared) finish() {
 	s.doneOnce.Do(func() {
 		if s.release != nil {
 			s.release()
+		}
+		if s.tel != nil {
+			s.tel.Close()
 		}
 		close(s.done)
 	})
@@ -99,15 +109,15 @@ func (a *supervisor) spawnChildren(ctx actor.Context) children {
 		k.err = err
 		return k
 	}
-	if k.metrics, err = ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sink{} }), metricsChild); err != nil {
+	if k.metrics, err = ctx.SpawnNamed(telemetry.Props(a.s.tel, k.node), metricsChild); err != nil {
 		k.err = err
 		return k
 	}
-	if k.limiter, err = ctx.SpawnNamed(passThroughProps(k.node), limiterChild); err != nil {
+	if k.limiter, err = ctx.SpawnNamed(limiter.Props(a.s.cfg.Limits, limiter.Options{Next: k.node, Observers: []*actor.PID{k.metrics}, RequestTimeout: a.s.cfg.attemptTimeout(), Logger: a.s.log}), limiterChild); err != nil {
 		k.err = err
 		return k
 	}
-	if k.door, err = ctx.SpawnNamed(passThroughProps(k.limiter), frontDoorChild); err != nil {
+	if k.door, err = ctx.SpawnNamed(a.s.authz.Props(k.limiter, k.metrics), frontDoorChild); err != nil {
 		k.err = err
 	}
 	return k
@@ -133,10 +143,3 @@ func (p *passThrough) Receive(ctx actor.Context) {
 		// The node's report that a request ended: nothing is held here yet.
 	}
 }
-
-// sink is the metrics stage until telemetry lands: it takes the outcome
-// tells and drops them, so the stages can already be wired to it.
-type sink struct{}
-
-// Receive implements actor.Actor.
-func (sink) Receive(actor.Context) {}

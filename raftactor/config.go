@@ -160,6 +160,28 @@ type Config struct {
 	// the node (the group's limiter, to return the request's permit, and
 	// its metrics actor).
 	OutcomeObservers []*actor.PID
+	// Metrics, when set, is told FSM apply times and snapshot sizes and
+	// times (see Metrics); the group's telemetry sets it.
+	Metrics Metrics
+	// MaxCommandSize bounds a write's command (and a policy document);
+	// MaxQuerySize bounds a read's query. Larger requests are refused with
+	// INVALID_ARGUMENT before Raft. Defaults DefaultMaxCommandSize and
+	// DefaultMaxQuerySize.
+	MaxCommandSize int
+	MaxQuerySize   int
+	// ClusterKey, when set, authenticates every Raft RPC between the nodes
+	// of the group (HMAC-SHA256, see rpcauth.go): RPCs without a valid MAC
+	// are refused before Raft sees them. Every node of the group needs the
+	// same key, at least MinClusterKeyLength bytes.
+	ClusterKey []byte
+	// CheckPolicy, when set, vets the document of a PolicyUpdateRequest
+	// before it is written to the log; the group's authorizer sets it.
+	CheckPolicy func(doc []byte) *actors.Error
+	// OnPolicy, when set, is called with every committed policy document
+	// and its log index: when the entry applies and when a snapshot that
+	// holds one is restored. It runs on Raft's FSM goroutine and must be
+	// quick (the authorizer swaps a pointer).
+	OnPolicy func(doc []byte, index uint64)
 	// Faults, when set, sits between this node and its peers and can drop,
 	// delay or cut Raft RPCs. Shared by all nodes of an in-process test.
 	Faults *Faults
@@ -182,6 +204,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = 2
+	}
+	if c.MaxCommandSize == 0 {
+		c.MaxCommandSize = DefaultMaxCommandSize
+	}
+	if c.MaxQuerySize == 0 {
+		c.MaxQuerySize = DefaultMaxQuerySize
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -238,6 +266,15 @@ func (c Config) Validate() error {
 	}
 	if c.SnapshotChunkSize < 0 || c.SnapshotChunkSize > 2<<20 {
 		return actors.InvalidArgument("snapshot_chunk_size", "must be between 0 (default) and 2 MiB")
+	}
+	if c.MaxCommandSize < 0 || c.MaxCommandSize > RemoteMaxMessageSize/2 {
+		return actors.InvalidArgument("max_command_size", "must be between 0 (default) and %d", RemoteMaxMessageSize/2)
+	}
+	if c.MaxQuerySize < 0 || c.MaxQuerySize > RemoteMaxMessageSize/2 {
+		return actors.InvalidArgument("max_query_size", "must be between 0 (default) and %d", RemoteMaxMessageSize/2)
+	}
+	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < MinClusterKeyLength {
+		return actors.InvalidArgument("cluster_key", "cluster key is %d bytes, shorter than %d", len(c.ClusterKey), MinClusterKeyLength)
 	}
 	return nil
 }

@@ -39,6 +39,8 @@ type fsm struct {
 	mu       sync.RWMutex
 	sm       StateMachine
 	sessions *sessions
+	// system is protoraft's own replicated state (the committed policy).
+	system systemState
 
 	// applied is the index of the last log entry the state machine has seen
 	// (commands and configuration entries; raft keeps no-ops and barriers
@@ -66,6 +68,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	for i, l := range logs {
 		switch l.Type {
 		case raft.LogCommand:
+			if res, ok := f.applySystem(l); ok {
+				results[i] = res
+				continue
+			}
 			if m, ok := entryMeta(l.Extensions); ok {
 				results[i] = f.sessions.apply(m, l.Index, func() []byte { return f.sm.Apply(l.Index, l.Data) })
 			} else {
@@ -117,7 +123,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state machine snapshot: %w", err)
 	}
-	ext, err := proto.MarshalOptions{Deterministic: true}.Marshal(f.sessions.table())
+	ext, err := proto.MarshalOptions{Deterministic: true}.Marshal(f.system.save(f.sessions.table()))
 	if err != nil {
 		s.Release()
 		return nil, fmt.Errorf("session table: %w", err)
@@ -141,6 +147,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	err = f.sm.Restore(br)
 	if err == nil {
 		f.sessions.restore(table)
+		f.system.restore(table)
 		f.applied.Store(applied)
 	}
 	f.mu.Unlock()

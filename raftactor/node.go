@@ -31,6 +31,7 @@ type Node struct {
 	transport *Transport
 	events    *eventPublisher
 	ready     *termReadiness
+	readIndex readIndexBatcher
 
 	// startErr is why the node could not start; every request is then
 	// refused with it.
@@ -98,6 +99,12 @@ func (n *Node) Receive(ctx actor.Context) {
 			n.refuse(ctx, m)
 			return
 		}
+		if err := n.admit(m); err != nil {
+			if resp := actors.ErrorReply(m, err); resp != nil {
+				n.respond(ctx, resp)
+			}
+			return
+		}
 		n.serve(ctx, m)
 	}
 }
@@ -125,6 +132,8 @@ func (n *Node) serve(ctx actor.Context, req actors.Request) {
 		n.status(ctx, m)
 	case *actors.SnapshotRequest:
 		n.snapshot(ctx, m)
+	case *actors.PolicyUpdateRequest:
+		n.updatePolicy(ctx, m)
 	}
 }
 
@@ -163,6 +172,7 @@ func (n *Node) open() error {
 	}
 	n.stores = st
 	n.fsm = newFSM(n.cfg.NewStateMachine(), n.cfg.SessionTTL)
+	n.fsm.system.onPolicy = n.cfg.OnPolicy
 	n.ready = &termReadiness{}
 	n.transport = NewTransport(TransportConfig{
 		System:            n.system,
@@ -174,6 +184,7 @@ func (n *Node) open() error {
 		SnapshotChunkSize: n.cfg.SnapshotChunkSize,
 		Logger:            n.log.With(zap.String("component", "transport")),
 		LoggerNamed:       true,
+		ClusterKey:        n.cfg.ClusterKey,
 	})
 	rc := n.cfg.raftConfig(n.keep.get())
 	if len(n.cfg.Bootstrap) > 0 {
@@ -195,7 +206,7 @@ func (n *Node) open() error {
 			n.log.Info("bootstrapped a new group", zap.Int("voters", len(servers)))
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, st.logs, st.stable, st.snaps, n.transport)
+	r, err := raft.NewRaft(rc, n.raftFSM(), st.logs, st.stable, st.snaps, n.transport)
 	if err != nil {
 		n.transport.Close()
 		return fmt.Errorf("start raft: %w", err)

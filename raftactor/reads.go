@@ -22,7 +22,7 @@ import (
 // can lag behind entries an earlier leader acknowledged. STALE reads the
 // local state as it is and says which index it reflects.
 func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
-	r, f, ready := n.raft, n.fsm, n.ready
+	r, f, ready, batcher := n.raft, n.fsm, n.ready, &n.readIndex
 	consistency := m.GetConsistency()
 	if consistency != actors.Consistency_STALE && r.State() != raft.Leader {
 		n.respond(ctx, &actors.ReadResponse{Error: actors.NotLeader(leaderOf(r))})
@@ -41,15 +41,20 @@ func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
 			if err := ready.wait(r, deadline); err != nil {
 				return &actors.ReadResponse{Error: err}
 			}
-			readIndex := r.CommitIndex()
+			var readIndex uint64
 			if consistency == actors.Consistency_LINEARIZABLE {
-				if err := r.VerifyLeader().Error(); err != nil {
-					return &actors.ReadResponse{Error: raftError(r, err)}
+				index, err := batcher.readIndex(r, deadline)
+				if err != nil {
+					return &actors.ReadResponse{Error: err}
 				}
-			} else if r.State() != raft.Leader {
-				return &actors.ReadResponse{Error: actors.NotLeader(leaderOf(r))}
+				readIndex = index
+			} else {
+				readIndex = r.CommitIndex()
+				if r.State() != raft.Leader {
+					return &actors.ReadResponse{Error: actors.NotLeader(leaderOf(r))}
+				}
 			}
-			if err := waitApplied(r, f, logs, readIndex, deadline); err != nil {
+			if err := waitApplied(r, f, logs, &batcher.reflected, readIndex, deadline); err != nil {
 				return &actors.ReadResponse{Error: err}
 			}
 		}
@@ -59,6 +64,82 @@ func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
 		}
 		return &actors.ReadResponse{Result: res, AppliedIndex: applied}
 	})
+}
+
+// readIndexBatcher lets one leadership confirmation serve every
+// linearizable read waiting for it (batched ReadIndex). Without it each read
+// sends its own VerifyLeader through Raft's leader loop, which under many
+// concurrent readers spends the leader's CPU on futures that all wait for
+// the same heartbeat round.
+//
+// A read joins the round that has not started yet; a round starts by
+// noting the commit index and only then confirms leadership. So every read
+// of a round arrived before its index was taken, which is what ReadIndex
+// needs: a read arriving while a round is confirming waits for the next
+// one, never for an index noted before it arrived. The zero value is ready.
+type readIndexBatcher struct {
+	mu      sync.Mutex
+	next    *readRound // the round new reads join; nil until one arrives
+	running bool       // a goroutine is running rounds
+
+	// reflected is the highest index the state machine is known to
+	// reflect though it applied less: the entries above its applied index
+	// are no-ops and barriers (see waitApplied). A leader's read index sits
+	// on its term's barrier until the next command, and without this every
+	// read would look that barrier up in the log store again.
+	reflected atomic.Uint64
+}
+
+// readRound is one leadership confirmation and the index it vouches for.
+type readRound struct {
+	done  chan struct{}
+	index uint64
+	err   *actors.Error
+}
+
+// readIndex returns a read index confirmed by a quorum after this call
+// began: the state machine answers linearizably once it applied it.
+func (b *readIndexBatcher) readIndex(r *raft.Raft, deadline time.Time) (uint64, *actors.Error) {
+	b.mu.Lock()
+	round := b.next
+	if round == nil {
+		round = &readRound{done: make(chan struct{})}
+		b.next = round
+		if !b.running {
+			b.running = true
+			go b.run(r)
+		}
+	}
+	b.mu.Unlock()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-round.done:
+		return round.index, round.err
+	case <-timer.C:
+		return 0, actors.DeadlineExceeded("waiting for the leader to confirm its leadership")
+	}
+}
+
+// run confirms rounds one after another while reads keep arriving, and
+// exits when none waits, so an idle node keeps no goroutine.
+func (b *readIndexBatcher) run(r *raft.Raft) {
+	for {
+		b.mu.Lock()
+		round := b.next
+		b.next = nil
+		if round == nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		round.index = r.CommitIndex()
+		if err := r.VerifyLeader().Error(); err != nil {
+			round.err = raftError(r, err)
+		}
+		close(round.done)
+	}
 }
 
 // termReadiness tracks whether the leader has committed an entry in its
@@ -123,7 +204,15 @@ func (t *termReadiness) wait(r *raft.Raft, deadline time.Time) *actors.Error {
 // state machine is behind index but Raft has dispatched everything up to it,
 // the entries in between are looked up: if none of them is a command or a
 // configuration, the state already reflects index.
-func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, index uint64, deadline time.Time) *actors.Error {
+//
+// reflected remembers the highest index found that way: entries at or below
+// a committed index never change, so the answer stays true.
+func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, reflected *atomic.Uint64, index uint64, deadline time.Time) *actors.Error {
+	// Under steady load the index is almost always reflected already:
+	// answer before paying for a timer.
+	if f.applied.Load() >= index || reflected.Load() >= index {
+		return nil
+	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	poll := 200 * time.Microsecond
@@ -134,7 +223,12 @@ func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, index uint64, deadlin
 			return nil
 		}
 		if r.AppliedIndex() >= index && onlyInvisible(logs, applied+1, index) {
-			return nil
+			for {
+				known := reflected.Load()
+				if known >= index || reflected.CompareAndSwap(known, index) {
+					return nil
+				}
+			}
 		}
 		select {
 		case <-changed:

@@ -86,6 +86,9 @@ type TransportConfig struct {
 	// LoggerNamed says Logger already carries the group and node fields,
 	// so the transport does not add them a second time.
 	LoggerNamed bool
+	// ClusterKey, when set, signs every outbound RPC and refuses inbound
+	// ones without a valid MAC (see rpcauth.go).
+	ClusterKey []byte
 }
 
 // Transport carries Raft RPCs as actor messages between the node actors of
@@ -101,6 +104,7 @@ type Transport struct {
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	auth      *rpcAuth
 
 	mu          sync.Mutex // guards everything below
 	closed      bool
@@ -169,6 +173,7 @@ func NewTransport(cfg TransportConfig) *Transport {
 		shutdown:  make(chan struct{}),
 		peers:     make(map[raft.ServerAddress]*peerHealth),
 		transfers: make(map[transferKey]*inTransfer),
+		auth:      newRPCAuth(cfg.ClusterKey),
 	}
 	// Transfer IDs start from the clock so a restarted sender does not reuse
 	// the ID of a transfer the receiver still has open.
@@ -340,6 +345,11 @@ func (t *Transport) HandleRPC(ctx actor.Context, rpc *actors.RaftRPC) {
 	sender := ctx.Sender()
 	if rpc.GetGroup() != t.cfg.Group {
 		t.sendReply(sender, "", &actors.RaftRPCReply{Error: fmt.Sprintf("raftactor: rpc for group %q refused by group %q", rpc.GetGroup(), t.cfg.Group)})
+		return
+	}
+	if err := t.auth.verify(rpc); err != nil {
+		t.log.Warn("inbound raft rpc refused: not authenticated by the cluster key", zap.String("from", rpc.GetFrom()))
+		t.sendReply(sender, "", &actors.RaftRPCReply{Error: err.Error()})
 		return
 	}
 	t.mu.Lock()
@@ -548,6 +558,9 @@ func (t *Transport) call(id raft.ServerID, target raft.ServerAddress, msg *actor
 	}
 	msg.Group = t.cfg.Group
 	msg.From = string(t.cfg.LocalAddr)
+	if err := t.auth.sign(msg); err != nil {
+		return nil, err
+	}
 
 	drop, delay := t.cfg.Faults.Decide(t.cfg.LocalID, id)
 	if drop {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -15,10 +16,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/telemetry"
 )
 
 // maxJSONBody bounds the JSON bodies of the administrative endpoints; they
@@ -48,6 +51,10 @@ type apiConfig struct {
 	defaultNode string
 	// timeout bounds one request; zero means defaultRequestTimeout.
 	timeout time.Duration
+	// metrics is served at GET /metrics; health are the local nodes'
+	// metrics actors by node ID, asked by GET /health.
+	metrics prometheus.Gatherer
+	health  map[string]*actor.PID
 }
 
 // api serves the HTTP API. Build it with newAPI.
@@ -75,6 +82,10 @@ func newAPI(cfg apiConfig) http.Handler {
 	a.mux.HandleFunc("POST /members", a.addMember)
 	a.mux.HandleFunc("DELETE /members/{id}", a.removeMember)
 	a.mux.HandleFunc("POST /leader/transfer", a.transferLeader)
+	if cfg.metrics != nil {
+		a.mux.Handle("GET /metrics", telemetry.Handler(cfg.metrics))
+	}
+	a.mux.HandleFunc("GET /health", a.healthOf)
 	return a
 }
 
@@ -192,6 +203,7 @@ func (a *api) askLocal(ctx context.Context, node string, req actors.Request) (ac
 		return nil, actors.DeadlineExceeded("request")
 	}
 	req.GetMeta().DeadlineUnixNano = deadline.UnixNano()
+	req.GetMeta().Credentials = credentials
 	res, err := a.system.Root.RequestFuture(a.local[node], req, timeout).Result()
 	if err != nil {
 		return nil, actors.Errorf(actors.Code_UNAVAILABLE, "node %s did not answer: %v", node, err)
@@ -615,4 +627,24 @@ func waitLeader(ctx context.Context, c *cluster.Client, within time.Duration) (*
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// healthOf serves the health of the node named by ?node= (default: this
+// process's node). In the one-process cluster, without ?node=, it serves
+// the first local node's by ID; ?node=n2 asks another.
+func (a *api) healthOf(w http.ResponseWriter, r *http.Request) {
+	id, aerr := a.localNode(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if id == "" {
+		ids := slices.Sorted(maps.Keys(a.health))
+		if len(ids) == 0 {
+			writeNotFound(w, "health", nil)
+			return
+		}
+		id = ids[0]
+	}
+	telemetry.HealthHandler(a.system, a.health[id], a.timeout).ServeHTTP(w, r)
 }

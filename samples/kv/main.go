@@ -63,13 +63,16 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/telemetry"
 )
 
 // defaultGroup is the Raft group's name. It is part of every node's Raft
@@ -86,6 +89,10 @@ var timeouts = raftactor.Timeouts{Heartbeat: 500 * time.Millisecond, Election: 5
 // latency of a healthy group on one machine.
 var clientOptions = []cluster.ClientOption{cluster.WithAttemptTimeout(time.Second)}
 
+// credentials is the --token the HTTP API presents on the requests it
+// sends to a local node's front door itself (stale reads, per-node status).
+var credentials string
+
 // joinAttempt bounds one Join call. Join itself waits for this node to catch
 // up before it asks for a vote; the bound only makes a Join stuck on an
 // unreachable member try again.
@@ -101,6 +108,10 @@ type options struct {
 	data    string
 	http    string
 	verbose bool
+	// policy is the security policy file; token the bearer token this
+	// process's HTTP API presents. Without --policy the group is insecure.
+	policy string
+	token  string
 	// processMode is one node per process; otherwise three in this one.
 	processMode bool
 }
@@ -137,6 +148,8 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.data, "data", "", "data directory (default: $TMPDIR/protoraft-kv, or $TMPDIR/protoraft-kv-<id> per process)")
 	fs.StringVar(&o.http, "http", "", "HTTP listen address (default 127.0.0.1:8080 for the one-process cluster, 127.0.0.1:0 per process)")
 	fs.BoolVar(&o.verbose, "v", false, "log at info level (default: warnings and errors only)")
+	fs.StringVar(&o.policy, "policy", "", "security policy file (YAML or JSON, see package policies); without it the group runs insecure, with a warning")
+	fs.StringVar(&o.token, "token", os.Getenv("PROTORAFT_TOKEN"), "bearer token the HTTP API presents to the group (default $PROTORAFT_TOKEN)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage:\n  kv                                   three nodes in this process\n"+
 			"  kv --id ID --bind HOST:PORT (--peers LIST | --join LIST) [--http ADDR] [--data DIR]\n\nflags:\n")
@@ -237,17 +250,21 @@ func parsePeers(flagName, s string) ([]cluster.Peer, error) {
 func newLoggers(verbose bool) (*zap.Logger, *slog.Logger, error) {
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(zapcore.WarnLevel)
-	slogLevel := slog.LevelError
 	if verbose {
 		zc.Level.SetLevel(zapcore.InfoLevel)
-		slogLevel = slog.LevelInfo
 	}
 	zc.DisableStacktrace = !verbose
 	log, err := zc.Build()
 	if err != nil {
 		return nil, nil, err
 	}
-	return log, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slogLevel})), nil
+	// One log: protoactor's slog records go into the same zap logger, at
+	// ERROR and above unless verbose.
+	actorLog := log.With(zap.String("component", "protoactor"))
+	if !verbose {
+		actorLog = actorLog.WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
+	}
+	return log, slog.New(telemetry.SlogHandler(actorLog)), nil
 }
 
 // node is a running process: its ActorSystem, the groups in it, the HTTP
@@ -259,7 +276,9 @@ type node struct {
 	client *cluster.Client
 	server *http.Server
 	log    *zap.Logger
-	closed bool
+	// metrics holds every local node's protoraft_* metrics (GET /metrics).
+	metrics *prometheus.Registry
+	closed  bool
 }
 
 // run starts the mode the flags ask for, serves until ctx ends, then stops
@@ -272,7 +291,7 @@ func run(ctx context.Context, release func(), o options, out io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	n := &node{log: log}
+	n := &node{log: log, metrics: prometheus.NewRegistry()}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }))
 	defer func() { _ = n.close() }()
 
@@ -323,7 +342,7 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		peers = append(peers, cluster.Peer{ID: id, Address: actors.LocalSystemAddress})
 	}
-	local := map[string]*actor.PID{}
+	local, health := map[string]*actor.PID{}, map[string]*actor.PID{}
 	for _, p := range peers {
 		g, err := cluster.Spawn(n.system, cluster.Config{
 			Group:           o.group,
@@ -335,14 +354,18 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 			Bootstrap: peers,
 			Timeouts:  timeouts,
 			Logger:    n.log,
+			Security:  policies.Config{PolicyFile: o.policy},
+			Telemetry: telemetry.Config{Registry: n.metrics},
 		})
 		if err != nil {
 			return fmt.Errorf("start node %s: %w", p.ID, err)
 		}
 		n.groups = append(n.groups, g)
 		local[p.ID] = g.FrontDoor()
+		health[p.ID] = g.Metrics()
 	}
-	n.client = cluster.NewClient(n.system, o.group, peers, clientOptions...)
+	credentials = o.token
+	n.client = cluster.NewClient(n.system, o.group, peers, append(clientOptions, cluster.WithCredentials(o.token))...)
 
 	addr := o.http
 	if addr == "" {
@@ -357,7 +380,8 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
-	base := n.serve(ln, apiConfig{group: o.group, system: n.system, client: n.client, local: local})
+	base := n.serve(ln, apiConfig{group: o.group, system: n.system, client: n.client, local: local,
+		metrics: n.metrics, health: health})
 	fmt.Fprintln(out, "http:", base)
 
 	leader, err := waitLeader(ctx, n.client, 30*time.Second)
@@ -392,6 +416,8 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 		Bootstrap:       o.peers,
 		Timeouts:        timeouts,
 		Logger:          n.log,
+		Security:        policies.Config{PolicyFile: o.policy},
+		Telemetry:       telemetry.Config{Registry: n.metrics},
 	})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", o.id, err)
@@ -402,7 +428,8 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	if len(o.join) > 0 {
 		members = append(slices.Clone(o.join), g.Self())
 	}
-	n.client = cluster.NewClient(n.system, o.group, members, clientOptions...)
+	credentials = o.token
+	n.client = cluster.NewClient(n.system, o.group, members, append(clientOptions, cluster.WithCredentials(o.token))...)
 
 	ln, err := net.Listen("tcp", o.http)
 	if err != nil {
@@ -411,6 +438,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	base := n.serve(ln, apiConfig{
 		group: o.group, system: n.system, client: n.client,
 		local: map[string]*actor.PID{o.id: g.FrontDoor()}, defaultNode: o.id,
+		metrics: n.metrics, health: map[string]*actor.PID{o.id: g.Metrics()},
 	})
 	fmt.Fprintln(out, "http:", base)
 

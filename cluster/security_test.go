@@ -1,0 +1,154 @@
+package cluster_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/policies"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
+)
+
+const (
+	writerToken = "writer-token-0123456789"
+	secToken    = "security-token-0123456789"
+)
+
+// securePolicy lets writer-svc write and sec change the policy; with
+// revokeWriter the writer's token is revoked.
+func securePolicy(revokeWriter bool) string {
+	revoked := "false"
+	if revokeWriter {
+		revoked = "true"
+	}
+	return `version: 1
+roles:
+  writer: [write, read_linearizable, leader, status]
+  security: [policy_update, status]
+principals:
+  - name: writer-svc
+    token_sha256: ` + policies.HashToken(writerToken) + `
+    roles: [writer]
+    revoked: ` + revoked + `
+  - name: sec
+    token_sha256: ` + policies.HashToken(secToken) + `
+    roles: [security]
+`
+}
+
+// A policy loaded from a file is enforced at every node's door; a change
+// committed through the leader is then enforced by every node, and each
+// administrative decision leaves one audit record.
+func TestPolicyChangeEnforcedOnEveryNode(t *testing.T) {
+	verifyNoLeaks(t)
+	system := newSystem(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(file, []byte(securePolicy(false)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	core, audit := observer.New(zap.InfoLevel)
+	boot := peers("n1", "n2", "n3")
+	var groups []*cluster.Group
+	for _, p := range boot {
+		cfg := nodeConfig(t, dir, "g", p.ID, boot)
+		cfg.Security = policies.Config{PolicyFile: file, AuditLogger: zap.New(core),
+			ClusterKey: []byte("cluster-key-0123456789abcdef")}
+		groups = append(groups, spawn(t, system, cfg))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	var leader *cluster.Group
+	for leader == nil {
+		l, err := groups[0].WaitLeader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range groups {
+			if g.Self().ID == l.Id {
+				leader = g
+			}
+		}
+	}
+	withToken := func(token string) *actors.RequestMeta {
+		m := meta()
+		m.Credentials = token
+		return m
+	}
+	if r := ask(t, system, leader.FrontDoor(), &actors.WriteRequest{Meta: withToken(writerToken), Command: kvstore.Put("k", []byte("v"))}); r.GetError().Err() != nil {
+		t.Fatalf("write as writer: %v", r.GetError())
+	}
+	if r := ask(t, system, leader.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("k", []byte("v"))}); actors.CodeOf(r.GetError()) != actors.Code_UNAUTHENTICATED {
+		t.Fatalf("write without token: %v", r.GetError())
+	}
+	if r := ask(t, system, leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(writerToken), Document: []byte(securePolicy(true))}); actors.CodeOf(r.GetError()) != actors.Code_PERMISSION_DENIED {
+		t.Fatalf("policy change by the writer: %v", r.GetError())
+	}
+	if r := ask(t, system, leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(secToken), Document: []byte("version: 1\nroles: {w: [wirte]}\n")}); actors.CodeOf(r.GetError()) != actors.Code_INVALID_ARGUMENT || r.GetError().Field != "roles.w[0]" {
+		t.Fatalf("bad policy change: %v", r.GetError())
+	}
+	r := ask(t, system, leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(secToken), Document: []byte(securePolicy(true))})
+	if r.GetError().Err() != nil {
+		t.Fatalf("policy change: %v", r.GetError())
+	}
+	for _, g := range groups {
+		deadline := time.Now().Add(waitFor)
+		for {
+			res := ask(t, system, g.FrontDoor(), &actors.StatusRequest{Meta: withToken(writerToken)})
+			if actors.CodeOf(res.GetError()) == actors.Code_UNAUTHENTICATED {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s still lets the revoked writer in: %v", g.Self().ID, res.GetError())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if res := ask(t, system, g.FrontDoor(), &actors.StatusRequest{Meta: withToken(secToken)}); res.GetError().Err() != nil {
+			t.Fatalf("node %s refuses sec after the change: %v", g.Self().ID, res.GetError())
+		}
+	}
+	// Three policy decisions, all at the leader's door: denied (writer),
+	// denied (bad document), allowed.
+	if got := audit.FilterField(zap.String("operation", "policy_update")).Len(); got != 3 {
+		t.Fatalf("%d audit records, want 3: %v", got, audit.All())
+	}
+	if got := audit.FilterField(zap.String("result", "allowed")).Len(); got != 1 {
+		t.Fatalf("%d allowed audit records, want 1", got)
+	}
+}
+
+// A bad policy file is refused at Spawn with the field and line at fault.
+func TestBadPolicyFileRefused(t *testing.T) {
+	system := newSystem(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(file, []byte("version: 1\nroles:\n  r: [write, nope]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := nodeConfig(t, dir, "g", "n1", peers("n1"))
+	cfg.Security = policies.Config{PolicyFile: file}
+	_, err := cluster.Spawn(system, cfg)
+	ae, ok := err.(*actors.Error)
+	if !ok || ae.Code != actors.Code_INVALID_ARGUMENT || ae.Field != "roles.r[1]" {
+		t.Fatalf("got %v", err)
+	}
+	if want := "line 3"; !contains(ae.Message, want) {
+		t.Fatalf("message %q does not name %s", ae.Message, want)
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}

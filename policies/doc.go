@@ -1,0 +1,75 @@
+// Package policies is authentication, authorization and audit at a
+// group's front door: the authorizer actor, the policy document it
+// enforces, and the audit records of administrative decisions.
+//
+// It owns: turning a request's credentials (a bearer token in
+// RequestMeta.credentials) into a principal; deciding, from the roles of
+// that principal, whether the request's operation (actors.Op) is allowed;
+// refusing at once with UNAUTHENTICATED or PERMISSION_DENIED; forwarding
+// allowed requests to the next stage with the principal in the
+// actors.HeaderPrincipal header and the caller kept as sender; parsing and
+// checking policy documents; and one audit record per administrative
+// decision (membership, leadership transfer, timeouts, policy, snapshot,
+// limits), allowed or denied, with principal, operation, target, result
+// and time, on Config.AuditLogger.
+//
+// It must never: store or log a token (only SHA-256 hashes are kept, and
+// compared in constant time); let a request it refused reach the limiter or
+// Raft; block its mailbox; import raftactor, limiter, telemetry or cluster;
+// or change the policy in force by any path other than the policy loaded at
+// spawn and the policies committed through Raft (Authorizer.SetPolicy, fed
+// by the node's state machine), so every node enforces the policy of the log.
+//
+// # Policy document
+//
+// YAML, or JSON (a subset of YAML). Unknown fields are refused; every
+// refusal is INVALID_ARGUMENT naming the field (e.g. "roles.ops[2]",
+// "principals[1].token_sha256") with the line in the message.
+//
+//	version: 1                 # required; the only version this build reads
+//	roles:                     # role name -> operations it allows
+//	  admin: ["*"]             # "*" allows everything; it must be written out
+//	  writer: [write, read_linearizable, read_lease, read_stale, leader, status]
+//	  operator: [add_voter, add_nonvoter, promote, demote, remove,
+//	             transfer_leadership, update_timeouts, get_timeouts, snapshot,
+//	             members, status, leader]
+//	  security: [policy_update]
+//	principals:
+//	  - name: deploy-bot                     # letters, digits, . _ - @ :
+//	    token_sha256: 9f86d0...              # HashToken(token): 64 hex characters
+//	    roles: [writer]
+//	  - name: old-laptop
+//	    token_sha256: 2c26b4...
+//	    roles: [admin]
+//	    revoked: true                        # refused as UNAUTHENTICATED
+//
+// Operations are the names of Operations: write, read_linearizable,
+// read_lease, read_stale, leader, members, status, get_timeouts, add_voter,
+// add_nonvoter, promote, demote, remove, transfer_leadership,
+// update_timeouts, snapshot, policy_update, metrics, health, update_limits,
+// limiter_stats. Anything not granted is denied. Tokens are 16 to 512
+// characters of letters, digits and - . _ ~ + / =; NewToken makes one.
+//
+// # Where the policy comes from
+//
+// At spawn, Config.PolicyFile or Config.Policy. At run time only through
+// Raft: a PolicyUpdateRequest (permission policy_update) is checked at the
+// door and again at the node, written to the log as a system entry, and
+// once it applies every node's state machine hands it to its Authorizer
+// (SetPolicy). The committed policy is kept in snapshots and replaces the
+// spawn policy as soon as a node has applied or restored it; until then a
+// restarting node enforces its spawn policy, so keep the file in step with
+// the committed policy. A bad change is refused before Raft and the policy
+// in force stays.
+//
+// # Without a policy
+//
+// Config{Insecure: true} lets every request in, as principal "anonymous",
+// and says so in a warning at start. The zero Config does the same (with a
+// warning that no policy is configured) so tests and first experiments need
+// no setup. Production must set a policy.
+//
+// Mutual TLS identities are not principals yet: the protoactor remote does
+// not hand the peer certificate to actors. TLS and the cluster key protect
+// the Raft RPCs between nodes (see raftactor.MutualTLS, Config.ClusterKey).
+package policies

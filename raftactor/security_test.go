@@ -1,0 +1,227 @@
+package raftactor_test
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
+)
+
+// newClusterWith is newTestCluster with a chance to change each node's
+// configuration before it starts.
+func newClusterWith(t *testing.T, n int, mod func(*raftactor.Config)) *testCluster {
+	t.Helper()
+	raftactor.VerifyNoLeaks(t)
+	c := &testCluster{t: t, group: "g1", system: raftactor.NewTestSystem(), faults: raftactor.NewFaults(1),
+		dir: t.TempDir(), nodes: map[string]*testNode{}}
+	var peers []raftactor.Peer
+	for i := 1; i <= n; i++ {
+		peers = append(peers, raftactor.Peer{ID: fmt.Sprintf("n%d", i), Address: c.address(fmt.Sprintf("n%d", i))})
+	}
+	for i := 1; i <= n; i++ {
+		tn := c.add(fmt.Sprintf("n%d", i), peers)
+		mod(&tn.cfg)
+	}
+	t.Cleanup(c.shutdown)
+	for _, id := range c.order {
+		c.start(id)
+	}
+	return c
+}
+
+// Every bad input is refused with INVALID_ARGUMENT naming the field, and
+// the log does not move.
+func TestBadInputsRefusedBeforeRaft(t *testing.T) {
+	c := newClusterWith(t, 1, func(cfg *raftactor.Config) {
+		cfg.CheckPolicy = func(doc []byte) *actors.Error {
+			if !bytes.HasPrefix(doc, []byte("ok")) {
+				return actors.InvalidArgument("roles.r[0]", "line 3: unknown operation")
+			}
+			return nil
+		}
+	})
+	leader := c.waitLeader()
+	c.put("k", "v") // the leader's own entry, so the index below is settled
+	self := c.address(leader)
+	m := func() *actors.RequestMeta { return meta(3 * time.Second) }
+	member := func(op actors.MembershipOp, id, addr string) *actors.MembershipRequest {
+		return &actors.MembershipRequest{Meta: m(), Op: op, Id: id, Address: addr}
+	}
+	cases := []struct {
+		name  string
+		req   actors.Request
+		field string
+	}{
+		{"empty node id", member(actors.MembershipOp_ADD_VOTER, "", "nonhost/x"), "id"},
+		{"node id pattern", member(actors.MembershipOp_ADD_VOTER, "bad id", "nonhost/x"), "id"},
+		{"node id length", member(actors.MembershipOp_ADD_NONVOTER, strings.Repeat("a", 65), "nonhost/x"), "id"},
+		{"address without actor", member(actors.MembershipOp_ADD_VOTER, "n9", "127.0.0.1:7000"), "address"},
+		{"address port range", member(actors.MembershipOp_ADD_VOTER, "n9", "127.0.0.1:70000/x"), "address"},
+		{"address port zero", member(actors.MembershipOp_ADD_VOTER, "n9", "127.0.0.1:0/x"), "address"},
+		{"address wildcard", member(actors.MembershipOp_ADD_VOTER, "n9", "0.0.0.0:7000/x"), "address"},
+		{"address IPv6 wildcard", member(actors.MembershipOp_ADD_VOTER, "n9", "[::]:7000/x"), "address"},
+		{"address host syntax", member(actors.MembershipOp_ADD_VOTER, "n9", "bad_host!:7000/x"), "address"},
+		{"duplicate address", member(actors.MembershipOp_ADD_VOTER, "n9", self), "address"},
+		{"duplicate id", member(actors.MembershipOp_ADD_NONVOTER, leader, "nonhost/other"), "id"},
+		{"remove last voter", member(actors.MembershipOp_REMOVE, leader, ""), "id"},
+		{"demote last voter", member(actors.MembershipOp_DEMOTE, leader, ""), "id"},
+		{"remove non-member", member(actors.MembershipOp_REMOVE, "n9", ""), "id"},
+		{"transfer to bad id", &actors.TransferLeadershipRequest{Meta: m(), Id: "no such!"}, "id"},
+		{"command size", &actors.WriteRequest{Meta: m(), Command: make([]byte, raftactor.DefaultMaxCommandSize+1)}, "command"},
+		{"query size", &actors.ReadRequest{Meta: m(), Query: make([]byte, raftactor.DefaultMaxQuerySize+1)}, "query"},
+		{"deadline past", &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(-time.Second).UnixNano()}, Command: kvstore.Put("a", nil)}, "meta.deadline_unix_nano"},
+		{"deadline too far", &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(time.Hour).UnixNano()}, Command: kvstore.Put("a", nil)}, "meta.deadline_unix_nano"},
+		{"client id length", &actors.WriteRequest{Meta: &actors.RequestMeta{ClientId: strings.Repeat("c", 200), Sequence: 1}, Command: kvstore.Put("a", nil)}, "meta.client_id"},
+		{"request id length", &actors.ReadRequest{Meta: &actors.RequestMeta{RequestId: strings.Repeat("r", 300)}}, "meta.request_id"},
+		{"timeouts", &actors.UpdateTimeoutsRequest{Meta: m()}, "timeouts"},
+		{"empty policy", &actors.PolicyUpdateRequest{Meta: m()}, "document"},
+		{"bad policy", &actors.PolicyUpdateRequest{Meta: m(), Document: []byte("version: 1")}, "roles.r[0]"},
+		{"policy size", &actors.PolicyUpdateRequest{Meta: m(), Document: make([]byte, raftactor.DefaultMaxCommandSize+1)}, "document"},
+	}
+	before := c.status(leader)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := c.mustAsk(leader, tc.req).(actors.Response)
+			e := res.GetError()
+			if actors.CodeOf(e) != actors.Code_INVALID_ARGUMENT || e.Field != tc.field {
+				t.Fatalf("got %v, want INVALID_ARGUMENT on %q", e, tc.field)
+			}
+		})
+	}
+	after := c.status(leader)
+	if after.LastIndex != before.LastIndex || after.CommitIndex != before.CommitIndex {
+		t.Fatalf("log moved: last %d -> %d, commit %d -> %d", before.LastIndex, after.LastIndex, before.CommitIndex, after.CommitIndex)
+	}
+	if len(after.Members) != 1 {
+		t.Fatalf("members changed: %v", after.Members)
+	}
+}
+
+// policyLog records what a node's OnPolicy hook was told.
+type policyLog struct {
+	mu   sync.Mutex
+	docs map[string][]string
+}
+
+func (p *policyLog) hook(id string) func([]byte, uint64) {
+	return func(doc []byte, index uint64) {
+		p.mu.Lock()
+		p.docs[id] = append(p.docs[id], fmt.Sprintf("%s@%d", doc, index))
+		p.mu.Unlock()
+	}
+}
+
+func (p *policyLog) last(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.docs[id]; len(d) > 0 {
+		return d[len(d)-1]
+	}
+	return ""
+}
+
+// A policy change committed on the leader reaches every node's hook, stays
+// out of the user's state machine, and survives a snapshot and a restart.
+func TestPolicyReplicatedThroughRaft(t *testing.T) {
+	pl := &policyLog{docs: map[string][]string{}}
+	c := newClusterWith(t, 3, func(cfg *raftactor.Config) { cfg.OnPolicy = pl.hook(cfg.ID) })
+	leader := c.waitLeader()
+	follower := otherThan(c, leader)
+	if r := c.mustAsk(follower, &actors.PolicyUpdateRequest{Meta: meta(3 * time.Second), Document: []byte("p1")}).(*actors.PolicyUpdateResponse); actors.CodeOf(r.Error) != actors.Code_NOT_LEADER {
+		t.Fatalf("follower accepted a policy change: %v", r.Error)
+	}
+	r := c.mustAsk(leader, &actors.PolicyUpdateRequest{Meta: meta(3 * time.Second), Document: []byte("p1")}).(*actors.PolicyUpdateResponse)
+	if r.Error.Err() != nil || r.Index == 0 {
+		t.Fatalf("policy update: %v", r.Error)
+	}
+	want := fmt.Sprintf("p1@%d", r.Index)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, id := range c.order {
+		for pl.last(id) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s has policy %q, want %q", id, pl.last(id), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	c.put("k", "v") // the state machine still works after a system entry
+	if s := c.mustAsk(follower, &actors.SnapshotRequest{Meta: meta(3 * time.Second)}).(*actors.SnapshotResponse); s.Error.Err() != nil {
+		t.Fatalf("snapshot: %v", s.Error)
+	}
+	c.stop(follower)
+	pl.mu.Lock()
+	delete(pl.docs, follower)
+	pl.mu.Unlock()
+	c.start(follower)
+	deadline = time.Now().Add(10 * time.Second)
+	for pl.last(follower) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted node has policy %q, want %q from its snapshot", pl.last(follower), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// With a cluster key the group works, and an RPC without the key's MAC is
+// refused before Raft sees it: a forged vote with a huge term does not
+// disturb the leader.
+func TestClusterKeyRefusesUnauthenticatedRPC(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	c := newClusterWith(t, 3, func(cfg *raftactor.Config) { cfg.ClusterKey = key })
+	leader := c.waitLeader()
+	c.put("k", "v")
+	term := c.status(leader).Term
+	for _, auth := range [][]byte{nil, make([]byte, 32), []byte("short")} {
+		rpc := &actors.RaftRPC{Group: c.group, From: c.address("n9"), Auth: auth,
+			Body: &actors.RaftRPC_RequestVote{RequestVote: &actors.RequestVoteRequest{
+				Header: &actors.RPCHeader{Id: []byte("n9"), Addr: []byte(c.address("n9"))},
+				Term:   term + 100, Candidate: []byte(c.address("n9")), LastLogIndex: 1 << 40, LastLogTerm: term + 99,
+			}}}
+		for _, id := range c.order {
+			reply := c.mustAsk(id, rpc).(*actors.RaftRPCReply)
+			if !strings.Contains(reply.GetError(), "cluster key") {
+				t.Fatalf("node %s answered an unauthenticated vote: %v", id, reply)
+			}
+		}
+	}
+	if s := c.status(leader); s.Term != term || s.State != "Leader" {
+		t.Fatalf("leader disturbed: term %d -> %d, state %s", term, s.Term, s.State)
+	}
+	c.put("k2", "v2")
+}
+
+// A node with another cluster key cannot take part: its votes and appends
+// are refused, so it never joins the majority's term.
+func TestWrongClusterKeyIsolated(t *testing.T) {
+	c := newClusterWith(t, 3, func(cfg *raftactor.Config) {
+		cfg.ClusterKey = []byte("0123456789abcdef0123456789abcdef")
+		if cfg.ID == "n3" {
+			cfg.ClusterKey = []byte("another-key-0123456789abcdefghij")
+		}
+	})
+	leader := c.waitLeader("n1", "n2")
+	c.put("k", "v")
+	time.Sleep(500 * time.Millisecond)
+	if s := c.status("n3"); s.AppliedIndex >= c.status(leader).CommitIndex && s.CommitIndex > 0 {
+		t.Fatalf("n3 with the wrong key caught up: %+v", s)
+	}
+	if l := c.leaderSeenBy("n3"); l.GetLeader().GetId() != "" {
+		t.Fatalf("n3 with the wrong key follows %v", l.GetLeader())
+	}
+}
+
+func TestConfigRefusesShortClusterKey(t *testing.T) {
+	_, err := raftactor.Props(raftactor.Config{Group: "g", ID: "n1", InMemory: true,
+		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() }, ClusterKey: []byte("short"),
+		DataDir: filepath.Join(t.TempDir(), "x")})
+	if ae, ok := err.(*actors.Error); !ok || ae.Field != "cluster_key" {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -1,0 +1,123 @@
+package raftactor
+
+import (
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// SystemPolicy is the EntryMeta.system value of a policy change: the
+// entry's data is an authorization policy document, for protoraft's front
+// door, never for the user's state machine.
+const SystemPolicy = "policy"
+
+// systemState is protoraft's own replicated state beside the sessions:
+// the committed policy. It is changed only on Raft's FSM goroutine (apply,
+// restore) and saved in the snapshot's extension section.
+type systemState struct {
+	mu          sync.Mutex
+	policy      []byte
+	policyIndex uint64
+	// onPolicy is Config.OnPolicy; nil when no one listens.
+	onPolicy func(doc []byte, index uint64)
+}
+
+// systemEntry decodes the system marker of a log entry; "" for a user
+// command.
+func systemEntry(ext []byte) string {
+	if len(ext) == 0 {
+		return ""
+	}
+	m := &actors.EntryMeta{}
+	if err := proto.Unmarshal(ext, m); err != nil {
+		return ""
+	}
+	return m.GetSystem()
+}
+
+// applySystem applies l if it is a system entry and reports whether it
+// was one. The caller holds the fsm's write lock.
+func (f *fsm) applySystem(l *raft.Log) (any, bool) {
+	switch systemEntry(l.Extensions) {
+	case "":
+		return nil, false
+	case SystemPolicy:
+		f.system.setPolicy(l.Data, l.Index)
+		return nil, true
+	default:
+		// A newer build's system entry: not for the user's state machine,
+		// and nothing this build can do with it.
+		return nil, true
+	}
+}
+
+// setPolicy records a committed policy and tells the listener. The
+// listener is quick by contract (an atomic swap), so calling it under the
+// fsm's lock keeps policies in log order without a queue.
+func (s *systemState) setPolicy(doc []byte, index uint64) {
+	s.mu.Lock()
+	s.policy, s.policyIndex = doc, index
+	fn := s.onPolicy
+	s.mu.Unlock()
+	if fn != nil && len(doc) > 0 {
+		fn(doc, index)
+	}
+}
+
+// save adds the system state to the snapshot's extension section.
+func (s *systemState) save(t *actors.SessionTable) *actors.SessionTable {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.policy) > 0 {
+		t.Policy = &actors.PolicyState{Document: s.policy, Index: s.policyIndex}
+	}
+	return t
+}
+
+// restore replaces the system state with a snapshot's. A snapshot without
+// a policy (written before policies existed, or before the first change)
+// leaves the listener's policy, loaded at spawn, in force.
+func (s *systemState) restore(t *actors.SessionTable) {
+	p := t.GetPolicy()
+	s.setPolicy(p.GetDocument(), p.GetIndex())
+}
+
+// updatePolicy commits a new authorization policy through Raft, as a
+// system entry, and replies once it applied. The document is checked first
+// (Config.CheckPolicy), so a bad one never takes a place in the log.
+func (n *Node) updatePolicy(ctx actor.Context, m *actors.PolicyUpdateRequest) {
+	r := n.raft
+	doc := m.GetDocument()
+	if len(doc) == 0 {
+		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.InvalidArgument("document", "the policy document is empty")})
+		return
+	}
+	if n.cfg.CheckPolicy != nil {
+		if err := n.cfg.CheckPolicy(doc); err != nil {
+			n.respond(ctx, &actors.PolicyUpdateResponse{Error: err})
+			return
+		}
+	}
+	if r.State() != raft.Leader {
+		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.NotLeader(leaderOf(r))})
+		return
+	}
+	ext, err := proto.Marshal(&actors.EntryMeta{System: SystemPolicy, LeaderUnixNano: time.Now().UnixNano()})
+	if err != nil {
+		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.Errorf(actors.Code_INTERNAL, "%v", err)})
+		return
+	}
+	entry := raft.Log{Data: doc, Extensions: ext}
+	n.async(ctx, m, func(deadline time.Time) actors.Response {
+		f := r.ApplyLog(entry, time.Until(deadline))
+		if err := f.Error(); err != nil {
+			return &actors.PolicyUpdateResponse{Error: raftError(r, err)}
+		}
+		return &actors.PolicyUpdateResponse{Index: f.Index()}
+	})
+}
