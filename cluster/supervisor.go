@@ -7,7 +7,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
-	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/limiter"
 	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/telemetry"
@@ -123,23 +122,3 @@ func (a *supervisor) spawnChildren(ctx actor.Context) children {
 	return k
 }
 
-// passThrough is a stage whose policy has not landed yet: it forwards every
-// request unchanged, keeping the sender, and drops anything else (only the
-// protocol's requests have a reply type a refusal could use).
-type passThrough struct {
-	next *actor.PID
-}
-
-func passThroughProps(next *actor.PID) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &passThrough{next: next} })
-}
-
-// Receive implements actor.Actor.
-func (p *passThrough) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
-	case actors.Request:
-		ctx.Forward(p.next)
-	case *actors.Outcome:
-		// The node's report that a request ended: nothing is held here yet.
-	}
-}
