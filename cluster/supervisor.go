@@ -121,4 +121,3 @@ func (a *supervisor) spawnChildren(ctx actor.Context) children {
 	}
 	return k
 }
-
