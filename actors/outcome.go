@@ -11,6 +11,16 @@ const (
 	HeaderPrincipal = "protoraft-principal"
 	// HeaderPermit identifies the limiter permit the request holds.
 	HeaderPermit = "protoraft-permit"
+	// HeaderPeerSubject is the subject of the verified TLS client
+	// certificate of the connection a remote message arrived on, in the
+	// RFC 2253 form that crypto/x509/pkix.Name.String writes (for example
+	// "CN=client-a,O=Example"). The endpoint guard of raftactor.RemoteConfig
+	// sets it on every message it receives over a connection with a verified
+	// client certificate and deletes it from every other, so it can never
+	// be forged over the wire; the front door maps it to a principal (the
+	// policy's tls_subjects). In-process senders are trusted code: whatever
+	// they set is taken as is.
+	HeaderPeerSubject = "protoraft-peer-subject"
 )
 
 // Outcome reports how one request ended at one stage or at the node. It is

@@ -35,7 +35,17 @@ func (d *door) Receive(ctx actor.Context) {
 	}
 	start := time.Now()
 	op := actors.Op(req)
-	principal, err := d.a.Decide(req.GetMeta().GetCredentials(), op)
+	// The peer subject header is trusted as is: over remote, the endpoint
+	// guard of raftactor.RemoteConfig overwrites it on every message with
+	// the connection's verified TLS client certificate, or deletes it, so
+	// no remote sender can choose it; a local sender is code of this
+	// process. An endpoint started without RemoteConfig has no such guard:
+	// do not list tls_subjects in the policy of a group served by one.
+	var subject string
+	if h := ctx.MessageHeader(); h != nil {
+		subject = h.Get(actors.HeaderPeerSubject)
+	}
+	principal, err := d.a.DecidePeer(req.GetMeta().GetCredentials(), subject, op)
 	if err == nil {
 		if pu, isPolicy := req.(*actors.PolicyUpdateRequest); isPolicy {
 			// A bad document is refused here, with the field at fault,

@@ -192,11 +192,28 @@ func (a *Authorizer) Policy() (*Policy, uint64) {
 // Decide authenticates the credentials and authorizes op. It returns the
 // principal, and nil or an UNAUTHENTICATED or PERMISSION_DENIED error.
 func (a *Authorizer) Decide(credentials, op string) (string, *actors.Error) {
+	return a.DecidePeer(credentials, "", op)
+}
+
+// DecidePeer is Decide for a request that may also come with the subject
+// of its connection's verified TLS client certificate (the
+// actors.HeaderPeerSubject header; "" when none). Credentials always win:
+// a request that carries a token is authenticated by the token alone, and
+// a bad token is refused even when the subject would match. Without a
+// token, the principal whose tls_subjects list peerSubject is the caller;
+// without either, the request is UNAUTHENTICATED.
+func (a *Authorizer) DecidePeer(credentials, peerSubject, op string) (string, *actors.Error) {
 	if a.insecure {
 		return Anonymous, nil
 	}
 	p, _ := a.Policy()
-	name, err := p.Authenticate(credentials)
+	var name string
+	var err *actors.Error
+	if credentials == "" && peerSubject != "" {
+		name, err = p.AuthenticateSubject(peerSubject)
+	} else {
+		name, err = p.Authenticate(credentials)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -3,7 +3,9 @@
 // enforces, and the audit records of administrative decisions.
 //
 // It owns: turning a request's credentials (a bearer token in
-// RequestMeta.credentials) into a principal; deciding, from the roles of
+// RequestMeta.credentials) or, without a token, the subject of its
+// connection's verified TLS client certificate (the
+// actors.HeaderPeerSubject header) into a principal; deciding, from the roles of
 // that principal, whether the request's operation (actors.Op) is allowed;
 // refusing at once with UNAUTHENTICATED or PERMISSION_DENIED; forwarding
 // allowed requests to the next stage with the principal in the
@@ -42,6 +44,9 @@
 //	    token_sha256: 2c26b4...
 //	    roles: [admin]
 //	    revoked: true                        # refused as UNAUTHENTICATED
+//	  - name: billing-service                # a TLS identity, no token
+//	    tls_subjects: ["CN=billing,OU=payments,O=Example"]
+//	    roles: [writer]
 //
 // Operations are the names of Operations: write, read_linearizable,
 // read_lease, read_stale, leader, members, status, get_timeouts, add_voter,
@@ -49,6 +54,40 @@
 // update_timeouts, snapshot, policy_update, metrics, health, update_limits,
 // limiter_stats. Anything not granted is denied. Tokens are 16 to 512
 // characters of letters, digits and - . _ ~ + / =; NewToken makes one.
+//
+// A principal has a token_sha256, tls_subjects, or both (one of them is
+// required). A tls_subjects entry is compared exactly, byte for byte, with
+// the subject of the caller's verified client certificate as Go's
+// crypto/x509/pkix.Name.String writes it: RFC 2253, most specific attribute
+// first, no spaces after the commas, for example
+// "CN=client-a,OU=ops,O=Example,C=DE", with "," "+" and the like escaped by
+// a backslash (in YAML, put such a subject in single quotes:
+// 'CN=billing,O=Example\, Inc'). For a subject in the usual order (C,
+// ST, L, O, OU, CN) `openssl x509 -noout -subject -nameopt RFC2253` prints
+// the same string; Subject.String() of the parsed certificate is the
+// reference (Go orders the standard attributes itself, and writes
+// attributes it does not name as OID=#hex). A subject may be
+// listed only once in the whole document; an empty one, or one that is not
+// attribute=value pairs, is refused with its field
+// ("principals[1].tls_subjects[0]").
+//
+// # Which principal a request is
+//
+// A request that carries a token (RequestMeta.credentials) is the token's
+// principal, and a bad token is UNAUTHENTICATED: the token always wins,
+// even over a certificate whose subject is in the policy. A request without
+// a token is the principal whose tls_subjects list the actors.HeaderPeerSubject
+// header of its envelope; without that either, it is UNAUTHENTICATED. A
+// revoked principal is refused both ways.
+//
+// The door takes the header as given. That is safe because the endpoint
+// guard of raftactor.RemoteConfig overwrites the header on every message
+// received over remote with the subject of the connection's verified client
+// certificate (raftactor.MutualTLS), and deletes it when there is none: a
+// remote caller cannot choose it. A local (in-process) sender can set it,
+// and is trusted code of the same program. A remote endpoint started
+// without raftactor.RemoteConfig has no such guard, so a group reachable
+// through one must not list tls_subjects.
 //
 // # Where the policy comes from
 //
@@ -69,7 +108,8 @@
 // warning that no policy is configured) so tests and first experiments need
 // no setup. Production must set a policy.
 //
-// Mutual TLS identities are not principals yet: the protoactor remote does
-// not hand the peer certificate to actors. TLS and the cluster key protect
-// the Raft RPCs between nodes (see raftactor.MutualTLS, Config.ClusterKey).
+// TLS and the cluster key protect the Raft RPCs between nodes (see
+// raftactor.MutualTLS, Config.ClusterKey): a node's certificate subject in
+// tls_subjects grants that node's process the listed roles at the front
+// door, nothing more.
 package policies

@@ -66,15 +66,20 @@ func IsAdministrative(op string) bool { return adminOps[op] }
 type Policy struct {
 	roles      map[string]map[string]bool
 	principals []principal
-	digest     string
+	// subjects maps a TLS subject to the index of its principal.
+	subjects map[string]int
+	digest   string
 }
 
-// principal is one identity of the document with the SHA-256 of its token.
+// principal is one identity of the document with the SHA-256 of its token
+// (when it has one) and its TLS subjects.
 type principal struct {
-	name    string
-	hash    [sha256.Size]byte
-	roles   []string
-	revoked bool
+	name     string
+	hasToken bool
+	hash     [sha256.Size]byte
+	subjects []string
+	roles    []string
+	revoked  bool
 }
 
 // document is the schema of a policy file; see doc.go.
@@ -87,6 +92,7 @@ type document struct {
 type principalDocument struct {
 	Name        string   `yaml:"name"`
 	TokenSHA256 string   `yaml:"token_sha256"`
+	TLSSubjects []string `yaml:"tls_subjects"`
 	Roles       []string `yaml:"roles"`
 	Revoked     bool     `yaml:"revoked"`
 	line        int
@@ -100,7 +106,7 @@ func (p *principalDocument) UnmarshalYAML(n *yaml.Node) error {
 	if err := dec(&v); err != nil {
 		return err
 	}
-	if err := knownKeys(n, "name", "token_sha256", "roles", "revoked"); err != nil {
+	if err := knownKeys(n, "name", "token_sha256", "tls_subjects", "roles", "revoked"); err != nil {
 		return err
 	}
 	*p = principalDocument(v)
@@ -153,7 +159,7 @@ func parse(doc []byte) (*Policy, *actors.Error) {
 	if d.Version != SchemaVersion {
 		return nil, actors.InvalidArgument("version", "version %d: this build reads version %d", d.Version, SchemaVersion)
 	}
-	p := &Policy{roles: map[string]map[string]bool{}}
+	p := &Policy{roles: map[string]map[string]bool{}, subjects: map[string]int{}}
 	sum := sha256.Sum256(doc)
 	p.digest = hex.EncodeToString(sum[:])
 	if d.Roles.Kind != yaml.MappingNode {
@@ -196,15 +202,32 @@ func parse(doc []byte) (*Policy, *actors.Error) {
 			return nil, actors.InvalidArgument(f+".name", "line %d: principal %q is defined twice", pd.line, pd.Name)
 		}
 		names[pd.Name] = true
-		raw, err := hex.DecodeString(pd.TokenSHA256)
-		if err != nil || len(raw) != sha256.Size {
-			return nil, actors.InvalidArgument(f+".token_sha256", "line %d: must be the SHA-256 of the token in hex (64 characters); see HashToken", pd.line)
+		pr := principal{name: pd.Name, revoked: pd.Revoked}
+		switch {
+		case pd.TokenSHA256 != "":
+			raw, err := hex.DecodeString(pd.TokenSHA256)
+			if err != nil || len(raw) != sha256.Size {
+				return nil, actors.InvalidArgument(f+".token_sha256", "line %d: must be the SHA-256 of the token in hex (64 characters); see HashToken", pd.line)
+			}
+			pr.hasToken, pr.hash = true, [sha256.Size]byte(raw)
+			if other, dup := hashes[pr.hash]; dup {
+				return nil, actors.InvalidArgument(f+".token_sha256", "line %d: the same token as principal %q", pd.line, other)
+			}
+			hashes[pr.hash] = pd.Name
+		case len(pd.TLSSubjects) == 0:
+			return nil, actors.InvalidArgument(f+".token_sha256", "line %d: principal %q has neither token_sha256 nor tls_subjects", pd.line, pd.Name)
 		}
-		pr := principal{name: pd.Name, hash: [sha256.Size]byte(raw), revoked: pd.Revoked}
-		if other, dup := hashes[pr.hash]; dup {
-			return nil, actors.InvalidArgument(f+".token_sha256", "line %d: the same token as principal %q", pd.line, other)
+		for j, subject := range pd.TLSSubjects {
+			sf := fmt.Sprintf("%s.tls_subjects[%d]", f, j)
+			if err := checkSubjectSyntax(subject); err != nil {
+				return nil, actors.InvalidArgument(sf, "line %d: %v", pd.line, err)
+			}
+			if other, dup := p.subjects[subject]; dup {
+				return nil, actors.InvalidArgument(sf, "line %d: subject %q is already listed for principal %q", pd.line, subject, d.Principals[other].Name)
+			}
+			p.subjects[subject] = i
+			pr.subjects = append(pr.subjects, subject)
 		}
-		hashes[pr.hash] = pd.Name
 		for j, r := range pd.Roles {
 			if _, ok := p.roles[r]; !ok {
 				return nil, actors.InvalidArgument(fmt.Sprintf("%s.roles[%d]", f, j), "line %d: role %q is not defined", pd.line, r)
@@ -268,7 +291,8 @@ func (p *Policy) Authenticate(token string) (string, *actors.Error) {
 	sum := sha256.Sum256([]byte(token))
 	found := -1
 	for i := range p.principals {
-		if subtle.ConstantTimeCompare(sum[:], p.principals[i].hash[:]) == 1 {
+		// Which principals have a token is no secret; the hashes are.
+		if p.principals[i].hasToken && subtle.ConstantTimeCompare(sum[:], p.principals[i].hash[:]) == 1 {
 			found = i
 		}
 	}
@@ -279,6 +303,27 @@ func (p *Policy) Authenticate(token string) (string, *actors.Error) {
 		return "", actors.Errorf(actors.Code_UNAUTHENTICATED, "revoked credentials")
 	}
 	return p.principals[found].name, nil
+}
+
+// AuthenticateSubject finds the principal whose tls_subjects list subject,
+// the subject of a verified TLS client certificate (see
+// actors.HeaderPeerSubject). The match is exact on the RFC 2253 string. It
+// returns an UNAUTHENTICATED error for a missing or unknown subject, or the
+// subject of a revoked principal. Subjects are not secrets (a certificate
+// is public; the private key is the proof), so the lookup is a plain map
+// lookup.
+func (p *Policy) AuthenticateSubject(subject string) (string, *actors.Error) {
+	if subject == "" {
+		return "", actors.Errorf(actors.Code_UNAUTHENTICATED, "no credentials")
+	}
+	i, ok := p.subjects[subject]
+	if !ok {
+		return "", actors.Errorf(actors.Code_UNAUTHENTICATED, "no credentials, and the TLS client certificate's subject is not in the policy")
+	}
+	if p.principals[i].revoked {
+		return "", actors.Errorf(actors.Code_UNAUTHENTICATED, "revoked credentials")
+	}
+	return p.principals[i].name, nil
 }
 
 // Allowed reports whether one of the principal's roles grants op.
@@ -294,6 +339,26 @@ func (p *Policy) Allowed(name, op string) bool {
 		}
 	}
 	return false
+}
+
+// MaxSubjectLength bounds a tls_subjects entry.
+const MaxSubjectLength = 1024
+
+// checkSubjectSyntax refuses what can never equal pkix.Name.String of a
+// certificate's subject: an empty string, one without any "attribute=value"
+// pair, or one with surrounding white space (which String escapes).
+func checkSubjectSyntax(s string) error {
+	switch {
+	case s == "":
+		return errors.New("a TLS subject must not be empty")
+	case len(s) > MaxSubjectLength:
+		return fmt.Errorf("a TLS subject is at most %d bytes", MaxSubjectLength)
+	case strings.TrimSpace(s) != s:
+		return fmt.Errorf("TLS subject %q has leading or trailing white space; write it exactly as the certificate's subject in RFC 2253 form, e.g. \"CN=client-a,O=Example\"", s)
+	case !strings.Contains(s, "="):
+		return fmt.Errorf("TLS subject %q is not in RFC 2253 form (attribute=value pairs, e.g. \"CN=client-a,O=Example\")", s)
+	}
+	return nil
 }
 
 // checkTokenSyntax accepts the characters of base64, base64url and hex

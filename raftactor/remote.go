@@ -13,11 +13,14 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/protoraft/protoraft/actors"
 )
 
 // RemoteMaxMessageSize bounds one gRPC message of the remote endpoint, that is a whole
@@ -68,6 +71,10 @@ var errInvalidBatch = errors.New("invalid remote message batch")
 //     the endpoint reader into a stream error. A unary interceptor recovers the panics of
 //     protoactor's unimplemented unary methods. Without these, any client that can reach the
 //     port can crash the process, because gRPC does not recover handler panics.
+//   - the same interceptor sets the actors.HeaderPeerSubject header of every received message
+//     to the subject of the connection's verified TLS client certificate, and deletes the
+//     header when the connection has none, so a sender can never supply its own: the front
+//     door can take it as the caller's TLS identity (policies: tls_subjects).
 //   - RemoteMaxMessageSize on receive (server) and send (client call option).
 //   - RemoteWriterBatchSize and RemoteWriterQueueSize instead of protoactor's defaults.
 //
@@ -113,7 +120,7 @@ func guardStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, han
 			err = status.Errorf(codes.Internal, "protoraft: remote endpoint panicked: %v", r)
 		}
 	}()
-	return handler(srv, &guardedStream{ServerStream: ss})
+	return handler(srv, &guardedStream{ServerStream: ss, subject: peerSubject(ss.Context())})
 }
 
 // guardUnary recovers panics of unary handlers: protoactor's ListProcesses and
@@ -133,9 +140,14 @@ func guardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handle
 // reader then ends the stream with that error, and the server goes on serving other streams.
 type guardedStream struct {
 	grpc.ServerStream
+	// subject is the verified TLS client certificate's subject of the
+	// connection, "" when there is none; the peer of a stream never changes,
+	// so it is computed once.
+	subject string
 }
 
-// RecvMsg validates each message before the endpoint reader gets to index into it.
+// RecvMsg validates each message before the endpoint reader gets to index into it, and
+// stamps the peer's TLS subject on every envelope of a valid batch.
 func (s *guardedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
@@ -149,7 +161,59 @@ func (s *guardedStream) RecvMsg(m any) error {
 			slog.String("peer", peerAddr(s.Context())), slog.Any("error", err))
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	if b, ok := rm.GetMessageType().(*remote.RemoteMessage_MessageBatch); ok {
+		stampPeerSubject(b.MessageBatch, s.subject)
+	}
 	return nil
+}
+
+// peerSubject returns the subject of the connection's verified TLS client certificate, in the
+// RFC 2253 form of pkix.Name.String, or "" when the connection is not TLS or its client
+// presented no certificate that verified. Only a verified chain counts: PeerCertificates
+// alone is whatever the client sent.
+func peerSubject(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		return ""
+	}
+	var info credentials.TLSInfo
+	switch a := p.AuthInfo.(type) {
+	case credentials.TLSInfo:
+		info = a
+	case *credentials.TLSInfo:
+		if a == nil {
+			return ""
+		}
+		info = *a
+	default:
+		return ""
+	}
+	chains := info.State.VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 || chains[0][0] == nil {
+		return ""
+	}
+	return chains[0][0].Subject.String()
+}
+
+// stampPeerSubject overwrites the actors.HeaderPeerSubject header of every envelope with
+// subject, or deletes it when subject is "" (no verified client certificate), so whatever the
+// sender put there never reaches an actor.
+func stampPeerSubject(b *remote.MessageBatch, subject string) {
+	for _, e := range b.GetEnvelopes() {
+		if subject == "" {
+			if e.MessageHeader != nil {
+				delete(e.MessageHeader.HeaderData, actors.HeaderPeerSubject)
+			}
+			continue
+		}
+		if e.MessageHeader == nil {
+			e.MessageHeader = &remote.MessageHeader{}
+		}
+		if e.MessageHeader.HeaderData == nil {
+			e.MessageHeader.HeaderData = map[string]string{}
+		}
+		e.MessageHeader.HeaderData[actors.HeaderPeerSubject] = subject
+	}
 }
 
 // validateRemoteMessage checks every field that protoactor's endpoint reader uses as a slice

@@ -1,0 +1,222 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/policies"
+	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
+)
+
+// tlsCA is a certificate authority made in memory for one test.
+type tlsCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+var certSerial atomic.Int64
+
+func newTLSCA(t *testing.T) *tlsCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(certSerial.Add(1)), Subject: pkix.Name{CommonName: "test CA", Organization: []string{"Example"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tlsCA{cert: cert, key: key, pool: pool}
+}
+
+// config returns the mutual TLS configuration of a process whose
+// certificate has subject: usable as server (127.0.0.1) and as client,
+// since every protoactor remote is both.
+func (ca *tlsCA) config(t *testing.T, subject pkix.Name) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(certSerial.Add(1)), Subject: subject,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, RootCAs: ca.pool}
+}
+
+// startMTLSSystem starts an ActorSystem whose remote endpoint (hardened by
+// raftactor.RemoteConfig) speaks mutual TLS only.
+func startMTLSSystem(t *testing.T, cfg *tls.Config) *actor.ActorSystem {
+	t.Helper()
+	opts, err := raftactor.MutualTLS(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	system := newSystem(t)
+	r := remote.NewRemote(system, raftactor.RemoteConfig("127.0.0.1", 0, opts...))
+	r.Start()
+	t.Cleanup(func() { r.Shutdown(false) })
+	return system
+}
+
+// A caller over mutual TLS is the principal whose tls_subjects list its
+// certificate's subject, without any token; a subject not in the policy is
+// UNAUTHENTICATED; a token still wins; and a caller cannot claim another
+// subject by sending the peer-subject header itself.
+func TestTLSSubjectPrincipalOverRemote(t *testing.T) {
+	if raceEnabled {
+		t.Skip("several remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
+	}
+	ca := newTLSCA(t)
+	subjectOf := func(cn string) pkix.Name { return pkix.Name{CommonName: cn, Organization: []string{"Example"}} }
+	// What the policy lists is exactly what pkix.Name.String writes.
+	subjectA, subjectB := subjectOf("client-a").String(), subjectOf("client-b").String()
+	if subjectA != "CN=client-a,O=Example" {
+		t.Fatalf("subject string %q: the documented form changed", subjectA)
+	}
+	const token = "token-writer-0123456789"
+	policy := `version: 1
+roles:
+  writer: [write, read_linearizable, status, leader]
+  reader: [status, leader]
+principals:
+  - name: client-a
+    tls_subjects: ["` + subjectA + `"]
+    roles: [writer]
+  - name: client-b
+    tls_subjects: ["` + subjectB + `"]
+    roles: [reader]
+  - name: token-writer
+    token_sha256: ` + policies.HashToken(token) + `
+    roles: [writer]
+`
+
+	// The remote starts before Spawn: the node's address is the endpoint's.
+	server := startMTLSSystem(t, ca.config(t, subjectOf("node-1")))
+	self := []cluster.Peer{{ID: "n1", Address: server.Address()}}
+	cfg := nodeConfig(t, t.TempDir(), "g", "n1", self)
+	cfg.Security = policies.Config{Policy: []byte(policy), ClusterKey: []byte("cluster-key-0123456789abcdef")}
+	g := spawn(t, server, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := g.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A PID caches the process it resolved to in the first system that
+	// used it, so every system needs a PID of its own: one PID shared by
+	// the clients would send all their messages through the first one's
+	// connection.
+	door := func() *actor.PID { return self[0].FrontDoor("g") }
+
+	clientA := startMTLSSystem(t, ca.config(t, subjectOf("client-a")))
+	clientB := startMTLSSystem(t, ca.config(t, subjectOf("client-b")))
+	stranger := startMTLSSystem(t, ca.config(t, subjectOf("stranger")))
+
+	// call sends req to the door from system, with header on the envelope
+	// (nil for none), and returns the reply's error.
+	call := func(system *actor.ActorSystem, header map[string]string, req actors.Request) *actors.Error {
+		t.Helper()
+		f := actor.NewFuture(system, 10*time.Second)
+		system.Root.Send(door(), &actor.MessageEnvelope{Header: header, Message: req, Sender: f.PID()})
+		res, err := f.Result()
+		if err != nil {
+			t.Fatalf("%s from %s: %v", actors.Op(req), system.Address(), err)
+		}
+		return res.(actors.Response).GetError()
+	}
+	write := func(key string) *actors.WriteRequest {
+		return &actors.WriteRequest{Meta: meta(), Command: kvstore.Put(key, []byte("v"))}
+	}
+
+	// client-a, no token: allowed by its certificate alone.
+	if err := call(clientA, nil, &actors.StatusRequest{Meta: meta()}); err != nil {
+		t.Fatalf("status as client-a by certificate: %v", err)
+	}
+	if err := call(clientA, nil, write("by-a")); err != nil {
+		t.Fatalf("write as client-a by certificate: %v", err)
+	}
+	// A certificate of the CA whose subject is not in the policy.
+	if err := call(stranger, nil, &actors.StatusRequest{Meta: meta()}); actors.CodeOf(err) != actors.Code_UNAUTHENTICATED {
+		t.Fatalf("status from a subject not in the policy: %v, want UNAUTHENTICATED", err)
+	}
+	// The token wins over the certificate, both for a stranger and for
+	// client-b, whose own roles would not allow a write.
+	withToken := write("by-token")
+	withToken.Meta.Credentials = token
+	if err := call(stranger, nil, withToken); err != nil {
+		t.Fatalf("write with a token from a subject not in the policy: %v", err)
+	}
+	withBadToken := write("by-bad-token")
+	withBadToken.Meta.Credentials = "unknown-token-0123456789"
+	if err := call(clientA, nil, withBadToken); actors.CodeOf(err) != actors.Code_UNAUTHENTICATED {
+		t.Fatalf("bad token with client-a's certificate: %v, want UNAUTHENTICATED (the token wins)", err)
+	}
+
+	// Forgery: client-b (reader) claims client-a's subject in the header;
+	// the endpoint overwrites it with client-b's, so the write is refused
+	// as client-b, never allowed as client-a.
+	forged := map[string]string{actors.HeaderPeerSubject: subjectA, "x-trace": "t1"}
+	err := call(clientB, forged, write("forged-by-b"))
+	if actors.CodeOf(err) != actors.Code_PERMISSION_DENIED || !strings.Contains(err.GetMessage(), "client-b") {
+		t.Fatalf("client-b forging client-a's subject: %v, want PERMISSION_DENIED as client-b", err)
+	}
+	if err := call(clientB, forged, &actors.StatusRequest{Meta: meta()}); err != nil {
+		t.Fatalf("client-b's own status with a forged header: %v (it is still client-b)", err)
+	}
+	// A stranger claiming client-a's subject stays a stranger.
+	if err := call(stranger, forged, write("forged-by-stranger")); actors.CodeOf(err) != actors.Code_UNAUTHENTICATED {
+		t.Fatalf("stranger forging client-a's subject: %v, want UNAUTHENTICATED", err)
+	}
+
+	// Only the allowed writes reached the state machine.
+	for key, want := range map[string]bool{"by-a": true, "by-token": true, "by-bad-token": false, "forged-by-b": false, "forged-by-stranger": false} {
+		rr, ok := ask(t, clientA, door(), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get(key), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
+		if !ok || rr.Error.Err() != nil {
+			t.Fatalf("read %s as client-a: %v", key, rr.GetError())
+		}
+		qr, err := kvstore.DecodeQueryResult(rr.Result)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := qr.Found; got != want {
+			t.Fatalf("key %s present %v, want %v", key, got, want)
+		}
+	}
+}
