@@ -32,6 +32,7 @@ func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) 
 		return
 	}
 	id, addr := raft.ServerID(m.GetId()), raft.ServerAddress(m.GetAddress())
+	system, heartbeat := n.system, n.currentTimeouts().Heartbeat
 	n.async(ctx, m, func(deadline time.Time) actors.Response {
 		cf := r.GetConfiguration()
 		if err := cf.Error(); err != nil {
@@ -72,6 +73,11 @@ func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) 
 			}
 			if current.Suffrage == raft.Voter && voters == 1 {
 				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is the last voter; the group would have no quorum", id)}
+			}
+			if current.Suffrage == raft.Voter {
+				if err := quorumAfterLosing(system, r, conf, id, heartbeat, deadline); err != nil {
+					return &actors.MembershipResponse{Error: err}
+				}
 			}
 			if op == actors.MembershipOp_DEMOTE {
 				f = r.DemoteVoter(id, prev, timeout)

@@ -585,3 +585,45 @@ func TestOutcomesToldToObservers(t *testing.T) {
 		}
 	}
 }
+
+// With one voter of three cut off, removing a healthy voter would leave the
+// group without a quorum it can reach: refused before Raft. Removing the
+// unreachable one is fine.
+func TestRemovalBelowReachableQuorumRefused(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	var healthy, cut string
+	for _, id := range c.order {
+		if id != leader {
+			if cut == "" {
+				cut = id
+			} else {
+				healthy = id
+			}
+		}
+	}
+	c.faults.Isolate(raftID(cut))
+	deadline := time.Now().Add(20 * time.Second)
+	for c.status(cut).GetLeader() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still follows a leader while cut off", cut)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	last := c.status(leader).LastIndex
+	for _, op := range []actors.MembershipOp{actors.MembershipOp_REMOVE, actors.MembershipOp_DEMOTE} {
+		mr := c.mustAsk(leader, &actors.MembershipRequest{Meta: meta(5 * time.Second), Op: op, Id: healthy}).(*actors.MembershipResponse)
+		if actors.CodeOf(mr.Error) != actors.Code_INVALID_ARGUMENT || mr.Error.Field != "id" {
+			t.Fatalf("%v of a healthy voter with another cut off: %v, want INVALID_ARGUMENT on id", op, mr.Error)
+		}
+	}
+	if now := c.status(leader).LastIndex; now != last {
+		t.Fatalf("refused changes moved the log from %d to %d", last, now)
+	}
+	mr := c.mustAsk(leader, &actors.MembershipRequest{Meta: meta(5 * time.Second), Op: actors.MembershipOp_REMOVE, Id: cut}).(*actors.MembershipResponse)
+	if mr.Error.Err() != nil {
+		t.Fatalf("removing the unreachable voter: %v", mr.Error)
+	}
+	c.faults.Heal()
+	c.put("after", "ok")
+}
