@@ -36,7 +36,9 @@ func quorumAfterLosing(system *actor.ActorSystem, r *raft.Raft, conf raft.Config
 	reachable := 0
 	for _, s := range remaining {
 		if s.ID == self {
+			mu.Lock()
 			reachable++
+			mu.Unlock()
 			continue
 		}
 		pid, err := PIDOf(s.Address)
