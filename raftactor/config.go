@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
+	"github.com/protoraft/protoraft/internal/hclogzap"
+
 	"github.com/protoraft/protoraft/actors"
 )
 
@@ -290,7 +292,7 @@ func (c Config) raftConfig(t Timeouts) *raft.Config {
 	rc.SnapshotInterval = t.SnapshotInterval
 	rc.SnapshotThreshold = t.SnapshotThreshold
 	rc.TrailingLogs = t.TrailingLogs
-	rc.Logger = newRaftLogger(c.Logger.With(zap.String("component", "raft")))
+	rc.Logger = hclogzap.New(c.Logger.With(zap.String("component", "raft")))
 	// Raft's own metrics go through go-metrics; protoraft's telemetry
 	// collects what it needs from observations and status instead.
 	rc.NoLegacyTelemetry = true

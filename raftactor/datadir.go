@@ -13,6 +13,8 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"go.uber.org/zap"
+
+	"github.com/protoraft/protoraft/internal/hclogzap"
 )
 
 // FormatVersion is the data directory format this build writes. A later
@@ -134,7 +136,7 @@ func openStores(cfg Config) (*stores, error) {
 	// lock then blocks the next Open in this process forever (a supervisor
 	// restart). protoraft owns the meta database so it can close it.
 	meta := &metadb.BoltMetaDB{}
-	logOpt := raftwal.WithLogger(newRaftLogger(cfg.Logger.With(zap.String("component", "wal"))))
+	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal"))))
 	metaOpt := raftwal.WithMetaStore(meta)
 	var wal *raftwal.WAL
 	if cfg.WALSegmentSize > 0 {
@@ -150,7 +152,7 @@ func openStores(cfg Config) (*stores, error) {
 		return errors.Join(wal.Close(), meta.Close())
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain,
-		newRaftLogger(cfg.Logger.With(zap.String("component", "snapshots"))))
+		hclogzap.New(cfg.Logger.With(zap.String("component", "snapshots"))))
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("open snapshots in %s: %w", dir, err)
