@@ -77,9 +77,9 @@ type Config struct {
 	// health. The zero value works.
 	Telemetry telemetry.Config
 
-	// nodeOptions are added to the node actor's props; tests use them to
-	// inject panics (see export_test.go).
-	nodeOptions []actor.PropsOption
+	// NodeOptions are added to the node actor's props: receiver middleware
+	// for instrumentation, or for tests that inject a panic into the node.
+	NodeOptions []actor.PropsOption
 }
 
 // Validate checks the whole configuration before anything starts, and

@@ -89,7 +89,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 		actor.NewPID(system.Address(), base+limiterChild),
 		actor.NewPID(system.Address(), base+metricsChild),
 	}
-	props, err := raftactor.Props(nodeCfg, cfg.nodeOptions...)
+	props, err := raftactor.Props(nodeCfg, cfg.NodeOptions...)
 	if err != nil {
 		return nil, err
 	}

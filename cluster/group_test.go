@@ -436,7 +436,8 @@ func crashOn(key string) actor.PropsOption {
 func TestPanicInTheNodeIsRestartedByTheGroupSupervisor(t *testing.T) {
 	verifyNoLeaks(t)
 	system := newSystem(t)
-	cfg := cluster.WithNodeOptions(nodeConfig(t, t.TempDir(), "g", "n1", peers("n1")), crashOn("crash"))
+	cfg := nodeConfig(t, t.TempDir(), "g", "n1", peers("n1"))
+	cfg.NodeOptions = []actor.PropsOption{crashOn("crash")}
 	g := spawn(t, system, cfg)
 	waitLeader(t, system, g)
 	put(t, system, g.FrontDoor(), "k", "before")
@@ -467,7 +468,8 @@ func TestPanicInTheNodeIsRestartedByTheGroupSupervisor(t *testing.T) {
 func TestANodeThatKeepsCrashingStopsTheGroup(t *testing.T) {
 	verifyNoLeaks(t)
 	system := newSystem(t)
-	cfg := cluster.WithNodeOptions(nodeConfig(t, t.TempDir(), "g", "n1", peers("n1")), crashOn("crash"))
+	cfg := nodeConfig(t, t.TempDir(), "g", "n1", peers("n1"))
+	cfg.NodeOptions = []actor.PropsOption{crashOn("crash")}
 	g := spawn(t, system, cfg)
 	// More crashes than the supervisor restarts within its window.
 	for range 12 {
