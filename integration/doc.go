@@ -17,6 +17,11 @@
 //     monotonic stale reads, durability of acknowledged writes, convergence of
 //     every node after the final heal, and the stale-read probe on an isolated
 //     old leader;
+//   - the process mode (process.go): samples/kv nodes as OS processes on
+//     127.0.0.1, driven over HTTP by concurrent clients, under SIGKILL (of
+//     a random node or the leader, restarted from its data directory),
+//     SIGSTOP/SIGCONT of the leader and graceful restarts, checked by the
+//     same checkers (TestProcessVerify, TestProcessReplay);
 //   - the artifacts of a failed run (results.go): seed, schedule, history and
 //     porcupine's HTML visualisation, and the command that replays the seed.
 //

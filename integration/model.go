@@ -51,6 +51,11 @@ type Output struct {
 	Outcome Outcome `json:"outcome"`
 	Found   bool    `json:"found,omitempty"`
 	Value   string  `json:"value,omitempty"`
+	// ValueUnknown says the reply told whether the key existed before the
+	// write but not its value: the HTTP API of the process mode answers a
+	// PUT with "created" and a DELETE with 200 or 404, nothing more. The
+	// model then checks Found alone.
+	ValueUnknown bool `json:"value_unknown,omitempty"`
 	// Applied is false for a compare-and-set whose expectation did not hold.
 	Applied bool `json:"applied,omitempty"`
 	// AppliedIndex is the index a read reflects (stale reads are checked
@@ -124,7 +129,7 @@ var kvModel = porcupine.Model{
 // same as "after everything else".
 func step(s keyState, in Input, out Output) (bool, keyState) {
 	unknown := out.Outcome == OutcomeUnknown
-	sawBefore := unknown || (out.Found == s.Found && (!s.Found || out.Value == s.Value))
+	sawBefore := unknown || (out.Found == s.Found && (!s.Found || out.ValueUnknown || out.Value == s.Value))
 	switch in.Kind {
 	case OpGet:
 		return sawBefore, s
@@ -165,7 +170,10 @@ func describe(in Input, out Output) string {
 		return req + " -> unknown"
 	}
 	was := "absent"
-	if out.Found {
+	switch {
+	case out.Found && out.ValueUnknown:
+		was = "present"
+	case out.Found:
 		was = fmt.Sprintf("%q", out.Value)
 	}
 	if in.Kind == OpCAS && !out.Applied {

@@ -64,7 +64,9 @@ func checkMeta(m *actors.RequestMeta, now time.Time) *actors.Error {
 	if d := m.GetDeadlineUnixNano(); d != 0 {
 		switch deadline := time.Unix(0, d); {
 		case !deadline.After(now):
-			return actors.InvalidArgument("meta.deadline_unix_nano", "deadline %s is not in the future", deadline.UTC().Format(time.RFC3339Nano))
+			// Not the caller's mistake: the request spent its time in transit
+			// or in a mailbox. It is refused before Raft, so it was not applied.
+			return actors.DeadlineExceeded("the request arrived after its deadline")
 		case deadline.Sub(now) > actors.MaxRequestTimeout+deadlineSlack:
 			return actors.InvalidArgument("meta.deadline_unix_nano", "deadline is %v ahead, more than %v", deadline.Sub(now).Round(time.Second), actors.MaxRequestTimeout)
 		}

@@ -10,8 +10,9 @@ import (
 )
 
 // FuzzCheckMeta: request metadata decoded from any bytes is either
-// accepted within the documented bounds or refused as INVALID_ARGUMENT on
-// a meta field; it never panics.
+// accepted within the documented bounds, refused as DEADLINE_EXCEEDED when
+// its deadline has passed, or refused as INVALID_ARGUMENT on a meta field;
+// it never panics.
 func FuzzCheckMeta(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	for _, m := range []*actors.RequestMeta{
@@ -33,6 +34,12 @@ func FuzzCheckMeta(f *testing.F) {
 		if err == nil {
 			if d := m.GetDeadlineUnixNano(); d != 0 && (d <= now.UnixNano() || time.Duration(d-now.UnixNano()) > actors.MaxRequestTimeout+deadlineSlack) {
 				t.Fatalf("deadline %d accepted", d)
+			}
+			return
+		}
+		if err.Code == actors.Code_DEADLINE_EXCEEDED {
+			if d := m.GetDeadlineUnixNano(); d == 0 || d > now.UnixNano() {
+				t.Fatalf("deadline %d refused as passed", d)
 			}
 			return
 		}

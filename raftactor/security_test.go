@@ -76,7 +76,6 @@ func TestBadInputsRefusedBeforeRaft(t *testing.T) {
 		{"transfer to bad id", &actors.TransferLeadershipRequest{Meta: m(), Id: "no such!"}, "id"},
 		{"command size", &actors.WriteRequest{Meta: m(), Command: make([]byte, raftactor.DefaultMaxCommandSize+1)}, "command"},
 		{"query size", &actors.ReadRequest{Meta: m(), Query: make([]byte, raftactor.DefaultMaxQuerySize+1)}, "query"},
-		{"deadline past", &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(-time.Second).UnixNano()}, Command: kvstore.Put("a", nil)}, "meta.deadline_unix_nano"},
 		{"deadline too far", &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(time.Hour).UnixNano()}, Command: kvstore.Put("a", nil)}, "meta.deadline_unix_nano"},
 		{"client id length", &actors.WriteRequest{Meta: &actors.RequestMeta{ClientId: strings.Repeat("c", 200), Sequence: 1}, Command: kvstore.Put("a", nil)}, "meta.client_id"},
 		{"request id length", &actors.ReadRequest{Meta: &actors.RequestMeta{RequestId: strings.Repeat("r", 300)}}, "meta.request_id"},
@@ -94,6 +93,12 @@ func TestBadInputsRefusedBeforeRaft(t *testing.T) {
 				t.Fatalf("got %v, want INVALID_ARGUMENT on %q", e, tc.field)
 			}
 		})
+	}
+	// A request that arrives after its deadline is refused before Raft too,
+	// as DEADLINE_EXCEEDED: late is not malformed.
+	late := c.mustAsk(leader, &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(-time.Second).UnixNano()}, Command: kvstore.Put("a", nil)}).(*actors.WriteResponse)
+	if actors.CodeOf(late.Error) != actors.Code_DEADLINE_EXCEEDED {
+		t.Fatalf("late write: got %v, want DEADLINE_EXCEEDED", late.Error)
 	}
 	after := c.status(leader)
 	if after.LastIndex != before.LastIndex || after.CommitIndex != before.CommitIndex {

@@ -1,0 +1,180 @@
+//go:build unix
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// selectProcessProfile is the process mode's profile: two seeds (a 3- and
+// a 5-node group) in every `go test ./integration/`, more with
+// PROTORAFT_SOAK=1. PROTORAFT_PROC_RUNS, PROTORAFT_PROC_SEED_BASE and
+// PROTORAFT_PROC_DURATION override it, apart from the in-process profile's
+// variables.
+func selectProcessProfile(t *testing.T) profile {
+	p := profile{name: "short", runs: 2, seedBase: 1000, duration: 8 * time.Second}
+	if os.Getenv("PROTORAFT_SOAK") != "" {
+		p = profile{name: "long", runs: 20, seedBase: time.Now().UnixNano() % 1_000_000_000, duration: 30 * time.Second}
+	}
+	if v := os.Getenv("PROTORAFT_PROC_RUNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("PROTORAFT_PROC_RUNS: %v", err)
+		}
+		p.runs = n
+	}
+	if v := os.Getenv("PROTORAFT_PROC_SEED_BASE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("PROTORAFT_PROC_SEED_BASE: %v", err)
+		}
+		p.seedBase = n
+	}
+	if v := os.Getenv("PROTORAFT_PROC_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("PROTORAFT_PROC_DURATION: %v", err)
+		}
+		p.duration = d
+	}
+	return p
+}
+
+// buildKVForTest builds samples/kv once for the calling test, into its
+// temporary directory.
+func buildKVForTest(t *testing.T) string {
+	t.Helper()
+	began := time.Now()
+	bin, err := BuildKV("..", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built samples/kv in %v", time.Since(began).Round(time.Millisecond))
+	return bin
+}
+
+// runProcessSeed runs one seed of the process mode as a subtest.
+func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration time.Duration) {
+	t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+		replay := fmt.Sprintf("PROTORAFT_PROC_SEED=%d PROTORAFT_PROC_DURATION=%s go test -count=1 -run TestProcessReplay -v ./integration/", seed, duration)
+		nodes := nodesFor(seed)
+		cfg := ProcConfig{
+			Binary:       bin,
+			Seed:         seed,
+			Nodes:        nodes,
+			Duration:     duration,
+			Clients:      4 + nodes/2,
+			Keys:         4,
+			Dir:          t.TempDir(),
+			ResultsDir:   filepath.Join(resultsDir(), "process"),
+			CheckTimeout: 30 * time.Second,
+			Replay:       replay,
+			// Registered after t.TempDir, so the processes die before
+			// their data directories go.
+			OnStart: func(killAll func()) { t.Cleanup(killAll) },
+			Logf: func(format string, args ...any) {
+				if os.Getenv("PROTORAFT_TEST_LOG") != "" {
+					t.Logf(format, args...)
+				}
+			},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		rep, err := RunProcess(ctx, cfg)
+		if err != nil {
+			t.Fatalf("seed %d: the run could not start: %v\nreplay: %s", seed, err, replay)
+		}
+		sum.Add(rep)
+		t.Logf("seed %d: %d processes, ops %v, faults %v, linearizable %s, took %v",
+			seed, nodes, rep.Ops, rep.Faults, rep.Linearizable, rep.Took.Round(time.Millisecond))
+		if rep.Failed() {
+			t.Errorf("seed %d: %d violation(s):\n  %s\nartifacts: %s\nreplay: %s",
+				seed, len(rep.Violations), strings.Join(rep.Violations, "\n  "), rep.Artifacts, replay)
+		}
+	})
+}
+
+// TestProcessVerify runs the process mode's profile: samples/kv nodes as
+// OS processes under an HTTP workload while a seeded schedule SIGKILLs,
+// SIGSTOPs and restarts them; every run is checked for linearizability,
+// stale-read monotonicity, durability and convergence.
+func TestProcessVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes; skipped with -short")
+	}
+	if os.Getenv("PROTORAFT_SEED") != "" || os.Getenv("PROTORAFT_PROC_SEED") != "" {
+		t.Skip("a replay runs its seed alone")
+	}
+	p := selectProcessProfile(t)
+	bin := buildKVForTest(t)
+	sum := NewSummary()
+	t.Logf("process profile %s: %d runs from seed %d, %v of faults each", p.name, p.runs, p.seedBase, p.duration)
+	for i := range p.runs {
+		runProcessSeed(t, sum, bin, p.seedBase+int64(i), p.duration)
+	}
+	line := fmt.Sprintf("process profile %s: %s", p.name, sum)
+	t.Log(line)
+	fmt.Println(line)
+	if err := os.MkdirAll(resultsDir(), 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(resultsDir(), "summary-process-"+p.name+".txt"), []byte(line+"\n"), 0o644)
+	}
+}
+
+// TestProcessReplay runs the one seed in PROTORAFT_PROC_SEED, as printed by
+// a failure of TestProcessVerify.
+func TestProcessReplay(t *testing.T) {
+	v := os.Getenv("PROTORAFT_PROC_SEED")
+	if v == "" {
+		t.Skip("set PROTORAFT_PROC_SEED to replay a process-mode seed")
+	}
+	seed, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatalf("PROTORAFT_PROC_SEED: %v", err)
+	}
+	p := selectProcessProfile(t)
+	bin := buildKVForTest(t)
+	sum := NewSummary()
+	runProcessSeed(t, sum, bin, seed, p.duration)
+	t.Log(sum)
+}
+
+// TestHTTPModel checks the model's reading of the HTTP answers: a PUT or
+// DELETE constrains only whether the key existed, a read constrains the
+// value, and a linearizable read of an overwritten value is caught.
+func TestHTTPModel(t *testing.T) {
+	put := func(client int, v string, found bool, call, ret int64) Op {
+		return Op{Client: client, Input: Input{Kind: OpPut, Key: "k0", Value: v},
+			Output: Output{Outcome: OutcomeOK, Found: found, ValueUnknown: true}, Call: call, Return: ret}
+	}
+	get := func(client int, v string, call, ret int64) Op {
+		return Op{Client: client, Input: Input{Kind: OpGet, Key: "k0", Consistency: "LINEARIZABLE"},
+			Output: Output{Outcome: OutcomeOK, Found: v != "", Value: v}, Call: call, Return: ret}
+	}
+	del := Op{Client: 2, Input: Input{Kind: OpDelete, Key: "k0"}, Output: Output{Outcome: OutcomeOK, Found: true, ValueUnknown: true}, Call: 50, Return: 60}
+	cases := []struct {
+		name string
+		ops  []Op
+		want bool
+	}{
+		{"puts then read", []Op{put(0, "a", false, 0, 10), put(1, "b", true, 20, 30), get(2, "b", 40, 45)}, true},
+		{"second put claims created", []Op{put(0, "a", false, 0, 10), put(1, "b", false, 20, 30)}, false},
+		{"stale linearizable read", []Op{put(0, "a", false, 0, 10), put(1, "b", true, 20, 30), get(2, "a", 40, 45)}, false},
+		{"delete then absent", []Op{put(0, "a", false, 0, 10), del, get(1, "", 70, 80)}, true},
+		{"read after delete sees old value", []Op{put(0, "a", false, 0, 10), del, get(1, "a", 70, 80)}, false},
+	}
+	for _, c := range cases {
+		res, _ := checkLinearizable(c.ops, time.Second)
+		if got := res == porcupine.Ok; got != c.want {
+			t.Errorf("%s: porcupine says %s, want linearizable=%v", c.name, res, c.want)
+		}
+	}
+}
