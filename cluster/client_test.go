@@ -587,3 +587,67 @@ func TestClientAdministration(t *testing.T) {
 		t.Fatalf("write after transfer refused: %s", r.Error)
 	}
 }
+
+// Regression (found by the integration soak, seeds 105884437, 105884441,
+// 105884489 and 105884523): a write whose first attempt committed but whose
+// reply was lost, and whose retry then reached the node after the retry's
+// own deadline, came back as INVALID_ARGUMENT on meta.deadline_unix_nano, a
+// code the Client does not retry. The caller was told the write was invalid
+// although it had been applied. A late arrival is DEADLINE_EXCEEDED: the
+// Client retries once more and gets the first result from the session table.
+func TestRegressionLateRetryAfterAppliedWrite(t *testing.T) {
+	h := newClientHarness(t, 3)
+	c := h.client(cluster.WithAttemptTimeout(500 * time.Millisecond))
+	if r, _ := clientMustPut(t, c, "k", "v0"); !r.Ok {
+		t.Fatalf("put v0 refused: %s", r.Error)
+	}
+	leader := clientLeaderID(t, c)
+	cmd := kvstore.CompareAndSet("k", []byte("v0"), []byte("v1"))
+	var attempts atomic.Int32
+	first := make(chan *actors.WriteResponse, 1)
+	h.setHook(func(ctx actor.Context, door string, node *actor.PID, req actors.Request) bool {
+		w, ok := req.(*actors.WriteRequest)
+		if !ok || !bytes.Equal(w.Command, cmd) {
+			return false
+		}
+		switch attempts.Add(1) {
+		case 1: // applied, reply lost
+			f := ctx.RequestFuture(node, w, 10*time.Second)
+			go func() {
+				res, _ := f.Result()
+				wr, _ := res.(*actors.WriteResponse)
+				first <- wr
+			}()
+			return true
+		case 2: // held in transit until its deadline has passed
+			sender, system := ctx.Sender(), ctx.ActorSystem()
+			late := time.Until(time.Unix(0, w.GetMeta().GetDeadlineUnixNano())) + 50*time.Millisecond
+			go func() {
+				time.Sleep(late)
+				system.Root.Send(node, &actor.MessageEnvelope{Message: w, Sender: sender})
+			}()
+			return true
+		default:
+			return false
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := c.Write(ctx, cmd)
+	h.setHook(nil)
+	if err != nil {
+		t.Fatalf("write with a late retry: %v (leader %s)", err, leader)
+	}
+	var applied *actors.WriteResponse
+	select {
+	case applied = <-first:
+	case <-ctx.Done():
+		t.Fatal("the first attempt never came back")
+	}
+	if applied.Error.Err() != nil || resp.Index != applied.Index || !bytes.Equal(resp.Result, applied.Result) {
+		t.Fatalf("Client got index %d (%v); the first attempt was applied at %d (%v)", resp.Index, resp.Error, applied.Index, applied.Error)
+	}
+	if n := attempts.Load(); n < 3 {
+		t.Fatalf("%d attempts; the late one should have been retried", n)
+	}
+}
