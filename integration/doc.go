@@ -22,7 +22,7 @@
 //     a random node or the leader, restarted from its data directory),
 //     SIGSTOP/SIGCONT of the leader and graceful restarts, checked by the
 //     same checkers (TestProcessVerify, TestProcessReplay);
-//   - the artifacts of a failed run (results.go): seed, schedule, history and
+//   - the artifacts of a failed run (run.go): seed, schedule, history and
 //     porcupine's HTML visualisation, and the command that replays the seed.
 //
 // The tests run a short profile inside `go test ./...` and a long one with
