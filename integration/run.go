@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -67,6 +68,10 @@ type Report struct {
 	// Artifacts is where a failed run's files were saved.
 	Artifacts string        `json:"artifacts,omitempty"`
 	Took      time.Duration `json:"took"`
+	// goroutines is a dump of every goroutine taken when the group did not
+	// converge, saved as goroutines.txt: a node that stops answering is
+	// stuck somewhere, and the dump says where.
+	goroutines string
 }
 
 // Failed reports whether the run found anything wrong.
@@ -126,7 +131,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	stopWorkload()
 	<-wdone
 
-	final, finalViolations := finalState(fctx, c, nem, rec, cfg.Keys)
+	final, finalViolations, stuck := finalState(fctx, c, nem, rec, cfg.Keys)
+	rep.goroutines = stuck
 	ops := rec.history()
 	for _, op := range ops {
 		rep.Ops[op.Output.Outcome]++
@@ -170,18 +176,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // finalState waits for the healed group to converge, compares every
 // node's state, and reads every key linearizably (those reads join the
 // history). It returns the final state, or nil when it could not be read.
-func finalState(ctx context.Context, c *inproc, nem *nemesis, rec *recorder, keys int) (map[string]keyState, []string) {
-	var violations []string
+func finalState(ctx context.Context, c *inproc, nem *nemesis, rec *recorder, keys int) (final map[string]keyState, violations []string, stuck string) {
 	leader, err := c.waitLeader(ctx)
 	if err != nil {
-		return nil, []string{"no leader after the final heal: " + err.Error()}
+		return nil, []string{"no leader after the final heal: " + err.Error()}, goroutineDump()
 	}
 	// Members the configuration does not hold (a join that never finished,
 	// a removal whose reply was lost) are stopped: they are not expected to
 	// converge.
 	lst, err := c.status(leader)
 	if err != nil {
-		return nil, []string{"status of the leader after the final heal: " + err.Error()}
+		return nil, []string{"status of the leader after the final heal: " + err.Error()}, goroutineDump()
 	}
 	inConfig := map[string]bool{}
 	for _, s := range lst.Members {
@@ -211,6 +216,7 @@ func finalState(ctx context.Context, c *inproc, nem *nemesis, rec *recorder, key
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			violations = append(violations, "nodes did not converge within 30s after the final heal: "+detail)
+			stuck = goroutineDump()
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -228,7 +234,7 @@ func finalState(ctx context.Context, c *inproc, nem *nemesis, rec *recorder, key
 
 	// Final linearizable reads, through a fresh client.
 	client := newClientFor(c, c.peers())
-	final := map[string]keyState{}
+	final = map[string]keyState{}
 	for k := range keys {
 		key := fmt.Sprintf("k%d", k)
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -238,12 +244,12 @@ func finalState(ctx context.Context, c *inproc, nem *nemesis, rec *recorder, key
 		op.Return = rec.now()
 		op.Output = readOutput(resp, err)
 		if op.Output.Outcome != OutcomeOK {
-			return nil, append(violations, fmt.Sprintf("final read of %s: %s", key, op.Output.Error))
+			return nil, append(violations, fmt.Sprintf("final read of %s: %s", key, op.Output.Error)), stuck
 		}
 		rec.add(op)
 		final[key] = keyState{Found: op.Output.Found, Value: op.Output.Value}
 	}
-	return final, violations
+	return final, violations, stuck
 }
 
 // converged reports whether every running member has the same last,
@@ -310,6 +316,11 @@ func saveArtifacts(cfg Config, rep *Report, steps []Step, events []Event, ops []
 			return dir, err
 		}
 	}
+	if rep.goroutines != "" {
+		if err := os.WriteFile(filepath.Join(dir, "goroutines.txt"), []byte(rep.goroutines), 0o644); err != nil {
+			return dir, err
+		}
+	}
 	var notes []porcupine.Annotation
 	for _, e := range events {
 		notes = append(notes, porcupine.Annotation{Tag: "nemesis", Start: e.At, End: e.At, Description: string(e.Kind), Details: e.Detail})
@@ -327,4 +338,11 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// goroutineDump returns the stacks of every goroutine of the process.
+func goroutineDump() string {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	return b.String()
 }
