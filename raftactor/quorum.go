@@ -14,6 +14,11 @@ import (
 // removal or demotion.
 const quorumProbeTimeout = 500 * time.Millisecond
 
+// quorumProbeWindow is how long a probe that finds too few reachable voters
+// is repeated before the change is refused: right after an election the
+// followers may not have heard from the new leader yet.
+const quorumProbeWindow = time.Second
+
 // quorumAfterLosing refuses to remove or demote voter id when the voters
 // left would not hold a quorum of the new configuration among themselves:
 // with a voter already unreachable, taking away a healthy one would leave
@@ -22,6 +27,18 @@ const quorumProbeTimeout = 500 * time.Millisecond
 // and heard from it within two heartbeat timeouts (hashicorp/raft keeps its
 // per-follower contact times private, so the followers are asked).
 func quorumAfterLosing(system *actor.ActorSystem, r *raft.Raft, conf raft.Configuration, id raft.ServerID, heartbeat time.Duration, deadline time.Time) *actors.Error {
+	until := time.Now().Add(quorumProbeWindow)
+	for {
+		err := probeQuorum(system, r, conf, id, heartbeat, deadline)
+		if err == nil || time.Now().After(until) || time.Until(deadline) < 2*quorumProbeTimeout {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// probeQuorum asks every remaining voter once.
+func probeQuorum(system *actor.ActorSystem, r *raft.Raft, conf raft.Configuration, id raft.ServerID, heartbeat time.Duration, deadline time.Time) *actors.Error {
 	_, self := r.LeaderWithID()
 	var remaining []raft.Server
 	for _, s := range conf.Servers {
