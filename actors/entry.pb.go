@@ -41,6 +41,9 @@ type EntryMeta struct {
 	// system marks a protoraft system entry instead of a user command: the
 	// entry's data is for protoraft itself and never reaches the user's state
 	// machine. "policy": the data is a new authorization policy document.
+	// "batch": the data is a WriteBatch, several user commands in one entry
+	// (client_id, sequence and acked_below are then per command, in the
+	// batch; leader_unix_nano is the batch's).
 	System        string `protobuf:"bytes,5,opt,name=system,proto3" json:"system,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -111,6 +114,123 @@ func (x *EntryMeta) GetSystem() string {
 	return ""
 }
 
+// WriteBatch is the data of a "batch" entry: commands the leader received
+// together, applied in this order, each with its own command index and
+// result.
+type WriteBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Writes        []*BatchedWrite        `protobuf:"bytes,1,rep,name=writes,proto3" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatch) Reset() {
+	*x = WriteBatch{}
+	mi := &file_entry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatch) ProtoMessage() {}
+
+func (x *WriteBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_entry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatch.ProtoReflect.Descriptor instead.
+func (*WriteBatch) Descriptor() ([]byte, []int) {
+	return file_entry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WriteBatch) GetWrites() []*BatchedWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+// BatchedWrite is one command of a WriteBatch with its session metadata
+// (empty client_id: a write without a session).
+type BatchedWrite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	AckedBelow    uint64                 `protobuf:"varint,4,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchedWrite) Reset() {
+	*x = BatchedWrite{}
+	mi := &file_entry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchedWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchedWrite) ProtoMessage() {}
+
+func (x *BatchedWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_entry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchedWrite.ProtoReflect.Descriptor instead.
+func (*BatchedWrite) Descriptor() ([]byte, []int) {
+	return file_entry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BatchedWrite) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *BatchedWrite) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *BatchedWrite) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *BatchedWrite) GetAckedBelow() uint64 {
+	if x != nil {
+		return x.AckedBelow
+	}
+	return 0
+}
+
 // SessionTable is the replicated session state, saved in snapshots.
 type SessionTable struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -119,14 +239,18 @@ type SessionTable struct {
 	Sessions []*Session `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	// policy is the committed authorization policy; absent in snapshots
 	// written before it existed, which means no policy was committed.
-	Policy        *PolicyState `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy *PolicyState `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// command_index is the command index of the last command applied (see
+	// raftactor.StateMachine); absent in snapshots written before write
+	// batching, where it equals the snapshot's applied log index.
+	CommandIndex  uint64 `protobuf:"varint,4,opt,name=command_index,json=commandIndex,proto3" json:"command_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionTable) Reset() {
 	*x = SessionTable{}
-	mi := &file_entry_proto_msgTypes[1]
+	mi := &file_entry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -138,7 +262,7 @@ func (x *SessionTable) String() string {
 func (*SessionTable) ProtoMessage() {}
 
 func (x *SessionTable) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[1]
+	mi := &file_entry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -151,7 +275,7 @@ func (x *SessionTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTable.ProtoReflect.Descriptor instead.
 func (*SessionTable) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{1}
+	return file_entry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SessionTable) GetClock() int64 {
@@ -175,6 +299,13 @@ func (x *SessionTable) GetPolicy() *PolicyState {
 	return nil
 }
 
+func (x *SessionTable) GetCommandIndex() uint64 {
+	if x != nil {
+		return x.CommandIndex
+	}
+	return 0
+}
+
 // Session is one client's exactly-once state.
 type Session struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -189,7 +320,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_entry_proto_msgTypes[2]
+	mi := &file_entry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +332,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[2]
+	mi := &file_entry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +345,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{2}
+	return file_entry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Session) GetClientId() string {
@@ -258,7 +389,7 @@ type SessionResult struct {
 
 func (x *SessionResult) Reset() {
 	*x = SessionResult{}
-	mi := &file_entry_proto_msgTypes[3]
+	mi := &file_entry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +401,7 @@ func (x *SessionResult) String() string {
 func (*SessionResult) ProtoMessage() {}
 
 func (x *SessionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[3]
+	mi := &file_entry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +414,7 @@ func (x *SessionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResult.ProtoReflect.Descriptor instead.
 func (*SessionResult) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{3}
+	return file_entry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionResult) GetSequence() uint64 {
@@ -318,11 +449,21 @@ const file_entry_proto_rawDesc = "" +
 	"\vacked_below\x18\x03 \x01(\x04R\n" +
 	"ackedBelow\x12(\n" +
 	"\x10leader_unix_nano\x18\x04 \x01(\x03R\x0eleaderUnixNano\x12\x16\n" +
-	"\x06system\x18\x05 \x01(\tR\x06system\"\x8a\x01\n" +
+	"\x06system\x18\x05 \x01(\tR\x06system\"@\n" +
+	"\n" +
+	"WriteBatch\x122\n" +
+	"\x06writes\x18\x01 \x03(\v2\x1a.protoraft.v1.BatchedWriteR\x06writes\"\x82\x01\n" +
+	"\fBatchedWrite\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x1f\n" +
+	"\vacked_below\x18\x04 \x01(\x04R\n" +
+	"ackedBelow\"\xaf\x01\n" +
 	"\fSessionTable\x12\x14\n" +
 	"\x05clock\x18\x01 \x01(\x03R\x05clock\x121\n" +
 	"\bsessions\x18\x02 \x03(\v2\x15.protoraft.v1.SessionR\bsessions\x121\n" +
-	"\x06policy\x18\x03 \x01(\v2\x19.protoraft.v1.PolicyStateR\x06policy\"\x9f\x01\n" +
+	"\x06policy\x18\x03 \x01(\v2\x19.protoraft.v1.PolicyStateR\x06policy\x12#\n" +
+	"\rcommand_index\x18\x04 \x01(\x04R\fcommandIndex\"\x9f\x01\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vacked_below\x18\x02 \x01(\x04R\n" +
@@ -347,23 +488,26 @@ func file_entry_proto_rawDescGZIP() []byte {
 	return file_entry_proto_rawDescData
 }
 
-var file_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_entry_proto_goTypes = []any{
 	(*EntryMeta)(nil),     // 0: protoraft.v1.EntryMeta
-	(*SessionTable)(nil),  // 1: protoraft.v1.SessionTable
-	(*Session)(nil),       // 2: protoraft.v1.Session
-	(*SessionResult)(nil), // 3: protoraft.v1.SessionResult
-	(*PolicyState)(nil),   // 4: protoraft.v1.PolicyState
+	(*WriteBatch)(nil),    // 1: protoraft.v1.WriteBatch
+	(*BatchedWrite)(nil),  // 2: protoraft.v1.BatchedWrite
+	(*SessionTable)(nil),  // 3: protoraft.v1.SessionTable
+	(*Session)(nil),       // 4: protoraft.v1.Session
+	(*SessionResult)(nil), // 5: protoraft.v1.SessionResult
+	(*PolicyState)(nil),   // 6: protoraft.v1.PolicyState
 }
 var file_entry_proto_depIdxs = []int32{
-	2, // 0: protoraft.v1.SessionTable.sessions:type_name -> protoraft.v1.Session
-	4, // 1: protoraft.v1.SessionTable.policy:type_name -> protoraft.v1.PolicyState
-	3, // 2: protoraft.v1.Session.results:type_name -> protoraft.v1.SessionResult
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	2, // 0: protoraft.v1.WriteBatch.writes:type_name -> protoraft.v1.BatchedWrite
+	4, // 1: protoraft.v1.SessionTable.sessions:type_name -> protoraft.v1.Session
+	6, // 2: protoraft.v1.SessionTable.policy:type_name -> protoraft.v1.PolicyState
+	5, // 3: protoraft.v1.Session.results:type_name -> protoraft.v1.SessionResult
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_entry_proto_init() }
@@ -378,7 +522,7 @@ func file_entry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_entry_proto_rawDesc), len(file_entry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -563,7 +563,9 @@ func (x *WriteRequest) GetCommand() []byte {
 	return nil
 }
 
-// WriteResponse carries the state machine's result and the log index.
+// WriteResponse carries the state machine's result and the write's command
+// index: its Raft log index, or numbered on from it when the leader batched
+// several writes into one log entry (see raftactor.StateMachine.Apply).
 type WriteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
@@ -685,7 +687,9 @@ func (x *ReadRequest) GetConsistency() Consistency {
 	return Consistency_LINEARIZABLE
 }
 
-// ReadResponse carries the query result and the applied index it reflects.
+// ReadResponse carries the query result and the command index of the last
+// write it reflects: a write with WriteResponse.index at most applied_index
+// is visible to the read.
 type ReadResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`

@@ -56,6 +56,10 @@ type Config struct {
 	// WALSegmentSize is the size of one log segment file. Default 64 MiB;
 	// tests and small groups use less.
 	WALSegmentSize int
+	// MaxWriteBatch is how many writes waiting together at the leader go
+	// into one log entry at most. Default raftactor.DefaultMaxWriteBatch;
+	// 1 turns batching off (see raftactor.Config.MaxWriteBatch).
+	MaxWriteBatch int
 	// Faults, when set, sits between this node and its peers and can drop,
 	// delay or cut Raft RPCs. For tests.
 	Faults *raftactor.Faults
@@ -166,6 +170,7 @@ func (c Config) nodeConfig() raftactor.Config {
 		RequestTimeout:  c.RequestTimeout,
 		RPCTimeout:      c.RPCTimeout,
 		WALSegmentSize:  c.WALSegmentSize,
+		MaxWriteBatch:   c.MaxWriteBatch,
 		SessionTTL:      c.SessionTTL,
 		Faults:          c.Faults,
 		Logger:          c.Logger,

@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/protoraft/protoraft/actors"
 )
@@ -73,6 +74,10 @@ func checkMeta(m *actors.RequestMeta, now time.Time) *actors.Error {
 	}
 	if l := len(m.GetClientId()); l > maxClientIDLength {
 		return actors.InvalidArgument("meta.client_id", "client ID is %d bytes, longer than %d", l, maxClientIDLength)
+	}
+	if !utf8.ValidString(m.GetClientId()) {
+		// It is written to the log as a protobuf string, which must be UTF-8.
+		return actors.InvalidArgument("meta.client_id", "client ID is not valid UTF-8")
 	}
 	if l := len(m.GetRequestId()); l > maxRequestIDLength {
 		return actors.InvalidArgument("meta.request_id", "request ID is %d bytes, longer than %d", l, maxRequestIDLength)

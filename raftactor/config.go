@@ -171,6 +171,12 @@ type Config struct {
 	// DefaultMaxQuerySize.
 	MaxCommandSize int
 	MaxQuerySize   int
+	// MaxWriteBatch is how many writes waiting together in the leader's
+	// mailbox go into one log entry at most. Default DefaultMaxWriteBatch;
+	// 1 writes every command as an entry of its own, which a group
+	// upgraded from a build before batching needs until every node runs a
+	// build that reads batches (see SystemBatch).
+	MaxWriteBatch int
 	// ClusterKey, when set, authenticates every Raft RPC between the nodes
 	// of the group (HMAC-SHA256, see rpcauth.go): RPCs without a valid MAC
 	// are refused before Raft sees them. Every node of the group needs the
@@ -212,6 +218,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQuerySize == 0 {
 		c.MaxQuerySize = DefaultMaxQuerySize
+	}
+	if c.MaxWriteBatch == 0 {
+		c.MaxWriteBatch = DefaultMaxWriteBatch
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -274,6 +283,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQuerySize < 0 || c.MaxQuerySize > RemoteMaxMessageSize/2 {
 		return actors.InvalidArgument("max_query_size", "must be between 0 (default) and %d", RemoteMaxMessageSize/2)
+	}
+	if c.MaxWriteBatch < 0 || c.MaxWriteBatch > 4096 {
+		return actors.InvalidArgument("max_write_batch", "must be between 0 (default) and 4096")
 	}
 	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < MinClusterKeyLength {
 		return actors.InvalidArgument("cluster_key", "cluster key is %d bytes, shorter than %d", len(c.ClusterKey), MinClusterKeyLength)

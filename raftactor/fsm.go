@@ -50,6 +50,11 @@ type fsm struct {
 	// configIndex is the index of the last configuration entry applied.
 	configIndex atomic.Uint64
 
+	// lastCommand is the command index of the last user command applied
+	// (see StateMachine.Apply); written only under the write lock, read by
+	// queries to report which writes a read reflects.
+	lastCommand atomic.Uint64
+
 	notifyMu sync.Mutex
 	notify   chan struct{}
 }
@@ -68,15 +73,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	for i, l := range logs {
 		switch l.Type {
 		case raft.LogCommand:
-			if res, ok := f.applySystem(l); ok {
-				results[i] = res
-				continue
-			}
-			if m, ok := entryMeta(l.Extensions); ok {
-				results[i] = f.sessions.apply(m, l.Index, func() []byte { return f.sm.Apply(l.Index, l.Data) })
-			} else {
-				results[i] = f.sm.Apply(l.Index, l.Data)
-			}
+			results[i] = f.applyEntry(l)
 		case raft.LogConfiguration:
 			f.configIndex.Store(l.Index)
 		}
@@ -106,12 +103,14 @@ func (f *fsm) changed() <-chan struct{} {
 	return f.notify
 }
 
-// query runs a read-only query and returns the applied index it reflects.
+// query runs a read-only query and returns the command index of the last
+// write it reflects: a write is visible to the read when its
+// WriteResponse.index is at most that.
 func (f *fsm) query(q []byte) ([]byte, uint64, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	res, err := f.sm.Query(q)
-	return res, f.applied.Load(), err
+	return res, f.lastCommand.Load(), err
 }
 
 // Snapshot implements raft.FSM. It runs on raft's FSM goroutine, between
@@ -123,7 +122,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state machine snapshot: %w", err)
 	}
-	ext, err := proto.MarshalOptions{Deterministic: true}.Marshal(f.system.save(f.sessions.table()))
+	table := f.system.save(f.sessions.table())
+	table.CommandIndex = f.lastCommand.Load()
+	ext, err := proto.MarshalOptions{Deterministic: true}.Marshal(table)
 	if err != nil {
 		s.Release()
 		return nil, fmt.Errorf("session table: %w", err)
@@ -149,6 +150,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		f.sessions.restore(table)
 		f.system.restore(table)
 		f.applied.Store(applied)
+		last := table.GetCommandIndex()
+		if last == 0 {
+			// A snapshot from before batching: command indexes were log
+			// indexes, and the next command's entry lies above applied.
+			last = applied
+		}
+		f.lastCommand.Store(last)
 	}
 	f.mu.Unlock()
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/protoraft/protoraft/actors"
 )
@@ -32,6 +31,8 @@ type Node struct {
 	events    *eventPublisher
 	ready     *termReadiness
 	readIndex readIndexBatcher
+	// batch holds the writes waiting to go into the log as one entry.
+	batch writeBatch
 
 	// startErr is why the node could not start; every request is then
 	// refused with it.
@@ -87,6 +88,8 @@ func (n *Node) Receive(ctx actor.Context) {
 	case *actor.Restarting:
 		// A panic: come back fast from the directory; no handover.
 		n.stop(false)
+	case flushWrites:
+		n.flushWrites(ctx)
 	case *actors.RaftRPC:
 		if n.transport == nil {
 			ctx.Respond(&actors.RaftRPCReply{Error: "node not started"})
@@ -225,6 +228,7 @@ func (n *Node) stop(handover bool) {
 	}
 	r := n.raft
 	n.raft = nil
+	n.failBatch(actors.Errorf(actors.Code_UNAVAILABLE, "node %s is stopping", n.cfg.ID))
 	if handover && r.State() == raft.Leader {
 		start := time.Now()
 		if err := r.LeadershipTransfer().Error(); err != nil {
@@ -264,45 +268,4 @@ func (n *Node) leader() *actors.LeaderResponse {
 		Term:     r.CurrentTerm(),
 		Node:     &actors.Server{Id: n.cfg.ID, Address: string(n.addr)},
 	}
-}
-
-// write applies a command through the Raft log. Only the leader accepts
-// writes; there is no other path to the state machine.
-func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
-	r := n.raft
-	if r.State() != raft.Leader {
-		n.respond(ctx, &actors.WriteResponse{Error: actors.NotLeader(leaderOf(r))})
-		return
-	}
-	entry := raft.Log{Data: m.GetCommand()}
-	if md := m.GetMeta(); md.GetClientId() != "" {
-		ext, err := proto.Marshal(&actors.EntryMeta{
-			ClientId:       md.ClientId,
-			Sequence:       md.Sequence,
-			AckedBelow:     md.AckedBelow,
-			LeaderUnixNano: time.Now().UnixNano(),
-		})
-		if err != nil {
-			n.respond(ctx, &actors.WriteResponse{Error: actors.InvalidArgument("meta", "%v", err)})
-			return
-		}
-		entry.Extensions = ext
-	}
-	n.async(ctx, m, func(deadline time.Time) actors.Response {
-		f := r.ApplyLog(entry, time.Until(deadline))
-		if err := f.Error(); err != nil {
-			return &actors.WriteResponse{Error: raftError(r, err)}
-		}
-		switch res := f.Response().(type) {
-		case duplicateWrite:
-			return &actors.WriteResponse{Result: res.result, Index: res.index}
-		case staleSequence:
-			return &actors.WriteResponse{Error: actors.InvalidArgument("meta.sequence",
-				"sequence %d of client %s was acknowledged and forgotten", m.GetMeta().GetSequence(), m.GetMeta().GetClientId())}
-		case []byte:
-			return &actors.WriteResponse{Result: res, Index: f.Index()}
-		default:
-			return &actors.WriteResponse{Index: f.Index()}
-		}
-	})
 }

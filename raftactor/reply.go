@@ -53,10 +53,34 @@ func (n *Node) observe(info requestInfo, resp actors.Response) {
 // reply sends exactly one response to a request's original sender, whichever
 // comes first: the work's result or the deadline.
 type reply struct {
-	n    *Node
-	info requestInfo
-	to   *actor.PID
-	done atomic.Bool
+	n     *Node
+	info  requestInfo
+	to    *actor.PID
+	timer *time.Timer
+	done  atomic.Bool
+}
+
+// later prepares the reply to the request Receive is handling, to be sent
+// once its work is done; by itself it answers DEADLINE_EXCEEDED when the
+// deadline passes first. nil means the deadline has passed already and the
+// caller has been answered.
+func (n *Node) later(ctx actor.Context, req actors.Request, deadline time.Time) *reply {
+	r := &reply{n: n, info: n.current, to: ctx.Sender()}
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))
+		return nil
+	}
+	r.timer = time.AfterFunc(wait, func() {
+		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))
+	})
+	return r
+}
+
+// finish sends the work's response, unless the deadline answered first.
+func (r *reply) finish(msg actors.Response) {
+	r.timer.Stop()
+	r.send(msg)
 }
 
 func (r *reply) send(msg actors.Response) {
@@ -74,20 +98,11 @@ func (r *reply) send(msg actors.Response) {
 // for everything that waits on Raft, so the mailbox never blocks.
 func (n *Node) async(ctx actor.Context, req actors.Request, work func(deadline time.Time) actors.Response) {
 	deadline := req.GetMeta().Deadline(n.cfg.RequestTimeout)
-	r := &reply{n: n, info: n.current, to: ctx.Sender()}
-	wait := time.Until(deadline)
-	if wait <= 0 {
-		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))
+	r := n.later(ctx, req, deadline)
+	if r == nil {
 		return
 	}
-	timer := time.AfterFunc(wait, func() {
-		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))
-	})
-	go func() {
-		resp := work(deadline)
-		timer.Stop()
-		r.send(resp)
-	}()
+	go func() { r.finish(work(deadline)) }()
 }
 
 // raftError turns an error from a Raft future into the protocol's error.

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/protoraft/protoraft/actors"
 )
 
@@ -40,10 +38,7 @@ type session struct {
 	results    map[uint64]rememberedResult
 }
 
-type rememberedResult struct {
-	result []byte
-	index  uint64
-}
+type rememberedResult commandResult
 
 // duplicateWrite is what Apply returns for a retried write: the first
 // result and the index it was applied at.
@@ -57,23 +52,10 @@ func newSessions(ttl time.Duration) *sessions {
 	return &sessions{ttl: int64(ttl), byClient: map[string]*session{}}
 }
 
-// entryMeta decodes a log entry's session metadata; ok is false for a
-// write without a session.
-func entryMeta(ext []byte) (*actors.EntryMeta, bool) {
-	if len(ext) == 0 {
-		return nil, false
-	}
-	m := &actors.EntryMeta{}
-	if err := proto.Unmarshal(ext, m); err != nil || m.ClientId == "" {
-		return nil, false
-	}
-	return m, true
-}
-
 // apply runs one session write through the table: a known sequence gets its
 // remembered result, a forgotten one staleSequence, a new one is applied by
-// run and remembered.
-func (s *sessions) apply(m *actors.EntryMeta, index uint64, run func() []byte) any {
+// run and remembered with the command index run applied it at.
+func (s *sessions) apply(m *actors.EntryMeta, run func() commandResult) any {
 	s.clock = max(s.clock, m.LeaderUnixNano)
 	c := s.byClient[m.ClientId]
 	if c == nil {
@@ -88,7 +70,7 @@ func (s *sessions) apply(m *actors.EntryMeta, index uint64, run func() []byte) a
 		return staleSequence{}
 	}
 	res := run()
-	c.results[m.Sequence] = rememberedResult{result: res, index: index}
+	c.results[m.Sequence] = rememberedResult(res)
 	if m.AckedBelow > c.ackedBelow {
 		c.ackedBelow = m.AckedBelow
 		for seq := range c.results {

@@ -13,10 +13,15 @@ import "io"
 // read lock around Query and Snapshot and a write lock around Apply, so a
 // state machine needs no locking of its own.
 type StateMachine interface {
-	// Apply applies one committed command at log index and returns its
-	// result. A command the machine refuses (a failed compare-and-set, an
-	// unknown operation) is a result, not an error: it is still part of the
-	// log and must leave the state as every other node leaves it.
+	// Apply applies one committed command and returns its result. index is
+	// the command's index: it increases strictly from one command to the
+	// next and is the same on every node, so it serves as a revision. It
+	// is the command's Raft log index, except that commands the leader
+	// batched into one log entry are numbered on from the entry's index
+	// (WriteResponse.index and ReadResponse.applied_index report it too).
+	// A command the machine refuses (a failed compare-and-set, an unknown
+	// operation) is a result, not an error: it is still part of the log
+	// and must leave the state as every other node leaves it.
 	Apply(index uint64, command []byte) []byte
 
 	// Query answers a read-only query against the current state. An error is

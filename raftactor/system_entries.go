@@ -27,35 +27,6 @@ type systemState struct {
 	onPolicy func(doc []byte, index uint64)
 }
 
-// systemEntry decodes the system marker of a log entry; "" for a user
-// command.
-func systemEntry(ext []byte) string {
-	if len(ext) == 0 {
-		return ""
-	}
-	m := &actors.EntryMeta{}
-	if err := proto.Unmarshal(ext, m); err != nil {
-		return ""
-	}
-	return m.GetSystem()
-}
-
-// applySystem applies l if it is a system entry and reports whether it
-// was one. The caller holds the fsm's write lock.
-func (f *fsm) applySystem(l *raft.Log) (any, bool) {
-	switch systemEntry(l.Extensions) {
-	case "":
-		return nil, false
-	case SystemPolicy:
-		f.system.setPolicy(l.Data, l.Index)
-		return nil, true
-	default:
-		// A newer build's system entry: not for the user's state machine,
-		// and nothing this build can do with it.
-		return nil, true
-	}
-}
-
 // setPolicy records a committed policy and tells the listener. The
 // listener is quick by contract (an atomic swap), so calling it under the
 // fsm's lock keeps policies in log order without a queue.

@@ -1,0 +1,198 @@
+package raftactor
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// indexLog is a state machine that records every command with the index it
+// was applied at, and answers each with that index.
+type indexLog struct{ applied []string }
+
+func (s *indexLog) Apply(index uint64, command []byte) []byte {
+	s.applied = append(s.applied, fmt.Sprintf("%d:%s", index, command))
+	return binary.BigEndian.AppendUint64(nil, index)
+}
+func (s *indexLog) Query([]byte) ([]byte, error) { return nil, nil }
+func (s *indexLog) Snapshot() (Snapshot, error) {
+	return indexLogSnapshot(append([]string(nil), s.applied...)), nil
+}
+func (s *indexLog) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	s.applied = nil
+	if len(b) > 0 {
+		for _, l := range bytes.Split(b, []byte{'\n'}) {
+			s.applied = append(s.applied, string(l))
+		}
+	}
+	return err
+}
+
+type indexLogSnapshot []string
+
+func (s indexLogSnapshot) Persist(w io.Writer) error {
+	_, err := w.Write(bytes.Join(func() [][]byte {
+		var out [][]byte
+		for _, l := range s {
+			out = append(out, []byte(l))
+		}
+		return out
+	}(), []byte{'\n'}))
+	return err
+}
+func (indexLogSnapshot) Release() {}
+
+// write is a pending write for logEntry: a command and an optional session.
+func testWrite(command, client string, seq uint64) pendingWrite {
+	m := &actors.RequestMeta{ClientId: client, Sequence: seq}
+	return pendingWrite{req: &actors.WriteRequest{Meta: m, Command: []byte(command)}}
+}
+
+func entryAt(t *testing.T, index uint64, writes ...pendingWrite) *raft.Log {
+	t.Helper()
+	l, err := logEntry(writes, time.Unix(1700000000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Index, l.Term, l.Type = index, 1, raft.LogCommand
+	return &l
+}
+
+func applyOne(f *fsm, l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+func TestBatchCommandsGetTheirOwnIndexes(t *testing.T) {
+	sm := &indexLog{}
+	f := newFSM(sm, time.Hour)
+	if got, ok := applyOne(f, entryAt(t, 5, testWrite("a", "", 0))).(commandResult); !ok || got.index != 5 || !bytes.Equal(got.result, u64(5)) {
+		t.Fatalf("single entry at 5: %+v", got)
+	}
+	res, ok := applyOne(f, entryAt(t, 6, testWrite("b", "", 0), testWrite("c", "", 0), testWrite("d", "", 0))).(batchResults)
+	if !ok || len(res) != 3 {
+		t.Fatalf("batch at 6: %#v", res)
+	}
+	for i, want := range []uint64{6, 7, 8} {
+		if cr := res[i].(commandResult); cr.index != want || !bytes.Equal(cr.result, u64(want)) {
+			t.Fatalf("batch command %d: %+v, want index %d", i, cr, want)
+		}
+	}
+	// The next entries sit at log indexes the batch already numbered:
+	// their commands are numbered on, until the log overtakes.
+	if got := applyOne(f, entryAt(t, 7, testWrite("e", "", 0))).(commandResult); got.index != 9 {
+		t.Fatalf("entry at 7 after the batch: index %d, want 9", got.index)
+	}
+	if got := applyOne(f, entryAt(t, 20, testWrite("f", "", 0))).(commandResult); got.index != 20 {
+		t.Fatalf("entry at 20: index %d, want 20", got.index)
+	}
+	want := []string{"5:a", "6:b", "7:c", "8:d", "9:e", "20:f"}
+	if fmt.Sprint(sm.applied) != fmt.Sprint(want) {
+		t.Fatalf("applied %v, want %v", sm.applied, want)
+	}
+	if _, idx, _ := f.query(nil); idx != 20 {
+		t.Fatalf("query reflects command index %d, want 20", idx)
+	}
+}
+
+func TestBatchSessionsAreExactlyOnce(t *testing.T) {
+	sm := &indexLog{}
+	f := newFSM(sm, time.Hour)
+	res := applyOne(f, entryAt(t, 3,
+		testWrite("x", "c1", 1),
+		testWrite("x-retry", "c1", 1), // the same write, retried while the first waited
+		testWrite("y", "c2", 1),
+		testWrite("z", "", 0),
+	)).(batchResults)
+	first := res[0].(commandResult)
+	if dup, ok := res[1].(duplicateWrite); !ok || dup.index != first.index || !bytes.Equal(dup.result, first.result) {
+		t.Fatalf("retry inside the batch: %#v, first %+v", res[1], first)
+	}
+	if got := []uint64{first.index, res[2].(commandResult).index, res[3].(commandResult).index}; fmt.Sprint(got) != "[3 4 5]" {
+		t.Fatalf("indexes %v, want [3 4 5]", got)
+	}
+	// A retry in a later single entry gets the same first result.
+	if dup, ok := applyOne(f, entryAt(t, 4, testWrite("x-again", "c1", 1))).(duplicateWrite); !ok || dup.index != 3 {
+		t.Fatalf("retry in a later entry: %#v", dup)
+	}
+	if fmt.Sprint(sm.applied) != "[3:x 4:y 5:z]" {
+		t.Fatalf("applied %v", sm.applied)
+	}
+}
+
+func TestUndecodableBatchIsAppliedAsNothingEverywhere(t *testing.T) {
+	sm := &indexLog{}
+	f := newFSM(sm, time.Hour)
+	ext, _ := proto.Marshal(&actors.EntryMeta{System: SystemBatch})
+	res := applyOne(f, &raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{0xff, 0xff}, Extensions: ext})
+	if r, ok := res.(batchResults); !ok || r != nil {
+		t.Fatalf("undecodable batch: %#v", res)
+	}
+	if len(sm.applied) != 0 {
+		t.Fatalf("applied %v", sm.applied)
+	}
+}
+
+func TestSnapshotKeepsTheCommandIndex(t *testing.T) {
+	f := newFSM(&indexLog{}, time.Hour)
+	applyOne(f, entryAt(t, 10, testWrite("a", "", 0), testWrite("b", "", 0), testWrite("c", "", 0)))
+	restored := restoreInto(t, f, &indexLog{})
+	if got := restored.lastCommand.Load(); got != 12 {
+		t.Fatalf("restored command index %d, want 12", got)
+	}
+	if got := applyOne(restored, entryAt(t, 11, testWrite("d", "", 0))).(commandResult); got.index != 13 {
+		t.Fatalf("after restore: index %d, want 13", got.index)
+	}
+}
+
+func TestSnapshotFromBeforeBatchingNumbersFromItsAppliedIndex(t *testing.T) {
+	// A snapshot written before batching has no command index in its
+	// session table.
+	ext, _ := proto.Marshal(&actors.SessionTable{Clock: 1})
+	var buf bytes.Buffer
+	sink := &memSink{Buffer: &buf}
+	if err := (&fsmSnapshot{snap: indexLogSnapshot{"7:a"}, applied: 8, ext: ext}).Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	f := newFSM(&indexLog{}, time.Hour)
+	if err := f.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.lastCommand.Load(); got != 8 {
+		t.Fatalf("command index %d, want the applied index 8", got)
+	}
+	if got := applyOne(f, entryAt(t, 9, testWrite("b", "", 0))).(commandResult); got.index != 9 {
+		t.Fatalf("next command: index %d, want its log index 9", got.index)
+	}
+}
+
+func restoreInto(t *testing.T, from *fsm, sm StateMachine) *fsm {
+	t.Helper()
+	snap, err := from.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.Persist(&memSink{Buffer: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	to := newFSM(sm, time.Hour)
+	if err := to.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+type memSink struct{ *bytes.Buffer }
+
+func (memSink) ID() string    { return "mem" }
+func (memSink) Cancel() error { return nil }
+func (memSink) Close() error  { return nil }
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

@@ -1,0 +1,213 @@
+package raftactor
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// DefaultMaxWriteBatch is how many writes the leader packs into one log
+// entry at most (Config.MaxWriteBatch).
+const DefaultMaxWriteBatch = 64
+
+// maxWriteBatchBytes bounds the commands of one batch entry, so that an
+// AppendEntries of Raft's 64 entries stays far below the remote message
+// limit; a larger command goes into an entry of its own.
+const maxWriteBatchBytes = 256 << 10
+
+// writeBatch is the writes the leader has accepted and not yet handed to
+// Raft. Writes that wait in the mailbox together go into the log as one
+// entry: Raft then stores, replicates, reads back and applies one entry
+// instead of many, and the whole batch waits on one future.
+//
+// The batch closes when the node's own flushWrites message, sent when the
+// first write of the batch arrived, comes out of the mailbox: every write
+// that was queued before it has joined by then, and a lone write waits for
+// nothing but the messages already ahead of it. It closes early when full.
+type writeBatch struct {
+	writes []pendingWrite
+	bytes  int
+	// flushQueued says a flushWrites message is in the mailbox.
+	flushQueued bool
+}
+
+// pendingWrite is one accepted write and how to answer it.
+type pendingWrite struct {
+	req      *actors.WriteRequest
+	reply    *reply
+	deadline time.Time
+}
+
+// flushWrites is the message the node sends itself to close the batch.
+type flushWrites struct{}
+
+// write accepts a command for the Raft log. Only the leader accepts
+// writes; there is no other path to the state machine.
+func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
+	if r := n.raft; r.State() != raft.Leader {
+		n.respond(ctx, &actors.WriteResponse{Error: actors.NotLeader(leaderOf(r))})
+		return
+	}
+	deadline := m.GetMeta().Deadline(n.cfg.RequestTimeout)
+	rep := n.later(ctx, m, deadline)
+	if rep == nil {
+		return
+	}
+	w := pendingWrite{req: m, reply: rep, deadline: deadline}
+	size := len(m.GetCommand())
+	if n.cfg.MaxWriteBatch <= 1 || size >= maxWriteBatchBytes {
+		n.apply([]pendingWrite{w})
+		return
+	}
+	b := &n.batch
+	if len(b.writes) > 0 && b.bytes+size > maxWriteBatchBytes {
+		n.flushWrites(nil)
+	}
+	b.writes = append(b.writes, w)
+	b.bytes += size
+	if len(b.writes) >= n.cfg.MaxWriteBatch {
+		n.flushWrites(nil)
+		return
+	}
+	if !b.flushQueued {
+		b.flushQueued = true
+		ctx.Send(ctx.Self(), flushWrites{})
+	}
+}
+
+// flushWrites hands the batch to Raft. ctx is set when the node's own
+// flushWrites message triggered it.
+func (n *Node) flushWrites(ctx actor.Context) {
+	if ctx != nil {
+		n.batch.flushQueued = false
+	}
+	writes := n.batch.writes[:0:0]
+	for _, w := range n.batch.writes {
+		// A write answered DEADLINE_EXCEEDED while it waited stays out of
+		// the log.
+		if !w.reply.done.Load() {
+			writes = append(writes, w)
+		}
+	}
+	n.batch.writes, n.batch.bytes = nil, 0
+	if len(writes) == 0 {
+		return
+	}
+	if n.raft == nil {
+		failWrites(writes, actors.Errorf(actors.Code_UNAVAILABLE, "node %s is not running", n.cfg.ID))
+		return
+	}
+	n.apply(writes)
+}
+
+// failBatch answers every write of the batch with err.
+func (n *Node) failBatch(err *actors.Error) {
+	writes := n.batch.writes
+	n.batch.writes, n.batch.bytes = nil, 0
+	failWrites(writes, err)
+}
+
+func failWrites(writes []pendingWrite, err *actors.Error) {
+	for _, w := range writes {
+		w.reply.finish(&actors.WriteResponse{Error: err})
+	}
+}
+
+// apply writes one log entry holding writes and answers each write with
+// its own result once the entry is applied, on a goroutine of its own. A
+// single write keeps the entry format of builds before batching.
+func (n *Node) apply(writes []pendingWrite) {
+	r := n.raft
+	entry, err := logEntry(writes, time.Now())
+	if err != nil {
+		failWrites(writes, actors.InvalidArgument("meta", "%v", err))
+		return
+	}
+	latest := writes[0].deadline
+	for _, w := range writes[1:] {
+		if w.deadline.After(latest) {
+			latest = w.deadline
+		}
+	}
+	go func() {
+		f := r.ApplyLog(entry, time.Until(latest))
+		if err := f.Error(); err != nil {
+			failWrites(writes, raftError(r, err))
+			return
+		}
+		res := f.Response()
+		if len(writes) == 1 {
+			writes[0].reply.finish(writeResponse(res, writes[0].req))
+			return
+		}
+		results, _ := res.(batchResults)
+		if len(results) != len(writes) {
+			failWrites(writes, actors.Errorf(actors.Code_INTERNAL, "batch entry %d gave %d results for %d writes", f.Index(), len(results), len(writes)))
+			return
+		}
+		for i, w := range writes {
+			w.reply.finish(writeResponse(results[i], w.req))
+		}
+	}()
+}
+
+// logEntry builds the log entry of writes: a single write as its command
+// with its session in the extensions, several as a WriteBatch.
+func logEntry(writes []pendingWrite, now time.Time) (raft.Log, error) {
+	if len(writes) == 1 {
+		m := writes[0].req
+		entry := raft.Log{Data: m.GetCommand()}
+		if md := m.GetMeta(); md.GetClientId() != "" {
+			ext, err := proto.Marshal(&actors.EntryMeta{
+				ClientId:       md.ClientId,
+				Sequence:       md.Sequence,
+				AckedBelow:     md.AckedBelow,
+				LeaderUnixNano: now.UnixNano(),
+			})
+			if err != nil {
+				return raft.Log{}, err
+			}
+			entry.Extensions = ext
+		}
+		return entry, nil
+	}
+	b := &actors.WriteBatch{Writes: make([]*actors.BatchedWrite, len(writes))}
+	for i, w := range writes {
+		md := w.req.GetMeta()
+		b.Writes[i] = &actors.BatchedWrite{
+			Command:    w.req.GetCommand(),
+			ClientId:   md.GetClientId(),
+			Sequence:   md.GetSequence(),
+			AckedBelow: md.GetAckedBelow(),
+		}
+	}
+	data, err := proto.Marshal(b)
+	if err != nil {
+		return raft.Log{}, err
+	}
+	ext, err := proto.Marshal(&actors.EntryMeta{System: SystemBatch, LeaderUnixNano: now.UnixNano()})
+	if err != nil {
+		return raft.Log{}, err
+	}
+	return raft.Log{Data: data, Extensions: ext}, nil
+}
+
+// writeResponse turns what the state machine returned for a write into its
+// response.
+func writeResponse(res any, m *actors.WriteRequest) *actors.WriteResponse {
+	switch res := res.(type) {
+	case commandResult:
+		return &actors.WriteResponse{Result: res.result, Index: res.index}
+	case duplicateWrite:
+		return &actors.WriteResponse{Result: res.result, Index: res.index}
+	case staleSequence:
+		return &actors.WriteResponse{Error: actors.InvalidArgument("meta.sequence",
+			"sequence %d of client %s was acknowledged and forgotten", m.GetMeta().GetSequence(), m.GetMeta().GetClientId())}
+	default:
+		return &actors.WriteResponse{Error: actors.Errorf(actors.Code_INTERNAL, "unexpected apply result %T", res)}
+	}
+}

@@ -1,0 +1,109 @@
+package raftactor_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
+)
+
+// whileSuspended queues messages in node id's mailbox while it processes
+// nothing, then lets it run: the node then finds them waiting together.
+func (c *testCluster) whileSuspended(id string, queue func(pid *actor.PID)) {
+	c.t.Helper()
+	pid := c.nodes[id].pid
+	proc, ok := c.system.ProcessRegistry.Get(pid)
+	if !ok {
+		c.t.Fatalf("%s not registered", id)
+	}
+	proc.SendSystemMessage(pid, &actor.SuspendMailbox{})
+	queue(pid)
+	proc.SendSystemMessage(pid, &actor.ResumeMailbox{})
+}
+
+func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	c.put("warm-up", "x")
+	before := c.status(leader).LastIndex
+
+	const puts = 40
+	var futures []*actor.Future
+	c.whileSuspended(leader, func(pid *actor.PID) {
+		for i := range puts {
+			w := &actors.WriteRequest{Meta: meta(5 * time.Second), Command: kvstore.Put("k", []byte(fmt.Sprint(i)))}
+			futures = append(futures, c.system.Root.RequestFuture(pid, w, 10*time.Second))
+		}
+		// The same session write twice, as a retry racing its original.
+		for range 2 {
+			m := meta(5 * time.Second)
+			m.ClientId, m.Sequence = "client-a", 1
+			futures = append(futures, c.system.Root.RequestFuture(pid, &actors.WriteRequest{Meta: m, Command: kvstore.Put("s", []byte("once"))}, 10*time.Second))
+		}
+	})
+	var resps []*actors.WriteResponse
+	for i, f := range futures {
+		r, err := f.Result()
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		wr := r.(*actors.WriteResponse)
+		if wr.Error.Err() != nil {
+			t.Fatalf("write %d: %v", i, wr.Error)
+		}
+		resps = append(resps, wr)
+	}
+	// Every put has its own index, in the order the leader received them,
+	// and its own result.
+	for i := 1; i < puts; i++ {
+		if resps[i].Index <= resps[i-1].Index {
+			t.Fatalf("put %d at index %d, put %d at %d: not strictly increasing", i-1, resps[i-1].Index, i, resps[i].Index)
+		}
+	}
+	for i := range puts {
+		res, err := kvstore.DecodeResult(resps[i].Result)
+		if err != nil || !res.Ok || res.Revision != resps[i].Index {
+			t.Fatalf("put %d: result %+v (%v), index %d", i, res, err, resps[i].Index)
+		}
+	}
+	if a, b := resps[puts], resps[puts+1]; b.Index != a.Index || string(b.Result) != string(a.Result) {
+		t.Fatalf("the retried session write: index %d vs %d", a.Index, b.Index)
+	}
+	// All of them went into the log as one entry.
+	if after := c.status(leader).LastIndex; after != before+1 {
+		t.Fatalf("%d writes took log entries %d..%d, want one entry", len(futures), before+1, after)
+	}
+	last := resps[puts-1]
+	rr, qr := c.get(leader, "k", actors.Consistency_LINEARIZABLE)
+	if string(qr.Value) != fmt.Sprint(puts-1) || qr.Revision != last.Index || rr.AppliedIndex < last.Index {
+		t.Fatalf("k = %q at revision %d (read reflects %d), want %d at %d", qr.Value, qr.Revision, rr.AppliedIndex, puts-1, last.Index)
+	}
+
+	// Every node, restarted, replays the batch from its log to the same
+	// state and the same revisions.
+	for _, id := range c.order {
+		c.stop(id)
+	}
+	for _, id := range c.order {
+		c.start(id)
+	}
+	leader = c.waitLeader()
+	c.put("after-restart", "x")
+	for _, id := range c.order {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, qr := c.get(id, "k", actors.Consistency_STALE)
+			if qr != nil && qr.Revision == last.Index && string(qr.Value) == fmt.Sprint(puts-1) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: k = %+v after restart, want %d at %d", id, qr, puts-1, last.Index)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
