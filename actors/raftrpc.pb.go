@@ -981,6 +981,7 @@ type RaftRPC struct {
 	//	*RaftRPC_RequestPreVote
 	//	*RaftRPC_TimeoutNow
 	//	*RaftRPC_SnapshotChunk
+	//	*RaftRPC_ReadIndex
 	Body          isRaftRPC_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1089,6 +1090,15 @@ func (x *RaftRPC) GetSnapshotChunk() *SnapshotChunk {
 	return nil
 }
 
+func (x *RaftRPC) GetReadIndex() *ReadIndexRequest {
+	if x != nil {
+		if x, ok := x.Body.(*RaftRPC_ReadIndex); ok {
+			return x.ReadIndex
+		}
+	}
+	return nil
+}
+
 type isRaftRPC_Body interface {
 	isRaftRPC_Body()
 }
@@ -1113,6 +1123,10 @@ type RaftRPC_SnapshotChunk struct {
 	SnapshotChunk *SnapshotChunk `protobuf:"bytes,14,opt,name=snapshot_chunk,json=snapshotChunk,proto3,oneof"`
 }
 
+type RaftRPC_ReadIndex struct {
+	ReadIndex *ReadIndexRequest `protobuf:"bytes,15,opt,name=read_index,json=readIndex,proto3,oneof"`
+}
+
 func (*RaftRPC_AppendEntries) isRaftRPC_Body() {}
 
 func (*RaftRPC_RequestVote) isRaftRPC_Body() {}
@@ -1122,6 +1136,110 @@ func (*RaftRPC_RequestPreVote) isRaftRPC_Body() {}
 func (*RaftRPC_TimeoutNow) isRaftRPC_Body() {}
 
 func (*RaftRPC_SnapshotChunk) isRaftRPC_Body() {}
+
+func (*RaftRPC_ReadIndex) isRaftRPC_Body() {}
+
+// ReadIndexRequest asks the leader for a read index: a follower serving a
+// linearizable read needs the leader's commit index, confirmed by a quorum
+// after the request arrived, and answers once it has applied that far.
+type ReadIndexRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the asking follower's server ID.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_raftrpc_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReadIndexRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// ReadIndexResponse carries the confirmed read index, or why there is none
+// (NOT_LEADER when the receiver does not lead).
+type ReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Error         *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_raftrpc_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ReadIndexResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
 
 // RaftRPCReply answers a RaftRPC. error is set when the receiver could not
 // hand the RPC to Raft or Raft answered with an error.
@@ -1136,6 +1254,7 @@ type RaftRPCReply struct {
 	//	*RaftRPCReply_TimeoutNow
 	//	*RaftRPCReply_InstallSnapshot
 	//	*RaftRPCReply_ChunkAck
+	//	*RaftRPCReply_ReadIndex
 	Body          isRaftRPCReply_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1143,7 +1262,7 @@ type RaftRPCReply struct {
 
 func (x *RaftRPCReply) Reset() {
 	*x = RaftRPCReply{}
-	mi := &file_raftrpc_proto_msgTypes[14]
+	mi := &file_raftrpc_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1274,7 @@ func (x *RaftRPCReply) String() string {
 func (*RaftRPCReply) ProtoMessage() {}
 
 func (x *RaftRPCReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[14]
+	mi := &file_raftrpc_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1287,7 @@ func (x *RaftRPCReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRPCReply.ProtoReflect.Descriptor instead.
 func (*RaftRPCReply) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{14}
+	return file_raftrpc_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RaftRPCReply) GetError() string {
@@ -1239,6 +1358,15 @@ func (x *RaftRPCReply) GetChunkAck() uint64 {
 	return 0
 }
 
+func (x *RaftRPCReply) GetReadIndex() *ReadIndexResponse {
+	if x != nil {
+		if x, ok := x.Body.(*RaftRPCReply_ReadIndex); ok {
+			return x.ReadIndex
+		}
+	}
+	return nil
+}
+
 type isRaftRPCReply_Body interface {
 	isRaftRPCReply_Body()
 }
@@ -1268,6 +1396,10 @@ type RaftRPCReply_ChunkAck struct {
 	ChunkAck uint64 `protobuf:"varint,15,opt,name=chunk_ack,json=chunkAck,proto3,oneof"`
 }
 
+type RaftRPCReply_ReadIndex struct {
+	ReadIndex *ReadIndexResponse `protobuf:"bytes,16,opt,name=read_index,json=readIndex,proto3,oneof"`
+}
+
 func (*RaftRPCReply_AppendEntries) isRaftRPCReply_Body() {}
 
 func (*RaftRPCReply_RequestVote) isRaftRPCReply_Body() {}
@@ -1280,11 +1412,13 @@ func (*RaftRPCReply_InstallSnapshot) isRaftRPCReply_Body() {}
 
 func (*RaftRPCReply_ChunkAck) isRaftRPCReply_Body() {}
 
+func (*RaftRPCReply_ReadIndex) isRaftRPCReply_Body() {}
+
 var File_raftrpc_proto protoreflect.FileDescriptor
 
 const file_raftrpc_proto_rawDesc = "" +
 	"\n" +
-	"\rraftrpc.proto\x12\fprotoraft.v1\"Z\n" +
+	"\rraftrpc.proto\x12\fprotoraft.v1\x1a\x0fprotoraft.proto\"Z\n" +
 	"\tRPCHeader\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\x05R\x0fprotocolVersion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x12\n" +
@@ -1359,7 +1493,7 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x14\n" +
 	"\x05final\x18\x04 \x01(\bR\x05final\x12>\n" +
-	"\arequest\x18\x05 \x01(\v2$.protoraft.v1.InstallSnapshotRequestR\arequest\"\xbe\x03\n" +
+	"\arequest\x18\x05 \x01(\v2$.protoraft.v1.InstallSnapshotRequestR\arequest\"\xff\x03\n" +
 	"\aRaftRPC\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x12\n" +
@@ -1370,8 +1504,15 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x10request_pre_vote\x18\f \x01(\v2#.protoraft.v1.RequestPreVoteRequestH\x00R\x0erequestPreVote\x12B\n" +
 	"\vtimeout_now\x18\r \x01(\v2\x1f.protoraft.v1.TimeoutNowRequestH\x00R\n" +
 	"timeoutNow\x12D\n" +
-	"\x0esnapshot_chunk\x18\x0e \x01(\v2\x1b.protoraft.v1.SnapshotChunkH\x00R\rsnapshotChunkB\x06\n" +
-	"\x04body\"\xcc\x03\n" +
+	"\x0esnapshot_chunk\x18\x0e \x01(\v2\x1b.protoraft.v1.SnapshotChunkH\x00R\rsnapshotChunk\x12?\n" +
+	"\n" +
+	"read_index\x18\x0f \x01(\v2\x1e.protoraft.v1.ReadIndexRequestH\x00R\treadIndexB\x06\n" +
+	"\x04body\"\"\n" +
+	"\x10ReadIndexRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"T\n" +
+	"\x11ReadIndexResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12)\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\"\x8e\x04\n" +
 	"\fRaftRPCReply\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12L\n" +
 	"\x0eappend_entries\x18\n" +
@@ -1381,7 +1522,9 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\vtimeout_now\x18\r \x01(\v2 .protoraft.v1.TimeoutNowResponseH\x00R\n" +
 	"timeoutNow\x12R\n" +
 	"\x10install_snapshot\x18\x0e \x01(\v2%.protoraft.v1.InstallSnapshotResponseH\x00R\x0finstallSnapshot\x12\x1d\n" +
-	"\tchunk_ack\x18\x0f \x01(\x04H\x00R\bchunkAckB\x06\n" +
+	"\tchunk_ack\x18\x0f \x01(\x04H\x00R\bchunkAck\x12@\n" +
+	"\n" +
+	"read_index\x18\x10 \x01(\v2\x1f.protoraft.v1.ReadIndexResponseH\x00R\treadIndexB\x06\n" +
 	"\x04bodyB'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
@@ -1396,7 +1539,7 @@ func file_raftrpc_proto_rawDescGZIP() []byte {
 	return file_raftrpc_proto_rawDescData
 }
 
-var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_raftrpc_proto_goTypes = []any{
 	(*RPCHeader)(nil),               // 0: protoraft.v1.RPCHeader
 	(*LogEntry)(nil),                // 1: protoraft.v1.LogEntry
@@ -1412,7 +1555,10 @@ var file_raftrpc_proto_goTypes = []any{
 	(*InstallSnapshotResponse)(nil), // 11: protoraft.v1.InstallSnapshotResponse
 	(*SnapshotChunk)(nil),           // 12: protoraft.v1.SnapshotChunk
 	(*RaftRPC)(nil),                 // 13: protoraft.v1.RaftRPC
-	(*RaftRPCReply)(nil),            // 14: protoraft.v1.RaftRPCReply
+	(*ReadIndexRequest)(nil),        // 14: protoraft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 15: protoraft.v1.ReadIndexResponse
+	(*RaftRPCReply)(nil),            // 16: protoraft.v1.RaftRPCReply
+	(*Error)(nil),                   // 17: protoraft.v1.Error
 }
 var file_raftrpc_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.AppendEntriesRequest.header:type_name -> protoraft.v1.RPCHeader
@@ -1432,16 +1578,19 @@ var file_raftrpc_proto_depIdxs = []int32{
 	6,  // 14: protoraft.v1.RaftRPC.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteRequest
 	8,  // 15: protoraft.v1.RaftRPC.timeout_now:type_name -> protoraft.v1.TimeoutNowRequest
 	12, // 16: protoraft.v1.RaftRPC.snapshot_chunk:type_name -> protoraft.v1.SnapshotChunk
-	3,  // 17: protoraft.v1.RaftRPCReply.append_entries:type_name -> protoraft.v1.AppendEntriesResponse
-	5,  // 18: protoraft.v1.RaftRPCReply.request_vote:type_name -> protoraft.v1.RequestVoteResponse
-	7,  // 19: protoraft.v1.RaftRPCReply.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteResponse
-	9,  // 20: protoraft.v1.RaftRPCReply.timeout_now:type_name -> protoraft.v1.TimeoutNowResponse
-	11, // 21: protoraft.v1.RaftRPCReply.install_snapshot:type_name -> protoraft.v1.InstallSnapshotResponse
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	14, // 17: protoraft.v1.RaftRPC.read_index:type_name -> protoraft.v1.ReadIndexRequest
+	17, // 18: protoraft.v1.ReadIndexResponse.error:type_name -> protoraft.v1.Error
+	3,  // 19: protoraft.v1.RaftRPCReply.append_entries:type_name -> protoraft.v1.AppendEntriesResponse
+	5,  // 20: protoraft.v1.RaftRPCReply.request_vote:type_name -> protoraft.v1.RequestVoteResponse
+	7,  // 21: protoraft.v1.RaftRPCReply.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteResponse
+	9,  // 22: protoraft.v1.RaftRPCReply.timeout_now:type_name -> protoraft.v1.TimeoutNowResponse
+	11, // 23: protoraft.v1.RaftRPCReply.install_snapshot:type_name -> protoraft.v1.InstallSnapshotResponse
+	15, // 24: protoraft.v1.RaftRPCReply.read_index:type_name -> protoraft.v1.ReadIndexResponse
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_raftrpc_proto_init() }
@@ -1449,20 +1598,23 @@ func file_raftrpc_proto_init() {
 	if File_raftrpc_proto != nil {
 		return
 	}
+	file_protoraft_proto_init()
 	file_raftrpc_proto_msgTypes[13].OneofWrappers = []any{
 		(*RaftRPC_AppendEntries)(nil),
 		(*RaftRPC_RequestVote)(nil),
 		(*RaftRPC_RequestPreVote)(nil),
 		(*RaftRPC_TimeoutNow)(nil),
 		(*RaftRPC_SnapshotChunk)(nil),
+		(*RaftRPC_ReadIndex)(nil),
 	}
-	file_raftrpc_proto_msgTypes[14].OneofWrappers = []any{
+	file_raftrpc_proto_msgTypes[16].OneofWrappers = []any{
 		(*RaftRPCReply_AppendEntries)(nil),
 		(*RaftRPCReply_RequestVote)(nil),
 		(*RaftRPCReply_RequestPreVote)(nil),
 		(*RaftRPCReply_TimeoutNow)(nil),
 		(*RaftRPCReply_InstallSnapshot)(nil),
 		(*RaftRPCReply_ChunkAck)(nil),
+		(*RaftRPCReply_ReadIndex)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1470,7 +1622,7 @@ func file_raftrpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrpc_proto_rawDesc), len(file_raftrpc_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -60,6 +60,10 @@ type Config struct {
 	// into one log entry at most. Default raftactor.DefaultMaxWriteBatch;
 	// 1 turns batching off (see raftactor.Config.MaxWriteBatch).
 	MaxWriteBatch int
+	// LeaderOnlyReads makes a follower refuse LINEARIZABLE reads with
+	// NOT_LEADER instead of serving them with a read index it asks the
+	// leader for.
+	LeaderOnlyReads bool
 	// Faults, when set, sits between this node and its peers and can drop,
 	// delay or cut Raft RPCs. For tests.
 	Faults *raftactor.Faults
@@ -171,6 +175,7 @@ func (c Config) nodeConfig() raftactor.Config {
 		RPCTimeout:      c.RPCTimeout,
 		WALSegmentSize:  c.WALSegmentSize,
 		MaxWriteBatch:   c.MaxWriteBatch,
+		LeaderOnlyReads: c.LeaderOnlyReads,
 		SessionTTL:      c.SessionTTL,
 		Faults:          c.Faults,
 		Logger:          c.Logger,

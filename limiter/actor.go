@@ -156,7 +156,11 @@ func (s *stage) start(ctx actor.Context) {
 	// A goroutine that tells ticks rather than a timer per request: the
 	// hot path stays free of timers, and one sweep covers every permit.
 	s.stopTicker = make(chan struct{})
-	self, root, every, stop := ctx.Self(), ctx.ActorSystem().Root, s.lim.Config().PollInterval, s.stopTicker
+	// A private copy of the PID: a PID caches the process it resolved
+	// first, and one that others use from another ActorSystem of the
+	// process caches a remote route, where ticks would be lost.
+	self := actor.NewPID(ctx.Self().Address, ctx.Self().Id)
+	root, every, stop := ctx.ActorSystem().Root, s.lim.Config().PollInterval, s.stopTicker
 	s.tickerDone.Add(1)
 	go func() {
 		defer s.tickerDone.Done()

@@ -177,6 +177,9 @@ type Config struct {
 	// upgraded from a build before batching needs until every node runs a
 	// build that reads batches (see SystemBatch).
 	MaxWriteBatch int
+	// LeaderOnlyReads makes a follower answer a LINEARIZABLE read with
+	// NOT_LEADER instead of serving it with a read index from the leader.
+	LeaderOnlyReads bool
 	// ClusterKey, when set, authenticates every Raft RPC between the nodes
 	// of the group (HMAC-SHA256, see rpcauth.go): RPCs without a valid MAC
 	// are refused before Raft sees them. Every node of the group needs the

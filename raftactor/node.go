@@ -20,7 +20,12 @@ type Node struct {
 	keep *kept
 	log  *zap.Logger
 
-	self   *actor.PID
+	self *actor.PID
+	// inbox is this node's own PID for messages to itself, a copy nobody
+	// else holds: a PID caches the process it resolved first, and a PID
+	// others use from another ActorSystem of the process caches that
+	// system's remote route, where messages to self would be lost.
+	inbox  *actor.PID
 	system *actor.ActorSystem
 	addr   raft.ServerAddress
 
@@ -33,6 +38,8 @@ type Node struct {
 	readIndex readIndexBatcher
 	// batch holds the writes waiting to go into the log as one entry.
 	batch writeBatch
+	// reads holds the reads waiting to be served together.
+	reads readBatch
 
 	// startErr is why the node could not start; every request is then
 	// refused with it.
@@ -90,6 +97,8 @@ func (n *Node) Receive(ctx actor.Context) {
 		n.stop(false)
 	case flushWrites:
 		n.flushWrites(ctx)
+	case flushReads:
+		n.flushReads()
 	case *actors.RaftRPC:
 		if n.transport == nil {
 			ctx.Respond(&actors.RaftRPCReply{Error: "node not started"})
@@ -155,6 +164,7 @@ func (n *Node) refuse(ctx actor.Context, req actors.Request) {
 // requests that arrive meanwhile wait in the mailbox.
 func (n *Node) start(ctx actor.Context) {
 	n.self = ctx.Self()
+	n.inbox = actor.NewPID(n.self.Address, n.self.Id)
 	n.system = ctx.ActorSystem()
 	n.addr = AddressOf(n.self)
 	n.log = n.cfg.Logger
@@ -215,6 +225,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	n.transport.SetReadIndexHandler(n.readPath().leaderReadIndex)
 	n.events = startEventPublisher(n.system, r, n.cfg.Group, n.cfg.ID, n.log)
 	return nil
 }
@@ -228,7 +239,9 @@ func (n *Node) stop(handover bool) {
 	}
 	r := n.raft
 	n.raft = nil
-	n.failBatch(actors.Errorf(actors.Code_UNAVAILABLE, "node %s is stopping", n.cfg.ID))
+	stopping := actors.Errorf(actors.Code_UNAVAILABLE, "node %s is stopping", n.cfg.ID)
+	n.failBatch(stopping)
+	n.failReads(stopping)
 	if handover && r.State() == raft.Leader {
 		start := time.Now()
 		if err := r.LeadershipTransfer().Error(); err != nil {

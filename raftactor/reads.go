@@ -11,59 +11,199 @@ import (
 	"github.com/protoraft/protoraft/actors"
 )
 
-// read serves a query at the requested consistency.
+// read accepts a query at the requested consistency. Reads that wait in
+// the mailbox together are served together (flushReads): one wait for the
+// read index serves all of them, then each is queried and answered.
 //
-// LINEARIZABLE is ReadIndex: note the commit index when the read arrives,
-// confirm with a quorum that this node still leads, wait until the state
-// machine applied up to the noted index, then query. LEASE skips the quorum
-// round trip and trusts that a leader steps down within its lease when it
-// loses contact with the quorum. Both need the leader to have committed an
-// entry of its own term first (termReadiness): before that its commit index
-// can lag behind entries an earlier leader acknowledged. STALE reads the
-// local state as it is and says which index it reflects.
+// LINEARIZABLE on the leader is ReadIndex: note the commit index after the
+// read arrived, confirm with a quorum that this node still leads, wait until
+// the state machine applied up to the noted index, then query. On a
+// follower it asks the leader for such an index (a ReadIndexRequest) and
+// waits until it applied that far itself. LEASE, on the leader only, skips
+// the quorum round trip and trusts that a leader steps down within its lease
+// when it loses contact with the quorum. A leader serves either only once
+// it committed an entry of its own term (termReadiness): before that its
+// commit index can lag behind entries an earlier leader acknowledged. STALE
+// reads the local state as it is and says which index it reflects.
 func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
-	r, f, ready, batcher := n.raft, n.fsm, n.ready, &n.readIndex
-	consistency := m.GetConsistency()
-	if consistency != actors.Consistency_STALE && r.State() != raft.Leader {
-		n.respond(ctx, &actors.ReadResponse{Error: actors.NotLeader(leaderOf(r))})
-		return
-	}
-	switch consistency {
-	case actors.Consistency_LINEARIZABLE, actors.Consistency_LEASE, actors.Consistency_STALE:
+	r := n.raft
+	var kind readKind
+	switch m.GetConsistency() {
+	case actors.Consistency_STALE:
+		kind = readStale
+	case actors.Consistency_LEASE:
+		kind = readLease
+	case actors.Consistency_LINEARIZABLE:
+		kind = readLinearizable
 	default:
-		n.respond(ctx, &actors.ReadResponse{Error: actors.InvalidArgument("consistency", "unknown consistency %d", consistency)})
+		n.respond(ctx, &actors.ReadResponse{Error: actors.InvalidArgument("consistency", "unknown consistency %d", m.GetConsistency())})
 		return
 	}
-	q := m.GetQuery()
-	logs := n.stores.logs
-	n.async(ctx, m, func(deadline time.Time) actors.Response {
-		if consistency != actors.Consistency_STALE {
-			if err := ready.wait(r, deadline); err != nil {
-				return &actors.ReadResponse{Error: err}
-			}
-			var readIndex uint64
-			if consistency == actors.Consistency_LINEARIZABLE {
-				index, err := batcher.readIndex(r, deadline)
-				if err != nil {
-					return &actors.ReadResponse{Error: err}
-				}
-				readIndex = index
-			} else {
-				readIndex = r.CommitIndex()
-				if r.State() != raft.Leader {
-					return &actors.ReadResponse{Error: actors.NotLeader(leaderOf(r))}
-				}
-			}
-			if err := waitApplied(r, f, logs, &batcher.reflected, readIndex, deadline); err != nil {
-				return &actors.ReadResponse{Error: err}
-			}
+	if kind != readStale && r.State() != raft.Leader {
+		leader := leaderOf(r)
+		if kind != readLinearizable || n.cfg.LeaderOnlyReads || leader == nil {
+			n.respond(ctx, &actors.ReadResponse{Error: actors.NotLeader(leader)})
+			return
 		}
-		res, applied, err := f.query(q)
+		kind = readFollower
+	}
+	deadline := m.GetMeta().Deadline(n.cfg.RequestTimeout)
+	rep := n.later(ctx, m, deadline)
+	if rep == nil {
+		return
+	}
+	n.reads.waiting[kind] = append(n.reads.waiting[kind], pendingRead{req: m, reply: rep, deadline: deadline})
+	if !n.reads.flushQueued {
+		n.reads.flushQueued = true
+		ctx.Send(n.inbox, flushReads{})
+	}
+}
+
+// readKind is what a read waits for before it queries.
+type readKind int
+
+const (
+	readStale        readKind = iota // nothing
+	readLinearizable                 // a quorum-confirmed read index, on the leader
+	readLease                        // the leader's commit index, under its lease
+	readFollower                     // a read index from the leader, on a follower
+	readKinds
+)
+
+// readBatch is the reads accepted since the last flushReads, by kind.
+type readBatch struct {
+	waiting     [readKinds][]pendingRead
+	flushQueued bool
+}
+
+// pendingRead is one accepted read and how to answer it.
+type pendingRead struct {
+	req      *actors.ReadRequest
+	reply    *reply
+	deadline time.Time
+}
+
+// flushReads is the message the node sends itself to serve the reads
+// accepted so far.
+type flushReads struct{}
+
+// flushReads serves the waiting reads, each kind on a goroutine of its own.
+func (n *Node) flushReads() {
+	n.reads.flushQueued = false
+	for kind := range readKinds {
+		reads := n.reads.waiting[kind]
+		n.reads.waiting[kind] = nil
+		if len(reads) == 0 {
+			continue
+		}
+		if n.raft == nil {
+			failReads(reads, actors.Errorf(actors.Code_UNAVAILABLE, "node %s is not running", n.cfg.ID))
+			continue
+		}
+		go n.readPath().serve(kind, reads)
+	}
+}
+
+// failReads answers every read waiting to be served with err.
+func (n *Node) failReads(err *actors.Error) {
+	for kind := range readKinds {
+		failReads(n.reads.waiting[kind], err)
+		n.reads.waiting[kind] = nil
+	}
+}
+
+func failReads(reads []pendingRead, err *actors.Error) {
+	for _, rd := range reads {
+		rd.reply.finish(&actors.ReadResponse{Error: err})
+	}
+}
+
+// readPath is what serving reads needs of the node, taken in Receive so
+// the goroutine that serves them touches none of the actor's fields.
+type readPath struct {
+	r         *raft.Raft
+	f         *fsm
+	ready     *termReadiness
+	batcher   *readIndexBatcher
+	logs      raft.LogStore
+	transport *Transport
+}
+
+func (n *Node) readPath() readPath {
+	return readPath{r: n.raft, f: n.fsm, ready: n.ready, batcher: &n.readIndex, logs: n.stores.logs, transport: n.transport}
+}
+
+// serve waits once for what every read of the batch needs, then queries and
+// answers each.
+func (p readPath) serve(kind readKind, reads []pendingRead) {
+	latest := reads[0].deadline
+	for _, rd := range reads[1:] {
+		if rd.deadline.After(latest) {
+			latest = rd.deadline
+		}
+	}
+	if err := p.waitFor(kind, latest); err != nil {
+		failReads(reads, err)
+		return
+	}
+	for _, rd := range reads {
+		if rd.reply.done.Load() {
+			continue
+		}
+		res, applied, err := p.f.query(rd.req.GetQuery())
 		if err != nil {
-			return &actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied}
+			rd.reply.finish(&actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied})
+			continue
 		}
-		return &actors.ReadResponse{Result: res, AppliedIndex: applied}
-	})
+		rd.reply.finish(&actors.ReadResponse{Result: res, AppliedIndex: applied})
+	}
+}
+
+// waitFor returns once reads of kind may query the state machine.
+func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
+	var index uint64
+	switch kind {
+	case readStale:
+		return nil
+	case readFollower:
+		leader := leaderOf(p.r)
+		if leader == nil {
+			return actors.NotLeader(nil)
+		}
+		i, err := p.transport.ReadIndex(raft.ServerID(leader.Id), raft.ServerAddress(leader.Address), deadline)
+		if err != nil {
+			return err
+		}
+		index = i
+	case readLinearizable:
+		i, err := p.leaderReadIndex(deadline)
+		if err != nil {
+			return err
+		}
+		index = i
+	case readLease:
+		if err := p.ready.wait(p.r, deadline); err != nil {
+			return err
+		}
+		index = p.r.CommitIndex()
+		if p.r.State() != raft.Leader {
+			return actors.NotLeader(leaderOf(p.r))
+		}
+	}
+	return waitApplied(p.r, p.f, p.logs, &p.batcher.reflected, index, deadline)
+}
+
+// leaderReadIndex is a read index confirmed by a quorum after the call
+// began, for this leader's own reads and for its followers' (the
+// transport's ReadIndexFunc).
+func (p readPath) leaderReadIndex(deadline time.Time) (uint64, *actors.Error) {
+	if p.r.State() != raft.Leader {
+		return 0, actors.NotLeader(leaderOf(p.r))
+	}
+	if err := p.ready.wait(p.r, deadline); err != nil {
+		return 0, err
+	}
+	return p.batcher.readIndex(p.r, deadline)
 }
 
 // readIndexBatcher lets one leadership confirmation serve every

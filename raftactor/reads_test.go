@@ -1,6 +1,7 @@
 package raftactor_test
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -70,4 +71,82 @@ func TestConcurrentLinearizableReadsSeeAcknowledgedWrites(t *testing.T) {
 	if reads.Load() == 0 {
 		t.Fatal("no read completed")
 	}
+}
+
+func TestFollowerServesLinearizableReadWithLeadersReadIndex(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	for i := range 5 {
+		value := fmt.Sprint("v", i)
+		wr := c.put("k", value)
+		// Straight after the acknowledgement, every follower's
+		// linearizable read sees the write, though it may not have applied
+		// it when the read arrived.
+		for _, id := range c.order {
+			if id == leader {
+				continue
+			}
+			rr, qr := c.get(id, "k", actors.Consistency_LINEARIZABLE)
+			if rr.Error.Err() != nil {
+				t.Fatalf("linearizable read on follower %s: %v", id, rr.Error)
+			}
+			if string(qr.Value) != value || rr.AppliedIndex < wr.Index {
+				t.Fatalf("follower %s read k=%q reflecting %d, after %q was acknowledged at %d", id, qr.Value, rr.AppliedIndex, value, wr.Index)
+			}
+		}
+	}
+}
+
+func TestFollowerCutOffFromLeaderServesNoLinearizableRead(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	c.put("k", "old")
+	follower := otherThan(c, leader)
+	c.waitValue(follower, "k", "old")
+	c.faults.Cut(raftID(follower), raftID(leader))
+	c.faults.Cut(raftID(leader), raftID(follower))
+	t.Cleanup(c.faults.Heal)
+	// The leader keeps its quorum through the third node and commits.
+	c.put("k", "new")
+	// The follower still believes in the leader for a while, but cannot
+	// reach it for a read index: it never answers with the old value.
+	for range 3 {
+		rr, qr := c.get(follower, "k", actors.Consistency_LINEARIZABLE)
+		if rr.Error.Err() == nil {
+			t.Fatalf("cut-off follower served a linearizable read: k=%q", qr.Value)
+		}
+		switch actors.CodeOf(rr.Error) {
+		case actors.Code_UNAVAILABLE, actors.Code_NOT_LEADER, actors.Code_DEADLINE_EXCEEDED:
+		default:
+			t.Fatalf("cut-off follower: %v", rr.Error)
+		}
+	}
+	c.faults.Heal()
+	c.waitValue(follower, "k", "new")
+	if rr, qr := c.get(follower, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil || string(qr.Value) != "new" {
+		t.Fatalf("after healing: %v, k=%v", rr.Error, qr)
+	}
+}
+
+func TestLeaderOnlyReadsRefusesLinearizableReadsOnFollowers(t *testing.T) {
+	c := newTestCluster(t, 3)
+	first := c.waitLeader()
+	// Both followers restart with the option; whoever leads afterwards,
+	// one of them follows.
+	var restarted []string
+	for _, id := range c.order {
+		if id != first {
+			c.stop(id)
+			c.nodes[id].cfg.LeaderOnlyReads = true
+			c.start(id)
+			restarted = append(restarted, id)
+		}
+	}
+	leader := c.waitLeader()
+	follower := restarted[0]
+	if follower == leader {
+		follower = restarted[1]
+	}
+	rr, _ := c.get(follower, "k", actors.Consistency_LINEARIZABLE)
+	assertNotLeader(t, rr.Error, leader, c.address(leader))
 }

@@ -109,6 +109,7 @@ type Transport struct {
 	mu          sync.Mutex // guards everything below
 	closed      bool
 	heartbeatFn func(raft.RPC)
+	readIndexFn ReadIndexFunc
 	peers       map[raft.ServerAddress]*peerHealth
 	transfers   map[transferKey]*inTransfer
 
@@ -380,6 +381,9 @@ func (t *Transport) HandleRPC(ctx actor.Context, rpc *actors.RaftRPC) {
 		fromID, cmd = raft.ServerID(req.ID), req
 	case *actors.RaftRPC_SnapshotChunk:
 		t.handleChunk(sender, rpc.GetFrom(), body.SnapshotChunk)
+		return
+	case *actors.RaftRPC_ReadIndex:
+		t.handleReadIndex(sender, raft.ServerID(body.ReadIndex.GetId()))
 		return
 	default:
 		t.sendReply(sender, "", &actors.RaftRPCReply{Error: fmt.Sprintf("raftactor: unknown rpc body %T", body)})

@@ -75,7 +75,7 @@ func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 	}
 	if !b.flushQueued {
 		b.flushQueued = true
-		ctx.Send(ctx.Self(), flushWrites{})
+		ctx.Send(n.inbox, flushWrites{})
 	}
 }
 

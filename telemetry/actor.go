@@ -94,7 +94,10 @@ func (a *metricsActor) Receive(ctx actor.Context) {
 }
 
 func (a *metricsActor) start(ctx actor.Context) {
-	a.system, a.self = ctx.ActorSystem(), ctx.Self()
+	// A private copy of the PID for messages to self: a PID caches the
+	// process it resolved first, and one that others use from another
+	// ActorSystem of the process caches a remote route.
+	a.system, a.self = ctx.ActorSystem(), actor.NewPID(ctx.Self().Address, ctx.Self().Id)
 	a.m.started.Store(true)
 	a.applied = map[string]uint64{}
 	a.leaderlessSince = time.Now()
