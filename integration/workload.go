@@ -19,9 +19,9 @@ import (
 // than opTimeout; an attempt shorter than the group's election time would
 // turn every failover into a string of timed-out attempts.
 const (
-	opTimeout        = 3 * time.Second
-	staleReadTimeout = time.Second
-	attemptTimeout   = time.Second
+	opTimeout       = 3 * time.Second
+	nodeReadTimeout = time.Second
+	attemptTimeout  = time.Second
 )
 
 // recorder collects the history of a run. Times come from one monotonic
@@ -67,10 +67,10 @@ type workerClient struct {
 	w      *workload
 	rng    *rand.Rand
 	client *cluster.Client
-	// stale holds one single-member Client per node, so a stale read is
-	// known to come from that node (the reply does not name it).
-	stale map[string]*cluster.Client
-	seq   int
+	// direct holds one single-member Client per node, so a read sent to a
+	// node is known to come from it (the reply does not name it).
+	direct map[string]*cluster.Client
+	seq    int
 	// seen is this client's latest knowledge of each key, which its
 	// compare-and-sets expect, so that many of them succeed.
 	seen map[string]keyState
@@ -90,7 +90,7 @@ func newWorkload(c *inproc, rec *recorder, seed int64, clients, keys int) *workl
 			w:      w,
 			rng:    rand.New(rand.NewSource(seed*1000 + int64(i) + 1)),
 			client: newClientFor(c, c.peers()),
-			stale:  map[string]*cluster.Client{},
+			direct: map[string]*cluster.Client{},
 			seen:   map[string]keyState{},
 		})
 	}
@@ -148,12 +148,16 @@ func (wc *workerClient) one() {
 			cmd = kvstore.CompareAndSet(key, []byte(s.Value), []byte(value))
 		}
 		wc.write(in, cmd)
-	case p < 72:
+	case p < 64:
 		wc.read(key, actors.Consistency_LINEARIZABLE)
+	case p < 72:
+		// Any node, followers included: they serve linearizable reads
+		// with a read index they ask the leader for.
+		wc.readAt(key, actors.Consistency_LINEARIZABLE)
 	case p < 87:
 		wc.read(key, actors.Consistency_LEASE)
 	default:
-		wc.staleRead(key)
+		wc.readAt(key, actors.Consistency_STALE)
 	}
 }
 
@@ -247,24 +251,24 @@ func readOutput(resp *actors.ReadResponse, err error) Output {
 	return Output{Outcome: OutcomeOK, Found: q.Found, Value: string(q.Value), AppliedIndex: resp.GetAppliedIndex()}
 }
 
-// staleRead reads key from one running node chosen at random.
-func (wc *workerClient) staleRead(key string) {
+// readAt reads key from one running node chosen at random.
+func (wc *workerClient) readAt(key string, consistency actors.Consistency) {
 	running := wc.w.c.running()
 	if len(running) == 0 {
 		return
 	}
 	node := running[wc.rng.Intn(len(running))].id
-	cl := wc.stale[node]
+	cl := wc.direct[node]
 	if cl == nil {
 		cl = newClientFor(wc.w.c, []cluster.Peer{{ID: node, Address: actors.LocalSystemAddress}})
-		wc.stale[node] = cl
+		wc.direct[node] = cl
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), staleReadTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), nodeReadTimeout)
 	defer cancel()
 	inc := wc.w.c.incarnationOf(node)
-	op := Op{Client: wc.id, Input: Input{Kind: OpGet, Key: key, Consistency: actors.Consistency_STALE.String()},
+	op := Op{Client: wc.id, Input: Input{Kind: OpGet, Key: key, Consistency: consistency.String()},
 		Call: wc.w.rec.now(), Node: node, Incarnation: inc}
-	resp, err := cl.Read(ctx, kvstore.Get(key), cluster.WithConsistency(actors.Consistency_STALE))
+	resp, err := cl.Read(ctx, kvstore.Get(key), cluster.WithConsistency(consistency))
 	op.Return = wc.w.rec.now()
 	op.Output = readOutput(resp, err)
 	if wc.w.c.incarnationOf(node) != inc {
