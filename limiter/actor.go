@@ -220,7 +220,11 @@ func (s *stage) admit(ctx actor.Context, req actors.Request) {
 	}
 	// A new envelope, not Forward: the node must see the permit, and its
 	// reply must still go straight to the original sender.
-	h := make(map[string]string, 2)
+	n := 1
+	if hdr != nil {
+		n += hdr.Length()
+	}
+	h := make(map[string]string, n)
 	if hdr != nil {
 		for _, k := range hdr.Keys() {
 			h[k] = hdr.Get(k)

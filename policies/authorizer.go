@@ -68,10 +68,17 @@ func (d *door) Receive(ctx actor.Context) {
 		}
 		return
 	}
-	header := map[string]string{}
-	if h := ctx.MessageHeader(); h != nil {
-		for k, v := range h.ToMap() {
-			header[k] = v
+	// Sized for what the stages behind add (the limiter's permit), so the
+	// hot path grows no map.
+	h := ctx.MessageHeader()
+	n := 2
+	if h != nil {
+		n += h.Length()
+	}
+	header := make(map[string]string, n)
+	if h != nil {
+		for _, k := range h.Keys() {
+			header[k] = h.Get(k)
 		}
 	}
 	// Whatever a caller put here is overwritten: only the door names the
