@@ -1516,12 +1516,13 @@ type StatusResponse struct {
 	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
 	Node  *Server                `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	// state is Raft's state: Follower, Candidate, Leader or Shutdown.
-	State        string  `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	Term         uint64  `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	Leader       *Server `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"`
-	CommitIndex  uint64  `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex uint64  `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	LastIndex    uint64  `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	State  string  `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Term   uint64  `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Leader *Server `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	// commit_index, applied_index and last_index are Raft log indexes.
+	CommitIndex  uint64 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	LastIndex    uint64 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	// last_contact_unix_nano is when a follower last heard from the leader (0
 	// on the leader or when never).
 	LastContactUnixNano int64     `protobuf:"varint,9,opt,name=last_contact_unix_nano,json=lastContactUnixNano,proto3" json:"last_contact_unix_nano,omitempty"`
@@ -1529,8 +1530,12 @@ type StatusResponse struct {
 	Timeouts            *Timeouts `protobuf:"bytes,11,opt,name=timeouts,proto3" json:"timeouts,omitempty"`
 	LastSnapshotIndex   uint64    `protobuf:"varint,12,opt,name=last_snapshot_index,json=lastSnapshotIndex,proto3" json:"last_snapshot_index,omitempty"`
 	ConfigurationIndex  uint64    `protobuf:"varint,13,opt,name=configuration_index,json=configurationIndex,proto3" json:"configuration_index,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// command_index is the command index of the last write this node
+	// applied: every write with WriteResponse.index at most this is
+	// reflected in its state (see ReadResponse.applied_index).
+	CommandIndex  uint64 `protobuf:"varint,14,opt,name=command_index,json=commandIndex,proto3" json:"command_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1650,6 +1655,13 @@ func (x *StatusResponse) GetLastSnapshotIndex() uint64 {
 func (x *StatusResponse) GetConfigurationIndex() uint64 {
 	if x != nil {
 		return x.ConfigurationIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCommandIndex() uint64 {
+	if x != nil {
+		return x.CommandIndex
 	}
 	return 0
 }
@@ -1919,7 +1931,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x122\n" +
 	"\btimeouts\x18\x02 \x01(\v2\x16.protoraft.v1.TimeoutsR\btimeouts\">\n" +
 	"\rStatusRequest\x12-\n" +
-	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\"\x9e\x04\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\"\xc3\x04\n" +
 	"\x0eStatusResponse\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12(\n" +
 	"\x04node\x18\x02 \x01(\v2\x14.protoraft.v1.ServerR\x04node\x12\x14\n" +
@@ -1935,7 +1947,8 @@ const file_protoraft_proto_rawDesc = "" +
 	" \x03(\v2\x14.protoraft.v1.ServerR\amembers\x122\n" +
 	"\btimeouts\x18\v \x01(\v2\x16.protoraft.v1.TimeoutsR\btimeouts\x12.\n" +
 	"\x13last_snapshot_index\x18\f \x01(\x04R\x11lastSnapshotIndex\x12/\n" +
-	"\x13configuration_index\x18\r \x01(\x04R\x12configurationIndex\"@\n" +
+	"\x13configuration_index\x18\r \x01(\x04R\x12configurationIndex\x12#\n" +
+	"\rcommand_index\x18\x0e \x01(\x04R\fcommandIndex\"@\n" +
 	"\x0fSnapshotRequest\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\"g\n" +
 	"\x10SnapshotResponse\x12)\n" +

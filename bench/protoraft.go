@@ -295,7 +295,7 @@ func (p *protoraft) converged(ctx context.Context, index uint64) error {
 		for _, n := range p.nodes {
 			res, err := n.system.Root.RequestFuture(n.door(), &actors.StatusRequest{}, time.Second).Result()
 			st, isStatus := res.(*actors.StatusResponse)
-			if err != nil || !isStatus || st.GetError().Err() != nil || st.Leader == nil || st.AppliedIndex < index {
+			if err != nil || !isStatus || st.GetError().Err() != nil || st.Leader == nil || st.CommandIndex < index {
 				ok = false
 				break
 			}

@@ -24,6 +24,7 @@ func (n *Node) status(ctx actor.Context, m *actors.StatusRequest) {
 			Leader:       leaderOf(r),
 			CommitIndex:  r.CommitIndex(),
 			AppliedIndex: f.applied.Load(),
+			CommandIndex: f.lastCommand.Load(),
 			LastIndex:    r.LastIndex(),
 			Timeouts:     timeouts,
 		}

@@ -105,5 +105,8 @@ func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		if st := c.status(id); st.CommandIndex < last.Index {
+			t.Fatalf("%s reports command index %d, below the applied write's %d", id, st.CommandIndex, last.Index)
+		}
 	}
 }

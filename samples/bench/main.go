@@ -303,7 +303,7 @@ func (c *cluster) converged(ctx context.Context, index uint64) error {
 		for _, n := range c.nodes {
 			res, err := n.system.Root.RequestFuture(n.pid, &actors.StatusRequest{}, time.Second).Result()
 			st, isStatus := res.(*actors.StatusResponse)
-			if err != nil || !isStatus || st.Error.Err() != nil || st.Leader == nil || st.AppliedIndex < index {
+			if err != nil || !isStatus || st.Error.Err() != nil || st.Leader == nil || st.CommandIndex < index {
 				ok = false
 				break
 			}

@@ -220,7 +220,7 @@ func (c *cluster) waitLeader(ctx context.Context) (string, error) {
 	return "", errors.New("no leader within 30s")
 }
 
-// write puts key=value through the leader and returns its log index. It
+// write puts key=value through the leader and returns its command index. It
 // retries until a deadline: a NOT_LEADER hint redirects at once, other
 // transient failures (no leader yet, an election, a timeout) wait a little.
 // Every attempt carries the same sequence number, so a write whose first
