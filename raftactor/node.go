@@ -38,6 +38,8 @@ type Node struct {
 	readIndex readIndexBatcher
 	// batch holds the writes waiting to go into the log as one entry.
 	batch writeBatch
+	// appender hands closed batches to Raft in order.
+	appender *appender
 	// reads holds the reads waiting to be served together.
 	reads readBatch
 
@@ -225,6 +227,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	n.appender = startAppender(r)
 	n.transport.SetReadIndexHandler(n.readPath().leaderReadIndex)
 	n.events = startEventPublisher(n.system, r, n.cfg.Group, n.cfg.ID, n.log)
 	return nil
@@ -257,6 +260,7 @@ func (n *Node) stop(handover bool) {
 	if err := r.Shutdown().Error(); err != nil {
 		n.log.Warn("raft shutdown", zap.Error(err))
 	}
+	n.appender.stop()
 	n.events.stop()
 	n.closeStores()
 	n.log.Info("node stopped")

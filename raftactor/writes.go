@@ -60,6 +60,8 @@ func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 	w := pendingWrite{req: m, reply: rep, deadline: deadline}
 	size := len(m.GetCommand())
 	if n.cfg.MaxWriteBatch <= 1 || size >= maxWriteBatchBytes {
+		// Alone, but after the writes that arrived before it.
+		n.flushWrites(nil)
 		n.apply([]pendingWrite{w})
 		return
 	}
@@ -117,11 +119,10 @@ func failWrites(writes []pendingWrite, err *actors.Error) {
 	}
 }
 
-// apply writes one log entry holding writes and answers each write with
-// its own result once the entry is applied, on a goroutine of its own. A
-// single write keeps the entry format of builds before batching.
+// apply hands one log entry holding writes to the appender, which answers
+// each write with its own result once the entry is applied. A single write
+// keeps the entry format of builds before batching.
 func (n *Node) apply(writes []pendingWrite) {
-	r := n.raft
 	entry, err := logEntry(writes, time.Now())
 	if err != nil {
 		failWrites(writes, actors.InvalidArgument("meta", "%v", err))
@@ -133,26 +134,83 @@ func (n *Node) apply(writes []pendingWrite) {
 			latest = w.deadline
 		}
 	}
-	go func() {
-		f := r.ApplyLog(entry, time.Until(latest))
-		if err := f.Error(); err != nil {
-			failWrites(writes, raftError(r, err))
-			return
-		}
-		res := f.Response()
-		if len(writes) == 1 {
-			writes[0].reply.finish(writeResponse(res, writes[0].req))
-			return
-		}
-		results, _ := res.(batchResults)
-		if len(results) != len(writes) {
-			failWrites(writes, actors.Errorf(actors.Code_INTERNAL, "batch entry %d gave %d results for %d writes", f.Index(), len(results), len(writes)))
-			return
-		}
-		for i, w := range writes {
-			w.reply.finish(writeResponse(results[i], w.req))
-		}
-	}()
+	if !n.appender.append(appendJob{entry: entry, writes: writes, deadline: latest}) {
+		failWrites(writes, actors.Errorf(actors.Code_UNAVAILABLE, "%d log entries are waiting for Raft already", appendQueue))
+	}
+}
+
+// appendQueue bounds the entries waiting for Raft to take them.
+const appendQueue = 1024
+
+// appender hands log entries to Raft one after another, in the order
+// Receive closed them. Raft's ApplyLog may wait for the leader loop, which
+// Receive must not; goroutines of their own would race each other and let a
+// later entry into the log before an earlier one. With one appender the log
+// keeps the order in which the leader received the writes, so writes one
+// sender sends in order are applied in that order.
+type appender struct {
+	r     *raft.Raft
+	queue chan appendJob
+	done  chan struct{}
+}
+
+// appendJob is one entry and the writes it answers.
+type appendJob struct {
+	entry    raft.Log
+	writes   []pendingWrite
+	deadline time.Time
+}
+
+func startAppender(r *raft.Raft) *appender {
+	a := &appender{r: r, queue: make(chan appendJob, appendQueue), done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+// append queues job; false when the queue is full. Only Receive calls it.
+func (a *appender) append(job appendJob) bool {
+	select {
+	case a.queue <- job:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop waits until every queued entry was handed over. After Raft's
+// Shutdown that is at once: ApplyLog then fails every one of them.
+func (a *appender) stop() {
+	close(a.queue)
+	<-a.done
+}
+
+func (a *appender) run() {
+	defer close(a.done)
+	for job := range a.queue {
+		f := a.r.ApplyLog(job.entry, time.Until(job.deadline))
+		go answer(a.r, f, job.writes)
+	}
+}
+
+// answer waits until the entry is applied and answers each of its writes.
+func answer(r *raft.Raft, f raft.ApplyFuture, writes []pendingWrite) {
+	if err := f.Error(); err != nil {
+		failWrites(writes, raftError(r, err))
+		return
+	}
+	res := f.Response()
+	if len(writes) == 1 {
+		writes[0].reply.finish(writeResponse(res, writes[0].req))
+		return
+	}
+	results, _ := res.(batchResults)
+	if len(results) != len(writes) {
+		failWrites(writes, actors.Errorf(actors.Code_INTERNAL, "batch entry %d gave %d results for %d writes", f.Index(), len(results), len(writes)))
+		return
+	}
+	for i, w := range writes {
+		w.reply.finish(writeResponse(results[i], w.req))
+	}
 }
 
 // logEntry builds the log entry of writes: a single write as its command

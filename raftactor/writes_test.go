@@ -110,3 +110,40 @@ func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
 		}
 	}
 }
+
+func TestWritesOfOneSenderApplyInTheOrderSent(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	pid := c.nodes[leader].pid
+	// Pipelined: every write is sent before the first is answered, so the
+	// leader closes many batches while more arrive; one in ten is too large
+	// for a batch and goes into an entry of its own.
+	const writes = 300
+	var futures []*actor.Future
+	for i := range writes {
+		value := []byte(fmt.Sprint(i))
+		if i%10 == 9 {
+			value = append(value, make([]byte, 300<<10)...)
+		}
+		w := &actors.WriteRequest{Meta: meta(10 * time.Second), Command: kvstore.Put("k", value)}
+		futures = append(futures, c.system.Root.RequestFuture(pid, w, 15*time.Second))
+	}
+	var prev uint64
+	for i, f := range futures {
+		r, err := f.Result()
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		wr := r.(*actors.WriteResponse)
+		if wr.Error.Err() != nil {
+			t.Fatalf("write %d: %v", i, wr.Error)
+		}
+		if wr.Index <= prev {
+			t.Fatalf("write %d applied at index %d, after the write before it at %d", i, wr.Index, prev)
+		}
+		prev = wr.Index
+	}
+	if _, qr := c.get(leader, "k", actors.Consistency_LINEARIZABLE); qr.Revision != prev {
+		t.Fatalf("k at revision %d, the last write was applied at %d", qr.Revision, prev)
+	}
+}
