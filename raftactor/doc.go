@@ -15,10 +15,16 @@
 //     I/O. Work that waits runs on a goroutine that replies to the original
 //     sender when it completes or when the request's deadline passes,
 //     whichever is first; the caller gets exactly one reply.
-//   - A linearizable read is served only after the node confirmed with a
+//   - A linearizable read is served only after the leader confirmed with a
 //     quorum that it leads, in a term in which it has committed an entry,
-//     and after its state machine applied every entry up to the commit
-//     index seen when the read arrived (ReadIndex).
+//     and after the serving node's state machine applied every entry up to
+//     the leader's commit index seen after the read arrived (ReadIndex; a
+//     follower gets that index from the leader with a ReadIndexRequest).
+//   - Writes enter the log in the order the leader received them: writes
+//     waiting in its mailbox together become one batch entry, and a single
+//     appender goroutine hands entries to Raft in order. Every command gets
+//     its own result and its own command index, which increases strictly
+//     and equals the log index in any log without batch entries.
 //   - A node restarted by its supervisor recovers from its data directory
 //     alone; nothing in memory survives a restart but the runtime timeouts.
 //
