@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -165,6 +166,7 @@ func (n *Node) refuse(ctx actor.Context, req actors.Request) {
 // start opens the data directory and starts Raft. It runs in Started, so
 // requests that arrive meanwhile wait in the mailbox.
 func (n *Node) start(ctx actor.Context) {
+	defer n.slow("start")()
 	n.self = ctx.Self()
 	n.inbox = actor.NewPID(n.self.Address, n.self.Id)
 	n.system = ctx.ActorSystem()
@@ -235,36 +237,62 @@ func (n *Node) open() error {
 
 // stop shuts Raft down and closes the stores; a leader that stops on
 // purpose first hands leadership to a follower, so the group does not wait
-// an election timeout for a new leader.
+// an election timeout for a new leader. It closes whatever is open, also
+// after a start that failed or panicked half way: the next start (a
+// supervisor restart) opens the same files, and bolt's lock on a meta
+// database left open would block it forever.
 func (n *Node) stop(handover bool) {
-	if n.raft == nil {
-		return
-	}
-	r := n.raft
-	n.raft = nil
+	defer n.slow("stop")()
 	stopping := actors.Errorf(actors.Code_UNAVAILABLE, "node %s is stopping", n.cfg.ID)
 	n.failBatch(stopping)
 	n.failReads(stopping)
-	if handover && r.State() == raft.Leader {
-		start := time.Now()
-		if err := r.LeadershipTransfer().Error(); err != nil {
-			n.log.Warn("leadership transfer before stop failed", zap.Error(err))
-		} else {
-			n.log.Info("leadership transferred before stop", zap.Duration("took", time.Since(start)))
+	if r := n.raft; r != nil {
+		n.raft = nil
+		if handover && r.State() == raft.Leader {
+			start := time.Now()
+			if err := r.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer before stop failed", zap.Error(err))
+			} else {
+				n.log.Info("leadership transferred before stop", zap.Duration("took", time.Since(start)))
+			}
 		}
+		// Closing the transport first fails RPCs stuck on unreachable
+		// peers at once; otherwise Shutdown waits for Raft's replication
+		// goroutines to time out on them.
+		n.transport.Close()
+		if err := r.Shutdown().Error(); err != nil {
+			n.log.Warn("raft shutdown", zap.Error(err))
+		}
+		n.log.Info("node stopped")
 	}
-	// Closing the transport first fails RPCs stuck on unreachable peers at
-	// once; otherwise Shutdown waits for Raft's replication goroutines to
-	// time out on them.
-	n.transport.Close()
-	if err := r.Shutdown().Error(); err != nil {
-		n.log.Warn("raft shutdown", zap.Error(err))
+	if n.transport != nil {
+		n.transport.Close()
 	}
-	n.appender.stop()
+	if n.appender != nil {
+		n.appender.stop()
+		n.appender = nil
+	}
 	n.events.stop()
+	n.events = nil
 	n.closeStores()
-	n.log.Info("node stopped")
 }
+
+// slow logs, with every goroutine's stack, when the step it is deferred
+// around (start or stop) takes longer than slowLifecycle: the node's
+// mailbox waits for it, so a step that hangs makes the node look dead, and
+// the stacks say where it hangs.
+func (n *Node) slow(step string) func() {
+	start := time.Now()
+	t := time.AfterFunc(slowLifecycle, func() {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		n.cfg.Logger.Warn("node "+step+" is taking long", zap.Duration("so_far", time.Since(start)), zap.ByteString("goroutines", buf))
+	})
+	return func() { t.Stop() }
+}
+
+// slowLifecycle is when a start or stop is reported as slow.
+const slowLifecycle = 10 * time.Second
 
 func (n *Node) closeStores() {
 	if n.stores == nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,6 +178,30 @@ func TestPanicInLeaderRestartsFromDisk(t *testing.T) {
 	st := c.status(leader)
 	if st.State == "Shutdown" || st.Term < termBefore {
 		t.Fatalf("restarted node: state %s term %d (before %d)", st.State, st.Term, termBefore)
+	}
+}
+
+// A start that panics after the stores are open (here: the state machine
+// factory) is restarted by the supervisor; the restart must find the files
+// closed, where bolt's lock on a meta database left open would block it
+// forever.
+func TestPanicHalfwayThroughStartRestartsCleanly(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitLeader()
+	c.put("k", "v")
+	id := c.order[2]
+	c.stop(id)
+	var calls atomic.Int32
+	c.nodes[id].cfg.NewStateMachine = func() raftactor.StateMachine {
+		if calls.Add(1) == 1 {
+			panic("injected: state machine factory")
+		}
+		return kvstore.New()
+	}
+	c.start(id)
+	c.waitValue(id, "k", "v")
+	if calls.Load() < 2 {
+		t.Fatalf("the factory was called %d times: the panic was not injected", calls.Load())
 	}
 }
 
