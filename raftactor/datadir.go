@@ -29,6 +29,10 @@ const formatFileName = "FORMAT"
 // this build does not know (written by a newer release, or not protoraft's).
 var ErrUnknownFormat = errors.New("unknown data directory format")
 
+// ErrDamagedDataDir is returned when a data directory of a known format
+// cannot be read back: the node does not start and says why.
+var ErrDamagedDataDir = errors.New("damaged data directory")
+
 // CheckDataDir reports whether dir can be opened by this build: it does not
 // exist yet, is empty, or carries a known format version. It changes
 // nothing on disk.

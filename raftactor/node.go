@@ -223,7 +223,7 @@ func (n *Node) open() error {
 			n.log.Info("bootstrapped a new group", zap.Int("voters", len(servers)))
 		}
 	}
-	r, err := raft.NewRaft(rc, n.raftFSM(), st.logs, st.stable, st.snaps, n.transport)
+	r, err := newRaft(rc, n.raftFSM(), st, n.transport)
 	if err != nil {
 		n.transport.Close()
 		return fmt.Errorf("start raft: %w", err)
@@ -233,6 +233,19 @@ func (n *Node) open() error {
 	n.transport.SetReadIndexHandler(n.readPath().leaderReadIndex)
 	n.events = startEventPublisher(n.system, r, n.cfg.Group, n.cfg.ID, n.log)
 	return nil
+}
+
+// newRaft is raft.NewRaft with its panics turned into errors: it panics
+// when the log store cannot return an entry it holds, and a node whose
+// directory is damaged should refuse requests with the reason (INTERNAL),
+// not panic in a loop of supervisor restarts.
+func newRaft(rc *raft.Config, fsm raft.FSM, st *stores, trans raft.Transport) (r *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: raft could not read its log: %v", ErrDamagedDataDir, p)
+		}
+	}()
+	return raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
 }
 
 // stop shuts Raft down and closes the stores; a leader that stops on
@@ -265,15 +278,20 @@ func (n *Node) stop(handover bool) {
 		}
 		n.log.Info("node stopped")
 	}
-	if n.transport != nil {
-		n.transport.Close()
+	// Each part is detached before it is closed: if closing one panics,
+	// the supervisor's next restart runs stop again and closes the rest,
+	// never the same part twice.
+	if t := n.transport; t != nil {
+		t.Close()
 	}
-	if n.appender != nil {
-		n.appender.stop()
+	if a := n.appender; a != nil {
 		n.appender = nil
+		a.stop()
 	}
-	n.events.stop()
-	n.events = nil
+	if e := n.events; e != nil {
+		n.events = nil
+		e.stop()
+	}
 	n.closeStores()
 }
 
@@ -295,13 +313,14 @@ func (n *Node) slow(step string) func() {
 const slowLifecycle = 10 * time.Second
 
 func (n *Node) closeStores() {
-	if n.stores == nil {
+	st := n.stores
+	if st == nil {
 		return
 	}
-	if err := n.stores.close(); err != nil {
-		n.log.Warn("close stores", zap.Error(err))
-	}
 	n.stores = nil
+	if err := st.close(); err != nil {
+		n.cfg.Logger.Warn("close stores", zap.Error(err))
+	}
 }
 
 // leader answers from Raft's own state.

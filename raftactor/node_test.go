@@ -652,3 +652,48 @@ func TestRemovalBelowReachableQuorumRefused(t *testing.T) {
 	c.faults.Heal()
 	c.put("after", "ok")
 }
+
+// An isolated leader appends entries that never commit; once healed, the
+// new leader's log overwrites them and the node truncates its log's tail.
+// It must then restart from its directory like any other node (raft-wal
+// before v0.4.1 marked the truncated tail segment sealed without an index,
+// and Raft panicked reading it at the next start).
+func TestRestartAfterTheLogTailWasTruncated(t *testing.T) {
+	c := newTestCluster(t, 3)
+	old := c.waitLeader()
+	c.put("before", "1")
+	c.faults.Isolate(raftID(old))
+	for i := range 3 {
+		r := c.mustAsk(old, &actors.WriteRequest{Meta: meta(300 * time.Millisecond), Command: kvstore.Put(fmt.Sprint("lost", i), []byte("x"))}).(*actors.WriteResponse)
+		if r.Error.Err() == nil {
+			t.Fatalf("the isolated leader acknowledged a write")
+		}
+	}
+	lastBefore := c.status(old).LastIndex
+	var majority []string
+	for _, id := range c.order {
+		if id != old {
+			majority = append(majority, id)
+		}
+	}
+	newLeader := c.waitLeader(majority...)
+	for i := range 5 {
+		if _, err := c.tryPutTo(newLeader, fmt.Sprint("k", i), "2"); err != nil {
+			t.Fatalf("majority write: %v", err)
+		}
+	}
+	c.faults.Heal()
+	c.waitValue(old, "k4", "2")
+	if st := c.status(old); st.LastIndex <= lastBefore {
+		t.Logf("old leader's log: %d entries before, %d now", lastBefore, st.LastIndex)
+	}
+	for range 2 {
+		c.stop(old)
+		c.start(old)
+		c.put("after-restart", "3")
+		c.waitValue(old, "after-restart", "3")
+	}
+	if _, qr := c.get(old, "lost0", actors.Consistency_STALE); qr != nil && qr.Found {
+		t.Fatalf("the restarted node holds a write that never committed")
+	}
+}
