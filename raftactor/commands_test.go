@@ -196,3 +196,29 @@ func (memSink) Cancel() error { return nil }
 func (memSink) Close() error  { return nil }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func TestLeaseHeldOnlyWithinTheLeaseOfAConfirmationOfThisTerm(t *testing.T) {
+	var b readIndexBatcher
+	lease := 500 * time.Millisecond
+	if b.leaseHeld(3, lease, time.Second) {
+		t.Fatal("lease held without any confirmation")
+	}
+	b.confirmed.Store(&confirmation{term: 3, at: time.Second})
+	for _, c := range []struct {
+		term uint64
+		now  time.Duration
+		want bool
+	}{
+		{3, time.Second + 100*time.Millisecond, true},
+		{3, time.Second + 499*time.Millisecond, true},
+		// A leader paused past its lease finds it gone when it resumes.
+		{3, time.Second + 500*time.Millisecond, false},
+		{3, time.Minute, false},
+		// A confirmation of an earlier term never counts.
+		{4, time.Second + 100*time.Millisecond, false},
+	} {
+		if got := b.leaseHeld(c.term, lease, c.now); got != c.want {
+			t.Errorf("term %d at %v: lease held %v, want %v", c.term, c.now, got, c.want)
+		}
+	}
+}

@@ -20,8 +20,10 @@ import (
 // the state machine applied up to the noted index, then query. On a
 // follower it asks the leader for such an index (a ReadIndexRequest) and
 // waits until it applied that far itself. LEASE, on the leader only, skips
-// the quorum round trip and trusts that a leader steps down within its lease
-// when it loses contact with the quorum. A leader serves either only once
+// the quorum round trip while a confirmation of its leadership that started
+// less than a lease ago stands (leaseHeld), and otherwise takes one: Raft's
+// own step-down when the lease runs out comes too late for a leader whose
+// process was paused. A leader serves either only once
 // it committed an entry of its own term (termReadiness): before that its
 // commit index can lag behind entries an earlier leader acknowledged. STALE
 // reads the local state as it is and says which index it reflects.
@@ -127,10 +129,14 @@ type readPath struct {
 	batcher   *readIndexBatcher
 	logs      raft.LogStore
 	transport *Transport
+	// lease is how long a leadership confirmation serves LEASE reads.
+	lease time.Duration
 }
 
 func (n *Node) readPath() readPath {
-	return readPath{r: n.raft, f: n.fsm, ready: n.ready, batcher: &n.readIndex, logs: n.stores.logs, transport: n.transport}
+	t := n.currentTimeouts()
+	return readPath{r: n.raft, f: n.fsm, ready: n.ready, batcher: &n.readIndex, logs: n.stores.logs, transport: n.transport,
+		lease: min(t.LeaderLease, t.Heartbeat)}
 }
 
 // serve waits once for what every read of the batch needs, then queries and
@@ -185,6 +191,16 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 		if err := p.ready.wait(p.r, deadline); err != nil {
 			return err
 		}
+		if !p.batcher.leaseHeld(p.r.CurrentTerm(), p.lease, monoNow()) {
+			// No confirmation within the lease (none yet, or the process
+			// was paused): a quorum round renews it and gives the index.
+			i, err := p.batcher.readIndex(p.r, deadline)
+			if err != nil {
+				return err
+			}
+			index = i
+			break
+		}
 		index = p.r.CommitIndex()
 		if p.r.State() != raft.Leader {
 			return actors.NotLeader(leaderOf(p.r))
@@ -228,6 +244,36 @@ type readIndexBatcher struct {
 	// on its term's barrier until the next command, and without this every
 	// read would look that barrier up in the log store again.
 	reflected atomic.Uint64
+
+	// confirmed is the latest leadership confirmation: when its round
+	// started and in which term. LEASE reads trust it for a lease.
+	confirmed atomic.Pointer[confirmation]
+}
+
+// confirmation is a quorum's acknowledgement of this node's leadership: no
+// other leader can be elected before at + the followers' heartbeat timeout,
+// because every follower that acknowledged heard from this leader after at
+// and refuses to vote while its leader is recent.
+type confirmation struct {
+	term uint64
+	at   time.Duration // since monoBase
+}
+
+// monoBase anchors monotonic time stamps: Go's monotonic clock keeps
+// running while the process is stopped (SIGSTOP), which is what a lease
+// must measure.
+var monoBase = time.Now()
+
+func monoNow() time.Duration { return time.Since(monoBase) }
+
+// leaseHeld reports whether a leadership confirmation of term started less
+// than lease ago (now, since monoBase), so that a LEASE read may use the
+// commit index without a quorum round. A leader that was paused (SIGSTOP,
+// a long GC or VM pause) finds its confirmation too old when it resumes,
+// even though Raft has not yet noticed that it lost its lease.
+func (b *readIndexBatcher) leaseHeld(term uint64, lease, now time.Duration) bool {
+	c := b.confirmed.Load()
+	return c != nil && c.term == term && now-c.at < lease
 }
 
 // readRound is one leadership confirmation and the index it vouches for.
@@ -274,9 +320,12 @@ func (b *readIndexBatcher) run(r *raft.Raft) {
 			return
 		}
 		b.mu.Unlock()
+		term, start := r.CurrentTerm(), monoNow()
 		round.index = r.CommitIndex()
 		if err := r.VerifyLeader().Error(); err != nil {
 			round.err = raftError(r, err)
+		} else if r.CurrentTerm() == term {
+			b.confirmed.Store(&confirmation{term: term, at: start})
 		}
 		close(round.done)
 	}
