@@ -62,8 +62,9 @@ func buildKVForTest(t *testing.T) string {
 	return bin
 }
 
-// runProcessSeed runs one seed of the process mode as a subtest.
-func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration time.Duration) {
+// runProcessSeed runs one seed of the process mode as a subtest; steps,
+// when given, are the schedule instead of one drawn from the seed.
+func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration time.Duration, steps ...Step) {
 	t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 		replay := fmt.Sprintf("PROTORAFT_PROC_SEED=%d PROTORAFT_PROC_DURATION=%s go test -count=1 -run TestProcessReplay -v ./integration/", seed, duration)
 		nodes := nodesFor(seed)
@@ -72,6 +73,7 @@ func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration
 			Seed:         seed,
 			Nodes:        nodes,
 			Duration:     duration,
+			Steps:        steps,
 			Clients:      4 + nodes/2,
 			Keys:         4,
 			Dir:          t.TempDir(),
@@ -177,4 +179,26 @@ func TestHTTPModel(t *testing.T) {
 			t.Errorf("%s: porcupine says %s, want linearizable=%v", c.name, res, c.want)
 		}
 	}
+}
+
+// TestProcessScenarioPausedLeaderServesNoStaleLeaseRead pins what the
+// long profile found in seeds 559272473, 559272476 and 559272479: a leader
+// frozen with SIGSTOP while LEASE reads wait for it, a new leader elected
+// and writing meanwhile, then SIGCONT. The resumed process still believed
+// in its lease (Raft had not run its lease check yet) and answered with the
+// old value.
+func TestProcessScenarioPausedLeaderServesNoStaleLeaseRead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs samples/kv processes")
+	}
+	bin := buildKVForTest(t)
+	sum := NewSummary()
+	pause := Step{Kinds: []Kind{KindSigstopLeader}, Hold: 2 * time.Second, Quiet: time.Second}
+	var steps []Step
+	for i := range 3 {
+		pause.Param = int64(i + 1)
+		steps = append(steps, pause)
+	}
+	runProcessSeed(t, sum, bin, 559272473, 10*time.Second, steps...)
+	t.Log(sum)
 }
