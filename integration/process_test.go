@@ -184,7 +184,7 @@ func TestHTTPModel(t *testing.T) {
 // TestProcessScenarioPausedLeaderServesNoStaleLeaseRead pins what the
 // long profile found in seeds 559272473, 559272476 and 559272479: a leader
 // frozen with SIGSTOP while LEASE reads wait for it, a new leader elected
-// and writing meanwhile, then SIGCONT. The resumed process still believed
+// and writing meanwhile, then SIGCONT, six times. The resumed process still believed
 // in its lease (Raft had not run its lease check yet) and answered with the
 // old value.
 func TestProcessScenarioPausedLeaderServesNoStaleLeaseRead(t *testing.T) {
@@ -193,9 +193,9 @@ func TestProcessScenarioPausedLeaderServesNoStaleLeaseRead(t *testing.T) {
 	}
 	bin := buildKVForTest(t)
 	sum := NewSummary()
-	pause := Step{Kinds: []Kind{KindSigstopLeader}, Hold: 2 * time.Second, Quiet: time.Second}
+	pause := Step{Kinds: []Kind{KindSigstopLeader}, Hold: 3 * time.Second, Quiet: 500 * time.Millisecond}
 	var steps []Step
-	for i := range 3 {
+	for i := range 6 {
 		pause.Param = int64(i + 1)
 		steps = append(steps, pause)
 	}
