@@ -307,6 +307,11 @@ func (c Config) raftConfig(t Timeouts) *raft.Config {
 	rc.SnapshotInterval = t.SnapshotInterval
 	rc.SnapshotThreshold = t.SnapshotThreshold
 	rc.TrailingLogs = t.TrailingLogs
+	// The node's single appender hands entries to Raft one at a time; a
+	// buffered apply channel lets it queue the next ones while the leader
+	// loop writes the previous ones to disk, so the loop takes many per
+	// write. Deadlines are the node's own (reply.go), not ApplyLog's.
+	rc.BatchApplyCh = true
 	rc.Logger = hclogzap.New(c.Logger.With(zap.String("component", "raft")))
 	// Raft's own metrics go through go-metrics; protoraft's telemetry
 	// collects what it needs from observations and status instead.
