@@ -903,6 +903,40 @@ func (n *procNemesis) heal(ctx context.Context, i int) {
 // RunProcess performs one seeded run of the process mode. An error means
 // the harness could not run (the processes did not start or elect a
 // leader), not a violation.
+// startProcCluster starts every node's process. The Raft ports are picked
+// free a moment before the processes bind them, and another process of the
+// machine (a test package running in parallel) can take one in between:
+// that node exits at once, and a new cluster with new ports and fresh
+// directories is tried, three times at most.
+func startProcCluster(cfg ProcConfig) (*procCluster, error) {
+	var last error
+	for attempt := 1; attempt <= 3; attempt++ {
+		dir := cfg.Dir
+		if attempt > 1 {
+			dir = filepath.Join(cfg.Dir, fmt.Sprintf("attempt-%d", attempt))
+		}
+		c, err := newProcCluster(cfg.Binary, dir, cfg.Nodes, cfg.Logf)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.OnStart != nil {
+			cfg.OnStart(c.killAll)
+		}
+		last = nil
+		for _, m := range c.nodes {
+			if last = c.start(m); last != nil {
+				break
+			}
+		}
+		if last == nil {
+			return c, nil
+		}
+		c.killAll()
+		cfg.Logf("starting the processes, attempt %d: %v", attempt, last)
+	}
+	return nil, last
+}
+
 func RunProcess(ctx context.Context, cfg ProcConfig) (*Report, error) {
 	began := time.Now()
 	if cfg.Logf == nil {
@@ -919,19 +953,11 @@ func RunProcess(ctx context.Context, cfg ProcConfig) (*Report, error) {
 	if steps == nil {
 		steps = ProcessSchedule(cfg.Seed, cfg.Duration, cfg.Kinds)
 	}
-	c, err := newProcCluster(cfg.Binary, cfg.Dir, cfg.Nodes, cfg.Logf)
+	c, err := startProcCluster(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.OnStart != nil {
-		cfg.OnStart(c.killAll)
-	}
 	defer c.killAll()
-	for _, m := range c.nodes {
-		if err := c.start(m); err != nil {
-			return nil, err
-		}
-	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err = c.waitLeader(startCtx)
 	cancel()
@@ -999,7 +1025,7 @@ func RunProcess(ctx context.Context, cfg ProcConfig) (*Report, error) {
 			ResultsDir: cfg.ResultsDir, Replay: cfg.Replay}
 		dir, err := saveArtifacts(acfg, rep, steps, events, ops, info)
 		if err == nil {
-			err = copyLogs(filepath.Join(cfg.Dir, "logs"), filepath.Join(dir, "logs"))
+			err = copyLogs(filepath.Join(c.dir, "logs"), filepath.Join(dir, "logs"))
 		}
 		if err != nil {
 			rep.Violations = append(rep.Violations, "could not save artifacts: "+err.Error())
