@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,13 +41,7 @@ func (s *indexLog) Restore(r io.Reader) error {
 type indexLogSnapshot []string
 
 func (s indexLogSnapshot) Persist(w io.Writer) error {
-	_, err := w.Write(bytes.Join(func() [][]byte {
-		var out [][]byte
-		for _, l := range s {
-			out = append(out, []byte(l))
-		}
-		return out
-	}(), []byte{'\n'}))
+	_, err := io.WriteString(w, strings.Join(s, "\n"))
 	return err
 }
 func (indexLogSnapshot) Release() {}

@@ -99,7 +99,7 @@ func (n *Node) Receive(ctx actor.Context) {
 		// A panic: come back fast from the directory; no handover.
 		n.stop(false)
 	case flushWrites:
-		n.flushWrites(ctx)
+		n.flushWrites(true)
 	case flushReads:
 		n.flushReads()
 	case *actors.RaftRPC:

@@ -61,18 +61,18 @@ func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 	size := len(m.GetCommand())
 	if n.cfg.MaxWriteBatch <= 1 || size >= maxWriteBatchBytes {
 		// Alone, but after the writes that arrived before it.
-		n.flushWrites(nil)
+		n.flushWrites(false)
 		n.apply([]pendingWrite{w})
 		return
 	}
 	b := &n.batch
 	if len(b.writes) > 0 && b.bytes+size > maxWriteBatchBytes {
-		n.flushWrites(nil)
+		n.flushWrites(false)
 	}
 	b.writes = append(b.writes, w)
 	b.bytes += size
 	if len(b.writes) >= n.cfg.MaxWriteBatch {
-		n.flushWrites(nil)
+		n.flushWrites(false)
 		return
 	}
 	if !b.flushQueued {
@@ -81,10 +81,10 @@ func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 	}
 }
 
-// flushWrites hands the batch to Raft. ctx is set when the node's own
-// flushWrites message triggered it.
-func (n *Node) flushWrites(ctx actor.Context) {
-	if ctx != nil {
+// flushWrites hands the batch to Raft. fromMessage says the node's own
+// flushWrites message triggered it (the batch closed early otherwise).
+func (n *Node) flushWrites(fromMessage bool) {
+	if fromMessage {
 		n.batch.flushQueued = false
 	}
 	writes := n.batch.writes[:0:0]

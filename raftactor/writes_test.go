@@ -25,6 +25,25 @@ func (c *testCluster) whileSuspended(id string, queue func(pid *actor.PID)) {
 	proc.SendSystemMessage(pid, &actor.ResumeMailbox{})
 }
 
+// acknowledged waits for every write's reply and fails the test unless
+// each one succeeded.
+func acknowledged(t *testing.T, futures []*actor.Future) []*actors.WriteResponse {
+	t.Helper()
+	var resps []*actors.WriteResponse
+	for i, f := range futures {
+		r, err := f.Result()
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		wr := r.(*actors.WriteResponse)
+		if wr.Error.Err() != nil {
+			t.Fatalf("write %d: %v", i, wr.Error)
+		}
+		resps = append(resps, wr)
+	}
+	return resps
+}
+
 func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
@@ -45,18 +64,7 @@ func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
 			futures = append(futures, c.system.Root.RequestFuture(pid, &actors.WriteRequest{Meta: m, Command: kvstore.Put("s", []byte("once"))}, 10*time.Second))
 		}
 	})
-	var resps []*actors.WriteResponse
-	for i, f := range futures {
-		r, err := f.Result()
-		if err != nil {
-			t.Fatalf("write %d: %v", i, err)
-		}
-		wr := r.(*actors.WriteResponse)
-		if wr.Error.Err() != nil {
-			t.Fatalf("write %d: %v", i, wr.Error)
-		}
-		resps = append(resps, wr)
-	}
+	resps := acknowledged(t, futures)
 	// Every put has its own index, in the order the leader received them,
 	// and its own result.
 	for i := 1; i < puts; i++ {
@@ -129,15 +137,7 @@ func TestWritesOfOneSenderApplyInTheOrderSent(t *testing.T) {
 		futures = append(futures, c.system.Root.RequestFuture(pid, w, 15*time.Second))
 	}
 	var prev uint64
-	for i, f := range futures {
-		r, err := f.Result()
-		if err != nil {
-			t.Fatalf("write %d: %v", i, err)
-		}
-		wr := r.(*actors.WriteResponse)
-		if wr.Error.Err() != nil {
-			t.Fatalf("write %d: %v", i, wr.Error)
-		}
+	for i, wr := range acknowledged(t, futures) {
 		if wr.Index <= prev {
 			t.Fatalf("write %d applied at index %d, after the write before it at %d", i, wr.Index, prev)
 		}
