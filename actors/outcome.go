@@ -45,3 +45,13 @@ type Outcome struct {
 	// reason; empty otherwise.
 	Detail string
 }
+
+// Outcomes reports, in one message, the ends of requests that ended
+// together: the node answers a batch of reads after one leadership
+// confirmation, and a batch of writes after one log entry, so it tells its
+// observers once per batch rather than once per request. Observers of the
+// node handle both Outcome and Outcomes, and must not change List, which
+// every observer of the batch shares.
+type Outcomes struct {
+	List []Outcome
+}

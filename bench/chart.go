@@ -78,6 +78,11 @@ func throughputChart(dir, section string, results []*measurement) error {
 	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return err
 	}
+	if p.X.Min == p.X.Max {
+		// One client count: a log axis needs a range around it, and the
+		// plot's own padding would reach zero.
+		p.X.Min, p.X.Max = p.X.Min/2, p.X.Max*2
+	}
 	return p.Save(16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, fileName("throughput", section)))
 }
 

@@ -121,10 +121,10 @@ func (s *stage) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		s.stop()
 	case *actors.Outcome:
-		if m.Stage == "node" && m.Permit != "" {
-			if p, ok := ParsePermit(m.Permit); ok {
-				s.lim.Release(p)
-			}
+		s.release(m)
+	case *actors.Outcomes:
+		for i := range m.List {
+			s.release(&m.List[i])
 		}
 	case tick:
 		s.onTick(ctx)
@@ -144,6 +144,15 @@ func (s *stage) Receive(ctx actor.Context) {
 		s.answer(ctx, m, &actors.LimiterStatsResponse{Stats: s.lim.Stats(), Limits: cfg.ToProto()}, start)
 	case actors.Request:
 		s.admit(ctx, m)
+	}
+}
+
+// release gives back the permit of a request the node finished.
+func (s *stage) release(o *actors.Outcome) {
+	if o.Stage == "node" && o.Permit != "" {
+		if p, ok := ParsePermit(o.Permit); ok {
+			s.lim.Release(p)
+		}
 	}
 }
 
@@ -220,15 +229,11 @@ func (s *stage) admit(ctx actor.Context, req actors.Request) {
 	}
 	// A new envelope, not Forward: the node must see the permit, and its
 	// reply must still go straight to the original sender.
-	n := 1
+	var h map[string]string
 	if hdr != nil {
-		n += hdr.Length()
-	}
-	h := make(map[string]string, n)
-	if hdr != nil {
-		for _, k := range hdr.Keys() {
-			h[k] = hdr.Get(k)
-		}
+		h = hdr.ToMap()
+	} else {
+		h = make(map[string]string, 1)
 	}
 	h[actors.HeaderPermit] = permit.String()
 	ctx.Send(s.opts.Next, &actor.MessageEnvelope{Header: h, Message: req, Sender: ctx.Sender()})

@@ -99,16 +99,21 @@ func (f *fakeNode) setBacklog(b uint64) {
 	f.mu.Unlock()
 }
 
-// answerAll answers every held request with success.
+// answerAll answers every held request with success and, like the node
+// answering a batch, tells their outcomes in one actors.Outcomes.
 func (f *fakeNode) answerAll(system *actor.ActorSystem) {
 	f.mu.Lock()
 	held := f.held
 	f.held = nil
 	f.mu.Unlock()
+	batch := &actors.Outcomes{}
 	for _, h := range held {
 		resp := actors.ErrorReply(h.req, nil)
 		system.Root.Send(h.to, resp)
-		f.report(system, h.req, h.permit, resp)
+		batch.List = append(batch.List, actors.Outcome{Stage: "node", Op: actors.Op(h.req), Permit: h.permit, Code: actors.CodeOf(resp.GetError())})
+	}
+	for _, pid := range f.observers {
+		system.Root.Send(pid, batch)
 	}
 }
 

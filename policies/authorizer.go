@@ -68,18 +68,11 @@ func (d *door) Receive(ctx actor.Context) {
 		}
 		return
 	}
-	// Sized for what the stages behind add (the limiter's permit), so the
-	// hot path grows no map.
-	h := ctx.MessageHeader()
-	n := 2
-	if h != nil {
-		n += h.Length()
-	}
-	header := make(map[string]string, n)
-	if h != nil {
-		for _, k := range h.Keys() {
-			header[k] = h.Get(k)
-		}
+	var header map[string]string
+	if h := ctx.MessageHeader(); h != nil {
+		header = h.ToMap()
+	} else {
+		header = make(map[string]string, 1)
 	}
 	// Whatever a caller put here is overwritten: only the door names the
 	// principal.

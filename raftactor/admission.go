@@ -29,8 +29,8 @@ const deadlineSlack = 5 * time.Second
 // admit checks a request before it can reach Raft: sizes, deadline and
 // metadata bounds. A refusal is INVALID_ARGUMENT naming the field, and
 // nothing is written to the log.
-func (n *Node) admit(req actors.Request) *actors.Error {
-	if err := checkMeta(req.GetMeta(), time.Now()); err != nil {
+func (n *Node) admit(req actors.Request, now time.Time) *actors.Error {
+	if err := checkMeta(req.GetMeta(), now); err != nil {
 		return err
 	}
 	switch m := req.(type) {

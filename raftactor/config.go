@@ -158,9 +158,10 @@ type Config struct {
 	// is kept, by the replicated clock. It must be the same on every node.
 	// Default DefaultSessionTTL.
 	SessionTTL time.Duration
-	// OutcomeObservers are told an actors.Outcome when a request ends at
-	// the node (the group's limiter, to return the request's permit, and
-	// its metrics actor).
+	// OutcomeObservers are told how requests end at the node (the group's
+	// limiter, to return the request's permit, and its metrics actor): an
+	// actors.Outcome per request, or one actors.Outcomes for requests
+	// answered together.
 	OutcomeObservers []*actor.PID
 	// Metrics, when set, is told FSM apply times and snapshot sizes and
 	// times (see Metrics); the group's telemetry sets it.

@@ -114,7 +114,7 @@ func (n *Node) Receive(ctx actor.Context) {
 			n.refuse(ctx, m)
 			return
 		}
-		if err := n.admit(m); err != nil {
+		if err := n.admit(m, n.current.start); err != nil {
 			if resp := actors.ErrorReply(m, err); resp != nil {
 				n.respond(ctx, resp)
 			}

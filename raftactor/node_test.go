@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -559,11 +560,7 @@ func assertMember(t *testing.T, ms []*actors.Server, id string, s actors.Suffrag
 func TestOutcomesToldToObservers(t *testing.T) {
 	c := newTestCluster(t, 0)
 	outcomes := make(chan *actors.Outcome, 16)
-	obs := c.system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if o, ok := ctx.Message().(*actors.Outcome); ok {
-			outcomes <- o
-		}
-	}))
+	obs := c.system.Root.Spawn(actor.PropsFromFunc(observeOutcomes(outcomes)))
 	c.add("n1", []raftactor.Peer{{ID: "n1", Address: c.address("n1")}})
 	c.nodes["n1"].cfg.OutcomeObservers = []*actor.PID{obs}
 	c.start("n1")
@@ -607,6 +604,74 @@ func TestOutcomesToldToObservers(t *testing.T) {
 			}
 		default:
 			t.Fatalf("no outcome for %s", w.op)
+		}
+	}
+}
+
+// observeOutcomes is an observer that passes on every outcome it is told,
+// alone or in a batch.
+func observeOutcomes(to chan<- *actors.Outcome) actor.ReceiveFunc {
+	return func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actors.Outcome:
+			to <- m
+		case *actors.Outcomes:
+			for i := range m.List {
+				to <- &m.List[i]
+			}
+		}
+	}
+}
+
+// Requests answered together (reads served after one leadership
+// confirmation, writes applied as one entry) are still told one outcome
+// each, with their own identity: the limiter gives back every permit.
+func TestOutcomesOfRequestsAnsweredTogether(t *testing.T) {
+	const requests = 200
+	c := newTestCluster(t, 0)
+	outcomes := make(chan *actors.Outcome, 4*requests)
+	obs := c.system.Root.Spawn(actor.PropsFromFunc(observeOutcomes(outcomes)))
+	c.add("n1", []raftactor.Peer{{ID: "n1", Address: c.address("n1")}})
+	c.nodes["n1"].cfg.OutcomeObservers = []*actor.PID{obs}
+	c.start("n1")
+	c.waitLeader()
+	var futures []*actor.Future
+	for i := range requests {
+		var req actors.Request = &actors.ReadRequest{Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE}
+		if i%2 == 1 {
+			req = &actors.WriteRequest{Command: kvstore.Put("k", []byte("v"))}
+		}
+		f := actor.NewFuture(c.system, 10*time.Second)
+		c.system.Root.Send(c.nodes["n1"].pid, &actor.MessageEnvelope{
+			Header:  map[string]string{actors.HeaderPermit: strconv.Itoa(i)},
+			Message: req, Sender: f.PID(),
+		})
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		res, err := f.Result()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if e := res.(actors.Response).GetError(); e != nil {
+			t.Fatalf("request %d: %v", i, e)
+		}
+	}
+	seen := map[string]int{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < requests {
+		select {
+		case o := <-outcomes:
+			if o.Permit != "" {
+				seen[o.Permit]++
+			}
+		case <-deadline:
+			t.Fatalf("outcomes of %d requests told, want %d", len(seen), requests)
+		}
+	}
+	for permit, n := range seen {
+		if n != 1 {
+			t.Fatalf("request with permit %s told %d outcomes, want 1", permit, n)
 		}
 	}
 }

@@ -50,11 +50,12 @@ func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
 		kind = readFollower
 	}
 	deadline := m.GetMeta().Deadline(n.cfg.RequestTimeout)
-	rep := n.later(ctx, m, deadline)
-	if rep == nil {
+	if !n.current.start.Before(deadline) {
+		n.respond(ctx, &actors.ReadResponse{Error: actors.DeadlineExceeded(actors.Op(m))})
 		return
 	}
-	n.reads.waiting[kind] = append(n.reads.waiting[kind], pendingRead{req: m, reply: rep, deadline: deadline})
+	// No timer per read: serve answers each read by its deadline.
+	n.reads.waiting[kind] = append(n.reads.waiting[kind], pendingRead{req: m, reply: n.replyTo(ctx), deadline: deadline})
 	if !n.reads.flushQueued {
 		n.reads.flushQueued = true
 		ctx.Send(n.inbox, flushReads{})
@@ -115,9 +116,14 @@ func (n *Node) failReads(err *actors.Error) {
 }
 
 func failReads(reads []pendingRead, err *actors.Error) {
-	for _, rd := range reads {
-		rd.reply.finish(&actors.ReadResponse{Error: err})
+	if len(reads) == 0 {
+		return
 	}
+	out := reads[0].reply.n.outcomes(len(reads))
+	for _, rd := range reads {
+		rd.reply.finishIn(out, &actors.ReadResponse{Error: err})
+	}
+	out.tell()
 }
 
 // readPath is what serving reads needs of the node, taken in Receive so
@@ -140,17 +146,42 @@ func (n *Node) readPath() readPath {
 }
 
 // serve waits once for what every read of the batch needs, then queries and
-// answers each.
+// answers each. The wait is bounded by the earliest deadline of the batch:
+// when it runs out, the reads due by then are answered DEADLINE_EXCEEDED
+// and the others wait again, so each read is answered by its own deadline
+// without a timer of its own.
 func (p readPath) serve(kind readKind, reads []pendingRead) {
-	latest := reads[0].deadline
-	for _, rd := range reads[1:] {
-		if rd.deadline.After(latest) {
-			latest = rd.deadline
-		}
-	}
-	if err := p.waitFor(kind, latest); err != nil {
-		failReads(reads, err)
+	if len(reads) == 0 {
 		return
+	}
+	out := reads[0].reply.n.outcomes(len(reads))
+	defer out.tell()
+	for len(reads) > 0 {
+		due := reads[0].deadline
+		for _, rd := range reads[1:] {
+			if rd.deadline.Before(due) {
+				due = rd.deadline
+			}
+		}
+		err := p.waitFor(kind, due)
+		if err == nil {
+			break
+		}
+		if err.Code != actors.Code_DEADLINE_EXCEEDED {
+			for _, rd := range reads {
+				rd.reply.finishIn(out, &actors.ReadResponse{Error: err})
+			}
+			return
+		}
+		waiting := reads[:0]
+		for _, rd := range reads {
+			if rd.deadline.After(due) {
+				waiting = append(waiting, rd)
+				continue
+			}
+			rd.reply.finishIn(out, &actors.ReadResponse{Error: err})
+		}
+		reads = waiting
 	}
 	for _, rd := range reads {
 		if rd.reply.done.Load() {
@@ -158,10 +189,10 @@ func (p readPath) serve(kind readKind, reads []pendingRead) {
 		}
 		res, applied, err := p.f.query(rd.req.GetQuery())
 		if err != nil {
-			rd.reply.finish(&actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied})
+			rd.reply.finishIn(out, &actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied})
 			continue
 		}
-		rd.reply.finish(&actors.ReadResponse{Result: res, AppliedIndex: applied})
+		rd.reply.finishIn(out, &actors.ReadResponse{Result: res, AppliedIndex: applied})
 	}
 }
 

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -149,4 +152,109 @@ func TestLeaderOnlyReadsRefusesLinearizableReadsOnFollowers(t *testing.T) {
 	}
 	rr, _ := c.get(follower, "k", actors.Consistency_LINEARIZABLE)
 	assertNotLeader(t, rr.Error, leader, c.address(leader))
+}
+
+// Reads served together still end by their own deadlines: a read due soon
+// is answered DEADLINE_EXCEEDED while the state machine cannot catch up,
+// and a read of the same batch due later waits on and is served once it
+// can.
+func TestEachReadOfABatchEndsByItsOwnDeadline(t *testing.T) {
+	c := newTestCluster(t, 0)
+	var peers []raftactor.Peer
+	for _, id := range []string{"n1", "n2", "n3"} {
+		peers = append(peers, raftactor.Peer{ID: id, Address: c.address(id)})
+	}
+	gates := map[string]*applyGate{}
+	for _, p := range peers {
+		g := newApplyGate()
+		gates[p.ID] = g
+		c.add(p.ID, peers).cfg.NewStateMachine = func() raftactor.StateMachine { return &gatedStore{Store: kvstore.New(), gate: g} }
+	}
+	for _, p := range peers {
+		c.start(p.ID)
+	}
+	leader := c.waitLeader()
+	c.put("k", "old")
+	follower := otherThan(c, leader)
+	c.waitValue(follower, "k", "old")
+	// Registered after the cluster's own cleanup, so it runs before it: a
+	// held gate would keep the follower from stopping.
+	t.Cleanup(gates[follower].release)
+	gates[follower].hold()
+	c.put("k", "new")
+
+	ask := func(deadline, wait time.Duration) *actor.Future {
+		return c.system.Root.RequestFuture(c.nodes[follower].pid,
+			&actors.ReadRequest{Meta: meta(deadline), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE}, wait)
+	}
+	soon, later := ask(300*time.Millisecond, 5*time.Second), ask(time.Minute, time.Minute)
+	res, err := soon.Result()
+	if err != nil {
+		t.Fatalf("the read due soon got no answer by its deadline: %v", err)
+	}
+	if code := actors.CodeOf(res.(*actors.ReadResponse).Error); code != actors.Code_DEADLINE_EXCEEDED {
+		t.Fatalf("the read due soon: %v, want DEADLINE_EXCEEDED", res)
+	}
+	gates[follower].release()
+	res, err = later.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := res.(*actors.ReadResponse)
+	if rr.Error.Err() != nil {
+		t.Fatalf("the read due later: %v", rr.Error)
+	}
+	if qr, err := kvstore.DecodeQueryResult(rr.Result); err != nil || string(qr.Value) != "new" {
+		t.Fatalf("the read due later: %v, %v; want k=new", qr, err)
+	}
+}
+
+// gatedStore is a kvstore whose Apply waits while its gate is held: a
+// state machine that cannot keep up.
+type gatedStore struct {
+	*kvstore.Store
+	gate *applyGate
+}
+
+func (s *gatedStore) Apply(index uint64, cmd []byte) []byte {
+	s.gate.wait()
+	return s.Store.Apply(index, cmd)
+}
+
+type applyGate struct {
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func newApplyGate() *applyGate {
+	g := &applyGate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *applyGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		g.open = make(chan struct{})
+	default:
+	}
+}
+
+func (g *applyGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+func (g *applyGate) wait() {
+	g.mu.Lock()
+	ch := g.open
+	g.mu.Unlock()
+	<-ch
 }

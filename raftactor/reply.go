@@ -41,13 +41,58 @@ func (n *Node) observe(info requestInfo, resp actors.Response) {
 	if len(n.cfg.OutcomeObservers) == 0 {
 		return
 	}
-	o := &actors.Outcome{
+	o := outcomeOf(info, resp)
+	for _, pid := range n.cfg.OutcomeObservers {
+		n.system.Root.Send(pid, &o)
+	}
+}
+
+func outcomeOf(info requestInfo, resp actors.Response) actors.Outcome {
+	return actors.Outcome{
 		Stage: "node", Op: info.op, Code: actors.CodeOf(resp.GetError()), Latency: time.Since(info.start),
 		RequestID: info.requestID, Principal: info.principal, Permit: info.permit,
 	}
-	for _, pid := range n.cfg.OutcomeObservers {
-		n.system.Root.Send(pid, o)
+}
+
+// outcomes gathers the outcomes of requests answered together, so the
+// observers get one message per batch (actors.Outcomes): a mailbox hop per
+// request would cost as much as the rest of a read.
+type outcomes struct {
+	n    *Node
+	list []actors.Outcome
+}
+
+// outcomes starts a batch for about size requests.
+func (n *Node) outcomes(size int) *outcomes {
+	o := &outcomes{n: n}
+	if len(n.cfg.OutcomeObservers) > 0 {
+		o.list = make([]actors.Outcome, 0, size)
 	}
+	return o
+}
+
+func (o *outcomes) add(info requestInfo, resp actors.Response) {
+	if len(o.n.cfg.OutcomeObservers) > 0 {
+		o.list = append(o.list, outcomeOf(info, resp))
+	}
+}
+
+// tell sends the batch to every observer; the observers share it.
+func (o *outcomes) tell() {
+	switch len(o.list) {
+	case 0:
+		return
+	case 1:
+		for _, pid := range o.n.cfg.OutcomeObservers {
+			o.n.system.Root.Send(pid, &o.list[0])
+		}
+	default:
+		batch := &actors.Outcomes{List: o.list}
+		for _, pid := range o.n.cfg.OutcomeObservers {
+			o.n.system.Root.Send(pid, batch)
+		}
+	}
+	o.list = nil
 }
 
 // reply sends exactly one response to a request's original sender, whichever
@@ -65,7 +110,7 @@ type reply struct {
 // deadline passes first. nil means the deadline has passed already and the
 // caller has been answered.
 func (n *Node) later(ctx actor.Context, req actors.Request, deadline time.Time) *reply {
-	r := &reply{n: n, info: n.current, to: ctx.Sender()}
+	r := n.replyTo(ctx)
 	wait := time.Until(deadline)
 	if wait <= 0 {
 		r.send(actors.ErrorReply(req, actors.DeadlineExceeded(actors.Op(req))))
@@ -77,18 +122,36 @@ func (n *Node) later(ctx actor.Context, req actors.Request, deadline time.Time) 
 	return r
 }
 
-// finish sends the work's response, unless the deadline answered first.
-func (r *reply) finish(msg actors.Response) {
-	r.timer.Stop()
-	r.send(msg)
+// replyTo prepares the reply to the request Receive is handling, with no
+// deadline of its own: for work that answers by the request's deadline
+// itself (reads, served in batches that wait once for all of them).
+func (n *Node) replyTo(ctx actor.Context) *reply {
+	return &reply{n: n, info: n.current, to: ctx.Sender()}
 }
 
-func (r *reply) send(msg actors.Response) {
+// finish sends the work's response, unless the deadline answered first.
+func (r *reply) finish(msg actors.Response) { r.finishIn(nil, msg) }
+
+// finishIn is finish with the outcome added to batch (nil: told at once).
+func (r *reply) finishIn(batch *outcomes, msg actors.Response) {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.sendIn(batch, msg)
+}
+
+func (r *reply) send(msg actors.Response) { r.sendIn(nil, msg) }
+
+func (r *reply) sendIn(batch *outcomes, msg actors.Response) {
 	if r.done.Swap(true) {
 		return
 	}
 	if r.to != nil {
 		r.n.system.Root.Send(r.to, msg)
+	}
+	if batch != nil {
+		batch.add(r.info, msg)
+		return
 	}
 	r.n.observe(r.info, msg)
 }

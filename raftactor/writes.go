@@ -114,9 +114,14 @@ func (n *Node) failBatch(err *actors.Error) {
 }
 
 func failWrites(writes []pendingWrite, err *actors.Error) {
-	for _, w := range writes {
-		w.reply.finish(&actors.WriteResponse{Error: err})
+	if len(writes) == 0 {
+		return
 	}
+	out := writes[0].reply.n.outcomes(len(writes))
+	for _, w := range writes {
+		w.reply.finishIn(out, &actors.WriteResponse{Error: err})
+	}
+	out.tell()
 }
 
 // apply hands one log entry holding writes to the appender, which answers
@@ -208,9 +213,11 @@ func answer(r *raft.Raft, f raft.ApplyFuture, writes []pendingWrite) {
 		failWrites(writes, actors.Errorf(actors.Code_INTERNAL, "batch entry %d gave %d results for %d writes", f.Index(), len(results), len(writes)))
 		return
 	}
+	out := writes[0].reply.n.outcomes(len(writes))
 	for i, w := range writes {
-		w.reply.finish(writeResponse(results[i], w.req))
+		w.reply.finishIn(out, writeResponse(results[i], w.req))
 	}
+	out.tell()
 }
 
 // logEntry builds the log entry of writes: a single write as its command

@@ -65,6 +65,8 @@ type metricsActor struct {
 	// applied is the last applied index seen per follower, so a follower
 	// that stops answering still shows a lag that grows with the log.
 	applied map[string]uint64
+	// series are the request series resolved so far (outcome).
+	series map[outcomeKey]outcomeSeries
 }
 
 // Receive implements actor.Actor.
@@ -76,6 +78,10 @@ func (a *metricsActor) Receive(ctx actor.Context) {
 		a.stop()
 	case *actors.Outcome:
 		a.outcome(msg)
+	case *actors.Outcomes:
+		for i := range msg.List {
+			a.outcome(&msg.List[i])
+		}
 	case *actors.LeaderChanged:
 		a.events++
 		a.leaderChanged(msg.GetLeader().GetId(), msg.GetTerm(), time.Now())
@@ -139,6 +145,21 @@ func (a *metricsActor) stop() {
 	}
 }
 
+// outcomeKey is what the request series of an outcome are labelled with,
+// besides the group and the node.
+type outcomeKey struct {
+	stage, op string
+	code      actors.Code
+}
+
+// outcomeSeries are the series one kind of outcome moves, resolved once:
+// looking them up by label values on every request would hash the labels
+// every time. The series live as long as the node's metrics (Close).
+type outcomeSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
 // outcome counts one request's end.
 func (a *metricsActor) outcome(o *actors.Outcome) {
 	if strings.HasPrefix(o.RequestID, PollRequestID) || o.Principal == limiterPollPrincipal {
@@ -146,8 +167,17 @@ func (a *metricsActor) outcome(o *actors.Outcome) {
 	}
 	c, g, n := a.m.c, a.m.group, a.m.node
 	code := o.Code.String()
-	c.requests.WithLabelValues(g, n, o.Stage, o.Op, code).Inc()
-	c.latency.WithLabelValues(g, n, o.Stage, o.Op).Observe(o.Latency.Seconds())
+	k := outcomeKey{o.Stage, o.Op, o.Code}
+	ser, ok := a.series[k]
+	if !ok {
+		ser = outcomeSeries{c.requests.WithLabelValues(g, n, o.Stage, o.Op, code), c.latency.WithLabelValues(g, n, o.Stage, o.Op)}
+		if a.series == nil {
+			a.series = map[outcomeKey]outcomeSeries{}
+		}
+		a.series[k] = ser
+	}
+	ser.requests.Inc()
+	ser.latency.Observe(o.Latency.Seconds())
 	switch {
 	case o.Stage == "limiter" && o.Code == actors.Code_RESOURCE_EXHAUSTED:
 		reason := o.Detail

@@ -5,9 +5,10 @@
 //
 // It owns:
 //   - the metrics actor (Props), the "metrics" stage of a group: it is told
-//     every request's actors.Outcome by the node and the stages, follows its
-//     node's actors.LeaderChanged events, polls its node's (and the other
-//     members') status on a ticker, and answers actors.HealthRequest;
+//     every request's actors.Outcome (alone or in an actors.Outcomes batch)
+//     by the node and the stages, follows its node's actors.LeaderChanged
+//     events, polls its node's (and the other members') status on a
+//     ticker, and answers actors.HealthRequest;
 //   - the Prometheus collectors (NewMetrics), all named protoraft_* and
 //     labelled group and node, registered on the registry the caller passes;
 //   - health judgement (Judge), a pure function of polled status;

@@ -103,8 +103,10 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 	})
 
 	// Refusals and denials, as the limiter and the authorizer tell them.
-	h.system.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "limiter", Op: "write", Code: actors.Code_RESOURCE_EXHAUSTED, Detail: "limits.write.rps"})
-	h.system.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "limiter", Op: "write", Code: actors.Code_RESOURCE_EXHAUSTED})
+	h.system.Root.Send(leader.Metrics(), &actors.Outcomes{List: []actors.Outcome{
+		{Stage: "limiter", Op: "write", Code: actors.Code_RESOURCE_EXHAUSTED, Detail: "limits.write.rps"},
+		{Stage: "limiter", Op: "write", Code: actors.Code_RESOURCE_EXHAUSTED},
+	}})
 	h.system.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "authorizer", Op: "write", Code: actors.Code_PERMISSION_DENIED})
 	h.system.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "authorizer", Op: "status", Code: actors.Code_UNAUTHENTICATED})
 	h.eventually("refusal and denial counters", func() bool {
