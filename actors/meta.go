@@ -12,6 +12,10 @@ const DefaultRequestTimeout = 5 * time.Second
 // MaxRequestTimeout bounds how far in the future a request's deadline may be.
 const MaxRequestTimeout = 5 * time.Minute
 
+// MaxReadBatch bounds the queries of one ReadRequest, so one message cannot
+// hold the node's read path for long.
+const MaxReadBatch = 1024
+
 // Request is implemented by every request message of the protocol.
 type Request interface {
 	proto.Message

@@ -626,12 +626,18 @@ func (x *WriteResponse) GetIndex() uint64 {
 	return 0
 }
 
-// ReadRequest queries the state machine.
+// ReadRequest queries the state machine: query alone, or the queries of a
+// batch. A batch waits once for its consistency (one leadership
+// confirmation for all of its queries), then answers each query in
+// ReadResponse.results, in order; query must then be empty. Clients batch
+// reads that callers make concurrently (cluster.Client does), so the stages
+// and the node handle one message for many reads.
 type ReadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *RequestMeta           `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Query         []byte                 `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
 	Consistency   Consistency            `protobuf:"varint,3,opt,name=consistency,proto3,enum=protoraft.v1.Consistency" json:"consistency,omitempty"`
+	Queries       [][]byte               `protobuf:"bytes,4,rep,name=queries,proto3" json:"queries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -687,14 +693,24 @@ func (x *ReadRequest) GetConsistency() Consistency {
 	return Consistency_LINEARIZABLE
 }
 
+func (x *ReadRequest) GetQueries() [][]byte {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
 // ReadResponse carries the query result and the command index of the last
 // write it reflects: a write with WriteResponse.index at most applied_index
-// is visible to the read.
+// is visible to the read. A batch's answers are in results, one per query
+// in the order of ReadRequest.queries; error is then set only when the
+// whole batch failed, and applied_index is that of the last query.
 type ReadResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
 	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
 	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Results       []*ReadResult          `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -750,6 +766,76 @@ func (x *ReadResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *ReadResponse) GetResults() []*ReadResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ReadResult answers one query of a batch: its result and applied index,
+// or the error of this query alone (INVALID_ARGUMENT when the state
+// machine refused it).
+type ReadResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResult) Reset() {
+	*x = ReadResult{}
+	mi := &file_protoraft_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResult) ProtoMessage() {}
+
+func (x *ReadResult) ProtoReflect() protoreflect.Message {
+	mi := &file_protoraft_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResult.ProtoReflect.Descriptor instead.
+func (*ReadResult) Descriptor() ([]byte, []int) {
+	return file_protoraft_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadResult) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *ReadResult) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ReadResult) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 // LeaderRequest asks a node who leads, from Raft's own state.
 type LeaderRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -760,7 +846,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_protoraft_proto_msgTypes[7]
+	mi := &file_protoraft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +858,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[7]
+	mi := &file_protoraft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +871,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{7}
+	return file_protoraft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaderRequest) GetMeta() *RequestMeta {
@@ -812,7 +898,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_protoraft_proto_msgTypes[8]
+	mi := &file_protoraft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +910,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[8]
+	mi := &file_protoraft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +923,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{8}
+	return file_protoraft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaderResponse) GetError() *Error {
@@ -890,7 +976,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_protoraft_proto_msgTypes[9]
+	mi := &file_protoraft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +988,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[9]
+	mi := &file_protoraft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1001,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{9}
+	return file_protoraft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MembershipRequest) GetMeta() *RequestMeta {
@@ -958,7 +1044,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_protoraft_proto_msgTypes[10]
+	mi := &file_protoraft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1056,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[10]
+	mi := &file_protoraft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1069,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{10}
+	return file_protoraft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MembershipResponse) GetError() *Error {
@@ -1019,7 +1105,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_protoraft_proto_msgTypes[11]
+	mi := &file_protoraft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1117,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[11]
+	mi := &file_protoraft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1130,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{11}
+	return file_protoraft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TransferLeadershipRequest) GetMeta() *RequestMeta {
@@ -1072,7 +1158,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_protoraft_proto_msgTypes[12]
+	mi := &file_protoraft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1170,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[12]
+	mi := &file_protoraft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1183,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{12}
+	return file_protoraft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TransferLeadershipResponse) GetError() *Error {
@@ -1124,7 +1210,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_protoraft_proto_msgTypes[13]
+	mi := &file_protoraft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1222,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[13]
+	mi := &file_protoraft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1235,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{13}
+	return file_protoraft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MembersRequest) GetMeta() *RequestMeta {
@@ -1171,7 +1257,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_protoraft_proto_msgTypes[14]
+	mi := &file_protoraft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1269,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[14]
+	mi := &file_protoraft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1282,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{14}
+	return file_protoraft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MembersResponse) GetError() *Error {
@@ -1236,7 +1322,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_protoraft_proto_msgTypes[15]
+	mi := &file_protoraft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1334,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[15]
+	mi := &file_protoraft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1347,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{15}
+	return file_protoraft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Timeouts) GetHeartbeat() *durationpb.Duration {
@@ -1325,7 +1411,7 @@ type UpdateTimeoutsRequest struct {
 
 func (x *UpdateTimeoutsRequest) Reset() {
 	*x = UpdateTimeoutsRequest{}
-	mi := &file_protoraft_proto_msgTypes[16]
+	mi := &file_protoraft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1423,7 @@ func (x *UpdateTimeoutsRequest) String() string {
 func (*UpdateTimeoutsRequest) ProtoMessage() {}
 
 func (x *UpdateTimeoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[16]
+	mi := &file_protoraft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1436,7 @@ func (x *UpdateTimeoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTimeoutsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTimeoutsRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{16}
+	return file_protoraft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateTimeoutsRequest) GetMeta() *RequestMeta {
@@ -1377,7 +1463,7 @@ type GetTimeoutsRequest struct {
 
 func (x *GetTimeoutsRequest) Reset() {
 	*x = GetTimeoutsRequest{}
-	mi := &file_protoraft_proto_msgTypes[17]
+	mi := &file_protoraft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1475,7 @@ func (x *GetTimeoutsRequest) String() string {
 func (*GetTimeoutsRequest) ProtoMessage() {}
 
 func (x *GetTimeoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[17]
+	mi := &file_protoraft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1488,7 @@ func (x *GetTimeoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeoutsRequest.ProtoReflect.Descriptor instead.
 func (*GetTimeoutsRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{17}
+	return file_protoraft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetTimeoutsRequest) GetMeta() *RequestMeta {
@@ -1423,7 +1509,7 @@ type TimeoutsResponse struct {
 
 func (x *TimeoutsResponse) Reset() {
 	*x = TimeoutsResponse{}
-	mi := &file_protoraft_proto_msgTypes[18]
+	mi := &file_protoraft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1521,7 @@ func (x *TimeoutsResponse) String() string {
 func (*TimeoutsResponse) ProtoMessage() {}
 
 func (x *TimeoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[18]
+	mi := &file_protoraft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1534,7 @@ func (x *TimeoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutsResponse.ProtoReflect.Descriptor instead.
 func (*TimeoutsResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{18}
+	return file_protoraft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TimeoutsResponse) GetError() *Error {
@@ -1475,7 +1561,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_protoraft_proto_msgTypes[19]
+	mi := &file_protoraft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1573,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[19]
+	mi := &file_protoraft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1586,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{19}
+	return file_protoraft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusRequest) GetMeta() *RequestMeta {
@@ -1540,7 +1626,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_protoraft_proto_msgTypes[20]
+	mi := &file_protoraft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1638,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[20]
+	mi := &file_protoraft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1651,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{20}
+	return file_protoraft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusResponse) GetError() *Error {
@@ -1676,7 +1762,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_protoraft_proto_msgTypes[21]
+	mi := &file_protoraft_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1774,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[21]
+	mi := &file_protoraft_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1787,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{21}
+	return file_protoraft_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SnapshotRequest) GetMeta() *RequestMeta {
@@ -1723,7 +1809,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_protoraft_proto_msgTypes[22]
+	mi := &file_protoraft_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1821,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[22]
+	mi := &file_protoraft_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1834,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{22}
+	return file_protoraft_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotResponse) GetError() *Error {
@@ -1788,7 +1874,7 @@ type LeaderChanged struct {
 
 func (x *LeaderChanged) Reset() {
 	*x = LeaderChanged{}
-	mi := &file_protoraft_proto_msgTypes[23]
+	mi := &file_protoraft_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1886,7 @@ func (x *LeaderChanged) String() string {
 func (*LeaderChanged) ProtoMessage() {}
 
 func (x *LeaderChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[23]
+	mi := &file_protoraft_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1899,7 @@ func (x *LeaderChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderChanged.ProtoReflect.Descriptor instead.
 func (*LeaderChanged) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{23}
+	return file_protoraft_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaderChanged) GetGroup() string {
@@ -1876,12 +1962,19 @@ const file_protoraft_proto_rawDesc = "" +
 	"\rWriteResponse\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"\x8f\x01\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"\xa9\x01\n" +
 	"\vReadRequest\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\x12;\n" +
-	"\vconsistency\x18\x03 \x01(\x0e2\x19.protoraft.v1.ConsistencyR\vconsistency\"v\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x19.protoraft.v1.ConsistencyR\vconsistency\x12\x18\n" +
+	"\aqueries\x18\x04 \x03(\fR\aqueries\"\xaa\x01\n" +
 	"\fReadResponse\x12)\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\fR\x06result\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x122\n" +
+	"\aresults\x18\x04 \x03(\v2\x18.protoraft.v1.ReadResultR\aresults\"t\n" +
+	"\n" +
+	"ReadResult\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\">\n" +
@@ -2000,7 +2093,7 @@ func file_protoraft_proto_rawDescGZIP() []byte {
 }
 
 var file_protoraft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_protoraft_proto_goTypes = []any{
 	(Code)(0),                          // 0: protoraft.v1.Code
 	(Suffrage)(0),                      // 1: protoraft.v1.Suffrage
@@ -2013,73 +2106,76 @@ var file_protoraft_proto_goTypes = []any{
 	(*WriteResponse)(nil),              // 8: protoraft.v1.WriteResponse
 	(*ReadRequest)(nil),                // 9: protoraft.v1.ReadRequest
 	(*ReadResponse)(nil),               // 10: protoraft.v1.ReadResponse
-	(*LeaderRequest)(nil),              // 11: protoraft.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 12: protoraft.v1.LeaderResponse
-	(*MembershipRequest)(nil),          // 13: protoraft.v1.MembershipRequest
-	(*MembershipResponse)(nil),         // 14: protoraft.v1.MembershipResponse
-	(*TransferLeadershipRequest)(nil),  // 15: protoraft.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 16: protoraft.v1.TransferLeadershipResponse
-	(*MembersRequest)(nil),             // 17: protoraft.v1.MembersRequest
-	(*MembersResponse)(nil),            // 18: protoraft.v1.MembersResponse
-	(*Timeouts)(nil),                   // 19: protoraft.v1.Timeouts
-	(*UpdateTimeoutsRequest)(nil),      // 20: protoraft.v1.UpdateTimeoutsRequest
-	(*GetTimeoutsRequest)(nil),         // 21: protoraft.v1.GetTimeoutsRequest
-	(*TimeoutsResponse)(nil),           // 22: protoraft.v1.TimeoutsResponse
-	(*StatusRequest)(nil),              // 23: protoraft.v1.StatusRequest
-	(*StatusResponse)(nil),             // 24: protoraft.v1.StatusResponse
-	(*SnapshotRequest)(nil),            // 25: protoraft.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),           // 26: protoraft.v1.SnapshotResponse
-	(*LeaderChanged)(nil),              // 27: protoraft.v1.LeaderChanged
-	(*durationpb.Duration)(nil),        // 28: google.protobuf.Duration
+	(*ReadResult)(nil),                 // 11: protoraft.v1.ReadResult
+	(*LeaderRequest)(nil),              // 12: protoraft.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 13: protoraft.v1.LeaderResponse
+	(*MembershipRequest)(nil),          // 14: protoraft.v1.MembershipRequest
+	(*MembershipResponse)(nil),         // 15: protoraft.v1.MembershipResponse
+	(*TransferLeadershipRequest)(nil),  // 16: protoraft.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 17: protoraft.v1.TransferLeadershipResponse
+	(*MembersRequest)(nil),             // 18: protoraft.v1.MembersRequest
+	(*MembersResponse)(nil),            // 19: protoraft.v1.MembersResponse
+	(*Timeouts)(nil),                   // 20: protoraft.v1.Timeouts
+	(*UpdateTimeoutsRequest)(nil),      // 21: protoraft.v1.UpdateTimeoutsRequest
+	(*GetTimeoutsRequest)(nil),         // 22: protoraft.v1.GetTimeoutsRequest
+	(*TimeoutsResponse)(nil),           // 23: protoraft.v1.TimeoutsResponse
+	(*StatusRequest)(nil),              // 24: protoraft.v1.StatusRequest
+	(*StatusResponse)(nil),             // 25: protoraft.v1.StatusResponse
+	(*SnapshotRequest)(nil),            // 26: protoraft.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 27: protoraft.v1.SnapshotResponse
+	(*LeaderChanged)(nil),              // 28: protoraft.v1.LeaderChanged
+	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
 }
 var file_protoraft_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.Error.code:type_name -> protoraft.v1.Code
 	6,  // 1: protoraft.v1.Error.leader:type_name -> protoraft.v1.Server
-	28, // 2: protoraft.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	29, // 2: protoraft.v1.Error.retry_after:type_name -> google.protobuf.Duration
 	1,  // 3: protoraft.v1.Server.suffrage:type_name -> protoraft.v1.Suffrage
 	5,  // 4: protoraft.v1.WriteRequest.meta:type_name -> protoraft.v1.RequestMeta
 	4,  // 5: protoraft.v1.WriteResponse.error:type_name -> protoraft.v1.Error
 	5,  // 6: protoraft.v1.ReadRequest.meta:type_name -> protoraft.v1.RequestMeta
 	2,  // 7: protoraft.v1.ReadRequest.consistency:type_name -> protoraft.v1.Consistency
 	4,  // 8: protoraft.v1.ReadResponse.error:type_name -> protoraft.v1.Error
-	5,  // 9: protoraft.v1.LeaderRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 10: protoraft.v1.LeaderResponse.error:type_name -> protoraft.v1.Error
-	6,  // 11: protoraft.v1.LeaderResponse.leader:type_name -> protoraft.v1.Server
-	6,  // 12: protoraft.v1.LeaderResponse.node:type_name -> protoraft.v1.Server
-	5,  // 13: protoraft.v1.MembershipRequest.meta:type_name -> protoraft.v1.RequestMeta
-	3,  // 14: protoraft.v1.MembershipRequest.op:type_name -> protoraft.v1.MembershipOp
-	4,  // 15: protoraft.v1.MembershipResponse.error:type_name -> protoraft.v1.Error
-	6,  // 16: protoraft.v1.MembershipResponse.members:type_name -> protoraft.v1.Server
-	5,  // 17: protoraft.v1.TransferLeadershipRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 18: protoraft.v1.TransferLeadershipResponse.error:type_name -> protoraft.v1.Error
-	6,  // 19: protoraft.v1.TransferLeadershipResponse.leader:type_name -> protoraft.v1.Server
-	5,  // 20: protoraft.v1.MembersRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 21: protoraft.v1.MembersResponse.error:type_name -> protoraft.v1.Error
-	6,  // 22: protoraft.v1.MembersResponse.members:type_name -> protoraft.v1.Server
-	28, // 23: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
-	28, // 24: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
-	28, // 25: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
-	28, // 26: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
-	28, // 27: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
-	5,  // 28: protoraft.v1.UpdateTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
-	19, // 29: protoraft.v1.UpdateTimeoutsRequest.timeouts:type_name -> protoraft.v1.Timeouts
-	5,  // 30: protoraft.v1.GetTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 31: protoraft.v1.TimeoutsResponse.error:type_name -> protoraft.v1.Error
-	19, // 32: protoraft.v1.TimeoutsResponse.timeouts:type_name -> protoraft.v1.Timeouts
-	5,  // 33: protoraft.v1.StatusRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 34: protoraft.v1.StatusResponse.error:type_name -> protoraft.v1.Error
-	6,  // 35: protoraft.v1.StatusResponse.node:type_name -> protoraft.v1.Server
-	6,  // 36: protoraft.v1.StatusResponse.leader:type_name -> protoraft.v1.Server
-	6,  // 37: protoraft.v1.StatusResponse.members:type_name -> protoraft.v1.Server
-	19, // 38: protoraft.v1.StatusResponse.timeouts:type_name -> protoraft.v1.Timeouts
-	5,  // 39: protoraft.v1.SnapshotRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 40: protoraft.v1.SnapshotResponse.error:type_name -> protoraft.v1.Error
-	6,  // 41: protoraft.v1.LeaderChanged.leader:type_name -> protoraft.v1.Server
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	11, // 9: protoraft.v1.ReadResponse.results:type_name -> protoraft.v1.ReadResult
+	4,  // 10: protoraft.v1.ReadResult.error:type_name -> protoraft.v1.Error
+	5,  // 11: protoraft.v1.LeaderRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 12: protoraft.v1.LeaderResponse.error:type_name -> protoraft.v1.Error
+	6,  // 13: protoraft.v1.LeaderResponse.leader:type_name -> protoraft.v1.Server
+	6,  // 14: protoraft.v1.LeaderResponse.node:type_name -> protoraft.v1.Server
+	5,  // 15: protoraft.v1.MembershipRequest.meta:type_name -> protoraft.v1.RequestMeta
+	3,  // 16: protoraft.v1.MembershipRequest.op:type_name -> protoraft.v1.MembershipOp
+	4,  // 17: protoraft.v1.MembershipResponse.error:type_name -> protoraft.v1.Error
+	6,  // 18: protoraft.v1.MembershipResponse.members:type_name -> protoraft.v1.Server
+	5,  // 19: protoraft.v1.TransferLeadershipRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 20: protoraft.v1.TransferLeadershipResponse.error:type_name -> protoraft.v1.Error
+	6,  // 21: protoraft.v1.TransferLeadershipResponse.leader:type_name -> protoraft.v1.Server
+	5,  // 22: protoraft.v1.MembersRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 23: protoraft.v1.MembersResponse.error:type_name -> protoraft.v1.Error
+	6,  // 24: protoraft.v1.MembersResponse.members:type_name -> protoraft.v1.Server
+	29, // 25: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
+	29, // 26: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
+	29, // 27: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
+	29, // 28: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
+	29, // 29: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
+	5,  // 30: protoraft.v1.UpdateTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
+	20, // 31: protoraft.v1.UpdateTimeoutsRequest.timeouts:type_name -> protoraft.v1.Timeouts
+	5,  // 32: protoraft.v1.GetTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 33: protoraft.v1.TimeoutsResponse.error:type_name -> protoraft.v1.Error
+	20, // 34: protoraft.v1.TimeoutsResponse.timeouts:type_name -> protoraft.v1.Timeouts
+	5,  // 35: protoraft.v1.StatusRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 36: protoraft.v1.StatusResponse.error:type_name -> protoraft.v1.Error
+	6,  // 37: protoraft.v1.StatusResponse.node:type_name -> protoraft.v1.Server
+	6,  // 38: protoraft.v1.StatusResponse.leader:type_name -> protoraft.v1.Server
+	6,  // 39: protoraft.v1.StatusResponse.members:type_name -> protoraft.v1.Server
+	20, // 40: protoraft.v1.StatusResponse.timeouts:type_name -> protoraft.v1.Timeouts
+	5,  // 41: protoraft.v1.SnapshotRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 42: protoraft.v1.SnapshotResponse.error:type_name -> protoraft.v1.Error
+	6,  // 43: protoraft.v1.LeaderChanged.leader:type_name -> protoraft.v1.Server
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_protoraft_proto_init() }
@@ -2093,7 +2189,7 @@ func file_protoraft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protoraft_proto_rawDesc), len(file_protoraft_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

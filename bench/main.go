@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/protoraft/protoraft/cluster"
 	"github.com/protoraft/protoraft/raftactor"
 )
 
@@ -41,6 +42,7 @@ type options struct {
 	out        string
 	cpuProfile string
 	profiled   string
+	readBatch  int
 }
 
 func parseFlags() (options, error) {
@@ -55,6 +57,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.out, "out", "bench-out", "directory for the SVG charts and results.txt")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of protoraft in-process at the largest client count of -cpuprofile-section to this file")
 	flag.StringVar(&o.profiled, "cpuprofile-section", "write 16 B", "the throughput section -cpuprofile covers: \"write 16 B\", \"write 1 KiB\" or \"read linearizable\"")
+	flag.IntVar(&o.readBatch, "read-batch", cluster.DefaultReadBatch, "protoraft's cluster.WithReadBatch: how many concurrent reads one request carries at most (1: each read alone)")
 	flag.Parse()
 	for f := range strings.SplitSeq(clients, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(f))
@@ -159,7 +162,7 @@ func start(o options, dir, timeouts string) ([]system, error) {
 		if (overRemote && !o.systems["remote"]) || (!overRemote && !o.systems["inproc"]) {
 			continue
 		}
-		p, err := startProtoraft(filepath.Join(dir, timeouts, fmt.Sprintf("protoraft-%t", overRemote)), overRemote, t)
+		p, err := startProtoraft(filepath.Join(dir, timeouts, fmt.Sprintf("protoraft-%t", overRemote)), overRemote, t, o.readBatch)
 		if err != nil {
 			return fail(fmt.Errorf("protoraft: %w", err))
 		}

@@ -27,11 +27,15 @@ const group = "bench"
 // request takes the full message path: front door (authorizer) → limiter →
 // node → Raft, with outcomes told to the metrics stage.
 //
-// Requests are sent with RequestFuture to the leader's FrontDoor from the
+// Writes are sent with RequestFuture to the leader's FrontDoor from the
 // leader's own ActorSystem. That is the lighter of the two public paths
 // (cluster.Client adds exactly-once session metadata to every write, one
 // more entry extension to replicate, and its retry loop); the baseline
 // applies bare commands without sessions, so this keeps the work equal.
+// Reads carry no session, so they go through a cluster.Client living in
+// the leader's ActorSystem, as an application's reads would: it sends the
+// reads its callers make while earlier ones are in flight as one request
+// (WithReadBatch, -read-batch).
 //
 // In-process, the three nodes share one ActorSystem. Over remote, each has
 // its own ActorSystem serving protoactor remote on 127.0.0.1 (all in this
@@ -49,6 +53,7 @@ type prNode struct {
 	system *actor.ActorSystem
 	cfg    cluster.Config
 	peer   cluster.Peer
+	client *cluster.Client
 
 	mu sync.Mutex
 	g  *cluster.Group
@@ -70,7 +75,7 @@ func quietSystem() *actor.ActorSystem {
 	}))
 }
 
-func startProtoraft(dir string, overRemote bool, t raftactor.Timeouts) (*protoraft, error) {
+func startProtoraft(dir string, overRemote bool, t raftactor.Timeouts, readBatch int) (*protoraft, error) {
 	p := &protoraft{name: "protoraft in-process", faults: raftactor.NewFaults(1)}
 	if overRemote {
 		p.name = "protoraft remote"
@@ -110,6 +115,7 @@ func startProtoraft(dir string, overRemote bool, t raftactor.Timeouts) (*protora
 			return nil, err
 		}
 		n.g = g
+		n.client = cluster.NewClient(n.system, group, peers, cluster.WithReadBatch(readBatch), cluster.WithCallTimeout(2*time.Second))
 	}
 	return p, nil
 }
@@ -186,26 +192,18 @@ func (p *protoraft) Write(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
-// Read sends a linearizable get to the leader's front door.
+// Read sends a linearizable get through the Client in the leader's
+// ActorSystem.
 func (p *protoraft) Read(ctx context.Context, key string) error {
 	n, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
-	req := &actors.ReadRequest{Meta: actors.NewMeta(2 * time.Second), Query: kvstore.Get(key), Consistency: actors.Consistency_LINEARIZABLE}
-	res, err := n.system.Root.RequestFuture(n.door(), req, 2250*time.Millisecond).Result()
-	if err == nil {
-		rr, ok := res.(*actors.ReadResponse)
-		if !ok {
-			err = fmt.Errorf("protoraft: reply %T", res)
-		} else {
-			err = rr.GetError().Err()
-		}
-	}
-	if err != nil {
+	if _, err := n.client.Read(ctx, kvstore.Get(key)); err != nil {
 		p.leader.CompareAndSwap(n, nil)
+		return err
 	}
-	return err
+	return nil
 }
 
 // Crash cuts the leader off from its peers with fault injection

@@ -51,6 +51,7 @@ type clientOptions struct {
 	backoffMin     time.Duration
 	backoffMax     time.Duration
 	callTimeout    time.Duration
+	readBatch      int
 }
 
 // ClientOption configures a Client.
@@ -165,6 +166,9 @@ type Client struct {
 	inflight map[uint64]struct{}
 
 	calls atomic.Uint64
+
+	// reads batches concurrent Read calls, by consistency.
+	reads [3]readBatcher
 }
 
 // NewClient returns a Client for group, whose members are reached through
@@ -177,6 +181,7 @@ func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...
 		backoffMin:     DefaultBackoffMin,
 		backoffMax:     DefaultBackoffMax,
 		callTimeout:    DefaultCallTimeout,
+		readBatch:      DefaultReadBatch,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -194,6 +199,9 @@ func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...
 		// remembers for them.
 		lastSeq:  uint64(time.Now().UnixNano()),
 		inflight: map[uint64]struct{}{},
+	}
+	for i := range c.reads {
+		c.reads[i] = readBatcher{c: c, consistency: actors.Consistency(i)}
 	}
 	c.SetMembers(members)
 	return c
@@ -258,22 +266,20 @@ func (c *Client) Write(ctx context.Context, command []byte) (*actors.WriteRespon
 
 // Read answers query from the state machine at the chosen consistency
 // (LINEARIZABLE unless WithConsistency says otherwise). Reads carry no
-// session: they change nothing, so retrying them is always safe.
+// session: they change nothing, so retrying them is always safe. Reads
+// that callers make while earlier ones are in flight travel together, as
+// one request with several queries (WithReadBatch); each is answered on
+// its own, as if sent alone.
 func (c *Client) Read(ctx context.Context, query []byte, opts ...ReadOption) (*actors.ReadResponse, error) {
 	ro := readOptions{consistency: actors.Consistency_LINEARIZABLE}
 	for _, opt := range opts {
 		opt(&ro)
 	}
 	query = bytes.Clone(query)
-	spec := callSpec{op: "read", route: routeLeaderOnly}
-	if ro.consistency == actors.Consistency_STALE {
-		// Any member answers a stale read, so its success says nothing
-		// about who leads.
-		spec.route = routeAny
+	if i := int(ro.consistency); c.opts.readBatch > 1 && i >= 0 && i < len(c.reads) {
+		return c.reads[i].read(ctx, query)
 	}
-	return clientCall[*actors.ReadResponse](ctx, c, spec, func(meta *actors.RequestMeta) actors.Request {
-		return &actors.ReadRequest{Meta: meta, Query: query, Consistency: ro.consistency}
-	}, nil)
+	return c.readAlone(ctx, query, ro.consistency)
 }
 
 // AddVoter adds a voting member with its Raft address (Peer.RaftAddress).

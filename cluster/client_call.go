@@ -47,10 +47,13 @@ type callSpec struct {
 func clientCall[R actors.Response](ctx context.Context, c *Client, spec callSpec,
 	build func(*actors.RequestMeta) actors.Request, confirm func(R) (bool, *actors.Server)) (R, error) {
 	var zero R
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.callTimeout)
-		defer cancel()
+	// The call ends at ctx's deadline, or after the call timeout when ctx
+	// has none. A deadline checked here rather than a derived context: a
+	// context with a timeout costs a timer per call, as much as the rest of
+	// a read's client side.
+	end, ok := ctx.Deadline()
+	if !ok {
+		end = time.Now().Add(c.opts.callTimeout)
 	}
 	// One ID for all attempts, so the group's logs and audit records show
 	// them as one request.
@@ -66,8 +69,11 @@ func clientCall[R actors.Response](ctx context.Context, c *Client, spec callSpec
 		if err := ctx.Err(); err != nil {
 			return zero, clientGaveUp(spec.op, err, attempts, last)
 		}
+		if !time.Now().Before(end) {
+			return zero, clientGaveUp(spec.op, context.DeadlineExceeded, attempts, last)
+		}
 		attempts++
-		resp, e := clientAttempt(ctx, c, spec, target, requestID, build, confirm)
+		resp, e := clientAttempt(ctx, c, spec, target, requestID, end, build, confirm)
 		if e == nil {
 			return resp, nil
 		}
@@ -75,7 +81,7 @@ func clientCall[R actors.Response](ctx context.Context, c *Client, spec callSpec
 			return resp, e
 		}
 		last = e
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(end) {
 			continue
 		}
 		if e.Code == actors.Code_NOT_LEADER && e.Leader != nil && hops < maxHintHops {
@@ -99,7 +105,7 @@ func clientCall[R actors.Response](ctx context.Context, c *Client, spec callSpec
 			c.forgetLeader(target)
 			target = c.nextTarget(target)
 		}
-		c.pause(ctx, rounds, atLeast)
+		c.pause(ctx, end, rounds, atLeast)
 		rounds++
 	}
 }
@@ -108,7 +114,7 @@ func clientCall[R actors.Response](ctx context.Context, c *Client, spec callSpec
 // response and nil on success, otherwise the error that decides whether and
 // where to retry.
 func clientAttempt[R actors.Response](ctx context.Context, c *Client, spec callSpec, target *actor.PID, requestID string,
-	build func(*actors.RequestMeta) actors.Request, confirm func(R) (bool, *actors.Server)) (R, *actors.Error) {
+	end time.Time, build func(*actors.RequestMeta) actors.Request, confirm func(R) (bool, *actors.Server)) (R, *actors.Error) {
 	var zero R
 	if target == nil {
 		return zero, actors.Errorf(actors.Code_UNAVAILABLE, "no known members of group %s", c.group)
@@ -117,8 +123,8 @@ func clientAttempt[R actors.Response](ctx context.Context, c *Client, spec callS
 	// never races an attempt the node still considers live for longer than
 	// one attempt timeout, and never outlives the caller.
 	deadline := time.Now().Add(c.opts.attemptTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	if end.Before(deadline) {
+		deadline = end
 	}
 	if spec.route == routeLeaderLocal {
 		res, e := c.exchange(ctx, target, &actors.LeaderRequest{Meta: c.meta(requestID, deadline)}, deadline)
@@ -242,15 +248,18 @@ func clientGaveUp(op string, ctxErr error, attempts int, last *actors.Error) *ac
 // pause waits before the next round of retries: exponential from the
 // minimum backoff, capped at the maximum, jittered so that many Clients
 // that failed together do not retry together; never shorter than atLeast
-// (a RESOURCE_EXHAUSTED retry_after), never past the end of ctx.
-func (c *Client) pause(ctx context.Context, round int, atLeast time.Duration) {
+// (a RESOURCE_EXHAUSTED retry_after), never past the end of the call (end, or ctx).
+func (c *Client) pause(ctx context.Context, end time.Time, round int, atLeast time.Duration) {
 	d := c.opts.backoffMin
 	for i := 0; i < round && d < c.opts.backoffMax; i++ {
 		d *= 2
 	}
 	d = min(d, c.opts.backoffMax)
 	d = d/2 + mrand.N(d/2+1)
-	d = max(d, atLeast)
+	d = min(max(d, atLeast), time.Until(end))
+	if d <= 0 {
+		return
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

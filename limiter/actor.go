@@ -214,7 +214,7 @@ func (s *stage) admit(ctx actor.Context, req actors.Request) {
 		s.writesSeen = true
 	}
 	deadline := req.GetMeta().Deadline(s.opts.RequestTimeout).Add(ReclaimGrace)
-	permit, err := s.lim.Acquire(principal, class, proto.Size(req), deadline)
+	permit, err := s.lim.AcquireN(principal, class, proto.Size(req), Cost(req), deadline)
 	if err != nil {
 		start := time.Now()
 		if resp := actors.ErrorReply(req, err); resp != nil {

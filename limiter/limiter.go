@@ -40,6 +40,15 @@ func (c Class) String() string {
 	}
 }
 
+// Cost is how many requests req counts as against rate limits: the
+// queries of a read batch, otherwise one.
+func Cost(req any) int {
+	if r, ok := req.(*actors.ReadRequest); ok && len(r.GetQueries()) > 0 {
+		return len(r.GetQueries())
+	}
+	return 1
+}
+
 // ClassOf returns the class of a request the node serves, and false for any
 // other message. Reads and writes are client traffic; everything else
 // (leader lookups, status, members, membership, leadership transfer,
@@ -267,6 +276,16 @@ func (cs *classState) needsPrincipal() bool {
 // No budget is spent on a refusal: every limit is checked before any is
 // charged.
 func (l *Limiter) Acquire(principalName string, c Class, size int, deadline time.Time) (Permit, *actors.Error) {
+	return l.AcquireN(principalName, c, size, 1, deadline)
+}
+
+// AcquireN is Acquire for a message that carries n requests (a read batch of
+// n queries, see Cost): rate limits charge n tokens, while concurrency and
+// bytes count the message as what it is, one message of size bytes. A batch
+// larger than a bucket's burst could never pass and is refused with
+// INVALID_ARGUMENT.
+func (l *Limiter) AcquireN(principalName string, c Class, size, n int, deadline time.Time) (Permit, *actors.Error) {
+	n = max(n, 1)
 	if principalName == "" {
 		principalName = Anonymous
 	}
@@ -306,21 +325,27 @@ func (l *Limiter) Acquire(principalName string, c Class, size int, deadline time
 			return Permit{}, l.busy(c, kindPrincipalBytes, "%d bytes of %s requests of %s in flight", u.bytes, c, principalName)
 		}
 		if b := p.buckets[c]; b != nil {
-			if wait := tokenWait(b, now); wait > 0 {
+			if n > b.Burst() {
+				return Permit{}, l.overBurst(c, kindPrincipalRPS, n, b.Burst())
+			}
+			if wait := tokenWait(b, now, n); wait > 0 {
 				return Permit{}, l.refuse(c, limitNames[c][kindPrincipalRPS], wait,
 					"%s over %v %s requests per second", principalName, b.Limit(), c)
 			}
 		}
 	}
 	if b := cs.bucket; b != nil {
-		if wait := tokenWait(b, now); wait > 0 {
+		if n > b.Burst() {
+			return Permit{}, l.overBurst(c, kindRPS, n, b.Burst())
+		}
+		if wait := tokenWait(b, now, n); wait > 0 {
 			return Permit{}, l.refuse(c, limitNames[c][kindRPS], wait, "over %v %s requests per second", b.Limit(), c)
 		}
-		b.AllowN(now, 1)
+		b.AllowN(now, n)
 	}
 	if p != nil {
 		if b := p.buckets[c]; b != nil {
-			b.AllowN(now, 1)
+			b.AllowN(now, n)
 		}
 		p.usage[c].inFlight++
 		p.usage[c].bytes += sz
@@ -332,13 +357,13 @@ func (l *Limiter) Acquire(principalName string, c Class, size int, deadline time
 	return l.take(slot{class: c, principal: p, bytes: sz, acquired: now.UnixNano(), deadline: deadline.UnixNano()}), nil
 }
 
-// tokenWait is how long until b has a token at now; 0 when it has one.
-func tokenWait(b *rate.Limiter, now time.Time) time.Duration {
+// tokenWait is how long until b has n tokens at now; 0 when it has them.
+func tokenWait(b *rate.Limiter, now time.Time, n int) time.Duration {
 	tokens := b.TokensAt(now)
-	if tokens >= 1 {
+	if tokens >= float64(n) {
 		return 0
 	}
-	return max(time.Duration((1-tokens)/float64(b.Limit())*float64(time.Second)), time.Millisecond)
+	return max(time.Duration((float64(n)-tokens)/float64(b.Limit())*float64(time.Second)), time.Millisecond)
 }
 
 // principalFor returns the state of principal name, creating it.
@@ -390,6 +415,16 @@ func (l *Limiter) busy(c Class, kind int, format string, args ...any) *actors.Er
 }
 
 // tooLarge refuses a request that no wait would let in.
+// overBurst refuses a batch of n requests that a bucket of burst tokens
+// can never hold.
+func (l *Limiter) overBurst(c Class, kind, n, burst int) *actors.Error {
+	limit := limitNames[c][kind]
+	l.countRefusal(c, limit)
+	e := actors.InvalidArgument("queries", "a batch of %d %s requests is over the %s burst of %d", n, c, limit, burst)
+	e.Limit = limit
+	return e
+}
+
 func (l *Limiter) tooLarge(c Class, kind int, size, bound int64) *actors.Error {
 	limit := limitNames[c][kind]
 	l.countRefusal(c, limit)

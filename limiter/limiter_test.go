@@ -351,3 +351,36 @@ func TestParsePermit(t *testing.T) {
 		}
 	}
 }
+
+// A read batch of n queries spends n tokens of the rate limits but holds
+// one message's worth of concurrency; a batch over a burst could never pass
+// and is refused as invalid rather than retried.
+func TestReadBatchChargesRatePerQuery(t *testing.T) {
+	cfg := Config{Read: ClassLimits{RPS: 10, Burst: 10, Concurrency: 1, PrincipalRPS: 100, PrincipalBurst: 8}}
+	l, c := newTestLimiter(t, cfg)
+	p, err := l.AcquireN("alice", ClassRead, 100, 6, far(c))
+	if err != nil {
+		t.Fatalf("a batch of 6 refused: %v", err)
+	}
+	l.Release(p)
+	// alice has 2 of her 8 tokens left.
+	if _, err := l.AcquireN("alice", ClassRead, 100, 3, far(c)); err == nil || err.Limit != "read_rps_per_principal" {
+		t.Fatalf("a batch of 3 with 2 tokens left: %v, want refused by read_rps_per_principal", err)
+	}
+	// The global bucket (4 left) refuses bob's 5 first.
+	if _, err := l.AcquireN("bob", ClassRead, 100, 5, far(c)); err == nil || err.Code != actors.Code_RESOURCE_EXHAUSTED || err.Limit != "read_rps" {
+		t.Fatalf("a batch of 5 with 4 tokens left: %v, want RESOURCE_EXHAUSTED by read_rps", err)
+	}
+	p, err = l.AcquireN("bob", ClassRead, 100, 4, far(c))
+	if err != nil {
+		t.Fatalf("a batch of 4 refused: %v", err)
+	}
+	// One message in flight is all the concurrency allows.
+	mustRefuse(t, l, c, "carol", ClassRead, 1, actors.Code_RESOURCE_EXHAUSTED, "read_concurrency")
+	l.Release(p)
+	c.advance(time.Hour)
+	if _, err := l.AcquireN("bob", ClassRead, 100, 9, far(c)); err == nil || err.Code != actors.Code_INVALID_ARGUMENT || err.Limit != "read_rps_per_principal" {
+		t.Fatalf("a batch of 9 over a burst of 8: %v, want INVALID_ARGUMENT naming read_rps_per_principal", err)
+	}
+	assertIdle(t, l)
+}

@@ -42,6 +42,19 @@ func (n *Node) admit(req actors.Request, now time.Time) *actors.Error {
 		if l := len(m.GetQuery()); l > n.cfg.MaxQuerySize {
 			return actors.InvalidArgument("query", "query is %d bytes, larger than %d", l, n.cfg.MaxQuerySize)
 		}
+		if qs := m.GetQueries(); len(qs) > 0 {
+			if len(m.GetQuery()) > 0 {
+				return actors.InvalidArgument("query", "a batch carries its queries in queries; query must be empty")
+			}
+			if len(qs) > actors.MaxReadBatch {
+				return actors.InvalidArgument("queries", "a batch of %d queries, more than %d", len(qs), actors.MaxReadBatch)
+			}
+			for i, q := range qs {
+				if len(q) > n.cfg.MaxQuerySize {
+					return actors.InvalidArgument("queries", "query %d is %d bytes, larger than %d", i, len(q), n.cfg.MaxQuerySize)
+				}
+			}
+		}
 	case *actors.PolicyUpdateRequest:
 		if l := len(m.GetDocument()); l > n.cfg.MaxCommandSize {
 			return actors.InvalidArgument("document", "policy document is %d bytes, larger than %d", l, n.cfg.MaxCommandSize)

@@ -26,7 +26,9 @@ import (
 // process was paused. A leader serves either only once
 // it committed an entry of its own term (termReadiness): before that its
 // commit index can lag behind entries an earlier leader acknowledged. STALE
-// reads the local state as it is and says which index it reflects.
+// reads the local state as it is and says which index it reflects. A
+// request with several queries (a batch) waits the same way, once, then
+// answers each query (queryBatch).
 func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
 	r := n.raft
 	var kind readKind
@@ -187,6 +189,10 @@ func (p readPath) serve(kind readKind, reads []pendingRead) {
 		if rd.reply.done.Load() {
 			continue
 		}
+		if qs := rd.req.GetQueries(); len(qs) > 0 {
+			rd.reply.finishIn(out, p.queryBatch(qs))
+			continue
+		}
 		res, applied, err := p.f.query(rd.req.GetQuery())
 		if err != nil {
 			rd.reply.finishIn(out, &actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied})
@@ -194,6 +200,21 @@ func (p readPath) serve(kind readKind, reads []pendingRead) {
 		}
 		rd.reply.finishIn(out, &actors.ReadResponse{Result: res, AppliedIndex: applied})
 	}
+}
+
+// queryBatch answers each query of a batch, once the batch may read. A
+// query the state machine refuses fails alone.
+func (p readPath) queryBatch(queries [][]byte) *actors.ReadResponse {
+	resp := &actors.ReadResponse{Results: make([]*actors.ReadResult, len(queries))}
+	for i, q := range queries {
+		res, applied, err := p.f.query(q)
+		r := &actors.ReadResult{Result: res, AppliedIndex: applied}
+		if err != nil {
+			r.Result, r.Error = nil, actors.InvalidArgument("queries", "query %d: %v", i, err)
+		}
+		resp.Results[i], resp.AppliedIndex = r, applied
+	}
+	return resp
 }
 
 // waitFor returns once reads of kind may query the state machine.

@@ -258,3 +258,73 @@ func (g *applyGate) wait() {
 	g.mu.Unlock()
 	<-ch
 }
+
+// A batch of queries waits once and answers each query in order, on the
+// leader and on a follower, at every consistency; a query the state
+// machine refuses fails alone.
+func TestReadBatchAnswersEachQueryInOrder(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	c.put("a", "1")
+	c.put("b", "2")
+	follower := otherThan(c, leader)
+	c.waitValue(follower, "b", "2")
+	queries := [][]byte{kvstore.Get("b"), kvstore.Get("missing"), {0xff, 0xff}, kvstore.Get("a")}
+	for _, tc := range []struct {
+		node        string
+		consistency actors.Consistency
+	}{
+		{leader, actors.Consistency_LINEARIZABLE}, {leader, actors.Consistency_LEASE},
+		{follower, actors.Consistency_LINEARIZABLE}, {follower, actors.Consistency_STALE},
+	} {
+		rr := c.mustAsk(tc.node, &actors.ReadRequest{Meta: meta(5 * time.Second), Queries: queries, Consistency: tc.consistency}).(*actors.ReadResponse)
+		if rr.Error.Err() != nil {
+			t.Fatalf("%s %v: %v", tc.node, tc.consistency, rr.Error)
+		}
+		if len(rr.Results) != len(queries) {
+			t.Fatalf("%s %v: %d results for %d queries", tc.node, tc.consistency, len(rr.Results), len(queries))
+		}
+		for i, want := range []string{"2", "", "refused", "1"} {
+			r := rr.Results[i]
+			if want == "refused" {
+				if actors.CodeOf(r.Error) != actors.Code_INVALID_ARGUMENT || r.Error.Field != "queries" {
+					t.Fatalf("%s %v: query %d: %v, want INVALID_ARGUMENT on queries", tc.node, tc.consistency, i, r.Error)
+				}
+				continue
+			}
+			if r.Error.Err() != nil {
+				t.Fatalf("%s %v: query %d: %v", tc.node, tc.consistency, i, r.Error)
+			}
+			qr, err := kvstore.DecodeQueryResult(r.Result)
+			if err != nil || string(qr.Value) != want || qr.Found != (want != "") {
+				t.Fatalf("%s %v: query %d: %v, %v; want %q", tc.node, tc.consistency, i, qr, err, want)
+			}
+		}
+	}
+}
+
+// Batches are checked before anything waits: a query and a batch at once,
+// too many queries, or one query too large are refused naming the field.
+func TestReadBatchRefusedWhenMalformed(t *testing.T) {
+	c := newTestCluster(t, 1)
+	leader := c.waitLeader()
+	big := make([]byte, 2<<20)
+	many := make([][]byte, actors.MaxReadBatch+1)
+	for i := range many {
+		many[i] = kvstore.Get("k")
+	}
+	for _, tc := range []struct {
+		req   *actors.ReadRequest
+		field string
+	}{
+		{&actors.ReadRequest{Query: kvstore.Get("k"), Queries: [][]byte{kvstore.Get("k")}}, "query"},
+		{&actors.ReadRequest{Queries: many}, "queries"},
+		{&actors.ReadRequest{Queries: [][]byte{kvstore.Get("k"), big}}, "queries"},
+	} {
+		tc.req.Meta, tc.req.Consistency = meta(5*time.Second), actors.Consistency_LINEARIZABLE
+		rr := c.mustAsk(leader, tc.req).(*actors.ReadResponse)
+		if actors.CodeOf(rr.Error) != actors.Code_INVALID_ARGUMENT || rr.Error.Field != tc.field {
+			t.Fatalf("%d queries: %v, want INVALID_ARGUMENT on %s", len(tc.req.Queries), rr.Error, tc.field)
+		}
+	}
+}

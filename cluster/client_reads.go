@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+const (
+	// DefaultReadBatch is how many concurrent Read calls of one consistency
+	// a Client sends as one request at most.
+	DefaultReadBatch = 128
+	// readBatchesInFlight is how many batches of one consistency a Client
+	// keeps in flight. Reads that arrive while they all are join the next
+	// batch; more in flight would only make each batch smaller, as the
+	// node serves the batches that reach it together after one wait anyway.
+	readBatchesInFlight = 4
+)
+
+// WithReadBatch sets how many Read calls that wait at the same time a
+// Client sends as one ReadRequest (with several queries) at most; 1 sends
+// every Read alone. Default DefaultReadBatch. A Read made while the Client
+// has no batch of its consistency in flight is sent at once, alone, so
+// batching adds no wait: only reads that would queue anyway share a
+// message. Through the front door, the limiter and the node, a batch costs
+// about what one read costs, and one leadership confirmation serves all of
+// its queries.
+func WithReadBatch(n int) ClientOption {
+	return func(o *clientOptions) {
+		if n > 0 {
+			o.readBatch = min(n, actors.MaxReadBatch)
+		}
+	}
+}
+
+// readBatcher gathers the concurrent Read calls of one consistency.
+type readBatcher struct {
+	c           *Client
+	consistency actors.Consistency
+
+	mu       sync.Mutex
+	waiting  []*batchedRead
+	inFlight int
+}
+
+// batchedRead is one Read call waiting for its batch.
+type batchedRead struct {
+	query    []byte
+	deadline time.Time
+	done     chan batchedResult
+}
+
+// batchedResult is what a batch gives one of its reads. alone asks the
+// caller to send its read by itself: the batch as a whole was refused as
+// invalid (too many queries for a limit), or the node answered without
+// results (a build without batches).
+type batchedResult struct {
+	resp  *actors.ReadResponse
+	err   error
+	alone bool
+}
+
+// read answers query through a batch.
+func (b *readBatcher) read(ctx context.Context, query []byte) (*actors.ReadResponse, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(b.c.opts.callTimeout)
+	}
+	r := &batchedRead{query: query, deadline: deadline, done: make(chan batchedResult, 1)}
+	b.mu.Lock()
+	if b.inFlight < readBatchesInFlight {
+		// Nothing to wait for: this read goes now, by itself, on this
+		// goroutine.
+		b.inFlight++
+		b.mu.Unlock()
+		resp, err := b.c.readAlone(ctx, query, b.consistency)
+		b.next()
+		return resp, err
+	}
+	b.waiting = append(b.waiting, r)
+	b.mu.Unlock()
+	select {
+	case res := <-r.done:
+		if res.alone {
+			return b.c.readAlone(ctx, query, b.consistency)
+		}
+		return res.resp, res.err
+	case <-ctx.Done():
+		// The batch goes on for the others; its answer for this read is
+		// dropped into the buffered channel.
+		return nil, clientGaveUp("read", ctx.Err(), 0, nil)
+	}
+}
+
+// next is called by whoever finished a request of this batcher: it sends
+// the reads that waited meanwhile, or frees the slot.
+func (b *readBatcher) next() {
+	b.mu.Lock()
+	if len(b.waiting) == 0 {
+		b.inFlight--
+		b.mu.Unlock()
+		return
+	}
+	n := min(len(b.waiting), b.c.opts.readBatch)
+	batch := b.waiting[:n:n]
+	b.waiting = b.waiting[n:]
+	if len(b.waiting) == 0 {
+		b.waiting = nil
+	}
+	b.mu.Unlock()
+	go b.send(batch)
+}
+
+// send sends one batch, answers each of its reads, and moves on to the
+// next batch.
+func (b *readBatcher) send(batch []*batchedRead) {
+	defer b.next()
+	latest := batch[0].deadline
+	queries := make([][]byte, len(batch))
+	for i, r := range batch {
+		queries[i] = r.query
+		if r.deadline.After(latest) {
+			latest = r.deadline
+		}
+	}
+	// The batch lasts as long as its most patient read; the others stop
+	// waiting on their own contexts.
+	ctx, cancel := context.WithDeadline(context.Background(), latest)
+	defer cancel()
+	if len(batch) == 1 {
+		resp, err := b.c.readAlone(ctx, batch[0].query, b.consistency)
+		batch[0].done <- batchedResult{resp: resp, err: err}
+		return
+	}
+	resp, err := clientCall[*actors.ReadResponse](ctx, b.c, readSpec(b.consistency), func(meta *actors.RequestMeta) actors.Request {
+		return &actors.ReadRequest{Meta: meta, Queries: queries, Consistency: b.consistency}
+	}, nil)
+	if err == nil && len(resp.GetResults()) != len(batch) {
+		err = actors.InvalidArgument("queries", "%d results for %d queries", len(resp.GetResults()), len(batch))
+	}
+	if e, ok := err.(*actors.Error); ok && e.Code == actors.Code_INVALID_ARGUMENT {
+		for _, r := range batch {
+			r.done <- batchedResult{alone: true}
+		}
+		return
+	}
+	if err != nil {
+		for _, r := range batch {
+			r.done <- batchedResult{resp: resp, err: err}
+		}
+		return
+	}
+	for i, r := range batch {
+		res := resp.Results[i]
+		one := &actors.ReadResponse{Error: res.GetError(), Result: res.GetResult(), AppliedIndex: res.GetAppliedIndex()}
+		if e := res.GetError(); e.Err() != nil {
+			r.done <- batchedResult{resp: one, err: e}
+			continue
+		}
+		r.done <- batchedResult{resp: one}
+	}
+}
+
+// readAlone sends one read as a request of its own.
+func (c *Client) readAlone(ctx context.Context, query []byte, consistency actors.Consistency) (*actors.ReadResponse, error) {
+	return clientCall[*actors.ReadResponse](ctx, c, readSpec(consistency), func(meta *actors.RequestMeta) actors.Request {
+		return &actors.ReadRequest{Meta: meta, Query: query, Consistency: consistency}
+	}, nil)
+}
+
+// readSpec is how the retry loop routes reads of a consistency.
+func readSpec(consistency actors.Consistency) callSpec {
+	spec := callSpec{op: "read", route: routeLeaderOnly}
+	if consistency == actors.Consistency_STALE {
+		// Any member answers a stale read, so its success says nothing
+		// about who leads.
+		spec.route = routeAny
+	}
+	return spec
+}
