@@ -89,6 +89,12 @@ type TransportConfig struct {
 	// ClusterKey, when set, signs every outbound RPC and refuses inbound
 	// ones without a valid MAC (see rpcauth.go).
 	ClusterKey []byte
+	// MaxAppendsInFlight bounds the AppendEntries RPCs one replication
+	// pipeline keeps in flight to a follower (see transport_pipeline.go);
+	// 1 turns pipelining off, so raft sends one AppendEntries at a time and
+	// waits for each reply. Keep it below the followers' InboundQueue, or
+	// a burst is refused there with ErrQueueFull.
+	MaxAppendsInFlight int
 }
 
 // Transport carries Raft RPCs as actor messages between the node actors of
@@ -159,6 +165,9 @@ func NewTransport(cfg TransportConfig) *Transport {
 	if cfg.FailFastBackoff <= 0 {
 		cfg.FailFastBackoff = DefaultFailFastBackoff
 	}
+	if cfg.MaxAppendsInFlight <= 0 {
+		cfg.MaxAppendsInFlight = DefaultMaxAppendsInFlight
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -190,13 +199,6 @@ func (t *Transport) Consumer() <-chan raft.RPC { return t.consumer }
 // LocalAddr implements raft.Transport.
 func (t *Transport) LocalAddr() raft.ServerAddress { return t.cfg.LocalAddr }
 
-// AppendEntriesPipeline implements raft.Transport. Pipelining is not
-// supported: over actor messages it has not measured faster than plain
-// request/reply, and it would need ordered futures raft can abort.
-func (t *Transport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
-	return nil, raft.ErrPipelineReplicationNotSupported
-}
-
 // EncodePeer implements raft.Transport: the address bytes as they are, since
 // an actor address is already a self-contained string.
 func (t *Transport) EncodePeer(_ raft.ServerID, addr raft.ServerAddress) []byte {
@@ -217,10 +219,20 @@ func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 
 // AppendEntries implements raft.Transport.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	reply, err := t.call(id, target, &actors.RaftRPC{Body: &actors.RaftRPC_AppendEntries{AppendEntries: appendEntriesRequestToProto(args)}}, t.cfg.RPCTimeout)
+	reply, err := t.call(id, target, appendEntriesRPC(args), t.cfg.RPCTimeout)
 	if err != nil {
 		return err
 	}
+	return appendEntriesReply(reply, resp)
+}
+
+func appendEntriesRPC(args *raft.AppendEntriesRequest) *actors.RaftRPC {
+	return &actors.RaftRPC{Body: &actors.RaftRPC_AppendEntries{AppendEntries: appendEntriesRequestToProto(args)}}
+}
+
+// appendEntriesReply fills resp from reply; resp is left alone when the
+// reply is not an AppendEntries answer.
+func appendEntriesReply(reply *actors.RaftRPCReply, resp *raft.AppendEntriesResponse) error {
 	r := reply.GetAppendEntries()
 	if r == nil {
 		return unexpectedReply(reply)
@@ -547,6 +559,27 @@ func responseToReply(resp raft.RPCResponse) *actors.RaftRPCReply {
 // call sends one RPC and waits for its reply, applying fail-fast, fault
 // injection and the timeout. A reply carrying an error becomes a Go error.
 func (t *Transport) call(id raft.ServerID, target raft.ServerAddress, msg *actors.RaftRPC, timeout time.Duration) (*actors.RaftRPCReply, error) {
+	pid, err := t.prepare(target, msg)
+	if err != nil {
+		return nil, err
+	}
+	drop, delay := t.cfg.Faults.Decide(t.cfg.LocalID, id)
+	if drop {
+		t.sleep(min(timeout, maxDropWait))
+		return nil, t.dropped(id, target)
+	}
+	if !t.sleep(delay) {
+		return nil, ErrTransportClosed
+	}
+	reply, err := t.request(pid, msg, timeout)
+	return t.settle(target, reply, err)
+}
+
+// prepare readies msg for target: it refuses once the transport is closed
+// or while target fails fast, resolves target's PID, and stamps the group,
+// the sender and the cluster-key MAC. Every outbound RPC goes through it,
+// pipelined ones included, so none can skip a check.
+func (t *Transport) prepare(target raft.ServerAddress, msg *actors.RaftRPC) (*actor.PID, error) {
 	select {
 	case <-t.shutdown:
 		return nil, ErrTransportClosed
@@ -563,20 +596,21 @@ func (t *Transport) call(id raft.ServerID, target raft.ServerAddress, msg *actor
 	msg.Group = t.cfg.Group
 	msg.From = string(t.cfg.LocalAddr)
 	if err := t.auth.sign(msg); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("raftactor: sign rpc: %w", err)
 	}
+	return pid, nil
+}
 
-	drop, delay := t.cfg.Faults.Decide(t.cfg.LocalID, id)
-	if drop {
-		t.sleep(min(timeout, maxDropWait))
-		t.record(target, false)
-		return nil, fmt.Errorf("%w: %s -> %s", ErrMessageDropped, t.cfg.LocalID, id)
-	}
-	if !t.sleep(delay) {
-		return nil, ErrTransportClosed
-	}
+// dropped counts an RPC lost by fault injection as a failure of target,
+// as a real loss would have been, and returns the error the caller sees.
+func (t *Transport) dropped(id raft.ServerID, target raft.ServerAddress) error {
+	t.record(target, false)
+	return fmt.Errorf("%w: %s -> %s", ErrMessageDropped, t.cfg.LocalID, id)
+}
 
-	reply, err := t.request(pid, msg, timeout)
+// settle records the outcome of one sent RPC in target's health and turns
+// an error reply into a Go error.
+func (t *Transport) settle(target raft.ServerAddress, reply *actors.RaftRPCReply, err error) (*actors.RaftRPCReply, error) {
 	if err != nil {
 		if !errors.Is(err, ErrTransportClosed) {
 			t.record(target, false)
@@ -591,35 +625,83 @@ func (t *Transport) call(id raft.ServerID, target raft.ServerAddress, msg *actor
 	return reply, nil
 }
 
-// request sends msg with a private reply process as sender, rather than an
-// actor.Future, so Close can abort the wait: a Future can only end by reply
-// or timeout, which would keep raft.Shutdown waiting for a dead peer.
+// request sends msg and waits for its reply, at most timeout.
 func (t *Transport) request(pid *actor.PID, msg *actors.RaftRPC, timeout time.Duration) (*actors.RaftRPCReply, error) {
+	pr, err := t.newPendingReply()
+	if err != nil {
+		return nil, err
+	}
+	defer t.release(pr)
+	t.post(pid, msg, pr)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	return t.await(pr, timer.C, nil)
+}
+
+// pendingReply is a private reply process registered for one RPC. It is
+// used rather than an actor.Future so Close can abort the wait: a Future
+// can only end by reply or timeout, which would keep raft.Shutdown waiting
+// for a dead peer.
+type pendingReply struct {
+	rp   *replyProcess
+	self *actor.PID
+}
+
+// newPendingReply registers a reply process; release must follow.
+func (t *Transport) newPendingReply() (*pendingReply, error) {
 	rp := &replyProcess{ch: make(chan interface{}, 1)}
 	reg := t.cfg.System.ProcessRegistry
 	self, ok := reg.Add(rp, "raftrpc$"+reg.NextId())
 	if !ok {
 		return nil, errors.New("raftactor: could not register reply process")
 	}
-	defer reg.Remove(self)
-	t.cfg.System.Root.RequestWithCustomSender(pid, msg, self)
+	return &pendingReply{rp: rp, self: self}, nil
+}
 
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
+// release unregisters pr; a late reply then goes to dead letters.
+func (t *Transport) release(pr *pendingReply) {
+	t.cfg.System.ProcessRegistry.Remove(pr.self)
+}
+
+// post sends msg to pid with pr as the sender, so the reply lands in pr.
+// It never blocks: actor sends only enqueue.
+func (t *Transport) post(pid *actor.PID, msg *actors.RaftRPC, pr *pendingReply) {
+	t.cfg.System.Root.RequestWithCustomSender(pid, msg, pr.self)
+}
+
+// errAborted is what await returns when its abort channel closed; the
+// caller knows why it aborted.
+var errAborted = errors.New("raftactor: wait aborted")
+
+// await waits for pr's reply until timeout fires (ErrRPCTimeout), the
+// transport closes (ErrTransportClosed) or abort closes (errAborted). A
+// reply already there wins over a timeout that fired meanwhile.
+func (t *Transport) await(pr *pendingReply, timeout <-chan time.Time, abort <-chan struct{}) (*actors.RaftRPCReply, error) {
 	select {
-	case m := <-rp.ch:
-		switch r := m.(type) {
-		case *actors.RaftRPCReply:
-			return r, nil
-		case *actor.DeadLetterResponse:
-			return nil, ErrDeadLetter
-		default:
-			return nil, fmt.Errorf("raftactor: unexpected reply %T", m)
-		}
-	case <-timer.C:
+	case m := <-pr.rp.ch:
+		return decodeReply(m)
+	default:
+	}
+	select {
+	case m := <-pr.rp.ch:
+		return decodeReply(m)
+	case <-timeout:
 		return nil, ErrRPCTimeout
 	case <-t.shutdown:
 		return nil, ErrTransportClosed
+	case <-abort:
+		return nil, errAborted
+	}
+}
+
+func decodeReply(m interface{}) (*actors.RaftRPCReply, error) {
+	switch r := m.(type) {
+	case *actors.RaftRPCReply:
+		return r, nil
+	case *actor.DeadLetterResponse:
+		return nil, ErrDeadLetter
+	default:
+		return nil, fmt.Errorf("raftactor: unexpected reply %T", m)
 	}
 }
 

@@ -553,9 +553,6 @@ func TestTransportFailFastAndClose(t *testing.T) {
 	if err := p.a.AppendEntries("x", missing, &raft.AppendEntriesRequest{Term: 1}, &resp); !errors.Is(err, ErrPeerDown) {
 		t.Fatalf("after %d failures: want fail fast, got %v", DefaultFailFastThreshold, err)
 	}
-	if _, err := p.a.AppendEntriesPipeline("b", AddressOf(p.bPID)); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
-		t.Fatalf("pipeline: %v", err)
-	}
 
 	// An RPC to a node actor that never answers is aborted by Close.
 	silent := p.system.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
