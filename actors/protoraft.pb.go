@@ -706,11 +706,15 @@ func (x *ReadRequest) GetQueries() [][]byte {
 // in the order of ReadRequest.queries; error is then set only when the
 // whole batch failed, and applied_index is that of the last query.
 type ReadResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
-	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	Results       []*ReadResult          `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Error        *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Result       []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Results      []*ReadResult          `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	// leader is the leader the serving node followed when it answered a
+	// LINEARIZABLE or LEASE read. A follower serves LINEARIZABLE reads too,
+	// so a success alone does not say who leads; clients learn it here.
+	Leader        *Server `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -769,6 +773,13 @@ func (x *ReadResponse) GetAppliedIndex() uint64 {
 func (x *ReadResponse) GetResults() []*ReadResult {
 	if x != nil {
 		return x.Results
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetLeader() *Server {
+	if x != nil {
+		return x.Leader
 	}
 	return nil
 }
@@ -1967,12 +1978,13 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\x12;\n" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x19.protoraft.v1.ConsistencyR\vconsistency\x12\x18\n" +
-	"\aqueries\x18\x04 \x03(\fR\aqueries\"\xaa\x01\n" +
+	"\aqueries\x18\x04 \x03(\fR\aqueries\"\xd8\x01\n" +
 	"\fReadResponse\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x122\n" +
-	"\aresults\x18\x04 \x03(\v2\x18.protoraft.v1.ReadResultR\aresults\"t\n" +
+	"\aresults\x18\x04 \x03(\v2\x18.protoraft.v1.ReadResultR\aresults\x12,\n" +
+	"\x06leader\x18\x05 \x01(\v2\x14.protoraft.v1.ServerR\x06leader\"t\n" +
 	"\n" +
 	"ReadResult\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x16\n" +
@@ -2137,45 +2149,46 @@ var file_protoraft_proto_depIdxs = []int32{
 	2,  // 7: protoraft.v1.ReadRequest.consistency:type_name -> protoraft.v1.Consistency
 	4,  // 8: protoraft.v1.ReadResponse.error:type_name -> protoraft.v1.Error
 	11, // 9: protoraft.v1.ReadResponse.results:type_name -> protoraft.v1.ReadResult
-	4,  // 10: protoraft.v1.ReadResult.error:type_name -> protoraft.v1.Error
-	5,  // 11: protoraft.v1.LeaderRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 12: protoraft.v1.LeaderResponse.error:type_name -> protoraft.v1.Error
-	6,  // 13: protoraft.v1.LeaderResponse.leader:type_name -> protoraft.v1.Server
-	6,  // 14: protoraft.v1.LeaderResponse.node:type_name -> protoraft.v1.Server
-	5,  // 15: protoraft.v1.MembershipRequest.meta:type_name -> protoraft.v1.RequestMeta
-	3,  // 16: protoraft.v1.MembershipRequest.op:type_name -> protoraft.v1.MembershipOp
-	4,  // 17: protoraft.v1.MembershipResponse.error:type_name -> protoraft.v1.Error
-	6,  // 18: protoraft.v1.MembershipResponse.members:type_name -> protoraft.v1.Server
-	5,  // 19: protoraft.v1.TransferLeadershipRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 20: protoraft.v1.TransferLeadershipResponse.error:type_name -> protoraft.v1.Error
-	6,  // 21: protoraft.v1.TransferLeadershipResponse.leader:type_name -> protoraft.v1.Server
-	5,  // 22: protoraft.v1.MembersRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 23: protoraft.v1.MembersResponse.error:type_name -> protoraft.v1.Error
-	6,  // 24: protoraft.v1.MembersResponse.members:type_name -> protoraft.v1.Server
-	29, // 25: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
-	29, // 26: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
-	29, // 27: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
-	29, // 28: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
-	29, // 29: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
-	5,  // 30: protoraft.v1.UpdateTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
-	20, // 31: protoraft.v1.UpdateTimeoutsRequest.timeouts:type_name -> protoraft.v1.Timeouts
-	5,  // 32: protoraft.v1.GetTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 33: protoraft.v1.TimeoutsResponse.error:type_name -> protoraft.v1.Error
-	20, // 34: protoraft.v1.TimeoutsResponse.timeouts:type_name -> protoraft.v1.Timeouts
-	5,  // 35: protoraft.v1.StatusRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 36: protoraft.v1.StatusResponse.error:type_name -> protoraft.v1.Error
-	6,  // 37: protoraft.v1.StatusResponse.node:type_name -> protoraft.v1.Server
-	6,  // 38: protoraft.v1.StatusResponse.leader:type_name -> protoraft.v1.Server
-	6,  // 39: protoraft.v1.StatusResponse.members:type_name -> protoraft.v1.Server
-	20, // 40: protoraft.v1.StatusResponse.timeouts:type_name -> protoraft.v1.Timeouts
-	5,  // 41: protoraft.v1.SnapshotRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 42: protoraft.v1.SnapshotResponse.error:type_name -> protoraft.v1.Error
-	6,  // 43: protoraft.v1.LeaderChanged.leader:type_name -> protoraft.v1.Server
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	6,  // 10: protoraft.v1.ReadResponse.leader:type_name -> protoraft.v1.Server
+	4,  // 11: protoraft.v1.ReadResult.error:type_name -> protoraft.v1.Error
+	5,  // 12: protoraft.v1.LeaderRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 13: protoraft.v1.LeaderResponse.error:type_name -> protoraft.v1.Error
+	6,  // 14: protoraft.v1.LeaderResponse.leader:type_name -> protoraft.v1.Server
+	6,  // 15: protoraft.v1.LeaderResponse.node:type_name -> protoraft.v1.Server
+	5,  // 16: protoraft.v1.MembershipRequest.meta:type_name -> protoraft.v1.RequestMeta
+	3,  // 17: protoraft.v1.MembershipRequest.op:type_name -> protoraft.v1.MembershipOp
+	4,  // 18: protoraft.v1.MembershipResponse.error:type_name -> protoraft.v1.Error
+	6,  // 19: protoraft.v1.MembershipResponse.members:type_name -> protoraft.v1.Server
+	5,  // 20: protoraft.v1.TransferLeadershipRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 21: protoraft.v1.TransferLeadershipResponse.error:type_name -> protoraft.v1.Error
+	6,  // 22: protoraft.v1.TransferLeadershipResponse.leader:type_name -> protoraft.v1.Server
+	5,  // 23: protoraft.v1.MembersRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 24: protoraft.v1.MembersResponse.error:type_name -> protoraft.v1.Error
+	6,  // 25: protoraft.v1.MembersResponse.members:type_name -> protoraft.v1.Server
+	29, // 26: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
+	29, // 27: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
+	29, // 28: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
+	29, // 29: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
+	29, // 30: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
+	5,  // 31: protoraft.v1.UpdateTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
+	20, // 32: protoraft.v1.UpdateTimeoutsRequest.timeouts:type_name -> protoraft.v1.Timeouts
+	5,  // 33: protoraft.v1.GetTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 34: protoraft.v1.TimeoutsResponse.error:type_name -> protoraft.v1.Error
+	20, // 35: protoraft.v1.TimeoutsResponse.timeouts:type_name -> protoraft.v1.Timeouts
+	5,  // 36: protoraft.v1.StatusRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 37: protoraft.v1.StatusResponse.error:type_name -> protoraft.v1.Error
+	6,  // 38: protoraft.v1.StatusResponse.node:type_name -> protoraft.v1.Server
+	6,  // 39: protoraft.v1.StatusResponse.leader:type_name -> protoraft.v1.Server
+	6,  // 40: protoraft.v1.StatusResponse.members:type_name -> protoraft.v1.Server
+	20, // 41: protoraft.v1.StatusResponse.timeouts:type_name -> protoraft.v1.Timeouts
+	5,  // 42: protoraft.v1.SnapshotRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 43: protoraft.v1.SnapshotResponse.error:type_name -> protoraft.v1.Error
+	6,  // 44: protoraft.v1.LeaderChanged.leader:type_name -> protoraft.v1.Server
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_protoraft_proto_init() }

@@ -30,7 +30,17 @@ const (
 	// routeLeaderLocal: any member would act on its own state (snapshot,
 	// timeouts), so each attempt first asks the target whether it leads.
 	routeLeaderLocal
+	// routeLeaderPreferred: any member answers (linearizable reads: a
+	// follower asks the leader for a read index), the leader at the least
+	// cost; a success names the leader only through the answer's leader
+	// field (leaderNamer).
+	routeLeaderPreferred
 )
+
+// leaderNamer is an answer that says who leads.
+type leaderNamer interface {
+	GetLeader() *actors.Server
+}
 
 // callSpec describes one kind of call to the retry loop.
 type callSpec struct {
@@ -158,7 +168,13 @@ func clientAttempt[R actors.Response](ctx context.Context, c *Client, spec callS
 			return resp, actors.NotLeader(hint)
 		}
 	}
-	if spec.route != routeAny {
+	switch spec.route {
+	case routeAny:
+	case routeLeaderPreferred:
+		if ln, ok := any(resp).(leaderNamer); ok && ln.GetLeader() != nil {
+			c.learnFromServer(ln.GetLeader())
+		}
+	default:
 		c.setLeader(target)
 	}
 	return resp, nil

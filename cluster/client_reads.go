@@ -154,7 +154,7 @@ func (b *readBatcher) send(batch []*batchedRead) {
 	}
 	for i, r := range batch {
 		res := resp.Results[i]
-		one := &actors.ReadResponse{Error: res.GetError(), Result: res.GetResult(), AppliedIndex: res.GetAppliedIndex()}
+		one := &actors.ReadResponse{Error: res.GetError(), Result: res.GetResult(), AppliedIndex: res.GetAppliedIndex(), Leader: resp.GetLeader()}
 		if e := res.GetError(); e.Err() != nil {
 			r.done <- batchedResult{resp: one, err: e}
 			continue
@@ -172,11 +172,16 @@ func (c *Client) readAlone(ctx context.Context, query []byte, consistency actors
 
 // readSpec is how the retry loop routes reads of a consistency.
 func readSpec(consistency actors.Consistency) callSpec {
-	spec := callSpec{op: "read", route: routeLeaderOnly}
-	if consistency == actors.Consistency_STALE {
+	switch consistency {
+	case actors.Consistency_STALE:
 		// Any member answers a stale read, so its success says nothing
 		// about who leads.
-		spec.route = routeAny
+		return callSpec{op: "read", route: routeAny}
+	case actors.Consistency_LINEARIZABLE:
+		// Followers answer too, one round trip to the leader later; the
+		// answer names the leader, which serves the next read.
+		return callSpec{op: "read", route: routeLeaderPreferred}
+	default:
+		return callSpec{op: "read", route: routeLeaderOnly}
 	}
-	return spec
 }

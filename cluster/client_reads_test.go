@@ -296,3 +296,37 @@ func TestClientBatchedReadsSeeAcknowledgedWrites(t *testing.T) {
 		t.Fatal("32 concurrent readers of one Client never shared a batch")
 	}
 }
+
+// A follower answers a linearizable read too (with a read index from the
+// leader) and names the leader in its answer: the Client goes to the
+// leader from the next read on, as the cheaper place to read.
+func TestClientLearnsTheLeaderFromAReadAFollowerServed(t *testing.T) {
+	h := newClientHarness(t, 3)
+	writer := h.client()
+	clientMustPut(t, writer, "k", "v")
+	leader := clientLeaderID(t, writer)
+	var members []cluster.Peer
+	for _, id := range h.order {
+		if id != leader {
+			members = append(members, h.peer(id))
+		}
+	}
+	members = append(members, h.peer(leader))
+	c := cluster.NewClient(h.system, h.group, members)
+	h.requests()
+	if q := clientMustGet(t, c, "k"); string(q.Value) != "v" {
+		t.Fatalf("k = %q, want v", q.Value)
+	}
+	first := h.requests()
+	if len(first) != 1 || first[0].door == leader {
+		t.Fatalf("the first read went to %v, want one read to the follower listed first", first)
+	}
+	for range 5 {
+		clientMustGet(t, c, "k")
+	}
+	for _, s := range h.requests() {
+		if s.door != leader {
+			t.Fatalf("a read after the follower named the leader went to %s, not the leader %s", s.door, leader)
+		}
+	}
+}

@@ -64,6 +64,10 @@ type Config struct {
 	// NOT_LEADER instead of serving them with a read index it asks the
 	// leader for.
 	LeaderOnlyReads bool
+	// MaxAppendsInFlight bounds the AppendEntries RPCs the leader pipelines
+	// to one follower. Default raftactor.DefaultMaxAppendsInFlight; 1
+	// turns pipelining off (see raftactor.Config.MaxAppendsInFlight).
+	MaxAppendsInFlight int
 	// Faults, when set, sits between this node and its peers and can drop,
 	// delay or cut Raft RPCs. For tests.
 	Faults *raftactor.Faults
@@ -164,22 +168,23 @@ func (c Config) nodeConfig() raftactor.Config {
 		boot = append(boot, raftactor.Peer{ID: p.ID, Address: p.RaftAddress(c.Group)})
 	}
 	return raftactor.Config{
-		Group:           c.Group,
-		ID:              c.NodeID,
-		DataDir:         c.DataDir,
-		InMemory:        c.InMemory,
-		NewStateMachine: c.NewStateMachine,
-		Bootstrap:       boot,
-		Timeouts:        c.Timeouts,
-		RequestTimeout:  c.RequestTimeout,
-		RPCTimeout:      c.RPCTimeout,
-		WALSegmentSize:  c.WALSegmentSize,
-		MaxWriteBatch:   c.MaxWriteBatch,
-		LeaderOnlyReads: c.LeaderOnlyReads,
-		SessionTTL:      c.SessionTTL,
-		Faults:          c.Faults,
-		Logger:          c.Logger,
-		ClusterKey:      c.Security.ClusterKey,
+		Group:              c.Group,
+		ID:                 c.NodeID,
+		DataDir:            c.DataDir,
+		InMemory:           c.InMemory,
+		NewStateMachine:    c.NewStateMachine,
+		Bootstrap:          boot,
+		Timeouts:           c.Timeouts,
+		RequestTimeout:     c.RequestTimeout,
+		RPCTimeout:         c.RPCTimeout,
+		WALSegmentSize:     c.WALSegmentSize,
+		MaxWriteBatch:      c.MaxWriteBatch,
+		LeaderOnlyReads:    c.LeaderOnlyReads,
+		MaxAppendsInFlight: c.MaxAppendsInFlight,
+		SessionTTL:         c.SessionTTL,
+		Faults:             c.Faults,
+		Logger:             c.Logger,
+		ClusterKey:         c.Security.ClusterKey,
 	}
 }
 

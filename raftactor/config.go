@@ -181,6 +181,11 @@ type Config struct {
 	// LeaderOnlyReads makes a follower answer a LINEARIZABLE read with
 	// NOT_LEADER instead of serving it with a read index from the leader.
 	LeaderOnlyReads bool
+	// MaxAppendsInFlight bounds the AppendEntries RPCs the leader keeps in
+	// flight to one follower once it replicates to it in a pipeline.
+	// Default DefaultMaxAppendsInFlight; 1 waits for each reply before the
+	// next RPC (see TransportConfig.MaxAppendsInFlight).
+	MaxAppendsInFlight int
 	// ClusterKey, when set, authenticates every Raft RPC between the nodes
 	// of the group (HMAC-SHA256, see rpcauth.go): RPCs without a valid MAC
 	// are refused before Raft sees them. Every node of the group needs the
@@ -290,6 +295,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxWriteBatch < 0 || c.MaxWriteBatch > 4096 {
 		return actors.InvalidArgument("max_write_batch", "must be between 0 (default) and 4096")
+	}
+	if c.MaxAppendsInFlight < 0 || c.MaxAppendsInFlight > DefaultInboundQueue/2 {
+		// More in flight than half the follower's inbound queue would have
+		// bursts refused there with ErrQueueFull.
+		return actors.InvalidArgument("max_appends_in_flight", "must be between 0 (default) and %d", DefaultInboundQueue/2)
 	}
 	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < MinClusterKeyLength {
 		return actors.InvalidArgument("cluster_key", "cluster key is %d bytes, shorter than %d", len(c.ClusterKey), MinClusterKeyLength)

@@ -25,6 +25,12 @@
 //     appender goroutine hands entries to Raft in order. Every command gets
 //     its own result and its own command index, which increases strictly
 //     and equals the log index in any log without batch entries.
+//   - A read batch (a ReadRequest with several queries) waits once, as one
+//     read would, and answers every query after that wait; every read is
+//     answered by its own deadline, without a timer of its own.
+//   - The transport hands a follower's RPCs to Raft in the order the leader
+//     sent them, and a pipeline (at most MaxAppendsInFlight AppendEntries in
+//     flight) gives Raft their replies in that order too.
 //   - A node restarted by its supervisor recovers from its data directory
 //     alone; nothing in memory survives a restart but the runtime timeouts.
 //

@@ -192,16 +192,17 @@ func (n *Node) open() error {
 	n.fsm.system.onPolicy = n.cfg.OnPolicy
 	n.ready = &termReadiness{}
 	n.transport = NewTransport(TransportConfig{
-		System:            n.system,
-		Group:             n.cfg.Group,
-		LocalID:           raft.ServerID(n.cfg.ID),
-		LocalAddr:         n.addr,
-		Faults:            n.cfg.Faults,
-		RPCTimeout:        n.cfg.RPCTimeout,
-		SnapshotChunkSize: n.cfg.SnapshotChunkSize,
-		Logger:            n.log.With(zap.String("component", "transport")),
-		LoggerNamed:       true,
-		ClusterKey:        n.cfg.ClusterKey,
+		System:             n.system,
+		Group:              n.cfg.Group,
+		LocalID:            raft.ServerID(n.cfg.ID),
+		LocalAddr:          n.addr,
+		Faults:             n.cfg.Faults,
+		RPCTimeout:         n.cfg.RPCTimeout,
+		SnapshotChunkSize:  n.cfg.SnapshotChunkSize,
+		Logger:             n.log.With(zap.String("component", "transport")),
+		LoggerNamed:        true,
+		ClusterKey:         n.cfg.ClusterKey,
+		MaxAppendsInFlight: n.cfg.MaxAppendsInFlight,
 	})
 	rc := n.cfg.raftConfig(n.keep.get())
 	if len(n.cfg.Bootstrap) > 0 {

@@ -485,6 +485,8 @@ func TestConfigValidation(t *testing.T) {
 		{"bootstrap", func(c *raftactor.Config) {
 			c.Bootstrap = []raftactor.Peer{{ID: "n2", Address: "nonhost/a"}}
 		}},
+		{"max_write_batch", func(c *raftactor.Config) { c.MaxWriteBatch = -1 }},
+		{"max_appends_in_flight", func(c *raftactor.Config) { c.MaxAppendsInFlight = raftactor.DefaultInboundQueue }},
 	}
 	for _, tc := range cases {
 		cfg := good

@@ -185,20 +185,28 @@ func (p readPath) serve(kind readKind, reads []pendingRead) {
 		}
 		reads = waiting
 	}
+	// Clients learn who leads from the answer: a follower serves
+	// LINEARIZABLE reads too, so a success alone does not tell.
+	var leader *actors.Server
+	if kind != readStale {
+		leader = leaderOf(p.r)
+	}
 	for _, rd := range reads {
 		if rd.reply.done.Load() {
 			continue
 		}
 		if qs := rd.req.GetQueries(); len(qs) > 0 {
-			rd.reply.finishIn(out, p.queryBatch(qs))
+			resp := p.queryBatch(qs)
+			resp.Leader = leader
+			rd.reply.finishIn(out, resp)
 			continue
 		}
 		res, applied, err := p.f.query(rd.req.GetQuery())
 		if err != nil {
-			rd.reply.finishIn(out, &actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied})
+			rd.reply.finishIn(out, &actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied, Leader: leader})
 			continue
 		}
-		rd.reply.finishIn(out, &actors.ReadResponse{Result: res, AppliedIndex: applied})
+		rd.reply.finishIn(out, &actors.ReadResponse{Result: res, AppliedIndex: applied, Leader: leader})
 	}
 }
 
