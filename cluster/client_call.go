@@ -33,7 +33,8 @@ const (
 	// routeLeaderPreferred: any member answers (linearizable reads: a
 	// follower asks the leader for a read index), the leader at the least
 	// cost; a success names the leader only through the answer's leader
-	// field (leaderNamer).
+	// field (leaderNamer), which the Client then prefers if it is one of
+	// its members.
 	routeLeaderPreferred
 )
 
@@ -172,7 +173,7 @@ func clientAttempt[R actors.Response](ctx context.Context, c *Client, spec callS
 	case routeAny:
 	case routeLeaderPreferred:
 		if ln, ok := any(resp).(leaderNamer); ok && ln.GetLeader() != nil {
-			c.learnFromServer(ln.GetLeader())
+			c.preferMember(ln.GetLeader())
 		}
 	default:
 		c.setLeader(target)
@@ -337,6 +338,24 @@ func (c *Client) forgetLeader(failed *actor.PID) {
 		c.leader = nil
 	}
 	c.mu.Unlock()
+}
+
+// preferMember points the Client at s's front door if s is one of its
+// members. A Client given some members only (a follower, to spread reads)
+// keeps reading from them; a NOT_LEADER hint is what sends it elsewhere.
+func (c *Client) preferMember(s *actors.Server) {
+	door, err := FrontDoorOf(s.GetAddress())
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.members {
+		if m.Equal(door) {
+			c.leader = m
+			return
+		}
+	}
 }
 
 // learnFromServer points the Client at s's front door, or forgets the

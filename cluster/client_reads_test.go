@@ -330,3 +330,29 @@ func TestClientLearnsTheLeaderFromAReadAFollowerServed(t *testing.T) {
 		}
 	}
 }
+
+// A Client given a follower only keeps reading from it: the leader a read
+// answer names is preferred only among the Client's members, so a Client
+// pinned to a follower to spread reads stays there.
+func TestClientPinnedToAFollowerKeepsReadingFromIt(t *testing.T) {
+	h := newClientHarness(t, 3)
+	writer := h.client()
+	clientMustPut(t, writer, "k", "v")
+	leader := clientLeaderID(t, writer)
+	follower := h.order[0]
+	if follower == leader {
+		follower = h.order[1]
+	}
+	c := cluster.NewClient(h.system, h.group, []cluster.Peer{h.peer(follower)})
+	h.requests()
+	for range 5 {
+		if q := clientMustGet(t, c, "k"); string(q.Value) != "v" {
+			t.Fatalf("k = %q, want v", q.Value)
+		}
+	}
+	for _, s := range h.requests() {
+		if s.door != follower {
+			t.Fatalf("a read of a Client pinned to %s went to %s", follower, s.door)
+		}
+	}
+}
