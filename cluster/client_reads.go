@@ -179,7 +179,8 @@ func readSpec(consistency actors.Consistency) callSpec {
 		return callSpec{op: "read", route: routeAny}
 	case actors.Consistency_LINEARIZABLE:
 		// Followers answer too, one round trip to the leader later; the
-		// answer names the leader, which serves the next read.
+		// answer names the leader, which serves the next read if it is one
+		// of the Client's members.
 		return callSpec{op: "read", route: routeLeaderPreferred}
 	default:
 		return callSpec{op: "read", route: routeLeaderOnly}
