@@ -296,7 +296,7 @@ func (p readPath) leaderReadIndex(deadline time.Time) (uint64, *actors.Error) {
 type readIndexBatcher struct {
 	mu      sync.Mutex
 	next    *readRound // the round new reads join; nil until one arrives
-	running int        // goroutines running rounds, at most confirmingRounds
+	running bool       // a goroutine is running rounds
 
 	// reflected is the highest index the state machine is known to
 	// reflect though it applied less: the entries above its applied index
@@ -336,14 +336,6 @@ func (b *readIndexBatcher) leaseHeld(term uint64, lease, now time.Duration) bool
 	return c != nil && c.term == term && now-c.at < lease
 }
 
-// confirmingRounds is how many leadership confirmations may be in flight at
-// once. With one, a read arriving just after a round started waits for it
-// and then for a whole round of its own; over a network whose heartbeat
-// round trip is long that wait, not CPU, bounds how many reads a leader
-// serves. Each round is a confirmation of its own, so overlapping rounds
-// stay correct.
-const confirmingRounds = 2
-
 // readRound is one leadership confirmation and the index it vouches for.
 type readRound struct {
 	done  chan struct{}
@@ -359,8 +351,8 @@ func (b *readIndexBatcher) readIndex(r *raft.Raft, deadline time.Time) (uint64, 
 	if round == nil {
 		round = &readRound{done: make(chan struct{})}
 		b.next = round
-		if b.running < confirmingRounds {
-			b.running++
+		if !b.running {
+			b.running = true
 			go b.run(r)
 		}
 	}
@@ -376,15 +368,14 @@ func (b *readIndexBatcher) readIndex(r *raft.Raft, deadline time.Time) (uint64, 
 }
 
 // run confirms rounds one after another while reads keep arriving, and
-// exits when none waits, so an idle node keeps no goroutine. Up to
-// confirmingRounds of them run at once.
+// exits when none waits, so an idle node keeps no goroutine.
 func (b *readIndexBatcher) run(r *raft.Raft) {
 	for {
 		b.mu.Lock()
 		round := b.next
 		b.next = nil
 		if round == nil {
-			b.running--
+			b.running = false
 			b.mu.Unlock()
 			return
 		}
