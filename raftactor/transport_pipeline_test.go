@@ -311,6 +311,20 @@ func silentPeer(t *testing.T, sys *actor.ActorSystem) (*actor.PID, *atomic.Int64
 	return pid, &got
 }
 
+// appendAll sends entries 1..n into p without waiting for replies.
+func appendAll(t *testing.T, p raft.AppendPipeline, n int) []raft.AppendFuture {
+	t.Helper()
+	futures := make([]raft.AppendFuture, 0, n)
+	for i := range uint64(n) {
+		f, err := p.AppendEntries(appendReq(i+1), &raft.AppendEntriesResponse{})
+		if err != nil {
+			t.Fatalf("append %d: %v", i+1, err)
+		}
+		futures = append(futures, f)
+	}
+	return futures
+}
+
 func TestPipelineCloseFailsRPCsInFlight(t *testing.T) {
 	verifyNoLeaks(t)
 	sys := newPipeSystem(t)
@@ -320,14 +334,7 @@ func TestPipelineCloseFailsRPCsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pipeline: %v", err)
 	}
-	var futures []raft.AppendFuture
-	for i := range uint64(5) {
-		f, err := p.AppendEntries(appendReq(i+1), &raft.AppendEntriesResponse{})
-		if err != nil {
-			t.Fatalf("append: %v", err)
-		}
-		futures = append(futures, f)
-	}
+	futures := appendAll(t, p, 5)
 	returnsWithin(t, "Close with RPCs in flight", func() { _ = p.Close() })
 	for i, f := range futures {
 		var err error
@@ -359,14 +366,7 @@ func TestPipelineTransportCloseAbortsPipelines(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pipeline: %v", err)
 	}
-	var futures []raft.AppendFuture
-	for i := range uint64(3) {
-		f, err := p.AppendEntries(appendReq(i+1), &raft.AppendEntriesResponse{})
-		if err != nil {
-			t.Fatalf("append: %v", err)
-		}
-		futures = append(futures, f)
-	}
+	futures := appendAll(t, p, 3)
 	// The pipeline is full: this one waits for a slot until the close.
 	blocked := make(chan error, 1)
 	go func() {
@@ -409,11 +409,7 @@ func TestPipelineBoundsRPCsInFlight(t *testing.T) {
 		t.Fatalf("pipeline: %v", err)
 	}
 	defer p.Close()
-	for i := range uint64(depth) {
-		if _, err := p.AppendEntries(appendReq(i+1), &raft.AppendEntriesResponse{}); err != nil {
-			t.Fatalf("append: %v", err)
-		}
-	}
+	appendAll(t, p, depth)
 	extra := make(chan error, 1)
 	go func() {
 		_, err := p.AppendEntries(appendReq(depth+1), &raft.AppendEntriesResponse{})
