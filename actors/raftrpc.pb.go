@@ -982,6 +982,7 @@ type RaftRPC struct {
 	//	*RaftRPC_TimeoutNow
 	//	*RaftRPC_SnapshotChunk
 	//	*RaftRPC_ReadIndex
+	//	*RaftRPC_LeadershipProbe
 	Body          isRaftRPC_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1099,6 +1100,15 @@ func (x *RaftRPC) GetReadIndex() *ReadIndexRequest {
 	return nil
 }
 
+func (x *RaftRPC) GetLeadershipProbe() *LeadershipProbe {
+	if x != nil {
+		if x, ok := x.Body.(*RaftRPC_LeadershipProbe); ok {
+			return x.LeadershipProbe
+		}
+	}
+	return nil
+}
+
 type isRaftRPC_Body interface {
 	isRaftRPC_Body()
 }
@@ -1127,6 +1137,10 @@ type RaftRPC_ReadIndex struct {
 	ReadIndex *ReadIndexRequest `protobuf:"bytes,15,opt,name=read_index,json=readIndex,proto3,oneof"`
 }
 
+type RaftRPC_LeadershipProbe struct {
+	LeadershipProbe *LeadershipProbe `protobuf:"bytes,16,opt,name=leadership_probe,json=leadershipProbe,proto3,oneof"`
+}
+
 func (*RaftRPC_AppendEntries) isRaftRPC_Body() {}
 
 func (*RaftRPC_RequestVote) isRaftRPC_Body() {}
@@ -1138,6 +1152,119 @@ func (*RaftRPC_TimeoutNow) isRaftRPC_Body() {}
 func (*RaftRPC_SnapshotChunk) isRaftRPC_Body() {}
 
 func (*RaftRPC_ReadIndex) isRaftRPC_Body() {}
+
+func (*RaftRPC_LeadershipProbe) isRaftRPC_Body() {}
+
+// LeadershipProbe is how a leader confirms, for a read index or a lease,
+// that it still leads: a quorum answers with the term it is in when the
+// probe arrives. Only answers to probes sent after the index was noted may
+// count, which acknowledgements of Raft's own heartbeats and appends cannot
+// promise (an acknowledgement may describe a message the follower took
+// before the read arrived).
+type LeadershipProbe struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the probing leader's server ID.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeadershipProbe) Reset() {
+	*x = LeadershipProbe{}
+	mi := &file_raftrpc_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeadershipProbe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeadershipProbe) ProtoMessage() {}
+
+func (x *LeadershipProbe) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeadershipProbe.ProtoReflect.Descriptor instead.
+func (*LeadershipProbe) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LeadershipProbe) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// LeadershipProbeAnswer is the receiver's view when the probe arrived.
+type LeadershipProbeAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// term is the receiver's current term. A leader counts only answers in
+	// its own term: a node in a later term may have helped elect another
+	// leader.
+	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	// contact_age_nanos is how long ago the receiver last heard from its
+	// leader, when that leader is the prober; -1 otherwise. Until that contact
+	// is a heartbeat timeout old the receiver votes for no one else, which is
+	// what a lease rests on.
+	ContactAgeNanos int64 `protobuf:"varint,2,opt,name=contact_age_nanos,json=contactAgeNanos,proto3" json:"contact_age_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LeadershipProbeAnswer) Reset() {
+	*x = LeadershipProbeAnswer{}
+	mi := &file_raftrpc_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeadershipProbeAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeadershipProbeAnswer) ProtoMessage() {}
+
+func (x *LeadershipProbeAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeadershipProbeAnswer.ProtoReflect.Descriptor instead.
+func (*LeadershipProbeAnswer) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LeadershipProbeAnswer) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *LeadershipProbeAnswer) GetContactAgeNanos() int64 {
+	if x != nil {
+		return x.ContactAgeNanos
+	}
+	return 0
+}
 
 // ReadIndexRequest asks the leader for a read index: a follower serving a
 // linearizable read needs the leader's commit index, confirmed by a quorum
@@ -1152,7 +1279,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_raftrpc_proto_msgTypes[14]
+	mi := &file_raftrpc_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1291,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[14]
+	mi := &file_raftrpc_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1304,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{14}
+	return file_raftrpc_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadIndexRequest) GetId() string {
@@ -1199,7 +1326,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_raftrpc_proto_msgTypes[15]
+	mi := &file_raftrpc_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1338,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[15]
+	mi := &file_raftrpc_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1351,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{15}
+	return file_raftrpc_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -1255,6 +1382,7 @@ type RaftRPCReply struct {
 	//	*RaftRPCReply_InstallSnapshot
 	//	*RaftRPCReply_ChunkAck
 	//	*RaftRPCReply_ReadIndex
+	//	*RaftRPCReply_LeadershipProbe
 	Body          isRaftRPCReply_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1262,7 +1390,7 @@ type RaftRPCReply struct {
 
 func (x *RaftRPCReply) Reset() {
 	*x = RaftRPCReply{}
-	mi := &file_raftrpc_proto_msgTypes[16]
+	mi := &file_raftrpc_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1402,7 @@ func (x *RaftRPCReply) String() string {
 func (*RaftRPCReply) ProtoMessage() {}
 
 func (x *RaftRPCReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[16]
+	mi := &file_raftrpc_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1415,7 @@ func (x *RaftRPCReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRPCReply.ProtoReflect.Descriptor instead.
 func (*RaftRPCReply) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{16}
+	return file_raftrpc_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RaftRPCReply) GetError() string {
@@ -1367,6 +1495,15 @@ func (x *RaftRPCReply) GetReadIndex() *ReadIndexResponse {
 	return nil
 }
 
+func (x *RaftRPCReply) GetLeadershipProbe() *LeadershipProbeAnswer {
+	if x != nil {
+		if x, ok := x.Body.(*RaftRPCReply_LeadershipProbe); ok {
+			return x.LeadershipProbe
+		}
+	}
+	return nil
+}
+
 type isRaftRPCReply_Body interface {
 	isRaftRPCReply_Body()
 }
@@ -1400,6 +1537,10 @@ type RaftRPCReply_ReadIndex struct {
 	ReadIndex *ReadIndexResponse `protobuf:"bytes,16,opt,name=read_index,json=readIndex,proto3,oneof"`
 }
 
+type RaftRPCReply_LeadershipProbe struct {
+	LeadershipProbe *LeadershipProbeAnswer `protobuf:"bytes,17,opt,name=leadership_probe,json=leadershipProbe,proto3,oneof"`
+}
+
 func (*RaftRPCReply_AppendEntries) isRaftRPCReply_Body() {}
 
 func (*RaftRPCReply_RequestVote) isRaftRPCReply_Body() {}
@@ -1413,6 +1554,8 @@ func (*RaftRPCReply_InstallSnapshot) isRaftRPCReply_Body() {}
 func (*RaftRPCReply_ChunkAck) isRaftRPCReply_Body() {}
 
 func (*RaftRPCReply_ReadIndex) isRaftRPCReply_Body() {}
+
+func (*RaftRPCReply_LeadershipProbe) isRaftRPCReply_Body() {}
 
 var File_raftrpc_proto protoreflect.FileDescriptor
 
@@ -1493,7 +1636,7 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x14\n" +
 	"\x05final\x18\x04 \x01(\bR\x05final\x12>\n" +
-	"\arequest\x18\x05 \x01(\v2$.protoraft.v1.InstallSnapshotRequestR\arequest\"\xff\x03\n" +
+	"\arequest\x18\x05 \x01(\v2$.protoraft.v1.InstallSnapshotRequestR\arequest\"\xcb\x04\n" +
 	"\aRaftRPC\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x12\n" +
@@ -1506,13 +1649,19 @@ const file_raftrpc_proto_rawDesc = "" +
 	"timeoutNow\x12D\n" +
 	"\x0esnapshot_chunk\x18\x0e \x01(\v2\x1b.protoraft.v1.SnapshotChunkH\x00R\rsnapshotChunk\x12?\n" +
 	"\n" +
-	"read_index\x18\x0f \x01(\v2\x1e.protoraft.v1.ReadIndexRequestH\x00R\treadIndexB\x06\n" +
-	"\x04body\"\"\n" +
+	"read_index\x18\x0f \x01(\v2\x1e.protoraft.v1.ReadIndexRequestH\x00R\treadIndex\x12J\n" +
+	"\x10leadership_probe\x18\x10 \x01(\v2\x1d.protoraft.v1.LeadershipProbeH\x00R\x0fleadershipProbeB\x06\n" +
+	"\x04body\"!\n" +
+	"\x0fLeadershipProbe\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
+	"\x15LeadershipProbeAnswer\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12*\n" +
+	"\x11contact_age_nanos\x18\x02 \x01(\x03R\x0fcontactAgeNanos\"\"\n" +
 	"\x10ReadIndexRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"T\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12)\n" +
-	"\x05error\x18\x02 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\"\x8e\x04\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\"\xe0\x04\n" +
 	"\fRaftRPCReply\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12L\n" +
 	"\x0eappend_entries\x18\n" +
@@ -1524,7 +1673,8 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x10install_snapshot\x18\x0e \x01(\v2%.protoraft.v1.InstallSnapshotResponseH\x00R\x0finstallSnapshot\x12\x1d\n" +
 	"\tchunk_ack\x18\x0f \x01(\x04H\x00R\bchunkAck\x12@\n" +
 	"\n" +
-	"read_index\x18\x10 \x01(\v2\x1f.protoraft.v1.ReadIndexResponseH\x00R\treadIndexB\x06\n" +
+	"read_index\x18\x10 \x01(\v2\x1f.protoraft.v1.ReadIndexResponseH\x00R\treadIndex\x12P\n" +
+	"\x10leadership_probe\x18\x11 \x01(\v2#.protoraft.v1.LeadershipProbeAnswerH\x00R\x0fleadershipProbeB\x06\n" +
 	"\x04bodyB'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
@@ -1539,7 +1689,7 @@ func file_raftrpc_proto_rawDescGZIP() []byte {
 	return file_raftrpc_proto_rawDescData
 }
 
-var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_raftrpc_proto_goTypes = []any{
 	(*RPCHeader)(nil),               // 0: protoraft.v1.RPCHeader
 	(*LogEntry)(nil),                // 1: protoraft.v1.LogEntry
@@ -1555,10 +1705,12 @@ var file_raftrpc_proto_goTypes = []any{
 	(*InstallSnapshotResponse)(nil), // 11: protoraft.v1.InstallSnapshotResponse
 	(*SnapshotChunk)(nil),           // 12: protoraft.v1.SnapshotChunk
 	(*RaftRPC)(nil),                 // 13: protoraft.v1.RaftRPC
-	(*ReadIndexRequest)(nil),        // 14: protoraft.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 15: protoraft.v1.ReadIndexResponse
-	(*RaftRPCReply)(nil),            // 16: protoraft.v1.RaftRPCReply
-	(*Error)(nil),                   // 17: protoraft.v1.Error
+	(*LeadershipProbe)(nil),         // 14: protoraft.v1.LeadershipProbe
+	(*LeadershipProbeAnswer)(nil),   // 15: protoraft.v1.LeadershipProbeAnswer
+	(*ReadIndexRequest)(nil),        // 16: protoraft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 17: protoraft.v1.ReadIndexResponse
+	(*RaftRPCReply)(nil),            // 18: protoraft.v1.RaftRPCReply
+	(*Error)(nil),                   // 19: protoraft.v1.Error
 }
 var file_raftrpc_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.AppendEntriesRequest.header:type_name -> protoraft.v1.RPCHeader
@@ -1578,19 +1730,21 @@ var file_raftrpc_proto_depIdxs = []int32{
 	6,  // 14: protoraft.v1.RaftRPC.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteRequest
 	8,  // 15: protoraft.v1.RaftRPC.timeout_now:type_name -> protoraft.v1.TimeoutNowRequest
 	12, // 16: protoraft.v1.RaftRPC.snapshot_chunk:type_name -> protoraft.v1.SnapshotChunk
-	14, // 17: protoraft.v1.RaftRPC.read_index:type_name -> protoraft.v1.ReadIndexRequest
-	17, // 18: protoraft.v1.ReadIndexResponse.error:type_name -> protoraft.v1.Error
-	3,  // 19: protoraft.v1.RaftRPCReply.append_entries:type_name -> protoraft.v1.AppendEntriesResponse
-	5,  // 20: protoraft.v1.RaftRPCReply.request_vote:type_name -> protoraft.v1.RequestVoteResponse
-	7,  // 21: protoraft.v1.RaftRPCReply.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteResponse
-	9,  // 22: protoraft.v1.RaftRPCReply.timeout_now:type_name -> protoraft.v1.TimeoutNowResponse
-	11, // 23: protoraft.v1.RaftRPCReply.install_snapshot:type_name -> protoraft.v1.InstallSnapshotResponse
-	15, // 24: protoraft.v1.RaftRPCReply.read_index:type_name -> protoraft.v1.ReadIndexResponse
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	16, // 17: protoraft.v1.RaftRPC.read_index:type_name -> protoraft.v1.ReadIndexRequest
+	14, // 18: protoraft.v1.RaftRPC.leadership_probe:type_name -> protoraft.v1.LeadershipProbe
+	19, // 19: protoraft.v1.ReadIndexResponse.error:type_name -> protoraft.v1.Error
+	3,  // 20: protoraft.v1.RaftRPCReply.append_entries:type_name -> protoraft.v1.AppendEntriesResponse
+	5,  // 21: protoraft.v1.RaftRPCReply.request_vote:type_name -> protoraft.v1.RequestVoteResponse
+	7,  // 22: protoraft.v1.RaftRPCReply.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteResponse
+	9,  // 23: protoraft.v1.RaftRPCReply.timeout_now:type_name -> protoraft.v1.TimeoutNowResponse
+	11, // 24: protoraft.v1.RaftRPCReply.install_snapshot:type_name -> protoraft.v1.InstallSnapshotResponse
+	17, // 25: protoraft.v1.RaftRPCReply.read_index:type_name -> protoraft.v1.ReadIndexResponse
+	15, // 26: protoraft.v1.RaftRPCReply.leadership_probe:type_name -> protoraft.v1.LeadershipProbeAnswer
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_raftrpc_proto_init() }
@@ -1606,8 +1760,9 @@ func file_raftrpc_proto_init() {
 		(*RaftRPC_TimeoutNow)(nil),
 		(*RaftRPC_SnapshotChunk)(nil),
 		(*RaftRPC_ReadIndex)(nil),
+		(*RaftRPC_LeadershipProbe)(nil),
 	}
-	file_raftrpc_proto_msgTypes[16].OneofWrappers = []any{
+	file_raftrpc_proto_msgTypes[18].OneofWrappers = []any{
 		(*RaftRPCReply_AppendEntries)(nil),
 		(*RaftRPCReply_RequestVote)(nil),
 		(*RaftRPCReply_RequestPreVote)(nil),
@@ -1615,6 +1770,7 @@ func file_raftrpc_proto_init() {
 		(*RaftRPCReply_InstallSnapshot)(nil),
 		(*RaftRPCReply_ChunkAck)(nil),
 		(*RaftRPCReply_ReadIndex)(nil),
+		(*RaftRPCReply_LeadershipProbe)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1622,7 +1778,7 @@ func file_raftrpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrpc_proto_rawDesc), len(file_raftrpc_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -125,7 +125,11 @@ func (n *Node) transferLeadership(ctx actor.Context, m *actors.TransferLeadershi
 		return
 	}
 	self := raft.ServerID(n.cfg.ID)
+	batcher, grace := &n.readIndex, n.cfg.RPCTimeout
 	n.async(ctx, m, func(deadline time.Time) actors.Response {
+		// Followers vote for a transfer's target however recently they
+		// heard from this leader, so no lease holds from here on.
+		defer batcher.suspendLease(grace)()
 		var f raft.Future
 		if m.GetId() == "" {
 			if cf := r.GetConfiguration(); cf.Error() == nil && countVoters(cf.Configuration()) < 2 {

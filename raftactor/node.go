@@ -232,6 +232,7 @@ func (n *Node) open() error {
 	n.raft = r
 	n.appender = startAppender(r)
 	n.transport.SetReadIndexHandler(n.readPath().leaderReadIndex)
+	n.transport.SetProbeHandler(func(from raft.ServerID) *actors.LeadershipProbeAnswer { return answerProbe(r, from) })
 	n.events = startEventPublisher(n.system, r, n.cfg.Group, n.cfg.ID, n.log)
 	return nil
 }

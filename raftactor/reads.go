@@ -1,6 +1,7 @@
 package raftactor
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,7 +255,7 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 		if !p.batcher.leaseHeld(p.r.CurrentTerm(), p.lease, monoNow()) {
 			// No confirmation within the lease (none yet, or the process
 			// was paused): a quorum round renews it and gives the index.
-			i, err := p.batcher.readIndex(p.r, deadline)
+			i, err := p.confirmedIndex(deadline)
 			if err != nil {
 				return err
 			}
@@ -279,24 +280,40 @@ func (p readPath) leaderReadIndex(deadline time.Time) (uint64, *actors.Error) {
 	if err := p.ready.wait(p.r, deadline); err != nil {
 		return 0, err
 	}
-	return p.batcher.readIndex(p.r, deadline)
+	return p.confirmedIndex(deadline)
+}
+
+// confirmedIndex is a round's read index, once the leader committed an
+// entry in the round's term: a round in a term the node became ready for
+// only later (it lost and regained leadership meanwhile) may not serve.
+func (p readPath) confirmedIndex(deadline time.Time) (uint64, *actors.Error) {
+	index, term, err := p.batcher.readIndex(p.r, p.transport, deadline)
+	if err != nil {
+		return 0, err
+	}
+	if p.ready.readyTerm.Load() != term {
+		return 0, actors.NotLeader(leaderOf(p.r))
+	}
+	return index, nil
 }
 
 // readIndexBatcher lets one leadership confirmation serve every
 // linearizable read waiting for it (batched ReadIndex). Without it each read
-// sends its own VerifyLeader through Raft's leader loop, which under many
-// concurrent readers spends the leader's CPU on futures that all wait for
-// the same heartbeat round.
+// would probe a quorum of its own.
 //
 // A read joins the round that has not started yet; a round starts by
-// noting the commit index and only then confirms leadership. So every read
-// of a round arrived before its index was taken, which is what ReadIndex
-// needs: a read arriving while a round is confirming waits for the next
-// one, never for an index noted before it arrived. The zero value is ready.
+// noting the commit index and only then probes the voters (confirm). So
+// every read of a round arrived before its index was taken and before any
+// probe that confirms it was sent, which is what ReadIndex needs: a read
+// arriving while a round is confirming waits for the next one, never for an
+// index noted before it arrived. Up to maxConfirmationsInFlight rounds run
+// at once, so a read that just missed one round waits for at most one round
+// trip of its own, not for the rest of that round first. The zero value is
+// ready.
 type readIndexBatcher struct {
 	mu      sync.Mutex
 	next    *readRound // the round new reads join; nil until one arrives
-	running bool       // a goroutine is running rounds
+	running int        // goroutines running rounds
 
 	// reflected is the highest index the state machine is known to
 	// reflect though it applied less: the entries above its applied index
@@ -305,15 +322,28 @@ type readIndexBatcher struct {
 	// read would look that barrier up in the log store again.
 	reflected atomic.Uint64
 
-	// confirmed is the latest leadership confirmation: when its round
-	// started and in which term. LEASE reads trust it for a lease.
+	// confirmed is the latest lease a round established: from when no
+	// other leader can be elected, and in which term. LEASE reads trust it.
 	confirmed atomic.Pointer[confirmation]
+
+	// transfers counts leadership transfers in progress, and leaseFloor is
+	// the earliest start a confirmation needs to serve LEASE reads (see
+	// suspendLease): a transfer's target is voted for by followers that
+	// heard from this leader a moment ago, so no lease holds across one.
+	transfers  atomic.Int32
+	leaseFloor atomic.Int64 // a time.Duration since monoBase
 }
 
-// confirmation is a quorum's acknowledgement of this node's leadership: no
-// other leader can be elected before at + the followers' heartbeat timeout,
-// because every follower that acknowledged heard from this leader after at
-// and refuses to vote while its leader is recent.
+// maxConfirmationsInFlight bounds the rounds of leadership probes running at
+// once. Probes sent after a round noted its index vouch for that round
+// alone, so rounds may overlap; two let a read that just missed a round
+// start its own at once, and more would only multiply probes under load.
+const maxConfirmationsInFlight = 2
+
+// confirmation is a lease: no other leader can be elected before at + the
+// followers' heartbeat timeout, because each follower of a quorum that
+// vouched for it heard from this leader at or after at and votes for no one
+// else until its heartbeat timeout has passed since.
 type confirmation struct {
 	term uint64
 	at   time.Duration // since monoBase
@@ -326,34 +356,61 @@ var monoBase = time.Now()
 
 func monoNow() time.Duration { return time.Since(monoBase) }
 
-// leaseHeld reports whether a leadership confirmation of term started less
-// than lease ago (now, since monoBase), so that a LEASE read may use the
-// commit index without a quorum round. A leader that was paused (SIGSTOP,
-// a long GC or VM pause) finds its confirmation too old when it resumes,
-// even though Raft has not yet noticed that it lost its lease.
+// leaseHeld reports whether a lease of term began less than lease ago (now,
+// since monoBase), so that a LEASE read may use the commit index without a
+// quorum round. A leader that was paused (SIGSTOP, a long GC or VM pause)
+// finds its lease too old when it resumes, even though Raft has not yet
+// noticed that it lost its leadership.
 func (b *readIndexBatcher) leaseHeld(term uint64, lease, now time.Duration) bool {
 	c := b.confirmed.Load()
-	return c != nil && c.term == term && now-c.at < lease
+	return c != nil && c.term == term && now-c.at < lease &&
+		b.transfers.Load() == 0 && c.at >= time.Duration(b.leaseFloor.Load())
+}
+
+// suspendLease stops LEASE reads from trusting any lease until the returned
+// resume is called, and then until a lease that began at least grace after
+// that: a transfer's TimeoutNow may still be on its way when the transfer
+// gives up, and its target then wins votes regardless of leases.
+func (b *readIndexBatcher) suspendLease(grace time.Duration) (resume func()) {
+	b.transfers.Add(1)
+	return func() {
+		floor := int64(monoNow() + grace)
+		for {
+			old := b.leaseFloor.Load()
+			if old >= floor || b.leaseFloor.CompareAndSwap(old, floor) {
+				break
+			}
+		}
+		b.transfers.Add(-1)
+	}
 }
 
 // readRound is one leadership confirmation and the index it vouches for.
 type readRound struct {
 	done  chan struct{}
+	term  uint64
 	index uint64
 	err   *actors.Error
 }
 
+// leadershipProber is what a round needs of the transport.
+type leadershipProber interface {
+	localID() raft.ServerID
+	ProbeLeadership(id raft.ServerID, target raft.ServerAddress) (*actors.LeadershipProbeAnswer, error)
+}
+
 // readIndex returns a read index confirmed by a quorum after this call
-// began: the state machine answers linearizably once it applied it.
-func (b *readIndexBatcher) readIndex(r *raft.Raft, deadline time.Time) (uint64, *actors.Error) {
+// began, and the term it was confirmed in: the state machine answers
+// linearizably once it applied that index.
+func (b *readIndexBatcher) readIndex(r *raft.Raft, probe leadershipProber, deadline time.Time) (uint64, uint64, *actors.Error) {
 	b.mu.Lock()
 	round := b.next
 	if round == nil {
 		round = &readRound{done: make(chan struct{})}
 		b.next = round
-		if !b.running {
-			b.running = true
-			go b.run(r)
+		if b.running < maxConfirmationsInFlight {
+			b.running++
+			go b.run(r, probe)
 		}
 	}
 	b.mu.Unlock()
@@ -361,34 +418,168 @@ func (b *readIndexBatcher) readIndex(r *raft.Raft, deadline time.Time) (uint64, 
 	defer timer.Stop()
 	select {
 	case <-round.done:
-		return round.index, round.err
+		return round.index, round.term, round.err
 	case <-timer.C:
-		return 0, actors.DeadlineExceeded("waiting for the leader to confirm its leadership")
+		return 0, 0, actors.DeadlineExceeded("waiting for the leader to confirm its leadership")
 	}
 }
 
 // run confirms rounds one after another while reads keep arriving, and
 // exits when none waits, so an idle node keeps no goroutine.
-func (b *readIndexBatcher) run(r *raft.Raft) {
+func (b *readIndexBatcher) run(r *raft.Raft, probe leadershipProber) {
 	for {
 		b.mu.Lock()
 		round := b.next
 		b.next = nil
 		if round == nil {
-			b.running = false
+			b.running--
 			b.mu.Unlock()
 			return
 		}
 		b.mu.Unlock()
-		term, start := r.CurrentTerm(), monoNow()
-		round.index = r.CommitIndex()
-		if err := r.VerifyLeader().Error(); err != nil {
-			round.err = raftError(r, err)
-		} else if r.CurrentTerm() == term {
-			b.confirmed.Store(&confirmation{term: term, at: start})
-		}
+		b.confirm(r, probe, round)
 		close(round.done)
 	}
+}
+
+// confirm notes the commit index, then probes every other voter of the
+// latest configuration and waits until a quorum answered in this term
+// (probeTally). Raft's own VerifyLeader cannot serve here: it counts any
+// heartbeat or append acknowledged after it was called, including one the
+// follower took before the read arrived, so a leader cut off while such
+// acknowledgements are still on their way would vouch for an index that a
+// newer leader's writes have passed.
+func (b *readIndexBatcher) confirm(r *raft.Raft, probe leadershipProber, round *readRound) {
+	start := monoNow()
+	round.term = r.CurrentTerm()
+	if r.State() != raft.Leader {
+		round.err = actors.NotLeader(leaderOf(r))
+		return
+	}
+	round.index = r.CommitIndex()
+	cf := r.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		round.err = raftError(r, err)
+		return
+	}
+	tally, peers := newProbeTally(round.term, cf.Configuration(), probe.localID())
+	answers := make(chan probeAnswer, len(peers))
+	for _, s := range peers {
+		go func() {
+			a, err := probe.ProbeLeadership(s.ID, s.Address)
+			answers <- probeAnswer{a, err}
+		}()
+	}
+	for !tally.decided() {
+		tally.add(<-answers)
+	}
+	switch {
+	case tally.newer:
+		round.err = actors.NotLeader(nil)
+	case !tally.confirmed():
+		round.err = actors.Errorf(actors.Code_UNAVAILABLE, "leadership not confirmed: %d of the %d votes a quorum needs answered in term %d", tally.votes, tally.need, round.term)
+	case r.CurrentTerm() != round.term:
+		round.err = actors.NotLeader(leaderOf(r))
+	default:
+		if age, ok := tally.leaseAge(); ok {
+			b.confirmed.Store(&confirmation{term: round.term, at: start - age})
+		}
+	}
+}
+
+// probeAnswer is one voter's answer to a probe, or why there is none.
+type probeAnswer struct {
+	answer *actors.LeadershipProbeAnswer
+	err    error
+}
+
+// probeTally counts one round's answers. It is the whole rule by which a
+// leader takes itself to still lead:
+//   - a quorum of the latest configuration's voters must be in the round's
+//     term when the probe reaches them, this node counting for itself when
+//     it is a voter. Quorums of successive configurations overlap (Raft
+//     changes one server at a time), so any leader of a later term was
+//     elected by a quorum holding one of these voters, which would then be
+//     in that later term already: so none was elected before the round.
+//   - one answer from a later term decides the round: another leader may
+//     exist.
+//   - the lease is as old as the oldest contact among the first quorum of
+//     answers that report one (leaseAge).
+type probeTally struct {
+	term    uint64
+	need    int // votes a quorum needs
+	votes   int // answers in term, plus this node's own
+	pending int // probes not answered yet
+	self    bool
+	newer   bool            // an answer came from a later term
+	ages    []time.Duration // contact ages among the counted answers
+}
+
+// newProbeTally starts a tally for term over cfg and returns the voters to
+// probe: every voter but self.
+func newProbeTally(term uint64, cfg raft.Configuration, self raft.ServerID) (*probeTally, []raft.Server) {
+	t := &probeTally{term: term}
+	var peers []raft.Server
+	voters := 0
+	for _, s := range cfg.Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if s.ID == self {
+			t.self = true
+			t.votes++
+			continue
+		}
+		peers = append(peers, s)
+	}
+	t.need = voters/2 + 1
+	t.pending = len(peers)
+	return t, peers
+}
+
+// add counts one answer.
+func (t *probeTally) add(a probeAnswer) {
+	t.pending--
+	switch {
+	case a.err != nil:
+	case a.answer.GetTerm() > t.term:
+		t.newer = true
+	case a.answer.GetTerm() == t.term:
+		t.votes++
+		if age := a.answer.GetContactAgeNanos(); age >= 0 {
+			t.ages = append(t.ages, time.Duration(age))
+		}
+	}
+}
+
+// decided reports whether the answers so far settle the round.
+func (t *probeTally) decided() bool {
+	return t.newer || t.votes >= t.need || t.votes+t.pending < t.need
+}
+
+// confirmed reports whether a quorum vouched for the term.
+func (t *probeTally) confirmed() bool { return !t.newer && t.votes >= t.need }
+
+// leaseAge is how long before the round began the lease it establishes
+// starts: the largest contact age among the fewest answers that make a
+// quorum with this node. ok is false when too few answers report a
+// contact, or this node is no voter (it cannot vouch that it votes for no
+// one else).
+func (t *probeTally) leaseAge() (age time.Duration, ok bool) {
+	if !t.self || !t.confirmed() {
+		return 0, false
+	}
+	n := t.need - 1
+	if len(t.ages) < n {
+		return 0, false
+	}
+	if n == 0 {
+		return 0, true
+	}
+	ages := slices.Clone(t.ages)
+	slices.Sort(ages)
+	return ages[n-1], true
 }
 
 // termReadiness tracks whether the leader has committed an entry in its

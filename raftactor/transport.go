@@ -116,6 +116,7 @@ type Transport struct {
 	closed      bool
 	heartbeatFn func(raft.RPC)
 	readIndexFn ReadIndexFunc
+	probeFn     ProbeFunc
 	peers       map[raft.ServerAddress]*peerHealth
 	transfers   map[transferKey]*inTransfer
 
@@ -396,6 +397,9 @@ func (t *Transport) HandleRPC(ctx actor.Context, rpc *actors.RaftRPC) {
 		return
 	case *actors.RaftRPC_ReadIndex:
 		t.handleReadIndex(sender, raft.ServerID(body.ReadIndex.GetId()))
+		return
+	case *actors.RaftRPC_LeadershipProbe:
+		t.handleProbe(sender, raft.ServerID(body.LeadershipProbe.GetId()))
 		return
 	default:
 		t.sendReply(sender, "", &actors.RaftRPCReply{Error: fmt.Sprintf("raftactor: unknown rpc body %T", body)})

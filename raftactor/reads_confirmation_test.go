@@ -1,0 +1,78 @@
+package raftactor_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
+)
+
+// A leader confirms a read only with acknowledgements of messages its
+// followers received after the read arrived.
+//
+// Here the old leader is cut off, but for a while it keeps receiving
+// acknowledgements of appends that one follower took before the cut: its
+// replies are held on the way back. They keep the old leader's lease alive
+// and each one would satisfy Raft's VerifyLeader, while the other two nodes
+// elect a new leader and commit a write. A linearizable read on the old
+// leader must then see that write or fail; it must never return the value
+// the write replaced.
+func TestReadIsNotConfirmedByAcknowledgementsOlderThanIt(t *testing.T) {
+	const lag = 1200 * time.Millisecond
+	c := newClusterWith(t, 3, func(cfg *raftactor.Config) {
+		cfg.RPCTimeout = 2 * lag
+		cfg.MaxAppendsInFlight = raftactor.DefaultInboundQueue / 2
+		// Appends only for new entries, so the pipeline holds a lag's worth.
+		cfg.Timeouts.Commit = 50 * time.Millisecond
+	})
+	old := c.waitLeader()
+	c.put("k", "old")
+	var late, cutOff string
+	for _, id := range c.order {
+		switch {
+		case id == old:
+		case late == "":
+			late = id
+		default:
+			cutOff = id
+		}
+	}
+	c.waitValue(late, "k", "old")
+	c.waitValue(cutOff, "k", "old")
+	if rr, _ := c.get(old, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil {
+		t.Fatalf("linearizable read on the leader before any fault: %v", rr.Error)
+	}
+	t.Logf("%s leads; %s's replies lag; %s is cut off", old, late, cutOff)
+
+	// Fill late's append pipeline, so that after the cut its held replies
+	// reach the old leader every few milliseconds for about lag.
+	c.faults.Delay(raftID(late), raftID(old), lag, 0)
+	for end := time.Now().Add(lag); time.Now().Before(end); {
+		c.ask(old, &actors.WriteRequest{Meta: meta(time.Second), Command: kvstore.Put("filler", []byte("x"))})
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.faults.Cut(raftID(old), raftID(late))
+	c.faults.Cut(raftID(old), raftID(cutOff))
+	c.faults.Cut(raftID(cutOff), raftID(old))
+
+	written := false
+	for end := time.Now().Add(10 * time.Second); !written && time.Now().Before(end); {
+		for _, id := range []string{late, cutOff} {
+			r, err := c.ask(id, &actors.WriteRequest{Meta: meta(300 * time.Millisecond), Command: kvstore.Put("k", []byte("new"))})
+			if err == nil && r.(*actors.WriteResponse).Error.Err() == nil {
+				written = true
+				break
+			}
+		}
+	}
+	if !written {
+		t.Fatal("the two connected nodes never acknowledged a write")
+	}
+	rr, qr := c.get(old, "k", actors.Consistency_LINEARIZABLE)
+	if rr.Error.Err() == nil && string(qr.Value) != "new" {
+		t.Fatalf("the cut-off leader %s answered a linearizable read with k=%q at applied index %d after k=new was acknowledged", old, qr.Value, rr.AppliedIndex)
+	}
+	t.Logf("the cut-off leader answered: %v", rr.Error)
+}

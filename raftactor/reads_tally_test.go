@@ -1,0 +1,119 @@
+package raftactor
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+func voters(ids ...string) raft.Configuration {
+	var c raft.Configuration
+	for _, id := range ids {
+		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(id)})
+	}
+	return c
+}
+
+func answered(term uint64, age time.Duration) probeAnswer {
+	return probeAnswer{answer: &actors.LeadershipProbeAnswer{Term: term, ContactAgeNanos: int64(age)}}
+}
+
+var noAnswer = probeAnswer{err: errors.New("dropped")}
+
+// A leader confirms its term only with answers from that term, enough for a
+// quorum with itself; one answer from a later term ends the round.
+func TestProbeTallyCountsOnlyAnswersInTheTerm(t *testing.T) {
+	cases := []struct {
+		name      string
+		cfg       raft.Configuration
+		answers   []probeAnswer
+		confirmed bool
+		newer     bool
+	}{
+		{"one answer in term makes a quorum of three", voters("a", "b", "c"), []probeAnswer{answered(5, 0)}, true, false},
+		{"an answer from an earlier term does not count", voters("a", "b", "c"), []probeAnswer{answered(4, 0), noAnswer}, false, false},
+		{"a later term ends the round", voters("a", "b", "c"), []probeAnswer{answered(6, 0)}, false, true},
+		{"lost probes leave it unconfirmed", voters("a", "b", "c"), []probeAnswer{noAnswer, noAnswer}, false, false},
+		{"five voters need two answers", voters("a", "b", "c", "d", "e"), []probeAnswer{answered(5, 0), noAnswer, answered(5, 0)}, true, false},
+		{"a node outside the voters does not count itself", voters("b", "c", "d"), []probeAnswer{answered(5, 0), noAnswer, answered(5, 0)}, true, false},
+		{"... and one answer is then no quorum", voters("b", "c", "d"), []probeAnswer{answered(5, 0), noAnswer, noAnswer}, false, false},
+		{"a single voter confirms alone", voters("a"), nil, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tally, peers := newProbeTally(5, tc.cfg, "a")
+			for _, p := range peers {
+				if p.ID == "a" {
+					t.Fatalf("the leader probes itself")
+				}
+			}
+			for _, a := range tc.answers {
+				if tally.decided() {
+					break
+				}
+				tally.add(a)
+			}
+			if !tally.decided() {
+				t.Fatalf("undecided after every answer: %+v", tally)
+			}
+			if tally.confirmed() != tc.confirmed || tally.newer != tc.newer {
+				t.Fatalf("confirmed=%v newer=%v, want %v %v", tally.confirmed(), tally.newer, tc.confirmed, tc.newer)
+			}
+		})
+	}
+}
+
+// A lease starts at the oldest contact among the quorum that vouched for
+// it, and only answers that report a contact with this leader vouch for one.
+func TestProbeTallyLeaseStartsAtTheOldestContactOfTheQuorum(t *testing.T) {
+	tally, _ := newProbeTally(5, voters("a", "b", "c", "d", "e"), "a")
+	tally.add(answered(5, 30*time.Millisecond))
+	tally.add(answered(5, 10*time.Millisecond))
+	if age, ok := tally.leaseAge(); !ok || age != 30*time.Millisecond {
+		t.Fatalf("lease age %v %v, want 30ms", age, ok)
+	}
+
+	tally, _ = newProbeTally(5, voters("a", "b", "c"), "a")
+	tally.add(answered(5, -1)) // in the term, but following no one
+	if !tally.confirmed() {
+		t.Fatal("an answer in the term without a contact still confirms the read index")
+	}
+	if _, ok := tally.leaseAge(); ok {
+		t.Fatal("an answer without a contact vouched for a lease")
+	}
+
+	tally, _ = newProbeTally(5, voters("b", "c", "d"), "a")
+	tally.add(answered(5, 0))
+	tally.add(answered(5, 0))
+	if _, ok := tally.leaseAge(); ok {
+		t.Fatal("a node outside the voters holds a lease")
+	}
+}
+
+// A lease is not trusted during a leadership transfer, nor afterwards
+// until a confirmation that began after the grace period.
+func TestLeaseSuspendedAcrossATransfer(t *testing.T) {
+	var b readIndexBatcher
+	now := monoNow()
+	b.confirmed.Store(&confirmation{term: 3, at: now})
+	if !b.leaseHeld(3, time.Second, now+time.Millisecond) {
+		t.Fatal("a fresh lease is not held")
+	}
+	resume := b.suspendLease(100 * time.Millisecond)
+	if b.leaseHeld(3, time.Second, now+time.Millisecond) {
+		t.Fatal("a lease held during a transfer")
+	}
+	resume()
+	if b.leaseHeld(3, time.Second, now+time.Millisecond) {
+		t.Fatal("a lease from before the transfer held after it")
+	}
+	later := monoNow() + 100*time.Millisecond
+	b.confirmed.Store(&confirmation{term: 3, at: later})
+	if !b.leaseHeld(3, time.Second, later+time.Millisecond) {
+		t.Fatal("a lease begun after the grace period is not held")
+	}
+}
