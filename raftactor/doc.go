@@ -20,6 +20,9 @@
 //     and after the serving node's state machine applied every entry up to
 //     the leader's commit index seen after the read arrived (ReadIndex; a
 //     follower gets that index from the leader with a ReadIndexRequest).
+//     The confirmation counts only answers to LeadershipProbes sent after
+//     that index was noted, never Raft's own acknowledgements, which may
+//     describe messages taken before the read arrived.
 //   - Writes enter the log in the order the leader received them: writes
 //     waiting in its mailbox together become one batch entry, and a single
 //     appender goroutine hands entries to Raft in order. Every command gets
