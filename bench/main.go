@@ -42,7 +42,9 @@ type options struct {
 	out        string
 	cpuProfile string
 	profiled   string
-	readBatch  int
+	// profiledSystem is the system -cpuprofile covers.
+	profiledSystem string
+	readBatch      int
 }
 
 func parseFlags() (options, error) {
@@ -55,7 +57,8 @@ func parseFlags() (options, error) {
 	flag.StringVar(&systems, "systems", "baseline,inproc,remote", "which systems: baseline, inproc, remote")
 	flag.StringVar(&timeouts, "timeouts", "default,fast", "failover timeouts: default (hashicorp's) and/or fast (100 ms heartbeat and election)")
 	flag.StringVar(&o.out, "out", "bench-out", "directory for the SVG charts and results.txt")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of protoraft in-process at the largest client count of -cpuprofile-section to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of -cpuprofile-system at the largest client count of -cpuprofile-section to this file")
+	flag.StringVar(&o.profiledSystem, "cpuprofile-system", "protoraft in-process", "the system -cpuprofile covers: \"protoraft in-process\" or \"protoraft remote\"")
 	flag.StringVar(&o.profiled, "cpuprofile-section", "write 16 B", "the throughput section -cpuprofile covers: \"write 16 B\", \"write 1 KiB\" or \"read linearizable\"")
 	flag.IntVar(&o.readBatch, "read-batch", cluster.DefaultReadBatch, "protoraft's cluster.WithReadBatch: how many concurrent reads one request carries at most (1: each read alone)")
 	flag.Parse()
@@ -249,7 +252,7 @@ func throughputs(ctx context.Context, o options, systems []system, results []*me
 		for _, c := range o.clients {
 			for _, s := range systems {
 				fmt.Fprintf(os.Stderr, "  %s, %s: %s\n", l.section, clientsLabel(c), s.Name())
-				profile := o.cpuProfile != "" && l.section == o.profiled && c == maxClients && s.Name() == "protoraft in-process"
+				profile := o.cpuProfile != "" && l.section == o.profiled && c == maxClients && s.Name() == o.profiledSystem
 				if profile {
 					f, err := os.Create(o.cpuProfile)
 					if err != nil {
