@@ -52,8 +52,12 @@ func (r *recorder) history() []Op {
 	return out
 }
 
-// workload runs concurrent clients, each with its own cluster.Client and
-// its own RNG derived from the run's seed.
+// workload runs concurrent clients, each with its own RNG derived from the
+// run's seed. The writing clients each have a cluster.Client of their own;
+// sharedReaders more clients only read, all through one Client, as an
+// application's goroutines would: when more than a few of their reads are in
+// flight (a failover stalls them all) the Client sends the waiting ones as
+// one read batch, so batched reads face the same faults and checkers.
 type workload struct {
 	c       *inproc
 	rec     *recorder
@@ -74,7 +78,13 @@ type workerClient struct {
 	// seen is this client's latest knowledge of each key, which its
 	// compare-and-sets expect, so that many of them succeed.
 	seen map[string]keyState
+	// readOnly clients share one Client and make linearizable and lease
+	// reads only.
+	readOnly bool
 }
+
+// sharedReaders is how many read-only clients share one Client.
+const sharedReaders = 8
 
 func newClientFor(c *inproc, peers []cluster.Peer) *cluster.Client {
 	return cluster.NewClient(c.system, groupName, peers,
@@ -92,6 +102,17 @@ func newWorkload(c *inproc, rec *recorder, seed int64, clients, keys int) *workl
 			client: newClientFor(c, c.peers()),
 			direct: map[string]*cluster.Client{},
 			seen:   map[string]keyState{},
+		})
+	}
+	shared := newClientFor(c, c.peers())
+	for i := clients; i < clients+sharedReaders; i++ {
+		w.clients = append(w.clients, &workerClient{
+			id:       i,
+			w:        w,
+			rng:      rand.New(rand.NewSource(seed*1000 + int64(i) + 1)),
+			client:   shared,
+			seen:     map[string]keyState{},
+			readOnly: true,
 		})
 	}
 	return w
@@ -131,6 +152,14 @@ func (wc *workerClient) one() {
 	wc.seq++
 	value := fmt.Sprintf("c%d.%d", wc.id, wc.seq)
 	p := wc.rng.Intn(100)
+	if wc.readOnly {
+		if p < 60 {
+			wc.read(key, actors.Consistency_LINEARIZABLE)
+		} else {
+			wc.read(key, actors.Consistency_LEASE)
+		}
+		return
+	}
 	switch {
 	case p < 25:
 		wc.write(Input{Kind: OpPut, Key: key, Value: value}, kvstore.Put(key, []byte(value)))
