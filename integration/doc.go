@@ -7,7 +7,8 @@
 //   - the workload (workload.go): concurrent cluster.Clients doing puts,
 //     deletes, compare-and-sets and reads at every consistency on a small key
 //     space, each operation recorded with its call and return time, input and
-//     outcome (ok, failed, unknown);
+//     outcome (ok, failed, unknown); eight read-only clients share one
+//     Client, so reads stalled by a fault go out as read batches;
 //   - the nemeses and their schedules (nemesis.go, cluster.go): partitions,
 //     one-way cuts, message loss and delay, stopped and restarted nodes,
 //     supervisor restarts, membership changes, snapshot catch-up and run-time
