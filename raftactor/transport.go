@@ -572,10 +572,15 @@ func (t *Transport) call(id raft.ServerID, target raft.ServerAddress, msg *actor
 		t.sleep(min(timeout, maxDropWait))
 		return nil, t.dropped(id, target)
 	}
-	if !t.sleep(delay) {
+	// A delay is time on the wire: it counts against the timeout, so an
+	// RPC held longer fails as a slow link's would, not late.
+	if !t.sleep(min(delay, timeout)) {
 		return nil, ErrTransportClosed
 	}
-	reply, err := t.request(pid, msg, timeout)
+	if delay >= timeout {
+		return t.settle(target, nil, ErrRPCTimeout)
+	}
+	reply, err := t.request(pid, msg, timeout-delay)
 	return t.settle(target, reply, err)
 }
 

@@ -626,6 +626,37 @@ func TestTransportFaultsApplyToRPCs(t *testing.T) {
 	if err := p.a.AppendEntries("b", AddressOf(p.bPID), req, &resp); err != nil || !resp.Success {
 		t.Fatalf("delayed: %+v, %v", resp, err)
 	}
+	// A delay counts against the RPC timeout, as a slow link would: an RPC
+	// held longer than the timeout fails instead of succeeding late.
+	f.Delay("a", "b", 2*time.Second, 0)
+	if err := p.a.AppendEntries("b", AddressOf(p.bPID), req, &resp); !errors.Is(err, ErrRPCTimeout) {
+		t.Fatalf("delayed past the timeout: want timeout, got %v", err)
+	}
+}
+
+// A leadership probe is answered by the receiver's probe handler, and
+// refused until one is set; fault injection applies to it like to any RPC.
+func TestLeadershipProbeAnsweredByTheHandler(t *testing.T) {
+	verifyNoLeaks(t)
+	f := NewFaults(7)
+	p := newTCPair(t, 0, f)
+	if _, err := p.a.ProbeLeadership("b", AddressOf(p.bPID)); err == nil {
+		t.Fatal("a probe was answered before a handler was set")
+	}
+	p.b.SetProbeHandler(func(from raft.ServerID) *actors.LeadershipProbeAnswer {
+		if from != "a" {
+			t.Errorf("probe from %q, want a", from)
+		}
+		return &actors.LeadershipProbeAnswer{Term: 9, ContactAgeNanos: 42}
+	})
+	a, err := p.a.ProbeLeadership("b", AddressOf(p.bPID))
+	if err != nil || a.GetTerm() != 9 || a.GetContactAgeNanos() != 42 {
+		t.Fatalf("answer %v, %v", a, err)
+	}
+	f.Cut("a", "b")
+	if _, err := p.a.ProbeLeadership("b", AddressOf(p.bPID)); !errors.Is(err, ErrMessageDropped) {
+		t.Fatalf("cut a->b: want dropped, got %v", err)
+	}
 }
 
 func TestTransportConversionRoundTrips(t *testing.T) {
