@@ -671,6 +671,22 @@ func TestOutcomesOfRequestsAnsweredTogether(t *testing.T) {
 			t.Fatalf("outcomes of %d requests told, want %d", len(seen), requests)
 		}
 	}
+	// A duplicate told late must not slip by: stop the node, then count
+	// everything told before a marker that goes through the same mailbox.
+	c.stop("n1")
+	c.system.Root.Send(obs, &actors.Outcome{Permit: "end"})
+	for done := false; !done; {
+		select {
+		case o := <-outcomes:
+			if o.Permit == "end" {
+				done = true
+			} else if o.Permit != "" {
+				seen[o.Permit]++
+			}
+		case <-deadline:
+			t.Fatal("the marker outcome never came through")
+		}
+	}
 	for permit, n := range seen {
 		if n != 1 {
 			t.Fatalf("request with permit %s told %d outcomes, want 1", permit, n)
