@@ -1,7 +1,6 @@
 package raftactor
 
 import (
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,6 +331,9 @@ type readIndexBatcher struct {
 	// heard from this leader a moment ago, so no lease holds across one.
 	transfers  atomic.Int32
 	leaseFloor atomic.Int64 // a time.Duration since monoBase
+
+	// latencies orders the voters a round probes first.
+	latencies probeLatencies
 }
 
 // maxConfirmationsInFlight bounds the rounds of leadership probes running at
@@ -393,12 +395,6 @@ type readRound struct {
 	err   *actors.Error
 }
 
-// leadershipProber is what a round needs of the transport.
-type leadershipProber interface {
-	localID() raft.ServerID
-	ProbeLeadership(id raft.ServerID, target raft.ServerAddress) (*actors.LeadershipProbeAnswer, error)
-}
-
 // readIndex returns a read index confirmed by a quorum after this call
 // began, and the term it was confirmed in: the state machine answers
 // linearizably once it applied that index.
@@ -440,146 +436,6 @@ func (b *readIndexBatcher) run(r *raft.Raft, probe leadershipProber) {
 		b.confirm(r, probe, round)
 		close(round.done)
 	}
-}
-
-// confirm notes the commit index, then probes every other voter of the
-// latest configuration and waits until a quorum answered in this term
-// (probeTally). Raft's own VerifyLeader cannot serve here: it counts any
-// heartbeat or append acknowledged after it was called, including one the
-// follower took before the read arrived, so a leader cut off while such
-// acknowledgements are still on their way would vouch for an index that a
-// newer leader's writes have passed.
-func (b *readIndexBatcher) confirm(r *raft.Raft, probe leadershipProber, round *readRound) {
-	start := monoNow()
-	round.term = r.CurrentTerm()
-	if r.State() != raft.Leader {
-		round.err = actors.NotLeader(leaderOf(r))
-		return
-	}
-	round.index = r.CommitIndex()
-	cf := r.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		round.err = raftError(r, err)
-		return
-	}
-	tally, peers := newProbeTally(round.term, cf.Configuration(), probe.localID())
-	answers := make(chan probeAnswer, len(peers))
-	for _, s := range peers {
-		go func() {
-			a, err := probe.ProbeLeadership(s.ID, s.Address)
-			answers <- probeAnswer{a, err}
-		}()
-	}
-	for !tally.decided() {
-		tally.add(<-answers)
-	}
-	switch {
-	case tally.newer:
-		round.err = actors.NotLeader(nil)
-	case !tally.confirmed():
-		round.err = actors.Errorf(actors.Code_UNAVAILABLE, "leadership not confirmed: %d of the %d votes a quorum needs answered in term %d", tally.votes, tally.need, round.term)
-	case r.CurrentTerm() != round.term:
-		round.err = actors.NotLeader(leaderOf(r))
-	default:
-		if age, ok := tally.leaseAge(); ok {
-			b.confirmed.Store(&confirmation{term: round.term, at: start - age})
-		}
-	}
-}
-
-// probeAnswer is one voter's answer to a probe, or why there is none.
-type probeAnswer struct {
-	answer *actors.LeadershipProbeAnswer
-	err    error
-}
-
-// probeTally counts one round's answers. It is the whole rule by which a
-// leader takes itself to still lead:
-//   - a quorum of the latest configuration's voters must be in the round's
-//     term when the probe reaches them, this node counting for itself when
-//     it is a voter. Quorums of successive configurations overlap (Raft
-//     changes one server at a time), so any leader of a later term was
-//     elected by a quorum holding one of these voters, which would then be
-//     in that later term already: so none was elected before the round.
-//   - one answer from a later term decides the round: another leader may
-//     exist.
-//   - the lease is as old as the oldest contact among the first quorum of
-//     answers that report one (leaseAge).
-type probeTally struct {
-	term    uint64
-	need    int // votes a quorum needs
-	votes   int // answers in term, plus this node's own
-	pending int // probes not answered yet
-	self    bool
-	newer   bool            // an answer came from a later term
-	ages    []time.Duration // contact ages among the counted answers
-}
-
-// newProbeTally starts a tally for term over cfg and returns the voters to
-// probe: every voter but self.
-func newProbeTally(term uint64, cfg raft.Configuration, self raft.ServerID) (*probeTally, []raft.Server) {
-	t := &probeTally{term: term}
-	var peers []raft.Server
-	voters := 0
-	for _, s := range cfg.Servers {
-		if s.Suffrage != raft.Voter {
-			continue
-		}
-		voters++
-		if s.ID == self {
-			t.self = true
-			t.votes++
-			continue
-		}
-		peers = append(peers, s)
-	}
-	t.need = voters/2 + 1
-	t.pending = len(peers)
-	return t, peers
-}
-
-// add counts one answer.
-func (t *probeTally) add(a probeAnswer) {
-	t.pending--
-	switch {
-	case a.err != nil:
-	case a.answer.GetTerm() > t.term:
-		t.newer = true
-	case a.answer.GetTerm() == t.term:
-		t.votes++
-		if age := a.answer.GetContactAgeNanos(); age >= 0 {
-			t.ages = append(t.ages, time.Duration(age))
-		}
-	}
-}
-
-// decided reports whether the answers so far settle the round.
-func (t *probeTally) decided() bool {
-	return t.newer || t.votes >= t.need || t.votes+t.pending < t.need
-}
-
-// confirmed reports whether a quorum vouched for the term.
-func (t *probeTally) confirmed() bool { return !t.newer && t.votes >= t.need }
-
-// leaseAge is how long before the round began the lease it establishes
-// starts: the largest contact age among the fewest answers that make a
-// quorum with this node. ok is false when too few answers report a
-// contact, or this node is no voter (it cannot vouch that it votes for no
-// one else).
-func (t *probeTally) leaseAge() (age time.Duration, ok bool) {
-	if !t.self || !t.confirmed() {
-		return 0, false
-	}
-	n := t.need - 1
-	if len(t.ages) < n {
-		return 0, false
-	}
-	if n == 0 {
-		return 0, true
-	}
-	ages := slices.Clone(t.ages)
-	slices.Sort(ages)
-	return ages[n-1], true
 }
 
 // termReadiness tracks whether the leader has committed an entry in its

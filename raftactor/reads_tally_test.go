@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,5 +116,79 @@ func TestLeaseSuspendedAcrossATransfer(t *testing.T) {
 	b.confirmed.Store(&confirmation{term: 3, at: later})
 	if !b.leaseHeld(3, time.Second, later+time.Millisecond) {
 		t.Fatal("a lease begun after the grace period is not held")
+	}
+}
+
+// fakeProber answers probes from a table; a voter missing from it never
+// answers (until release is closed, then with an error).
+type fakeProber struct {
+	mu      sync.Mutex
+	asked   []raft.ServerID
+	answers map[raft.ServerID]probeAnswer
+	release chan struct{}
+}
+
+func (f *fakeProber) localID() raft.ServerID { return "a" }
+
+func (f *fakeProber) ProbeLeadership(id raft.ServerID, _ raft.ServerAddress) (*actors.LeadershipProbeAnswer, error) {
+	f.mu.Lock()
+	f.asked = append(f.asked, id)
+	a, ok := f.answers[id]
+	f.mu.Unlock()
+	if !ok {
+		<-f.release
+		return nil, errors.New("no answer")
+	}
+	return a.answer, a.err
+}
+
+func (f *fakeProber) askedOf() []raft.ServerID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]raft.ServerID(nil), f.asked...)
+}
+
+// A round asks only as many voters as a quorum needs while they answer, and
+// the others as soon as one of them fails or stays silent past the hedge.
+func TestProbeQuorumAsksTheOthersOnlyWhenNeeded(t *testing.T) {
+	var b readIndexBatcher
+	round := func(f *fakeProber) *probeTally {
+		tally, peers := newProbeTally(5, voters("a", "b", "c"), "a")
+		b.probeQuorum(f, tally, peers)
+		return tally
+	}
+	ok := answered(5, 0)
+	both := &fakeProber{answers: map[raft.ServerID]probeAnswer{"b": ok, "c": ok}, release: make(chan struct{})}
+	for range 3 {
+		round(both)
+	}
+	if got := len(both.askedOf()); got != 3 {
+		t.Fatalf("three rounds with both followers answering sent %d probes, want 3: %v", got, both.askedOf())
+	}
+
+	fast := both.askedOf()[2]
+	other := raft.ServerID("b")
+	if fast == "b" {
+		other = "c"
+	}
+	failing := &fakeProber{answers: map[raft.ServerID]probeAnswer{fast: noAnswer, other: ok}, release: make(chan struct{})}
+	if !round(failing).confirmed() {
+		t.Fatalf("not confirmed when the first voter failed and the other answers: asked %v", failing.askedOf())
+	}
+
+	silent := &fakeProber{answers: map[raft.ServerID]probeAnswer{"b": ok, "c": ok}, release: make(chan struct{})}
+	peers := []raft.Server{{ID: "b"}, {ID: "c"}}
+	b.latencies.plan(peers, 1)
+	delete(silent.answers, peers[0].ID)
+	defer close(silent.release)
+	done := make(chan bool, 1)
+	go func() { done <- round(silent).confirmed() }()
+	select {
+	case confirmed := <-done:
+		if !confirmed {
+			t.Fatalf("not confirmed when the first voter stayed silent: asked %v", silent.askedOf())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the round waited for a silent voter and asked no other: asked %v", silent.askedOf())
 	}
 }
