@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -72,6 +73,13 @@ func (b *readIndexBatcher) probeQuorum(probe leadershipProber, tally *probeTally
 	first, hedge := b.latencies.plan(peers, max(tally.need-tally.votes, 0))
 	send(peers[:first])
 	rest := peers[first:]
+	// silent is the first wave still unanswered: if the hedge fires on
+	// them, they count as slow, or the next round would ask them first
+	// again and wait for the hedge again.
+	silent := make(map[raft.ServerID]bool, first)
+	for _, s := range peers[:first] {
+		silent[s.ID] = true
+	}
 	var hedgeFired <-chan time.Time
 	if len(rest) > 0 {
 		timer := time.NewTimer(hedge)
@@ -81,17 +89,24 @@ func (b *readIndexBatcher) probeQuorum(probe leadershipProber, tally *probeTally
 	for !tally.decided() {
 		select {
 		case a := <-answers:
+			delete(silent, a.id)
 			b.latencies.observe(a)
 			if counted := tally.add(a); !counted && len(rest) > 0 {
 				send(rest)
 				rest, hedgeFired = nil, nil
 			}
 		case <-hedgeFired:
+			for id := range silent {
+				b.latencies.observe(probeAnswer{id: id, err: errProbeSlow})
+			}
 			send(rest)
 			rest, hedgeFired = nil, nil
 		}
 	}
 }
+
+// errProbeSlow marks a voter that did not answer within the hedge.
+var errProbeSlow = errors.New("raftactor: no answer to a leadership probe within the hedge")
 
 // probeAnswer is one voter's answer to a probe, or why there is none, and
 // how long it took.

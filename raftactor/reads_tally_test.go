@@ -192,3 +192,30 @@ func TestProbeQuorumAsksTheOthersOnlyWhenNeeded(t *testing.T) {
 		t.Fatalf("the round waited for a silent voter and asked no other: asked %v", silent.askedOf())
 	}
 }
+
+// A voter that stayed silent past the hedge is asked after the others in
+// the next round, so rounds do not keep waiting for it.
+func TestProbeQuorumAsksASilentVoterLast(t *testing.T) {
+	var b readIndexBatcher
+	ok := answered(5, 0)
+	both := &fakeProber{answers: map[raft.ServerID]probeAnswer{"b": ok, "c": ok}, release: make(chan struct{})}
+	defer close(both.release)
+	for range 2 { // measure both
+		tally, peers := newProbeTally(5, voters("a", "b", "c"), "a")
+		b.probeQuorum(both, tally, peers)
+	}
+	peers := []raft.Server{{ID: "b"}, {ID: "c"}}
+	b.latencies.plan(peers, 1)
+	quiet, other := peers[0].ID, peers[1].ID
+	f := &fakeProber{answers: map[raft.ServerID]probeAnswer{other: ok}, release: both.release}
+	tally, all := newProbeTally(5, voters("a", "b", "c"), "a")
+	b.probeQuorum(f, tally, all)
+	if !tally.confirmed() {
+		t.Fatalf("not confirmed: asked %v", f.askedOf())
+	}
+	next := []raft.Server{{ID: "b"}, {ID: "c"}}
+	b.latencies.plan(next, 1)
+	if next[0].ID != other {
+		t.Fatalf("after %s stayed silent the next round asks %s first", quiet, next[0].ID)
+	}
+}
