@@ -16,14 +16,15 @@ import (
 // read index serves all of them, then each is queried and answered.
 //
 // LINEARIZABLE on the leader is ReadIndex: note the commit index after the
-// read arrived, confirm with a quorum that this node still leads, wait until
-// the state machine applied up to the noted index, then query. On a
-// follower it asks the leader for such an index (a ReadIndexRequest) and
-// waits until it applied that far itself. LEASE, on the leader only, skips
-// the quorum round trip while a confirmation of its leadership that started
-// less than a lease ago stands (leaseHeld), and otherwise takes one: Raft's
-// own step-down when the lease runs out comes too late for a leader whose
-// process was paused. A leader serves either only once
+// read arrived, confirm with a quorum that this node still leads (probes
+// sent after that, see confirm), wait until the state machine applied up to
+// the noted index, then query. On a follower it asks the leader for such an
+// index (a ReadIndexRequest) and waits until it applied that far itself.
+// LEASE, on the leader only, skips the quorum round trip while the lease
+// the last confirmation established, from the oldest leader contact its
+// quorum reported, is younger than the lease (leaseHeld), and otherwise
+// takes one: Raft's own step-down when the lease runs out comes too late
+// for a leader whose process was paused. A leader serves either only once
 // it committed an entry of its own term (termReadiness): before that its
 // commit index can lag behind entries an earlier leader acknowledged. STALE
 // reads the local state as it is and says which index it reflects. A
