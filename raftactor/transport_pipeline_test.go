@@ -159,10 +159,7 @@ func TestPipelineFuturesInRequestOrderWhenRepliesAreNot(t *testing.T) {
 	}))
 	t.Cleanup(func() { sys.Root.Stop(peer) })
 	a, _ := newPipeTransport(t, sys, "a", func(c *TransportConfig) { c.MaxAppendsInFlight = n })
-	p, err := a.AppendEntriesPipeline("b", AddressOf(peer))
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "b", AddressOf(peer))
 	defer p.Close()
 
 	const rounds = 3
@@ -170,6 +167,7 @@ func TestPipelineFuturesInRequestOrderWhenRepliesAreNot(t *testing.T) {
 		futures := make([]raft.AppendFuture, n)
 		for i := range n {
 			idx := uint64(r*n + i + 1)
+			var err error
 			if futures[i], err = p.AppendEntries(appendReq(idx), &raft.AppendEntriesResponse{}); err != nil {
 				t.Fatalf("append %d: %v", idx, err)
 			}
@@ -210,10 +208,7 @@ func TestPipelineReachesRaftInSendOrderUnderDelays(t *testing.T) {
 	a, _ := newPipeTransport(t, sys, "a", mutate)
 	b, bPID := newPipeTransport(t, sys, "b", mutate)
 	order := serveAppends(t, b)
-	p, err := a.AppendEntriesPipeline("b", AddressOf(bPID))
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "b", AddressOf(bPID))
 	defer p.Close()
 
 	const n = 300
@@ -270,10 +265,7 @@ func TestPipelineDroppedRPCFailsItsFuture(t *testing.T) {
 	a, _ := newPipeTransport(t, sys, "a", mutate)
 	b, bPID := newPipeTransport(t, sys, "b", mutate)
 	order := serveAppends(t, b)
-	p, err := a.AppendEntriesPipeline("b", AddressOf(bPID))
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "b", AddressOf(bPID))
 	defer p.Close()
 
 	faults.Cut("a", "b")
@@ -312,6 +304,16 @@ func silentPeer(t *testing.T, sys *actor.ActorSystem) (*actor.PID, *atomic.Int64
 }
 
 // appendAll sends entries 1..n into p without waiting for replies.
+// openPipeline opens a's pipeline to id at target, or fails the test.
+func openPipeline(t *testing.T, a *Transport, id raft.ServerID, target raft.ServerAddress) raft.AppendPipeline {
+	t.Helper()
+	p, err := a.AppendEntriesPipeline(id, target)
+	if err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	return p
+}
+
 func appendAll(t *testing.T, p raft.AppendPipeline, n int) []raft.AppendFuture {
 	t.Helper()
 	futures := make([]raft.AppendFuture, 0, n)
@@ -330,10 +332,7 @@ func TestPipelineCloseFailsRPCsInFlight(t *testing.T) {
 	sys := newPipeSystem(t)
 	peer, _ := silentPeer(t, sys)
 	a, _ := newPipeTransport(t, sys, "a", func(c *TransportConfig) { c.MaxAppendsInFlight = 8 })
-	p, err := a.AppendEntriesPipeline("b", AddressOf(peer))
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "b", AddressOf(peer))
 	futures := appendAll(t, p, 5)
 	returnsWithin(t, "Close with RPCs in flight", func() { _ = p.Close() })
 	for i, f := range futures {
@@ -362,10 +361,7 @@ func TestPipelineTransportCloseAbortsPipelines(t *testing.T) {
 	sys := newPipeSystem(t)
 	peer, _ := silentPeer(t, sys)
 	a, _ := newPipeTransport(t, sys, "a", func(c *TransportConfig) { c.MaxAppendsInFlight = 3 })
-	p, err := a.AppendEntriesPipeline("b", AddressOf(peer))
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "b", AddressOf(peer))
 	futures := appendAll(t, p, 3)
 	// The pipeline is full: this one waits for a slot until the close.
 	blocked := make(chan error, 1)
@@ -404,10 +400,7 @@ func TestPipelineBoundsRPCsInFlight(t *testing.T) {
 		c.MaxAppendsInFlight = depth
 		c.RPCTimeout = time.Second
 	})
-	p, err := a.AppendEntriesPipeline("b", AddressOf(peer))
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "b", AddressOf(peer))
 	defer p.Close()
 	appendAll(t, p, depth)
 	extra := make(chan error, 1)
@@ -448,10 +441,7 @@ func TestPipelineAbandonedByRaftDoesNotHang(t *testing.T) {
 	a, _ := newPipeTransport(t, sys, "a", mutate)
 	b, bPID := newPipeTransport(t, sys, "b", mutate)
 	serveAppends(t, b)
-	p, err := a.AppendEntriesPipeline("b", AddressOf(bPID))
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "b", AddressOf(bPID))
 	defer p.Close()
 	var last error
 	returnsWithin(t, "appends nobody consumes", func() {
@@ -472,10 +462,7 @@ func TestPipelineFailsFastOnADeadPeer(t *testing.T) {
 	sys := newPipeSystem(t)
 	a, _ := newPipeTransport(t, sys, "a", nil)
 	missing := AddressOf(actor.NewPID(sys.Address(), "no-such-node"))
-	p, err := a.AppendEntriesPipeline("x", missing)
-	if err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
+	p := openPipeline(t, a, "x", missing)
 	defer p.Close()
 	for i := range uint64(DefaultFailFastThreshold) {
 		if _, err := p.AppendEntries(appendReq(i+1), &raft.AppendEntriesResponse{}); err != nil {
