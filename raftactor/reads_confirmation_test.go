@@ -76,3 +76,41 @@ func TestReadIsNotConfirmedByAcknowledgementsOlderThanIt(t *testing.T) {
 	}
 	t.Logf("the cut-off leader answered: %v", rr.Error)
 }
+
+// A follower answers a leadership probe with its term, and vouches for a
+// lease (a contact age) only to the leader it follows: a node that is not
+// its leader, even one in the same term, gets no age, because the follower
+// may vote for someone else at once as far as that node knows.
+func TestFollowerAnswersAProbeWithItsTermAndItsLeadersContact(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	c.put("k", "v")
+	follower, other := "", ""
+	for _, id := range c.order {
+		switch {
+		case id == leader:
+		case follower == "":
+			follower = id
+		default:
+			other = id
+		}
+	}
+	term := c.status(leader).GetTerm()
+	probe := func(from string) *actors.LeadershipProbeAnswer {
+		t.Helper()
+		res := c.mustAsk(follower, &actors.RaftRPC{Group: c.group, From: c.address(from),
+			Body: &actors.RaftRPC_LeadershipProbe{LeadershipProbe: &actors.LeadershipProbe{Id: from}}})
+		reply, ok := res.(*actors.RaftRPCReply)
+		if !ok || reply.GetLeadershipProbe() == nil {
+			t.Fatalf("probe from %s answered %v", from, res)
+		}
+		return reply.GetLeadershipProbe()
+	}
+	a := probe(leader)
+	if a.GetTerm() != term || a.GetContactAgeNanos() < 0 {
+		t.Fatalf("probe from the leader: %v, want term %d and a contact age", a, term)
+	}
+	if a := probe(other); a.GetTerm() != term || a.GetContactAgeNanos() != -1 {
+		t.Fatalf("probe from %s, which does not lead: %v, want term %d and no contact age", other, a, term)
+	}
+}
