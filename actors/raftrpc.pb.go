@@ -983,6 +983,7 @@ type RaftRPC struct {
 	//	*RaftRPC_SnapshotChunk
 	//	*RaftRPC_ReadIndex
 	//	*RaftRPC_LeadershipProbe
+	//	*RaftRPC_LinkQuery
 	Body          isRaftRPC_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1109,6 +1110,15 @@ func (x *RaftRPC) GetLeadershipProbe() *LeadershipProbe {
 	return nil
 }
 
+func (x *RaftRPC) GetLinkQuery() *LinkQuery {
+	if x != nil {
+		if x, ok := x.Body.(*RaftRPC_LinkQuery); ok {
+			return x.LinkQuery
+		}
+	}
+	return nil
+}
+
 type isRaftRPC_Body interface {
 	isRaftRPC_Body()
 }
@@ -1141,6 +1151,10 @@ type RaftRPC_LeadershipProbe struct {
 	LeadershipProbe *LeadershipProbe `protobuf:"bytes,16,opt,name=leadership_probe,json=leadershipProbe,proto3,oneof"`
 }
 
+type RaftRPC_LinkQuery struct {
+	LinkQuery *LinkQuery `protobuf:"bytes,17,opt,name=link_query,json=linkQuery,proto3,oneof"`
+}
+
 func (*RaftRPC_AppendEntries) isRaftRPC_Body() {}
 
 func (*RaftRPC_RequestVote) isRaftRPC_Body() {}
@@ -1154,6 +1168,8 @@ func (*RaftRPC_SnapshotChunk) isRaftRPC_Body() {}
 func (*RaftRPC_ReadIndex) isRaftRPC_Body() {}
 
 func (*RaftRPC_LeadershipProbe) isRaftRPC_Body() {}
+
+func (*RaftRPC_LinkQuery) isRaftRPC_Body() {}
 
 // LeadershipProbe is how a leader confirms, for a read index or a lease,
 // that it still leads: a quorum answers with the term it is in when the
@@ -1383,6 +1399,7 @@ type RaftRPCReply struct {
 	//	*RaftRPCReply_ChunkAck
 	//	*RaftRPCReply_ReadIndex
 	//	*RaftRPCReply_LeadershipProbe
+	//	*RaftRPCReply_LinkAddress
 	Body          isRaftRPCReply_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1504,6 +1521,15 @@ func (x *RaftRPCReply) GetLeadershipProbe() *LeadershipProbeAnswer {
 	return nil
 }
 
+func (x *RaftRPCReply) GetLinkAddress() *LinkAddress {
+	if x != nil {
+		if x, ok := x.Body.(*RaftRPCReply_LinkAddress); ok {
+			return x.LinkAddress
+		}
+	}
+	return nil
+}
+
 type isRaftRPCReply_Body interface {
 	isRaftRPCReply_Body()
 }
@@ -1541,6 +1567,10 @@ type RaftRPCReply_LeadershipProbe struct {
 	LeadershipProbe *LeadershipProbeAnswer `protobuf:"bytes,17,opt,name=leadership_probe,json=leadershipProbe,proto3,oneof"`
 }
 
+type RaftRPCReply_LinkAddress struct {
+	LinkAddress *LinkAddress `protobuf:"bytes,18,opt,name=link_address,json=linkAddress,proto3,oneof"`
+}
+
 func (*RaftRPCReply_AppendEntries) isRaftRPCReply_Body() {}
 
 func (*RaftRPCReply_RequestVote) isRaftRPCReply_Body() {}
@@ -1556,6 +1586,167 @@ func (*RaftRPCReply_ChunkAck) isRaftRPCReply_Body() {}
 func (*RaftRPCReply_ReadIndex) isRaftRPCReply_Body() {}
 
 func (*RaftRPCReply_LeadershipProbe) isRaftRPCReply_Body() {}
+
+func (*RaftRPCReply_LinkAddress) isRaftRPCReply_Body() {}
+
+// LinkQuery asks a peer where its process serves a Raft link (see
+// raftactor.Link): a direct connection that carries the group's Raft RPCs
+// between two processes faster than protoactor remote does.
+type LinkQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkQuery) Reset() {
+	*x = LinkQuery{}
+	mi := &file_raftrpc_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkQuery) ProtoMessage() {}
+
+func (x *LinkQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkQuery.ProtoReflect.Descriptor instead.
+func (*LinkQuery) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{19}
+}
+
+// LinkAddress answers a LinkQuery: the host:port to dial, empty when the
+// peer's process serves no link and RPCs keep going through remote.
+type LinkAddress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkAddress) Reset() {
+	*x = LinkAddress{}
+	mi := &file_raftrpc_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkAddress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkAddress) ProtoMessage() {}
+
+func (x *LinkAddress) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkAddress.ProtoReflect.Descriptor instead.
+func (*LinkAddress) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LinkAddress) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// LinkFrame is one message on a Raft link, written as its length (4 bytes,
+// big endian) followed by its encoding. A request carries rpc for the local
+// actor named target; the answer carries reply and the request's call.
+type LinkFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// call pairs an answer with its request; the dialing side numbers them.
+	Call uint32 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	// target is the ID of the node actor the rpc is for, in the process
+	// that accepted the connection.
+	Target        string        `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Rpc           *RaftRPC      `protobuf:"bytes,3,opt,name=rpc,proto3" json:"rpc,omitempty"`
+	Reply         *RaftRPCReply `protobuf:"bytes,4,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkFrame) Reset() {
+	*x = LinkFrame{}
+	mi := &file_raftrpc_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkFrame) ProtoMessage() {}
+
+func (x *LinkFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkFrame.ProtoReflect.Descriptor instead.
+func (*LinkFrame) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *LinkFrame) GetCall() uint32 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *LinkFrame) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *LinkFrame) GetRpc() *RaftRPC {
+	if x != nil {
+		return x.Rpc
+	}
+	return nil
+}
+
+func (x *LinkFrame) GetReply() *RaftRPCReply {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
 
 var File_raftrpc_proto protoreflect.FileDescriptor
 
@@ -1636,7 +1827,7 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x14\n" +
 	"\x05final\x18\x04 \x01(\bR\x05final\x12>\n" +
-	"\arequest\x18\x05 \x01(\v2$.protoraft.v1.InstallSnapshotRequestR\arequest\"\xcb\x04\n" +
+	"\arequest\x18\x05 \x01(\v2$.protoraft.v1.InstallSnapshotRequestR\arequest\"\x85\x05\n" +
 	"\aRaftRPC\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x12\n" +
@@ -1650,7 +1841,9 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x0esnapshot_chunk\x18\x0e \x01(\v2\x1b.protoraft.v1.SnapshotChunkH\x00R\rsnapshotChunk\x12?\n" +
 	"\n" +
 	"read_index\x18\x0f \x01(\v2\x1e.protoraft.v1.ReadIndexRequestH\x00R\treadIndex\x12J\n" +
-	"\x10leadership_probe\x18\x10 \x01(\v2\x1d.protoraft.v1.LeadershipProbeH\x00R\x0fleadershipProbeB\x06\n" +
+	"\x10leadership_probe\x18\x10 \x01(\v2\x1d.protoraft.v1.LeadershipProbeH\x00R\x0fleadershipProbe\x128\n" +
+	"\n" +
+	"link_query\x18\x11 \x01(\v2\x17.protoraft.v1.LinkQueryH\x00R\tlinkQueryB\x06\n" +
 	"\x04body\"!\n" +
 	"\x0fLeadershipProbe\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
@@ -1661,7 +1854,7 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"T\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12)\n" +
-	"\x05error\x18\x02 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\"\xe0\x04\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\"\xa0\x05\n" +
 	"\fRaftRPCReply\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12L\n" +
 	"\x0eappend_entries\x18\n" +
@@ -1674,8 +1867,17 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\tchunk_ack\x18\x0f \x01(\x04H\x00R\bchunkAck\x12@\n" +
 	"\n" +
 	"read_index\x18\x10 \x01(\v2\x1f.protoraft.v1.ReadIndexResponseH\x00R\treadIndex\x12P\n" +
-	"\x10leadership_probe\x18\x11 \x01(\v2#.protoraft.v1.LeadershipProbeAnswerH\x00R\x0fleadershipProbeB\x06\n" +
-	"\x04bodyB'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
+	"\x10leadership_probe\x18\x11 \x01(\v2#.protoraft.v1.LeadershipProbeAnswerH\x00R\x0fleadershipProbe\x12>\n" +
+	"\flink_address\x18\x12 \x01(\v2\x19.protoraft.v1.LinkAddressH\x00R\vlinkAddressB\x06\n" +
+	"\x04body\"\v\n" +
+	"\tLinkQuery\"'\n" +
+	"\vLinkAddress\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x92\x01\n" +
+	"\tLinkFrame\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\rR\x04call\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12'\n" +
+	"\x03rpc\x18\x03 \x01(\v2\x15.protoraft.v1.RaftRPCR\x03rpc\x120\n" +
+	"\x05reply\x18\x04 \x01(\v2\x1a.protoraft.v1.RaftRPCReplyR\x05replyB'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
 	file_raftrpc_proto_rawDescOnce sync.Once
@@ -1689,7 +1891,7 @@ func file_raftrpc_proto_rawDescGZIP() []byte {
 	return file_raftrpc_proto_rawDescData
 }
 
-var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_raftrpc_proto_goTypes = []any{
 	(*RPCHeader)(nil),               // 0: protoraft.v1.RPCHeader
 	(*LogEntry)(nil),                // 1: protoraft.v1.LogEntry
@@ -1710,7 +1912,10 @@ var file_raftrpc_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),        // 16: protoraft.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),       // 17: protoraft.v1.ReadIndexResponse
 	(*RaftRPCReply)(nil),            // 18: protoraft.v1.RaftRPCReply
-	(*Error)(nil),                   // 19: protoraft.v1.Error
+	(*LinkQuery)(nil),               // 19: protoraft.v1.LinkQuery
+	(*LinkAddress)(nil),             // 20: protoraft.v1.LinkAddress
+	(*LinkFrame)(nil),               // 21: protoraft.v1.LinkFrame
+	(*Error)(nil),                   // 22: protoraft.v1.Error
 }
 var file_raftrpc_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.AppendEntriesRequest.header:type_name -> protoraft.v1.RPCHeader
@@ -1732,19 +1937,23 @@ var file_raftrpc_proto_depIdxs = []int32{
 	12, // 16: protoraft.v1.RaftRPC.snapshot_chunk:type_name -> protoraft.v1.SnapshotChunk
 	16, // 17: protoraft.v1.RaftRPC.read_index:type_name -> protoraft.v1.ReadIndexRequest
 	14, // 18: protoraft.v1.RaftRPC.leadership_probe:type_name -> protoraft.v1.LeadershipProbe
-	19, // 19: protoraft.v1.ReadIndexResponse.error:type_name -> protoraft.v1.Error
-	3,  // 20: protoraft.v1.RaftRPCReply.append_entries:type_name -> protoraft.v1.AppendEntriesResponse
-	5,  // 21: protoraft.v1.RaftRPCReply.request_vote:type_name -> protoraft.v1.RequestVoteResponse
-	7,  // 22: protoraft.v1.RaftRPCReply.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteResponse
-	9,  // 23: protoraft.v1.RaftRPCReply.timeout_now:type_name -> protoraft.v1.TimeoutNowResponse
-	11, // 24: protoraft.v1.RaftRPCReply.install_snapshot:type_name -> protoraft.v1.InstallSnapshotResponse
-	17, // 25: protoraft.v1.RaftRPCReply.read_index:type_name -> protoraft.v1.ReadIndexResponse
-	15, // 26: protoraft.v1.RaftRPCReply.leadership_probe:type_name -> protoraft.v1.LeadershipProbeAnswer
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	19, // 19: protoraft.v1.RaftRPC.link_query:type_name -> protoraft.v1.LinkQuery
+	22, // 20: protoraft.v1.ReadIndexResponse.error:type_name -> protoraft.v1.Error
+	3,  // 21: protoraft.v1.RaftRPCReply.append_entries:type_name -> protoraft.v1.AppendEntriesResponse
+	5,  // 22: protoraft.v1.RaftRPCReply.request_vote:type_name -> protoraft.v1.RequestVoteResponse
+	7,  // 23: protoraft.v1.RaftRPCReply.request_pre_vote:type_name -> protoraft.v1.RequestPreVoteResponse
+	9,  // 24: protoraft.v1.RaftRPCReply.timeout_now:type_name -> protoraft.v1.TimeoutNowResponse
+	11, // 25: protoraft.v1.RaftRPCReply.install_snapshot:type_name -> protoraft.v1.InstallSnapshotResponse
+	17, // 26: protoraft.v1.RaftRPCReply.read_index:type_name -> protoraft.v1.ReadIndexResponse
+	15, // 27: protoraft.v1.RaftRPCReply.leadership_probe:type_name -> protoraft.v1.LeadershipProbeAnswer
+	20, // 28: protoraft.v1.RaftRPCReply.link_address:type_name -> protoraft.v1.LinkAddress
+	13, // 29: protoraft.v1.LinkFrame.rpc:type_name -> protoraft.v1.RaftRPC
+	18, // 30: protoraft.v1.LinkFrame.reply:type_name -> protoraft.v1.RaftRPCReply
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_raftrpc_proto_init() }
@@ -1761,6 +1970,7 @@ func file_raftrpc_proto_init() {
 		(*RaftRPC_SnapshotChunk)(nil),
 		(*RaftRPC_ReadIndex)(nil),
 		(*RaftRPC_LeadershipProbe)(nil),
+		(*RaftRPC_LinkQuery)(nil),
 	}
 	file_raftrpc_proto_msgTypes[18].OneofWrappers = []any{
 		(*RaftRPCReply_AppendEntries)(nil),
@@ -1771,6 +1981,7 @@ func file_raftrpc_proto_init() {
 		(*RaftRPCReply_ChunkAck)(nil),
 		(*RaftRPCReply_ReadIndex)(nil),
 		(*RaftRPCReply_LeadershipProbe)(nil),
+		(*RaftRPCReply_LinkAddress)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1778,7 +1989,7 @@ func file_raftrpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrpc_proto_rawDesc), len(file_raftrpc_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

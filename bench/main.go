@@ -54,11 +54,11 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.trials, "trials", 20, "failover trials of each kind, per system and timeout setting")
 	flag.StringVar(&clients, "clients", "1,8,64", "concurrent clients (writers, readers) to measure")
 	flag.StringVar(&sections, "sections", "writes,reads,crash,planned", "what to run: writes, reads, crash, planned")
-	flag.StringVar(&systems, "systems", "baseline,inproc,remote", "which systems: baseline, inproc, remote")
+	flag.StringVar(&systems, "systems", "baseline,inproc,remote,link", "which systems: baseline, inproc, remote, link")
 	flag.StringVar(&timeouts, "timeouts", "default,fast", "failover timeouts: default (hashicorp's) and/or fast (100 ms heartbeat and election)")
 	flag.StringVar(&o.out, "out", "bench-out", "directory for the SVG charts and results.txt")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of -cpuprofile-system at the largest client count of -cpuprofile-section to this file")
-	flag.StringVar(&o.profiledSystem, "cpuprofile-system", "protoraft in-process", "the system -cpuprofile covers: \"protoraft in-process\" or \"protoraft remote\"")
+	flag.StringVar(&o.profiledSystem, "cpuprofile-system", "protoraft in-process", "the system -cpuprofile covers: \"protoraft in-process\", \"protoraft remote\" or \"protoraft link\"")
 	flag.StringVar(&o.profiled, "cpuprofile-section", "write 16 B", "the throughput section -cpuprofile covers: \"write 16 B\", \"write 1 KiB\" or \"read linearizable\"")
 	flag.IntVar(&o.readBatch, "read-batch", cluster.DefaultReadBatch, "protoraft's cluster.WithReadBatch: how many concurrent reads one request carries at most (1: each read alone)")
 	flag.Parse()
@@ -75,7 +75,7 @@ func parseFlags() (options, error) {
 	if o.sections, err = set("-sections", sections, "writes", "reads", "crash", "planned"); err != nil {
 		return o, err
 	}
-	if o.systems, err = set("-systems", systems, "baseline", "inproc", "remote"); err != nil {
+	if o.systems, err = set("-systems", systems, "baseline", "inproc", "remote", "link"); err != nil {
 		return o, err
 	}
 	ts, err := set("-timeouts", timeouts, "default", "fast")
@@ -161,11 +161,11 @@ func start(o options, dir, timeouts string) ([]system, error) {
 		}
 		systems = append(systems, b)
 	}
-	for _, overRemote := range []bool{false, true} {
-		if (overRemote && !o.systems["remote"]) || (!overRemote && !o.systems["inproc"]) {
+	for _, kind := range []string{kindInProcess, kindRemote, kindLink} {
+		if !o.systems[kind] {
 			continue
 		}
-		p, err := startProtoraft(filepath.Join(dir, timeouts, fmt.Sprintf("protoraft-%t", overRemote)), overRemote, t, o.readBatch)
+		p, err := startProtoraft(filepath.Join(dir, timeouts, "protoraft-"+kind), kind, t, o.readBatch)
 		if err != nil {
 			return fail(fmt.Errorf("protoraft: %w", err))
 		}

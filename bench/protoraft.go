@@ -46,6 +46,7 @@ type protoraft struct {
 	faults  *raftactor.Faults
 	nodes   []*prNode
 	remotes []*remote.Remote
+	links   []*raftactor.Link
 	leader  atomic.Pointer[prNode]
 }
 
@@ -75,11 +76,23 @@ func quietSystem() *actor.ActorSystem {
 	}))
 }
 
-func startProtoraft(dir string, overRemote bool, t raftactor.Timeouts, readBatch int) (*protoraft, error) {
-	p := &protoraft{name: "protoraft in-process", faults: raftactor.NewFaults(1)}
-	if overRemote {
-		p.name = "protoraft remote"
-	}
+// The kinds of protoraft system the bench runs.
+const (
+	kindInProcess = "inproc"
+	kindRemote    = "remote"
+	kindLink      = "link"
+)
+
+// protoraftNames are the systems' names in the table, by kind.
+var protoraftNames = map[string]string{
+	kindInProcess: "protoraft in-process",
+	kindRemote:    "protoraft remote",
+	kindLink:      "protoraft link",
+}
+
+func startProtoraft(dir, kind string, t raftactor.Timeouts, readBatch int) (*protoraft, error) {
+	p := &protoraft{name: protoraftNames[kind], faults: raftactor.NewFaults(1)}
+	overRemote := kind != kindInProcess
 	var shared *actor.ActorSystem
 	if !overRemote {
 		shared = quietSystem()
@@ -94,6 +107,14 @@ func startProtoraft(dir string, overRemote bool, t raftactor.Timeouts, readBatch
 			r := remote.NewRemote(sys, raftactor.RemoteConfig("127.0.0.1", 0))
 			r.Start()
 			p.remotes = append(p.remotes, r)
+			if kind == kindLink {
+				l, err := raftactor.StartLink(sys, raftactor.LinkConfig{Listen: "127.0.0.1:0"})
+				if err != nil {
+					p.Close()
+					return nil, err
+				}
+				p.links = append(p.links, l)
+			}
 		}
 		n := &prNode{system: sys, peer: cluster.Peer{ID: id, Address: sys.Address()}}
 		peers = append(peers, n.peer)
@@ -127,6 +148,9 @@ func (p *protoraft) Close() {
 		if g := n.group(); g != nil {
 			_ = g.Stop()
 		}
+	}
+	for _, l := range p.links {
+		_ = l.Close()
 	}
 	for _, r := range p.remotes {
 		r.Shutdown(true)

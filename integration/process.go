@@ -103,7 +103,10 @@ type ProcConfig struct {
 	Binary string
 	Seed   int64
 	// Nodes is the group size (3 or 5).
-	Nodes    int
+	Nodes int
+	// Link starts every process with a Raft link (samples/kv --link), so
+	// Raft RPCs travel on it rather than through remote.
+	Link     bool
 	Duration time.Duration
 	Clients  int
 	Keys     int
@@ -188,6 +191,7 @@ type procCluster struct {
 	bin   string
 	dir   string
 	peers string
+	link  bool
 	nodes []*procNode
 	logf  func(string, ...any)
 
@@ -196,7 +200,7 @@ type procCluster struct {
 	closed     bool
 }
 
-func newProcCluster(bin, dir string, n int, logf func(string, ...any)) (*procCluster, error) {
+func newProcCluster(bin, dir string, n int, link bool, logf func(string, ...any)) (*procCluster, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
@@ -204,7 +208,7 @@ func newProcCluster(bin, dir string, n int, logf func(string, ...any)) (*procClu
 	if err != nil {
 		return nil, err
 	}
-	c := &procCluster{bin: bin, dir: dir, logf: logf}
+	c := &procCluster{bin: bin, dir: dir, link: link, logf: logf}
 	var peers []string
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
@@ -252,7 +256,11 @@ func (c *procCluster) start(n *procNode) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "--id", n.id, "--bind", n.bind, "--http", "127.0.0.1:0", "--data", n.data, "--peers", c.peers)
+	args := []string{"--id", n.id, "--bind", n.bind, "--http", "127.0.0.1:0", "--data", n.data, "--peers", c.peers}
+	if c.link {
+		args = append(args, "--link", "127.0.0.1:0")
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -915,7 +923,7 @@ func startProcCluster(cfg ProcConfig) (*procCluster, error) {
 		if attempt > 1 {
 			dir = filepath.Join(cfg.Dir, fmt.Sprintf("attempt-%d", attempt))
 		}
-		c, err := newProcCluster(cfg.Binary, dir, cfg.Nodes, cfg.Logf)
+		c, err := newProcCluster(cfg.Binary, dir, cfg.Nodes, cfg.Link, cfg.Logf)
 		if err != nil {
 			return nil, err
 		}

@@ -62,6 +62,11 @@ func buildKVForTest(t *testing.T) string {
 	return bin
 }
 
+// linkFor says whether a seed's processes serve Raft links. It alternates
+// with the seed, out of step with nodesFor, so four consecutive seeds run
+// each group size with and without links.
+func linkFor(seed int64) bool { return (seed+seed/2)%2 == 0 }
+
 // runProcessSeed runs one seed of the process mode as a subtest; steps,
 // when given, are the schedule instead of one drawn from the seed.
 func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration time.Duration, steps ...Step) {
@@ -72,6 +77,7 @@ func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration
 			Binary:       bin,
 			Seed:         seed,
 			Nodes:        nodes,
+			Link:         linkFor(seed),
 			Duration:     duration,
 			Steps:        steps,
 			Clients:      4 + nodes/2,
@@ -96,8 +102,8 @@ func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration
 			t.Fatalf("seed %d: the run could not start: %v\nreplay: %s", seed, err, replay)
 		}
 		sum.Add(rep)
-		t.Logf("seed %d: %d processes, ops %v, faults %v, linearizable %s, took %v",
-			seed, nodes, rep.Ops, rep.Faults, rep.Linearizable, rep.Took.Round(time.Millisecond))
+		t.Logf("seed %d: %d processes (raft link %t), ops %v, faults %v, linearizable %s, took %v",
+			seed, nodes, linkFor(seed), rep.Ops, rep.Faults, rep.Linearizable, rep.Took.Round(time.Millisecond))
 		if rep.Failed() {
 			t.Errorf("seed %d: %d violation(s):\n  %s\nartifacts: %s\nreplay: %s",
 				seed, len(rep.Violations), strings.Join(rep.Violations, "\n  "), rep.Artifacts, replay)

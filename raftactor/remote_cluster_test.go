@@ -13,31 +13,61 @@ import (
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
-// TestClusterOverRemote runs three nodes in three ActorSystems that talk
-// only through protoactor remote on 127.0.0.1: the same node actor and
-// transport, remote PIDs instead of local ones.
-func TestClusterOverRemote(t *testing.T) {
+// remoteProcess is one "process" of a remote cluster: an ActorSystem of its
+// own serving protoactor remote on 127.0.0.1, with one node actor.
+type remoteProcess struct {
+	system *actor.ActorSystem
+	remote *remote.Remote
+	link   *raftactor.Link // nil unless the cluster runs with links
+	pid    *actor.PID
+}
+
+// remoteCluster is three nodes that talk only through protoactor remote
+// (and their Raft links, when started with them).
+type remoteCluster struct {
+	t     *testing.T
+	procs []*remoteProcess
+}
+
+// startRemoteCluster starts three ActorSystems with remote, a Raft link each
+// when withLinks, and a bootstrapped node in each.
+func startRemoteCluster(t *testing.T, group string, withLinks bool) *remoteCluster {
+	t.Helper()
 	if raftactor.RaceEnabled {
 		t.Skip("several remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
 	}
-	const group = "rg"
-	type proc struct {
-		system *actor.ActorSystem
-		remote *remote.Remote
-		pid    *actor.PID
-	}
-	procs := make([]*proc, 3)
+	c := &remoteCluster{t: t, procs: make([]*remoteProcess, 3)}
 	var peers []raftactor.Peer
-	for i := range procs {
+	for i := range c.procs {
 		sys := raftactor.NewTestSystem()
 		r := remote.NewRemote(sys, raftactor.RemoteConfig("127.0.0.1", 0))
 		r.Start()
-		procs[i] = &proc{system: sys, remote: r}
+		p := &remoteProcess{system: sys, remote: r}
+		if withLinks {
+			l, err := raftactor.StartLink(sys, raftactor.LinkConfig{Listen: "127.0.0.1:0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.link = l
+		}
+		c.procs[i] = p
 		id := fmt.Sprintf("n%d", i+1)
 		peers = append(peers, raftactor.Peer{ID: id, Address: sys.Address() + "/" + nodeName(group, id)})
 	}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			if p.pid != nil {
+				_ = p.system.Root.StopFuture(p.pid).Wait()
+			}
+			if p.link != nil {
+				_ = p.link.Close()
+			}
+			p.remote.Shutdown(false)
+			p.system.Shutdown()
+		}
+	})
 	dir := t.TempDir()
-	for i, p := range procs {
+	for i, p := range c.procs {
 		id := fmt.Sprintf("n%d", i+1)
 		props, err := raftactor.Props(raftactor.Config{
 			Group: group, ID: id, DataDir: fmt.Sprintf("%s/%s", dir, id),
@@ -56,53 +86,70 @@ func TestClusterOverRemote(t *testing.T) {
 		}
 		p.pid = pid
 	}
-	t.Cleanup(func() {
-		for _, p := range procs {
-			_ = p.system.Root.StopFuture(p.pid).Wait()
-			p.remote.Shutdown(false)
-			p.system.Shutdown()
-		}
-	})
+	return c
+}
 
-	// Ask through remote, from the first system, as a client elsewhere would.
-	client := procs[0].system.Root
-	ask := func(pid *actor.PID, msg any) any {
-		t.Helper()
-		res, err := client.RequestFuture(pid, msg, 10*time.Second).Result()
-		if err != nil {
-			t.Fatalf("ask %v: %v", pid, err)
-		}
-		return res
+// ask sends msg through remote from the first system, as a client elsewhere
+// would.
+func (c *remoteCluster) ask(pid *actor.PID, msg any) any {
+	c.t.Helper()
+	res, err := c.procs[0].system.Root.RequestFuture(pid, msg, 10*time.Second).Result()
+	if err != nil {
+		c.t.Fatalf("ask %v: %v", pid, err)
 	}
-	var leader *actor.PID
+	return res
+}
+
+// leader waits for a node to lead and returns it.
+func (c *remoteCluster) leader() *remoteProcess {
+	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for leader == nil && time.Now().Before(deadline) {
-		for _, p := range procs {
-			if lr := ask(p.pid, &actors.LeaderRequest{}).(*actors.LeaderResponse); lr.IsLeader {
-				leader = p.pid
+	for time.Now().Before(deadline) {
+		for _, p := range c.procs {
+			if lr := c.ask(p.pid, &actors.LeaderRequest{}).(*actors.LeaderResponse); lr.IsLeader {
+				return p
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if leader == nil {
-		t.Fatal("no leader over remote")
-	}
-	for i := 0; i < 20; i++ {
-		wr := ask(leader, &actors.WriteRequest{Meta: meta(5 * time.Second), Command: kvstore.Put(fmt.Sprintf("k%d", i), []byte("v"))}).(*actors.WriteResponse)
+	c.t.Fatal("no leader over remote")
+	return nil
+}
+
+// write puts keys from-to-1 through the leader, each write committed.
+func (c *remoteCluster) write(leader *remoteProcess, from, to int) {
+	c.t.Helper()
+	for i := from; i < to; i++ {
+		wr := c.ask(leader.pid, &actors.WriteRequest{Meta: meta(5 * time.Second), Command: kvstore.Put(fmt.Sprintf("k%d", i), []byte("v"))}).(*actors.WriteResponse)
 		if wr.Error.Err() != nil {
-			t.Fatalf("write over remote: %v", wr.Error)
+			c.t.Fatalf("write k%d: %v", i, wr.Error)
 		}
 	}
-	for _, p := range procs {
-		for time.Now().Before(deadline) {
-			rr := ask(p.pid, &actors.ReadRequest{Query: kvstore.Get("k19"), Consistency: actors.Consistency_STALE}).(*actors.ReadResponse)
+}
+
+// replicated waits until every node applied key.
+func (c *remoteCluster) replicated(key string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range c.procs {
+		for {
+			rr := c.ask(p.pid, &actors.ReadRequest{Query: kvstore.Get(key), Consistency: actors.Consistency_STALE}).(*actors.ReadResponse)
 			if qr, err := kvstore.DecodeQueryResult(rr.Result); err == nil && qr.Found {
 				break
 			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("node %v never applied %s", p.pid, key)
+			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %v never replicated", p.pid)
-		}
 	}
+}
+
+// TestClusterOverRemote runs three nodes in three ActorSystems that talk
+// only through protoactor remote on 127.0.0.1: the same node actor and
+// transport, remote PIDs instead of local ones.
+func TestClusterOverRemote(t *testing.T) {
+	c := startRemoteCluster(t, "rg", false)
+	c.write(c.leader(), 0, 20)
+	c.replicated("k19")
 }

@@ -121,6 +121,9 @@ type Transport struct {
 	transfers   map[transferKey]*inTransfer
 
 	nextTransfer atomic.Uint64
+
+	link       *Link  // the system's Raft link; nil when it has none
+	linkTarget string // this node actor's ID, as the link knows it
 }
 
 var (
@@ -189,6 +192,8 @@ func NewTransport(cfg TransportConfig) *Transport {
 	// Transfer IDs start from the clock so a restarted sender does not reuse
 	// the ID of a transfer the receiver still has open.
 	t.nextTransfer.Store(uint64(time.Now().UnixNano()))
+	t.link = LinkOf(cfg.System)
+	t.serveLink()
 	t.wg.Add(1)
 	go t.dispatch()
 	return t
@@ -291,6 +296,7 @@ func (t *Transport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args
 // started. It is safe to call more than once.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
+		t.unserveLink()
 		t.mu.Lock()
 		t.closed = true
 		transfers := make([]*inTransfer, 0, len(t.transfers))
@@ -356,7 +362,12 @@ func (t *Transport) sleep(d time.Duration) bool {
 // own goroutine, snapshot chunks to their transfer's goroutine. The reply
 // goes to ctx.Sender() once raft answered.
 func (t *Transport) HandleRPC(ctx actor.Context, rpc *actors.RaftRPC) {
-	sender := ctx.Sender()
+	t.handle(ctx.Sender(), rpc)
+}
+
+// handle is HandleRPC for a known sender; a Raft link calls it from its
+// connection's reader, which is why it must never block either.
+func (t *Transport) handle(sender *actor.PID, rpc *actors.RaftRPC) {
 	if rpc.GetGroup() != t.cfg.Group {
 		t.sendReply(sender, "", &actors.RaftRPCReply{Error: fmt.Sprintf("raftactor: rpc for group %q refused by group %q", rpc.GetGroup(), t.cfg.Group)})
 		return
@@ -400,6 +411,9 @@ func (t *Transport) HandleRPC(ctx actor.Context, rpc *actors.RaftRPC) {
 		return
 	case *actors.RaftRPC_LeadershipProbe:
 		t.handleProbe(sender, raft.ServerID(body.LeadershipProbe.GetId()))
+		return
+	case *actors.RaftRPC_LinkQuery:
+		t.answerLinkQuery(sender)
 		return
 	default:
 		t.sendReply(sender, "", &actors.RaftRPCReply{Error: fmt.Sprintf("raftactor: unknown rpc body %T", body)})
@@ -654,6 +668,7 @@ func (t *Transport) request(pid *actor.PID, msg *actors.RaftRPC, timeout time.Du
 type pendingReply struct {
 	rp   *replyProcess
 	self *actor.PID
+	link linkCall // set when the RPC went on a link
 }
 
 // newPendingReply registers a reply process; release must follow.
@@ -669,12 +684,18 @@ func (t *Transport) newPendingReply() (*pendingReply, error) {
 
 // release unregisters pr; a late reply then goes to dead letters.
 func (t *Transport) release(pr *pendingReply) {
+	pr.link.forget()
 	t.cfg.System.ProcessRegistry.Remove(pr.self)
 }
 
-// post sends msg to pid with pr as the sender, so the reply lands in pr.
-// It never blocks: actor sends only enqueue.
+// post sends msg to pid with pr as the sender, so the reply lands in pr:
+// on the Raft link when one is open to pid's process, through the actor
+// system (locally or over remote) otherwise. It never blocks: actor sends
+// and link sends only enqueue.
 func (t *Transport) post(pid *actor.PID, msg *actors.RaftRPC, pr *pendingReply) {
+	if t.link != nil && t.postOnLink(pid, msg, pr) {
+		return
+	}
 	t.cfg.System.Root.RequestWithCustomSender(pid, msg, pr.self)
 }
 
@@ -709,6 +730,8 @@ func decodeReply(m interface{}) (*actors.RaftRPCReply, error) {
 		return r, nil
 	case *actor.DeadLetterResponse:
 		return nil, ErrDeadLetter
+	case error: // the link the RPC went on closed
+		return nil, r
 	default:
 		return nil, fmt.Errorf("raftactor: unexpected reply %T", m)
 	}

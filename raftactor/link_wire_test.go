@@ -1,0 +1,228 @@
+package raftactor
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/protoraft/protoraft/actors"
+)
+
+// wireConn is a raw client of a link: it writes frames and reads answers
+// as a peer process would, without a transport.
+type wireConn struct {
+	t  *testing.T
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+func dialWire(t *testing.T, addr string, cfg *tls.Config) (*wireConn, error) {
+	t.Helper()
+	d := net.Dialer{Timeout: remoteTestTimeout}
+	var nc net.Conn
+	var err error
+	if cfg != nil {
+		nc, err = tls.DialWithDialer(&d, "tcp", addr, cfg)
+	} else {
+		nc, err = d.Dial("tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Now().Add(remoteTestTimeout))
+	t.Cleanup(func() { _ = nc.Close() })
+	return &wireConn{t: t, nc: nc, r: bufio.NewReader(nc)}, nil
+}
+
+func (w *wireConn) writeRaw(b []byte) error {
+	_, err := w.nc.Write(b)
+	return err
+}
+
+func (w *wireConn) write(f *actors.LinkFrame) error {
+	b, err := proto.Marshal(f)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	head := binary.BigEndian.AppendUint32(nil, uint32(len(b)))
+	return w.writeRaw(append(head, b...))
+}
+
+func (w *wireConn) read() (*actors.LinkFrame, error) {
+	var head [4]byte
+	if _, err := io.ReadFull(w.r, head[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint32(head[:]))
+	if _, err := io.ReadFull(w.r, b); err != nil {
+		return nil, err
+	}
+	f := &actors.LinkFrame{}
+	return f, proto.Unmarshal(b, f)
+}
+
+// ask sends a LinkQuery and returns the answer frame.
+func (w *wireConn) ask(call uint32, target string) *actors.LinkFrame {
+	w.t.Helper()
+	rpc := &actors.RaftRPC{Group: "g", Body: &actors.RaftRPC_LinkQuery{LinkQuery: &actors.LinkQuery{}}}
+	if err := w.write(&actors.LinkFrame{Call: call, Target: target, Rpc: rpc}); err != nil {
+		w.t.Fatal(err)
+	}
+	f, err := w.read()
+	if err != nil {
+		w.t.Fatalf("no answer from the link: %v", err)
+	}
+	return f
+}
+
+// startTestLink starts a link on a system without remote, and a transport
+// of group "g" for the node actor "node" there, which the link serves.
+func startTestLink(t *testing.T, cfg *tls.Config) *Link {
+	t.Helper()
+	verifyNoLeaks(t)
+	sys := newTCSystem()
+	l, err := StartLink(sys, LinkConfig{Listen: "127.0.0.1:0", TLS: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTransport(TransportConfig{System: sys, Group: "g", LocalID: "n1", LocalAddr: raft.ServerAddress(sys.Address() + "/node")})
+	t.Cleanup(func() {
+		_ = tr.Close()
+		_ = l.Close()
+		sys.Shutdown()
+	})
+	return l
+}
+
+// answersWithAddress reports whether f answers a LinkQuery with l's address.
+func answersWithAddress(f *actors.LinkFrame, l *Link) bool {
+	return f.GetReply().GetLinkAddress().GetAddress() == l.Addr() && f.GetReply().GetError() == ""
+}
+
+// A request reaches the transport of the node actor it names and its
+// answer comes back with its call number; a request for an actor the link
+// does not serve is answered with a dead letter, not delivered.
+func TestLinkDeliversOnlyToTheNodesItServes(t *testing.T) {
+	l := startTestLink(t, nil)
+	w, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := w.ask(7, "node"); f.GetCall() != 7 || !answersWithAddress(f, l) {
+		t.Fatalf("answer = %v, want call 7 answered by the node", f)
+	}
+	if f := w.ask(8, "front-door"); f.GetCall() != 8 || !strings.Contains(f.GetReply().GetError(), ErrDeadLetter.Error()) {
+		t.Fatalf("answer = %v, want call 8 refused as a dead letter", f)
+	}
+	if got := l.Stats().RequestsReceived; got != 2 {
+		t.Fatalf("RequestsReceived = %d, want 2", got)
+	}
+}
+
+// A peer that breaks the protocol (a frame larger than any message may be,
+// an answer sent to the accepting side, bytes that are no frame) loses its
+// connection; the link goes on serving others.
+func TestLinkClosesAConnectionThatBreaksTheProtocol(t *testing.T) {
+	l := startTestLink(t, nil)
+	cases := map[string][]byte{
+		"oversized frame": binary.BigEndian.AppendUint32(nil, RemoteMaxMessageSize+1),
+		"not a frame":     append(binary.BigEndian.AppendUint32(nil, 3), 0xff, 0xff, 0xff),
+	}
+	answer, _ := proto.Marshal(&actors.LinkFrame{Call: 1, Reply: &actors.RaftRPCReply{}})
+	cases["an answer"] = append(binary.BigEndian.AppendUint32(nil, uint32(len(answer))), answer...)
+	for name, b := range cases {
+		w, err := dialWire(t, l.Addr(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.writeRaw(b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := w.read(); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+			t.Fatalf("%s: read after it = %v, want the connection closed", name, err)
+		}
+	}
+	w, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := w.ask(9, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("answer after the bad peers = %v", f)
+	}
+}
+
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
+// With TLS the link talks only to holders of a certificate of the group's
+// CA: a plaintext peer and one with another CA's certificate get nothing.
+func TestLinkWithMutualTLS(t *testing.T) {
+	ca, other := newTestCA(t, "group-ca"), newTestCA(t, "other-ca")
+	l := startTestLink(t, ca.config(ca.issue(t, "n1")))
+
+	plain, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.write(&actors.LinkFrame{Call: 1, Target: "node", Rpc: &actors.RaftRPC{}}); err == nil {
+		if f, err := plain.read(); err == nil {
+			t.Fatalf("a plaintext peer got an answer: %v", f)
+		}
+	}
+	if w, err := dialWire(t, l.Addr(), other.config(other.issue(t, "stranger"))); err == nil {
+		if err := w.write(&actors.LinkFrame{Call: 2, Target: "node", Rpc: &actors.RaftRPC{}}); err == nil {
+			if f, err := w.read(); err == nil {
+				t.Fatalf("a peer with another CA's certificate got an answer: %v", f)
+			}
+		}
+	}
+	member, err := dialWire(t, l.Addr(), ca.config(ca.issue(t, "n2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := member.ask(3, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("answer to a member = %v", f)
+	}
+}
+
+// StartLink refuses what peers could not dial, a second link for one
+// system, and TLS without a certificate or CA.
+func TestStartLinkRefusesBadConfigurations(t *testing.T) {
+	sys := newTCSystem()
+	defer sys.Shutdown()
+	ca := newTestCA(t, "ca")
+	for name, cfg := range map[string]LinkConfig{
+		"no port":            {Listen: "127.0.0.1"},
+		"wildcard advertise": {Listen: "127.0.0.1:0", Advertise: "0.0.0.0:7000"},
+		"wildcard listen":    {Listen: "0.0.0.0:0"},
+		"tls without CA":     {Listen: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "n1")}}},
+		"tls without cert":   {Listen: "127.0.0.1:0", TLS: &tls.Config{RootCAs: ca.pool}},
+	} {
+		if l, err := StartLink(sys, cfg); err == nil {
+			_ = l.Close()
+			t.Fatalf("%s: StartLink accepted %+v", name, cfg)
+		}
+	}
+	l, err := StartLink(sys, LinkConfig{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if LinkOf(sys) != l {
+		t.Fatal("LinkOf does not return the system's link")
+	}
+	if l2, err := StartLink(sys, LinkConfig{Listen: "127.0.0.1:0"}); err == nil {
+		_ = l2.Close()
+		t.Fatal("a second link for one system was accepted")
+	}
+}
