@@ -95,7 +95,7 @@ type Link struct {
 	mu       sync.Mutex // guards everything below
 	closed   bool
 	targets  map[string]*Transport // by the ID of their node actor
-	peers    map[string]*linkPeer // by the peer's actor system address
+	peers    map[string]*linkPeer  // by the peer's actor system address
 	accepted map[*linkConn]struct{}
 
 	wg       sync.WaitGroup

@@ -29,14 +29,14 @@ type linkConn struct {
 	peer     string // the peer's actor system address (dialed), or its TCP address (accepted)
 	nc       net.Conn
 	accepted bool
-	replies  *actor.PID // accepted side: the sender given to node actors
+	replies  *actor.PID    // accepted side: the sender given to node actors
 	w        *bufio.Writer // used by the goroutine that set writing
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
 	err      error
-	out      [][]byte // frames waiting to be written
-	writing  bool     // a goroutine is writing out
+	out      [][]byte                 // frames waiting to be written
+	writing  bool                     // a goroutine is writing out
 	calls    map[uint32]*replyProcess // dialing side: callers waiting for an answer
 	nextCall uint32
 }
