@@ -2,7 +2,9 @@
 // hashicorp/raft instance, its durable stores in the node's data directory,
 // the adapter between Raft and the user's StateMachine, and the transport
 // that carries Raft RPCs as actor messages between the node actors of a
-// group (local PIDs in one ActorSystem, remote PIDs over protoactor remote).
+// group (local PIDs in one ActorSystem, remote PIDs over protoactor remote),
+// and the Raft link (StartLink) that carries the same messages between
+// processes on direct connections when both serve one.
 //
 // The node actor answers the protocol of package actors: writes, reads at
 // three consistencies, leadership, membership, timeouts, status and
@@ -32,8 +34,16 @@
 //     read would, and answers every query after that wait; every read is
 //     answered by its own deadline, without a timer of its own.
 //   - The transport hands a follower's RPCs to Raft in the order the leader
-//     sent them, and a pipeline (at most MaxAppendsInFlight AppendEntries in
-//     flight) gives Raft their replies in that order too.
+//     sent them on one carrier (remote, or a link), and a pipeline (at most
+//     MaxAppendsInFlight AppendEntries in flight) gives Raft their replies
+//     in that order too. When a leader's RPCs move between remote and a
+//     link, one may overtake another sent on the other carrier; Raft takes
+//     that as any reordering: the follower refuses an append with a gap and
+//     the leader sends again from where the follower is.
+//   - A link delivers an RPC only to the transport of a node actor of its
+//     own system, and only while that transport is open. Every RPC sent on
+//     a link ends once: answered, timed out, or failed with ErrLinkClosed
+//     when its connection breaks.
 //   - A node restarted by its supervisor recovers from its data directory
 //     alone; nothing in memory survives a restart but the runtime timeouts.
 //
