@@ -263,6 +263,7 @@ func TestParseFlags(t *testing.T) {
 		{},
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers},
 		{"--id", "n4", "--bind", "127.0.0.1:7004", "--join", "n1=127.0.0.1:7001"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0"},
 	}
 	for _, args := range good {
 		if _, err := parseFlags(args, io.Discard); err != nil {
@@ -280,6 +281,8 @@ func TestParseFlags(t *testing.T) {
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", "n1=127.0.0.1:7001,n2"},
 		{"--id", "n2", "--bind", "127.0.0.1:7002", "--join", "n2=127.0.0.1:7002"},
 		{"extra"},
+		{"--link", "127.0.0.1:0"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1"},
 	}
 	for _, args := range bad {
 		if _, err := parseFlags(args, io.Discard); err == nil {

@@ -425,6 +425,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 			return err
 		}
 		n.link = l
+		n.metrics.MustRegister(linkMetrics(l)...)
 		fmt.Fprintln(out, "raft link on", l.Addr())
 	}
 	fmt.Fprintln(out, "data directory:", o.data)
@@ -495,6 +496,25 @@ func (n *node) startRemote(host string, port int) (err error) {
 	r.Start()
 	n.remote = r
 	return nil
+}
+
+// linkMetrics exports the Raft link's counts with the node's metrics, so
+// GET /metrics shows whether Raft RPCs take the link.
+func linkMetrics(l *raftactor.Link) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "protoraft_link_requests_sent_total",
+			Help: "Raft RPCs this process sent on its Raft links."},
+			func() float64 { return float64(l.Stats().RequestsSent) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "protoraft_link_requests_received_total",
+			Help: "Raft RPCs peers sent to this process's node actors on its Raft link."},
+			func() float64 { return float64(l.Stats().RequestsReceived) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "protoraft_link_dials_total",
+			Help: "Connections this process opened to peers' Raft links."},
+			func() float64 { return float64(l.Stats().Dials) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "protoraft_link_connections",
+			Help: "Raft link connections open now, both ways."},
+			func() float64 { return float64(l.Stats().Connections) }),
+	}
 }
 
 // joinUntilDone asks the running cluster to add this node until it did:

@@ -40,8 +40,14 @@ func TestThreeProcesses(t *testing.T) {
 	}
 	peers := strings.Join(peerList, ",")
 	args := func(id string) []string {
-		return []string{"--id", id, "--bind", binds[id], "--http", "127.0.0.1:0",
+		a := []string{"--id", id, "--bind", binds[id], "--http", "127.0.0.1:0",
 			"--data", filepath.Join(tmp, id), "--peers", peers, "-v"}
+		if id != "n3" {
+			// n1 and n2 talk Raft on their links, n3 over remote with
+			// both: a group may mix nodes with and without a link.
+			a = append(a, "--link", "127.0.0.1:0")
+		}
+		return a
 	}
 
 	procs := map[string]*process{}
