@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -44,4 +45,27 @@ func TestClusterGoesOnWhenALinkCloses(t *testing.T) {
 	leader = c.leader()
 	c.write(leader, 10, 30)
 	c.replicated("k29")
+}
+
+// On links the cluster key still authenticates every RPC and fault
+// injection still decides what arrives: a leader cut off from its peers
+// loses the group to a new leader, which commits over the links, although
+// the old leader's connections stay open.
+func TestLinksKeepTheClusterKeyAndTheFaults(t *testing.T) {
+	faults := raftactor.NewFaults(1)
+	c := startRemoteCluster(t, "lf", true, func(cfg *raftactor.Config) {
+		cfg.ClusterKey = []byte("a cluster key of the link group")
+		cfg.Faults = faults
+	})
+	old := c.leader()
+	c.write(old, 0, 10)
+	faults.Isolate(old.id)
+	leader := c.leader(old)
+	sent := leader.link.Stats().RequestsSent
+	c.write(leader, 10, 20)
+	if leader.link.Stats().RequestsSent == sent {
+		t.Fatal("the new leader's writes did not take its link")
+	}
+	faults.Heal()
+	c.replicated("k19")
 }

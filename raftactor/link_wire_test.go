@@ -85,8 +85,9 @@ func (w *wireConn) ask(call uint32, target string) *actors.LinkFrame {
 }
 
 // startTestLink starts a link on a system without remote, and a transport
-// of group "g" for the node actor "node" there, which the link serves.
-func startTestLink(t *testing.T, cfg *tls.Config) *Link {
+// of group "g" for the node actor "node" there, which the link serves;
+// with clusterKey, the transport refuses RPCs not signed with it.
+func startTestLink(t *testing.T, cfg *tls.Config, clusterKey ...byte) *Link {
 	t.Helper()
 	verifyNoLeaks(t)
 	sys := newTCSystem()
@@ -94,7 +95,7 @@ func startTestLink(t *testing.T, cfg *tls.Config) *Link {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := NewTransport(TransportConfig{System: sys, Group: "g", LocalID: "n1", LocalAddr: raft.ServerAddress(sys.Address() + "/node")})
+	tr := NewTransport(TransportConfig{System: sys, Group: "g", LocalID: "n1", LocalAddr: raft.ServerAddress(sys.Address() + "/node"), ClusterKey: clusterKey})
 	t.Cleanup(func() {
 		_ = tr.Close()
 		_ = l.Close()
@@ -125,6 +126,19 @@ func TestLinkDeliversOnlyToTheNodesItServes(t *testing.T) {
 	}
 	if got := l.Stats().RequestsReceived; got != 2 {
 		t.Fatalf("RequestsReceived = %d, want 2", got)
+	}
+}
+
+// On a link as over remote, a group with a cluster key refuses an RPC
+// without its MAC.
+func TestLinkRefusesAnRPCWithoutTheClusterKey(t *testing.T) {
+	l := startTestLink(t, nil, []byte("a cluster key of the link group")...)
+	w, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := w.ask(1, "node"); f.GetReply().GetError() != ErrRPCAuth.Error() || f.GetReply().GetLinkAddress() != nil {
+		t.Fatalf("answer to an unsigned rpc = %v, want %v", f, ErrRPCAuth)
 	}
 }
 

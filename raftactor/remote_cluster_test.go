@@ -2,11 +2,13 @@ package raftactor_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/hashicorp/raft"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/raftactor"
@@ -16,6 +18,7 @@ import (
 // remoteProcess is one "process" of a remote cluster: an ActorSystem of its
 // own serving protoactor remote on 127.0.0.1, with one node actor.
 type remoteProcess struct {
+	id     raft.ServerID
 	system *actor.ActorSystem
 	remote *remote.Remote
 	link   *raftactor.Link // nil unless the cluster runs with links
@@ -30,8 +33,9 @@ type remoteCluster struct {
 }
 
 // startRemoteCluster starts three ActorSystems with remote, a Raft link each
-// when withLinks, and a bootstrapped node in each.
-func startRemoteCluster(t *testing.T, group string, withLinks bool) *remoteCluster {
+// when withLinks, and a bootstrapped node in each; configure, when given,
+// changes every node's configuration.
+func startRemoteCluster(t *testing.T, group string, withLinks bool, configure ...func(*raftactor.Config)) *remoteCluster {
 	t.Helper()
 	if raftactor.RaceEnabled {
 		t.Skip("several remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
@@ -42,7 +46,7 @@ func startRemoteCluster(t *testing.T, group string, withLinks bool) *remoteClust
 		sys := raftactor.NewTestSystem()
 		r := remote.NewRemote(sys, raftactor.RemoteConfig("127.0.0.1", 0))
 		r.Start()
-		p := &remoteProcess{system: sys, remote: r}
+		p := &remoteProcess{id: raft.ServerID(fmt.Sprintf("n%d", i+1)), system: sys, remote: r}
 		if withLinks {
 			l, err := raftactor.StartLink(sys, raftactor.LinkConfig{Listen: "127.0.0.1:0"})
 			if err != nil {
@@ -69,14 +73,18 @@ func startRemoteCluster(t *testing.T, group string, withLinks bool) *remoteClust
 	dir := t.TempDir()
 	for i, p := range c.procs {
 		id := fmt.Sprintf("n%d", i+1)
-		props, err := raftactor.Props(raftactor.Config{
+		cfg := raftactor.Config{
 			Group: group, ID: id, DataDir: fmt.Sprintf("%s/%s", dir, id),
 			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
 			Bootstrap:       peers,
 			Timeouts:        fastTimeouts,
 			WALSegmentSize:  1 << 20,
 			RPCTimeout:      time.Second,
-		})
+		}
+		for _, f := range configure {
+			f(&cfg)
+		}
+		props, err := raftactor.Props(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,12 +108,15 @@ func (c *remoteCluster) ask(pid *actor.PID, msg any) any {
 	return res
 }
 
-// leader waits for a node to lead and returns it.
-func (c *remoteCluster) leader() *remoteProcess {
+// leader waits for a node other than the ones in not to lead and returns it.
+func (c *remoteCluster) leader(not ...*remoteProcess) *remoteProcess {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, p := range c.procs {
+			if slices.Contains(not, p) {
+				continue
+			}
 			if lr := c.ask(p.pid, &actors.LeaderRequest{}).(*actors.LeaderResponse); lr.IsLeader {
 				return p
 			}
