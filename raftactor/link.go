@@ -359,9 +359,10 @@ func (l *Link) found(address, linkAddr string, err error) {
 		return
 	}
 	p.conn = c
+	l.wg.Add(1)
 	l.mu.Unlock()
 	l.log.Debug("raft link: connected", zap.String("peer", address), zap.String("link", linkAddr))
-	c.start()
+	go c.run()
 }
 
 // connect dials the link of the process at address.
@@ -442,15 +443,20 @@ func (l *Link) admit(nc net.Conn) {
 		nc = tc
 	}
 	c := newLinkConn(l, nc.RemoteAddr().String(), nc, true)
+	if err := c.prepare(); err != nil {
+		c.close(err)
+		return
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		_ = nc.Close()
+		c.close(ErrLinkClosed)
 		return
 	}
 	l.accepted[c] = struct{}{}
+	l.wg.Add(1)
 	l.mu.Unlock()
-	c.start()
+	go c.run()
 }
 
 // linkTLSConfigs are the two sides of a link's mutual TLS.

@@ -52,23 +52,26 @@ func newLinkConn(l *Link, peer string, nc net.Conn, accepted bool) *linkConn {
 	}
 }
 
-// start registers the accepting side's reply process and starts the
-// connection's reader and writer.
-func (c *linkConn) start() {
-	if c.accepted {
-		reg := c.link.system.ProcessRegistry
-		pid, ok := reg.Add(&linkReplies{c: c}, "raftlink$"+reg.NextId())
-		if !ok {
-			c.close(errors.New("raftactor: raft link could not register its reply process"))
-			return
-		}
-		c.replies = pid
+// prepare registers the reply process of an accepted connection; close
+// removes it.
+func (c *linkConn) prepare() error {
+	if !c.accepted {
+		return nil
 	}
-	c.link.wg.Add(1)
-	go func() {
-		defer c.link.wg.Done()
-		c.read()
-	}()
+	reg := c.link.system.ProcessRegistry
+	pid, ok := reg.Add(&linkReplies{c: c}, "raftlink$"+reg.NextId())
+	if !ok {
+		return errors.New("raftactor: raft link could not register its reply process")
+	}
+	c.replies = pid
+	return nil
+}
+
+// run reads until the connection ends; the caller added it to the link's
+// wait group, under the link's lock, so Close waits for it.
+func (c *linkConn) run() {
+	defer c.link.wg.Done()
+	c.read()
 }
 
 // request sends rpc to the node actor target of the peer's process; rp
