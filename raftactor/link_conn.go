@@ -34,7 +34,6 @@ type linkConn struct {
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
-	err      error
 	out      [][]byte                 // frames waiting to be written
 	writing  bool                     // a goroutine is writing out
 	calls    map[uint32]*replyProcess // dialing side: callers waiting for an answer
@@ -108,7 +107,10 @@ func (c *linkConn) forget(call uint32) {
 // write blocks only while the peer reads nothing (its socket buffer full),
 // and at most linkWriteTimeout: then the connection closes.
 func (c *linkConn) send(f *actors.LinkFrame) error {
-	b, err := proto.MarshalOptions{}.MarshalAppend(make([]byte, linkFrameHeader, linkFrameHeader+proto.Size(f)), f)
+	// Size fills the size cache, which the marshal then uses instead of
+	// sizing every nested message a second time.
+	size := proto.Size(f)
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, linkFrameHeader, linkFrameHeader+size), f)
 	if err != nil {
 		return fmt.Errorf("raftactor: raft link frame: %w", err)
 	}
@@ -230,7 +232,7 @@ func (c *linkConn) close(err error) {
 		c.mu.Unlock()
 		return
 	}
-	c.closed, c.err = true, err
+	c.closed = true
 	calls := c.calls
 	c.calls = nil
 	c.out = nil
