@@ -1630,9 +1630,12 @@ type StatusResponse struct {
 	// command_index is the command index of the last write this node
 	// applied: every write with WriteResponse.index at most this is
 	// reflected in its state (see ReadResponse.applied_index).
-	CommandIndex  uint64 `protobuf:"varint,14,opt,name=command_index,json=commandIndex,proto3" json:"command_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CommandIndex uint64 `protobuf:"varint,14,opt,name=command_index,json=commandIndex,proto3" json:"command_index,omitempty"`
+	// read_confirmations counts this node's leadership confirmations for
+	// linearizable reads since its node actor started.
+	ReadConfirmations *ReadConfirmations `protobuf:"bytes,15,opt,name=read_confirmations,json=readConfirmations,proto3" json:"read_confirmations,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1763,6 +1766,100 @@ func (x *StatusResponse) GetCommandIndex() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetReadConfirmations() *ReadConfirmations {
+	if x != nil {
+		return x.ReadConfirmations
+	}
+	return nil
+}
+
+// ReadConfirmations are the counts of a leader's read path: how often reads
+// waited for a leadership confirmation, how many rounds of probes confirmed
+// them and what those cost. waits / rounds is the number of read requests
+// one round served; round_nanos / rounds the mean round time.
+type ReadConfirmations struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// waits is the read requests (a batch counts once) that waited for a round.
+	Waits uint64 `protobuf:"varint,1,opt,name=waits,proto3" json:"waits,omitempty"`
+	// rounds is the rounds run, confirmed or not.
+	Rounds uint64 `protobuf:"varint,2,opt,name=rounds,proto3" json:"rounds,omitempty"`
+	// round_nanos is the time all rounds took together.
+	RoundNanos uint64 `protobuf:"varint,3,opt,name=round_nanos,json=roundNanos,proto3" json:"round_nanos,omitempty"`
+	// probes is the LeadershipProbes sent.
+	Probes uint64 `protobuf:"varint,4,opt,name=probes,proto3" json:"probes,omitempty"`
+	// hedges is the rounds that asked more voters than a quorum needs,
+	// because one of the first failed, answered from another term or was
+	// slower than the hedge.
+	Hedges        uint64 `protobuf:"varint,5,opt,name=hedges,proto3" json:"hedges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadConfirmations) Reset() {
+	*x = ReadConfirmations{}
+	mi := &file_protoraft_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadConfirmations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadConfirmations) ProtoMessage() {}
+
+func (x *ReadConfirmations) ProtoReflect() protoreflect.Message {
+	mi := &file_protoraft_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadConfirmations.ProtoReflect.Descriptor instead.
+func (*ReadConfirmations) Descriptor() ([]byte, []int) {
+	return file_protoraft_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReadConfirmations) GetWaits() uint64 {
+	if x != nil {
+		return x.Waits
+	}
+	return 0
+}
+
+func (x *ReadConfirmations) GetRounds() uint64 {
+	if x != nil {
+		return x.Rounds
+	}
+	return 0
+}
+
+func (x *ReadConfirmations) GetRoundNanos() uint64 {
+	if x != nil {
+		return x.RoundNanos
+	}
+	return 0
+}
+
+func (x *ReadConfirmations) GetProbes() uint64 {
+	if x != nil {
+		return x.Probes
+	}
+	return 0
+}
+
+func (x *ReadConfirmations) GetHedges() uint64 {
+	if x != nil {
+		return x.Hedges
+	}
+	return 0
+}
+
 // SnapshotRequest asks the node to take a snapshot now.
 type SnapshotRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1773,7 +1870,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_protoraft_proto_msgTypes[22]
+	mi := &file_protoraft_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1882,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[22]
+	mi := &file_protoraft_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1895,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{22}
+	return file_protoraft_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotRequest) GetMeta() *RequestMeta {
@@ -1820,7 +1917,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_protoraft_proto_msgTypes[23]
+	mi := &file_protoraft_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1929,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[23]
+	mi := &file_protoraft_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1942,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{23}
+	return file_protoraft_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotResponse) GetError() *Error {
@@ -1885,7 +1982,7 @@ type LeaderChanged struct {
 
 func (x *LeaderChanged) Reset() {
 	*x = LeaderChanged{}
-	mi := &file_protoraft_proto_msgTypes[24]
+	mi := &file_protoraft_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +1994,7 @@ func (x *LeaderChanged) String() string {
 func (*LeaderChanged) ProtoMessage() {}
 
 func (x *LeaderChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[24]
+	mi := &file_protoraft_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2007,7 @@ func (x *LeaderChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderChanged.ProtoReflect.Descriptor instead.
 func (*LeaderChanged) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{24}
+	return file_protoraft_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaderChanged) GetGroup() string {
@@ -2036,7 +2133,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x122\n" +
 	"\btimeouts\x18\x02 \x01(\v2\x16.protoraft.v1.TimeoutsR\btimeouts\">\n" +
 	"\rStatusRequest\x12-\n" +
-	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\"\xc3\x04\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\"\x93\x05\n" +
 	"\x0eStatusResponse\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12(\n" +
 	"\x04node\x18\x02 \x01(\v2\x14.protoraft.v1.ServerR\x04node\x12\x14\n" +
@@ -2053,7 +2150,15 @@ const file_protoraft_proto_rawDesc = "" +
 	"\btimeouts\x18\v \x01(\v2\x16.protoraft.v1.TimeoutsR\btimeouts\x12.\n" +
 	"\x13last_snapshot_index\x18\f \x01(\x04R\x11lastSnapshotIndex\x12/\n" +
 	"\x13configuration_index\x18\r \x01(\x04R\x12configurationIndex\x12#\n" +
-	"\rcommand_index\x18\x0e \x01(\x04R\fcommandIndex\"@\n" +
+	"\rcommand_index\x18\x0e \x01(\x04R\fcommandIndex\x12N\n" +
+	"\x12read_confirmations\x18\x0f \x01(\v2\x1f.protoraft.v1.ReadConfirmationsR\x11readConfirmations\"\x92\x01\n" +
+	"\x11ReadConfirmations\x12\x14\n" +
+	"\x05waits\x18\x01 \x01(\x04R\x05waits\x12\x16\n" +
+	"\x06rounds\x18\x02 \x01(\x04R\x06rounds\x12\x1f\n" +
+	"\vround_nanos\x18\x03 \x01(\x04R\n" +
+	"roundNanos\x12\x16\n" +
+	"\x06probes\x18\x04 \x01(\x04R\x06probes\x12\x16\n" +
+	"\x06hedges\x18\x05 \x01(\x04R\x06hedges\"@\n" +
 	"\x0fSnapshotRequest\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\"g\n" +
 	"\x10SnapshotResponse\x12)\n" +
@@ -2105,7 +2210,7 @@ func file_protoraft_proto_rawDescGZIP() []byte {
 }
 
 var file_protoraft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_protoraft_proto_goTypes = []any{
 	(Code)(0),                          // 0: protoraft.v1.Code
 	(Suffrage)(0),                      // 1: protoraft.v1.Suffrage
@@ -2133,15 +2238,16 @@ var file_protoraft_proto_goTypes = []any{
 	(*TimeoutsResponse)(nil),           // 23: protoraft.v1.TimeoutsResponse
 	(*StatusRequest)(nil),              // 24: protoraft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 25: protoraft.v1.StatusResponse
-	(*SnapshotRequest)(nil),            // 26: protoraft.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),           // 27: protoraft.v1.SnapshotResponse
-	(*LeaderChanged)(nil),              // 28: protoraft.v1.LeaderChanged
-	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
+	(*ReadConfirmations)(nil),          // 26: protoraft.v1.ReadConfirmations
+	(*SnapshotRequest)(nil),            // 27: protoraft.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 28: protoraft.v1.SnapshotResponse
+	(*LeaderChanged)(nil),              // 29: protoraft.v1.LeaderChanged
+	(*durationpb.Duration)(nil),        // 30: google.protobuf.Duration
 }
 var file_protoraft_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.Error.code:type_name -> protoraft.v1.Code
 	6,  // 1: protoraft.v1.Error.leader:type_name -> protoraft.v1.Server
-	29, // 2: protoraft.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	30, // 2: protoraft.v1.Error.retry_after:type_name -> google.protobuf.Duration
 	1,  // 3: protoraft.v1.Server.suffrage:type_name -> protoraft.v1.Suffrage
 	5,  // 4: protoraft.v1.WriteRequest.meta:type_name -> protoraft.v1.RequestMeta
 	4,  // 5: protoraft.v1.WriteResponse.error:type_name -> protoraft.v1.Error
@@ -2165,11 +2271,11 @@ var file_protoraft_proto_depIdxs = []int32{
 	5,  // 23: protoraft.v1.MembersRequest.meta:type_name -> protoraft.v1.RequestMeta
 	4,  // 24: protoraft.v1.MembersResponse.error:type_name -> protoraft.v1.Error
 	6,  // 25: protoraft.v1.MembersResponse.members:type_name -> protoraft.v1.Server
-	29, // 26: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
-	29, // 27: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
-	29, // 28: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
-	29, // 29: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
-	29, // 30: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
+	30, // 26: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
+	30, // 27: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
+	30, // 28: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
+	30, // 29: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
+	30, // 30: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
 	5,  // 31: protoraft.v1.UpdateTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
 	20, // 32: protoraft.v1.UpdateTimeoutsRequest.timeouts:type_name -> protoraft.v1.Timeouts
 	5,  // 33: protoraft.v1.GetTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
@@ -2181,14 +2287,15 @@ var file_protoraft_proto_depIdxs = []int32{
 	6,  // 39: protoraft.v1.StatusResponse.leader:type_name -> protoraft.v1.Server
 	6,  // 40: protoraft.v1.StatusResponse.members:type_name -> protoraft.v1.Server
 	20, // 41: protoraft.v1.StatusResponse.timeouts:type_name -> protoraft.v1.Timeouts
-	5,  // 42: protoraft.v1.SnapshotRequest.meta:type_name -> protoraft.v1.RequestMeta
-	4,  // 43: protoraft.v1.SnapshotResponse.error:type_name -> protoraft.v1.Error
-	6,  // 44: protoraft.v1.LeaderChanged.leader:type_name -> protoraft.v1.Server
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	26, // 42: protoraft.v1.StatusResponse.read_confirmations:type_name -> protoraft.v1.ReadConfirmations
+	5,  // 43: protoraft.v1.SnapshotRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 44: protoraft.v1.SnapshotResponse.error:type_name -> protoraft.v1.Error
+	6,  // 45: protoraft.v1.LeaderChanged.leader:type_name -> protoraft.v1.Server
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_protoraft_proto_init() }
@@ -2202,7 +2309,7 @@ func file_protoraft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protoraft_proto_rawDesc), len(file_protoraft_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -335,6 +335,23 @@ type readIndexBatcher struct {
 
 	// latencies orders the voters a round probes first.
 	latencies probeLatencies
+
+	// counts are what StatusResponse.read_confirmations reports.
+	counts readCounts
+}
+
+// readCounts are the cumulative counts of a batcher (see
+// actors.ReadConfirmations).
+type readCounts struct {
+	waits, rounds, roundNanos, probes, hedges atomic.Uint64
+}
+
+// proto returns the counts as the status reports them.
+func (c *readCounts) proto() *actors.ReadConfirmations {
+	return &actors.ReadConfirmations{
+		Waits: c.waits.Load(), Rounds: c.rounds.Load(), RoundNanos: c.roundNanos.Load(),
+		Probes: c.probes.Load(), Hedges: c.hedges.Load(),
+	}
 }
 
 // maxConfirmationsInFlight bounds the rounds of leadership probes running at
@@ -400,6 +417,7 @@ type readRound struct {
 // began, and the term it was confirmed in: the state machine answers
 // linearizably once it applied that index.
 func (b *readIndexBatcher) readIndex(r *raft.Raft, probe leadershipProber, deadline time.Time) (uint64, uint64, *actors.Error) {
+	b.counts.waits.Add(1)
 	b.mu.Lock()
 	round := b.next
 	if round == nil {

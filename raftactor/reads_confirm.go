@@ -27,6 +27,8 @@ type leadershipProber interface {
 // newer leader's writes have passed.
 func (b *readIndexBatcher) confirm(r *raft.Raft, probe leadershipProber, round *readRound) {
 	start := monoNow()
+	b.counts.rounds.Add(1)
+	defer func() { b.counts.roundNanos.Add(uint64(max(monoNow()-start, 0))) }()
 	round.term = r.CurrentTerm()
 	if r.State() != raft.Leader {
 		round.err = actors.NotLeader(leaderOf(r))
@@ -62,6 +64,7 @@ func (b *readIndexBatcher) confirm(r *raft.Raft, probe leadershipProber, round *
 func (b *readIndexBatcher) probeQuorum(probe leadershipProber, tally *probeTally, peers []raft.Server) {
 	answers := make(chan probeAnswer, len(peers))
 	send := func(group []raft.Server) {
+		b.counts.probes.Add(uint64(len(group)))
 		for _, s := range group {
 			go func() {
 				start := time.Now()
@@ -92,6 +95,7 @@ func (b *readIndexBatcher) probeQuorum(probe leadershipProber, tally *probeTally
 			delete(silent, a.id)
 			b.latencies.observe(a)
 			if counted := tally.add(a); !counted && len(rest) > 0 {
+				b.counts.hedges.Add(1)
 				send(rest)
 				rest, hedgeFired = nil, nil
 			}
@@ -99,6 +103,7 @@ func (b *readIndexBatcher) probeQuorum(probe leadershipProber, tally *probeTally
 			for id := range silent {
 				b.latencies.observe(probeAnswer{id: id, err: errProbeSlow})
 			}
+			b.counts.hedges.Add(1)
 			send(rest)
 			rest, hedgeFired = nil, nil
 		}

@@ -328,3 +328,31 @@ func TestReadBatchRefusedWhenMalformed(t *testing.T) {
 		}
 	}
 }
+
+// The leader's status counts the confirmations its linearizable reads
+// waited for: every read request waited, a round served one or more of
+// them, and each round probed at least one voter.
+func TestStatusCountsReadConfirmations(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	c.put("k", "v")
+	const reads = 20
+	for range reads {
+		res, err := c.ask(leader, &actors.ReadRequest{Meta: meta(5 * time.Second), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := res.(*actors.ReadResponse).Error; e.Err() != nil {
+			t.Fatalf("read: %v", e)
+		}
+	}
+	res, err := c.ask(leader, &actors.StatusRequest{Meta: meta(5 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := res.(*actors.StatusResponse).GetReadConfirmations()
+	if rc.GetWaits() < reads || rc.GetRounds() == 0 || rc.GetRounds() > rc.GetWaits() ||
+		rc.GetProbes() < rc.GetRounds() || rc.GetRoundNanos() == 0 {
+		t.Fatalf("read confirmations after %d reads: %v", reads, rc)
+	}
+}

@@ -16,17 +16,19 @@ func (n *Node) status(ctx actor.Context, m *actors.StatusRequest) {
 	r, f, snaps := n.raft, n.fsm, n.stores.snaps
 	self := &actors.Server{Id: n.cfg.ID, Address: string(n.addr)}
 	timeouts := timeoutsToProto(n.currentTimeouts())
+	counts := &n.readIndex.counts
 	n.async(ctx, m, func(time.Time) actors.Response {
 		resp := &actors.StatusResponse{
-			Node:         self,
-			State:        r.State().String(),
-			Term:         r.CurrentTerm(),
-			Leader:       leaderOf(r),
-			CommitIndex:  r.CommitIndex(),
-			AppliedIndex: f.applied.Load(),
-			CommandIndex: f.lastCommand.Load(),
-			LastIndex:    r.LastIndex(),
-			Timeouts:     timeouts,
+			ReadConfirmations: counts.proto(),
+			Node:              self,
+			State:             r.State().String(),
+			Term:              r.CurrentTerm(),
+			Leader:            leaderOf(r),
+			CommitIndex:       r.CommitIndex(),
+			AppliedIndex:      f.applied.Load(),
+			CommandIndex:      f.lastCommand.Load(),
+			LastIndex:         r.LastIndex(),
+			Timeouts:          timeouts,
 		}
 		if r.State() != raft.Leader {
 			if lc := r.LastContact(); !lc.IsZero() {

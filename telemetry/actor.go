@@ -67,6 +67,8 @@ type metricsActor struct {
 	applied map[string]uint64
 	// series are the request series resolved so far (outcome).
 	series map[outcomeKey]outcomeSeries
+	// reads are the node's read confirmation counts at the last poll.
+	reads *actors.ReadConfirmations
 }
 
 // Receive implements actor.Actor.
@@ -288,6 +290,7 @@ func (a *metricsActor) polled(p Poll, events uint64) {
 		leads := s.State == "Leader"
 		c.isLeader.WithLabelValues(g, n).Set(boolGauge(leads))
 		a.replicationLag(s, p.Peers, leads)
+		a.readConfirmations(s.GetReadConfirmations())
 	}
 	h := a.judge(p.At)
 	c.healthScore.WithLabelValues(g, n).Set(float64(h.Score))
@@ -308,6 +311,27 @@ func (a *metricsActor) polled(p Poll, events uint64) {
 			zap.Uint32("score", h.Score), zap.Strings("reasons", h.Reasons), zap.Int32("failure_tolerance", h.FailureTolerance))
 		a.lastStatus = h.Status
 	}
+}
+
+// readConfirmations adds what the node's cumulative read confirmation
+// counts grew by since the last poll. Counts lower than before mean the
+// node actor restarted and counts from zero again: all of them are new.
+func (a *metricsActor) readConfirmations(rc *actors.ReadConfirmations) {
+	if rc == nil {
+		return
+	}
+	prev := a.reads
+	if prev == nil || rc.GetWaits() < prev.GetWaits() || rc.GetRounds() < prev.GetRounds() ||
+		rc.GetRoundNanos() < prev.GetRoundNanos() || rc.GetProbes() < prev.GetProbes() || rc.GetHedges() < prev.GetHedges() {
+		prev = &actors.ReadConfirmations{}
+	}
+	a.reads = rc
+	c, g, n := a.m.c, a.m.group, a.m.node
+	c.readWaits.WithLabelValues(g, n).Add(float64(rc.GetWaits() - prev.GetWaits()))
+	c.readRounds.WithLabelValues(g, n).Add(float64(rc.GetRounds() - prev.GetRounds()))
+	c.readRoundSeconds.WithLabelValues(g, n).Add(time.Duration(rc.GetRoundNanos() - prev.GetRoundNanos()).Seconds())
+	c.readProbes.WithLabelValues(g, n).Add(float64(rc.GetProbes() - prev.GetProbes()))
+	c.readHedges.WithLabelValues(g, n).Add(float64(rc.GetHedges() - prev.GetHedges()))
 }
 
 // replicationLag sets, on the leader, each follower's lag: the leader's

@@ -49,6 +49,11 @@ type collectors struct {
 	failureTolerance *prometheus.GaugeVec
 	voters           *prometheus.GaugeVec
 	reachableVoters  *prometheus.GaugeVec
+	readWaits        *prometheus.CounterVec
+	readRounds       *prometheus.CounterVec
+	readRoundSeconds *prometheus.CounterVec
+	readProbes       *prometheus.CounterVec
+	readHedges       *prometheus.CounterVec
 }
 
 var nodeLabels = []string{labelGroup, labelNode}
@@ -111,6 +116,16 @@ func newCollectors() *collectors {
 		voters: gauge("voters", "Voters in the group's configuration.", nodeLabels),
 		reachableVoters: gauge("reachable_voters",
 			"Voters found in contact with the leader at the last poll.", nodeLabels),
+		readWaits: counter("read_confirmation_waits_total",
+			"Linearizable read requests (a batch counts once) that waited for a leadership confirmation on this node.", nodeLabels),
+		readRounds: counter("read_confirmation_rounds_total",
+			"Rounds of leadership probes this node ran to confirm linearizable reads.", nodeLabels),
+		readRoundSeconds: counter("read_confirmation_round_seconds_total",
+			"Time those rounds took together; divided by the rounds, the mean round time.", nodeLabels),
+		readProbes: counter("read_confirmation_probes_total",
+			"Leadership probes this node sent for its rounds.", nodeLabels),
+		readHedges: counter("read_confirmation_hedges_total",
+			"Rounds that asked more voters than a quorum needs: one of the first failed, answered from another term or was slower than the hedge.", nodeLabels),
 	}
 }
 
@@ -121,6 +136,7 @@ func (c *collectors) all() []prometheus.Collector {
 		c.appliedIndex, c.lastIndex, c.isLeader, c.replicationLag, c.fsmApply, c.fsmEntries, c.snapshots,
 		c.snapshotSize, c.snapshotDuration, c.restores, c.storageErrors, c.refusals, c.denials,
 		c.healthScore, c.healthStatus, c.failureTolerance, c.voters, c.reachableVoters,
+		c.readWaits, c.readRounds, c.readRoundSeconds, c.readProbes, c.readHedges,
 	}
 }
 
@@ -169,6 +185,7 @@ func register(reg prometheus.Registerer) (*collectors, error) {
 		&c.appliedIndex, &c.lastIndex, &c.isLeader, &c.replicationLag, &c.fsmApply, &c.fsmEntries, &c.snapshots,
 		&c.snapshotSize, &c.snapshotDuration, &c.restores, &c.storageErrors, &c.refusals, &c.denials,
 		&c.healthScore, &c.healthStatus, &c.failureTolerance, &c.voters, &c.reachableVoters,
+		&c.readWaits, &c.readRounds, &c.readRoundSeconds, &c.readProbes, &c.readHedges,
 	}
 	for i, col := range c.all() {
 		if err := adopt(fields[i], col); err != nil {

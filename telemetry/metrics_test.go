@@ -12,37 +12,43 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/raftactor/kvstore"
 	"github.com/protoraft/protoraft/telemetry"
 )
 
 // wantTypes is every protoraft_* family and its type: a family missing
 // here, or exposed with another type, fails the exposition test.
 var wantTypes = map[string]string{
-	"protoraft_requests_total":              "COUNTER",
-	"protoraft_request_duration_seconds":    "HISTOGRAM",
-	"protoraft_leader_changes_total":        "COUNTER",
-	"protoraft_election_duration_seconds":   "HISTOGRAM",
-	"protoraft_leaderless_seconds":          "GAUGE",
-	"protoraft_term":                        "GAUGE",
-	"protoraft_commit_index":                "GAUGE",
-	"protoraft_applied_index":               "GAUGE",
-	"protoraft_last_index":                  "GAUGE",
-	"protoraft_is_leader":                   "GAUGE",
-	"protoraft_replication_lag_entries":     "GAUGE",
-	"protoraft_fsm_apply_duration_seconds":  "HISTOGRAM",
-	"protoraft_fsm_applied_entries_total":   "COUNTER",
-	"protoraft_snapshots_total":             "COUNTER",
-	"protoraft_snapshot_size_bytes":         "GAUGE",
-	"protoraft_snapshot_duration_seconds":   "HISTOGRAM",
-	"protoraft_snapshot_restores_total":     "COUNTER",
-	"protoraft_storage_errors_total":        "COUNTER",
-	"protoraft_limiter_refusals_total":      "COUNTER",
-	"protoraft_authorization_denials_total": "COUNTER",
-	"protoraft_health_score":                "GAUGE",
-	"protoraft_health_status":               "GAUGE",
-	"protoraft_failure_tolerance":           "GAUGE",
-	"protoraft_voters":                      "GAUGE",
-	"protoraft_reachable_voters":            "GAUGE",
+	"protoraft_requests_total":                        "COUNTER",
+	"protoraft_request_duration_seconds":              "HISTOGRAM",
+	"protoraft_leader_changes_total":                  "COUNTER",
+	"protoraft_election_duration_seconds":             "HISTOGRAM",
+	"protoraft_leaderless_seconds":                    "GAUGE",
+	"protoraft_term":                                  "GAUGE",
+	"protoraft_commit_index":                          "GAUGE",
+	"protoraft_applied_index":                         "GAUGE",
+	"protoraft_last_index":                            "GAUGE",
+	"protoraft_is_leader":                             "GAUGE",
+	"protoraft_replication_lag_entries":               "GAUGE",
+	"protoraft_fsm_apply_duration_seconds":            "HISTOGRAM",
+	"protoraft_fsm_applied_entries_total":             "COUNTER",
+	"protoraft_snapshots_total":                       "COUNTER",
+	"protoraft_snapshot_size_bytes":                   "GAUGE",
+	"protoraft_snapshot_duration_seconds":             "HISTOGRAM",
+	"protoraft_snapshot_restores_total":               "COUNTER",
+	"protoraft_storage_errors_total":                  "COUNTER",
+	"protoraft_limiter_refusals_total":                "COUNTER",
+	"protoraft_authorization_denials_total":           "COUNTER",
+	"protoraft_health_score":                          "GAUGE",
+	"protoraft_health_status":                         "GAUGE",
+	"protoraft_failure_tolerance":                     "GAUGE",
+	"protoraft_voters":                                "GAUGE",
+	"protoraft_reachable_voters":                      "GAUGE",
+	"protoraft_read_confirmation_waits_total":         "COUNTER",
+	"protoraft_read_confirmation_rounds_total":        "COUNTER",
+	"protoraft_read_confirmation_round_seconds_total": "COUNTER",
+	"protoraft_read_confirmation_probes_total":        "COUNTER",
+	"protoraft_read_confirmation_hedges_total":        "COUNTER",
 }
 
 func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
@@ -91,6 +97,21 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 			return seriesCount(t, h, "protoraft_replication_lag_entries", at(lid, "follower", f)) == 1
 		})
 	}
+
+	// Linearizable reads: the leader's confirmations, as its status counts
+	// them, polled into counters.
+	for range 5 {
+		rr := h.ask(leader.FrontDoor(), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get("a"), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
+		if rr.Error.Err() != nil {
+			t.Fatalf("linearizable read: %v", rr.Error)
+		}
+	}
+	h.eventually("read confirmation counters", func() bool {
+		return value(t, h.reg, "protoraft_read_confirmation_waits_total", at(lid)) >= 5 &&
+			value(t, h.reg, "protoraft_read_confirmation_rounds_total", at(lid)) >= 1 &&
+			value(t, h.reg, "protoraft_read_confirmation_round_seconds_total", at(lid)) > 0 &&
+			value(t, h.reg, "protoraft_read_confirmation_probes_total", at(lid)) >= 1
+	})
 
 	// Snapshots: counted, sized, timed.
 	if sr := h.ask(leader.Node(), &actors.SnapshotRequest{Meta: meta()}).(*actors.SnapshotResponse); sr.Error.Err() != nil {
