@@ -29,9 +29,17 @@ const (
 	// does not know the question, being an older release): asking it every
 	// second would only add traffic.
 	linkRetryNoLink = 30 * time.Second
+	// linkRetryDialFailed is the wait after a peer's link could not be
+	// dialed (a wrong Advertise, a firewall): remote works meanwhile, and
+	// dialing every second would only fill the log.
+	linkRetryDialFailed = 10 * time.Second
 	// linkWriteTimeout closes a connection whose peer stopped reading, so
 	// its calls fail and RPCs go back to remote instead of piling up.
 	linkWriteTimeout = 10 * time.Second
+	// maxLinkAccepted bounds the connections a link holds open for peers:
+	// a group needs one per peer process, and a stranger that opens
+	// connections without end must not make it hold buffers without end.
+	maxLinkAccepted = 256
 )
 
 // ErrLinkClosed is what an RPC on a link gets when its connection closes
@@ -92,11 +100,12 @@ type Link struct {
 	dial      time.Duration
 	log       *zap.Logger
 
-	mu       sync.Mutex // guards everything below
-	closed   bool
-	targets  map[string]*Transport // by the ID of their node actor
-	peers    map[string]*linkPeer  // by the peer's actor system address
-	accepted map[*linkConn]struct{}
+	mu          sync.Mutex // guards everything below
+	closed      bool
+	maxAccepted int                   // maxLinkAccepted; tests lower it
+	targets     map[string]*Transport // by the ID of their node actor
+	peers       map[string]*linkPeer  // by the peer's actor system address
+	accepted    map[*linkConn]struct{}
 
 	wg       sync.WaitGroup
 	nextConn atomic.Uint64
@@ -151,12 +160,13 @@ func StartLink(system *actor.ActorSystem, cfg LinkConfig) (*Link, error) {
 		}
 	}
 	l := &Link{
-		system:   system,
-		dial:     cfg.DialTimeout,
-		log:      cfg.Logger,
-		targets:  make(map[string]*Transport),
-		peers:    make(map[string]*linkPeer),
-		accepted: make(map[*linkConn]struct{}),
+		system:      system,
+		dial:        cfg.DialTimeout,
+		log:         cfg.Logger,
+		maxAccepted: maxLinkAccepted,
+		targets:     make(map[string]*Transport),
+		peers:       make(map[string]*linkPeer),
+		accepted:    make(map[*linkConn]struct{}),
 	}
 	if l.dial <= 0 {
 		l.dial = DefaultLinkDialTimeout
@@ -340,6 +350,7 @@ func (l *Link) found(address, linkAddr string, err error) {
 	default:
 		c, err = l.connect(address, linkAddr)
 		if err != nil {
+			retry = linkRetryDialFailed
 			l.log.Info("raft link: dial failed; staying on remote", zap.String("peer", address), zap.String("link", linkAddr), zap.Error(err))
 		}
 	}
@@ -430,6 +441,14 @@ func (l *Link) accept() {
 
 // admit completes an accepted connection's TLS handshake and starts it.
 func (l *Link) admit(nc net.Conn) {
+	l.mu.Lock()
+	full, limit := len(l.accepted) >= l.maxAccepted, l.maxAccepted
+	l.mu.Unlock()
+	if full {
+		l.log.Warn("raft link: connection refused: too many open", zap.String("from", nc.RemoteAddr().String()), zap.Int("open", limit))
+		_ = nc.Close()
+		return
+	}
 	if l.serverTLS != nil {
 		tc := tls.Server(nc, l.serverTLS)
 		ctx, cancel := context.WithTimeout(context.Background(), l.dial)

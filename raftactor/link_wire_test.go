@@ -240,3 +240,46 @@ func TestStartLinkRefusesBadConfigurations(t *testing.T) {
 		t.Fatal("a second link for one system was accepted")
 	}
 }
+
+// A link holds at most maxAccepted connections for peers: one more is
+// closed at once, and a place freed by a closed one can be taken again.
+func TestLinkBoundsItsAcceptedConnections(t *testing.T) {
+	l := startTestLink(t, nil)
+	l.mu.Lock()
+	l.maxAccepted = 2
+	l.mu.Unlock()
+	var open []*wireConn
+	for i := range 2 {
+		w, err := dialWire(t, l.Addr(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := w.ask(uint32(i), "node"); !answersWithAddress(f, l) {
+			t.Fatalf("connection %d within the bound: answer %v", i, f)
+		}
+		open = append(open, w)
+	}
+	extra, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = extra.write(&actors.LinkFrame{Call: 3, Target: "node", Rpc: &actors.RaftRPC{Group: "g"}})
+	if f, err := extra.read(); err == nil {
+		t.Fatalf("a connection past the bound got an answer: %v", f)
+	}
+	_ = open[0].nc.Close()
+	deadline := time.Now().Add(remoteTestTimeout)
+	for l.Stats().Connections >= 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection was never forgotten")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	again, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := again.ask(4, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("a connection after one closed: answer %v", f)
+	}
+}
