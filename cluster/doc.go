@@ -15,7 +15,9 @@
 // supervisor and front door. The groups of one process share the system's
 // remote endpoint: start remote (raftactor.RemoteConfig) once, before the
 // first Spawn, because a node's Raft address is taken from the system's
-// address when it starts.
+// address when it starts. They share its Raft link too, when one is started
+// (raftactor.StartLink, after remote): the nodes spawned afterwards send
+// their Raft RPCs to the peers that serve one on direct connections.
 //
 // # The stage contract
 //
