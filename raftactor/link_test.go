@@ -1,6 +1,7 @@
 package raftactor_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,23 +10,50 @@ import (
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
+// onLinks writes through leader, from key from on, until leader's link has
+// sent RPCs and every follower's has received them, or fails the test. A
+// node finds a peer's link in the background after its first RPC to it, so
+// the first RPCs of a new leader may still go through remote. It returns
+// the next free key number.
+func (c *remoteCluster) onLinks(leader *remoteProcess, from int) int {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done := leader.link.Stats().RequestsSent > 0
+		for _, p := range c.procs {
+			done = done && (p == leader || p.link.Stats().RequestsReceived > 0)
+		}
+		if done {
+			return from
+		}
+		if time.Now().After(deadline) {
+			for _, p := range c.procs {
+				c.t.Logf("%s (leader %v): link stats %+v", p.system.Address(), p == leader, p.link.Stats())
+			}
+			c.t.Fatal("RPCs did not take the links")
+		}
+		c.write(leader, from, from+1)
+		from++
+	}
+}
+
 // With a Raft link in every process the group's RPCs travel on the links:
 // writes commit and replicate, a linearizable read is confirmed, the
 // leader sent its RPCs there and every follower received them there.
 func TestClusterOverLinks(t *testing.T) {
 	c := startRemoteCluster(t, "lg", true)
 	leader := c.leader()
-	c.write(leader, 0, 20)
-	c.replicated("k19")
-	rr := c.ask(leader.pid, &actors.ReadRequest{Meta: meta(5 * time.Second), Query: kvstore.Get("k19"), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
+	next := c.onLinks(leader, 0)
+	sent := leader.link.Stats().RequestsSent
+	c.write(leader, next, next+20)
+	last := fmt.Sprintf("k%d", next+19)
+	c.replicated(last)
+	rr := c.ask(leader.pid, &actors.ReadRequest{Meta: meta(5 * time.Second), Query: kvstore.Get(last), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
 	if qr, err := kvstore.DecodeQueryResult(rr.Result); err != nil || !qr.Found || rr.Error.Err() != nil {
-		t.Fatalf("linearizable read of k19 = %v, %v (%v)", qr, err, rr.Error)
+		t.Fatalf("linearizable read of %s = %v, %v (%v)", last, qr, err, rr.Error)
 	}
-	for _, p := range c.procs {
-		s := p.link.Stats()
-		if p == leader && s.RequestsSent == 0 || p != leader && s.RequestsReceived == 0 {
-			t.Fatalf("%s (leader %v): link stats %+v: RPCs did not take the link", p.system.Address(), p == leader, s)
-		}
+	if leader.link.Stats().RequestsSent == sent {
+		t.Fatal("20 writes and a linearizable read sent nothing on the leader's link")
 	}
 }
 
@@ -35,16 +63,13 @@ func TestClusterOverLinks(t *testing.T) {
 func TestClusterGoesOnWhenALinkCloses(t *testing.T) {
 	c := startRemoteCluster(t, "lc", true)
 	leader := c.leader()
-	c.write(leader, 0, 10)
-	if leader.link.Stats().RequestsSent == 0 {
-		t.Fatal("the leader sent nothing on its link")
-	}
+	next := c.onLinks(leader, 0)
 	if err := leader.link.Close(); err != nil {
 		t.Fatal(err)
 	}
 	leader = c.leader()
-	c.write(leader, 10, 30)
-	c.replicated("k29")
+	c.write(leader, next, next+20)
+	c.replicated(fmt.Sprintf("k%d", next+19))
 }
 
 // On links the cluster key still authenticates every RPC and fault
@@ -58,14 +83,24 @@ func TestLinksKeepTheClusterKeyAndTheFaults(t *testing.T) {
 		cfg.Faults = faults
 	})
 	old := c.leader()
-	c.write(old, 0, 10)
+	next := c.onLinks(old, 0)
 	faults.Isolate(old.id)
 	leader := c.leader(old)
-	sent := leader.link.Stats().RequestsSent
-	c.write(leader, 10, 20)
-	if leader.link.Stats().RequestsSent == sent {
-		t.Fatal("the new leader's writes did not take its link")
+	// The old leader, cut off, never receives; the other follower must.
+	for _, p := range c.procs {
+		if p != leader && p != old {
+			received := p.link.Stats().RequestsReceived
+			deadline := time.Now().Add(30 * time.Second)
+			for p.link.Stats().RequestsReceived == received {
+				if time.Now().After(deadline) {
+					t.Fatal("the new leader's writes did not take the links")
+				}
+				c.write(leader, next, next+1)
+				next++
+			}
+		}
 	}
+	c.write(leader, next, next+10)
 	faults.Heal()
-	c.replicated("k19")
+	c.replicated(fmt.Sprintf("k%d", next+9))
 }
