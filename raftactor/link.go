@@ -66,8 +66,8 @@ type LinkConfig struct {
 	// remote without MutualTLS is; the cluster key authenticates every RPC
 	// on it either way.
 	TLS *tls.Config
-	// DialTimeout bounds one connection attempt; zero means
-	// DefaultLinkDialTimeout.
+	// DialTimeout bounds one connection attempt, and the TLS handshake of
+	// a connection accepted; zero means DefaultLinkDialTimeout.
 	DialTimeout time.Duration
 	// Logger receives connection events; nil logs nothing.
 	Logger *zap.Logger
@@ -175,11 +175,11 @@ func StartLink(system *actor.ActorSystem, cfg LinkConfig) (*Link, error) {
 		l.log = zap.NewNop()
 	}
 	if cfg.TLS != nil {
-		opts, err := linkTLS(cfg.TLS)
+		server, client, err := mutualTLSSides(cfg.TLS)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("raftactor: raft link: %w", err)
 		}
-		l.serverTLS, l.clientTLS = opts.server, opts.client
+		l.serverTLS, l.clientTLS = server, client
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -476,28 +476,4 @@ func (l *Link) admit(nc net.Conn) {
 	l.wg.Add(1)
 	l.mu.Unlock()
 	go c.run()
-}
-
-// linkTLSConfigs are the two sides of a link's mutual TLS.
-type linkTLSConfigs struct{ server, client *tls.Config }
-
-// linkTLS derives the listener's and the dialer's configurations from one
-// mutual TLS identity, as MutualTLS does for remote.
-func linkTLS(cfg *tls.Config) (linkTLSConfigs, error) {
-	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
-		return linkTLSConfigs{}, errors.New("raftactor: raft link TLS needs this node's certificate")
-	}
-	if cfg.RootCAs == nil && cfg.ClientCAs == nil {
-		return linkTLSConfigs{}, errors.New("raftactor: raft link TLS needs the CA of the group's certificates")
-	}
-	server := cfg.Clone()
-	server.ClientAuth = tls.RequireAndVerifyClientCert
-	if server.ClientCAs == nil {
-		server.ClientCAs = server.RootCAs
-	}
-	client := cfg.Clone()
-	if client.RootCAs == nil {
-		client.RootCAs = client.ClientCAs
-	}
-	return linkTLSConfigs{server: server, client: client}, nil
 }

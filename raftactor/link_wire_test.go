@@ -179,10 +179,14 @@ func isReset(err error) bool {
 }
 
 // With TLS the link talks only to holders of a certificate of the group's
-// CA: a plaintext peer and one with another CA's certificate get nothing.
+// CA, over TLS 1.2 or later even when the configuration allows older: a
+// plaintext peer, one with another CA's certificate and one speaking TLS
+// 1.1 get nothing.
 func TestLinkWithMutualTLS(t *testing.T) {
 	ca, other := newTestCA(t, "group-ca"), newTestCA(t, "other-ca")
-	l := startTestLink(t, ca.config(ca.issue(t, "n1")))
+	cfg := ca.config(ca.issue(t, "n1"))
+	cfg.MinVersion = tls.VersionTLS10 // raised to 1.2 by the link
+	l := startTestLink(t, cfg)
 
 	plain, err := dialWire(t, l.Addr(), nil)
 	if err != nil {
@@ -197,6 +201,15 @@ func TestLinkWithMutualTLS(t *testing.T) {
 		if err := w.write(&actors.LinkFrame{Call: 2, Target: "node", Rpc: &actors.RaftRPC{}}); err == nil {
 			if f, err := w.read(); err == nil {
 				t.Fatalf("a peer with another CA's certificate got an answer: %v", f)
+			}
+		}
+	}
+	old := ca.config(ca.issue(t, "n3"))
+	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	if w, err := dialWire(t, l.Addr(), old); err == nil {
+		if err := w.write(&actors.LinkFrame{Call: 3, Target: "node", Rpc: &actors.RaftRPC{}}); err == nil {
+			if f, err := w.read(); err == nil {
+				t.Fatalf("a member speaking TLS 1.1 got an answer: %v", f)
 			}
 		}
 	}

@@ -58,18 +58,34 @@ func (f TLSFiles) Config() (*tls.Config, error) {
 // it a member of the group. Set the cluster key (Config.ClusterKey) too, so
 // a holder of a valid client certificate can neither vote nor append.
 func MutualTLS(cfg *tls.Config) ([]remote.ConfigOption, error) {
+	server, client, err := mutualTLSSides(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return []remote.ConfigOption{
+		remote.WithServerOptions(grpc.Creds(credentials.NewTLS(server))),
+		remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(client))),
+	}, nil
+}
+
+// mutualTLSSides derives, from one node's mutual TLS identity, the
+// configuration that accepts peers (a client certificate signed by
+// ClientCAs, RootCAs when unset, is required) and the one that dials them
+// (the peer checked against RootCAs, ClientCAs when unset), both at TLS 1.2
+// or later. Remote (MutualTLS) and the Raft link (LinkConfig.TLS) use it.
+func mutualTLSSides(cfg *tls.Config) (server, client *tls.Config, err error) {
 	if cfg == nil || len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
-		return nil, errors.New("raftactor: mutual TLS needs this node's certificate")
+		return nil, nil, errors.New("raftactor: mutual TLS needs this node's certificate")
 	}
 	if cfg.RootCAs == nil && cfg.ClientCAs == nil {
-		return nil, errors.New("raftactor: mutual TLS needs the CA of the group's certificates")
+		return nil, nil, errors.New("raftactor: mutual TLS needs the CA of the group's certificates")
 	}
-	server := cfg.Clone()
+	server = cfg.Clone()
 	server.ClientAuth = tls.RequireAndVerifyClientCert
 	if server.ClientCAs == nil {
 		server.ClientCAs = server.RootCAs
 	}
-	client := cfg.Clone()
+	client = cfg.Clone()
 	if client.RootCAs == nil {
 		client.RootCAs = client.ClientCAs
 	}
@@ -78,8 +94,5 @@ func MutualTLS(cfg *tls.Config) ([]remote.ConfigOption, error) {
 			c.MinVersion = tls.VersionTLS12
 		}
 	}
-	return []remote.ConfigOption{
-		remote.WithServerOptions(grpc.Creds(credentials.NewTLS(server))),
-		remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(client))),
-	}, nil
+	return server, client, nil
 }
