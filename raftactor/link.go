@@ -124,6 +124,7 @@ type linkCounters struct {
 	requestsSent     atomic.Uint64
 	requestsReceived atomic.Uint64
 	dials            atomic.Uint64
+	dialsFailed      atomic.Uint64
 }
 
 // LinkStats counts a link's traffic since it started.
@@ -135,6 +136,9 @@ type LinkStats struct {
 	RequestsReceived uint64
 	// Dials is the number of connections this process opened to peers.
 	Dials uint64
+	// DialsFailed is the number of peers' links this process could not
+	// connect to (its RPCs to them went on through remote).
+	DialsFailed uint64
 	// Connections is the number of connections open now, both ways.
 	Connections int
 }
@@ -236,15 +240,17 @@ func (l *Link) Stats() LinkStats {
 		RequestsSent:     l.stats.requestsSent.Load(),
 		RequestsReceived: l.stats.requestsReceived.Load(),
 		Dials:            l.stats.dials.Load(),
+		DialsFailed:      l.stats.dialsFailed.Load(),
 		Connections:      conns,
 	}
 }
 
 // Close stops listening and closes every connection; RPCs in flight on
 // them fail with ErrLinkClosed and node actors go on through remote, also
-// those spawned later, unless another link is started for the system. It
-// returns once the link's goroutines have ended and is safe to call more
-// than once.
+// those spawned later, unless another link is started for the system. A
+// node uses the link its system had when the node started: one started
+// after it serves only the nodes started after that. Close returns once the
+// link's goroutines have ended and is safe to call more than once.
 func (l *Link) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -351,6 +357,7 @@ func (l *Link) found(address, linkAddr string, err error) {
 		c, err = l.connect(address, linkAddr)
 		if err != nil {
 			retry = linkRetryDialFailed
+			l.stats.dialsFailed.Add(1)
 			l.log.Info("raft link: dial failed; staying on remote", zap.String("peer", address), zap.String("link", linkAddr), zap.Error(err))
 		}
 	}

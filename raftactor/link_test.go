@@ -2,6 +2,7 @@ package raftactor_test
 
 import (
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -103,4 +104,46 @@ func TestLinksKeepTheClusterKeyAndTheFaults(t *testing.T) {
 	c.write(leader, next, next+10)
 	faults.Heal()
 	c.replicated(fmt.Sprintf("k%d", next+9))
+}
+
+// A peer whose link cannot be dialed (it advertises an address nobody
+// listens on) keeps getting its RPCs through remote: the leader's dial
+// fails, and the peer goes on applying every write.
+func TestPeerWithAnUndialableLinkStaysOnRemote(t *testing.T) {
+	nobody, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := nobody.Addr().String()
+	_ = nobody.Close()
+	faults := raftactor.NewFaults(1)
+	c := startRemoteClusterWith(t, "lu", func(i int) *raftactor.LinkConfig {
+		cfg := &raftactor.LinkConfig{Listen: "127.0.0.1:0"}
+		if i == 1 {
+			cfg.Advertise = unreachable
+		}
+		return cfg
+	}, func(cfg *raftactor.Config) { cfg.Faults = faults })
+	peer := c.procs[1]
+	leader := c.leader()
+	if leader == peer {
+		// A leader sends and is sent nothing: let another lead.
+		faults.Isolate(peer.id)
+		leader = c.leader(peer)
+		faults.Heal()
+	}
+	next := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for leader.link.Stats().DialsFailed == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader never tried the peer's link: %+v", leader.link.Stats())
+		}
+		c.write(leader, next, next+1)
+		next++
+	}
+	c.write(leader, next, next+10)
+	c.replicated(fmt.Sprintf("k%d", next+9))
+	if got := peer.link.Stats().RequestsReceived; got != 0 {
+		t.Fatalf("the peer's undialable link received %d RPCs", got)
+	}
 }

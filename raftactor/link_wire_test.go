@@ -223,7 +223,8 @@ func TestLinkWithMutualTLS(t *testing.T) {
 }
 
 // StartLink refuses what peers could not dial, a second link for one
-// system, and TLS without a certificate or CA.
+// system, and TLS without a certificate or CA; a closed link makes room
+// for a new one.
 func TestStartLinkRefusesBadConfigurations(t *testing.T) {
 	sys := newTCSystem()
 	defer sys.Shutdown()
@@ -251,6 +252,21 @@ func TestStartLinkRefusesBadConfigurations(t *testing.T) {
 	if l2, err := StartLink(sys, LinkConfig{Listen: "127.0.0.1:0"}); err == nil {
 		_ = l2.Close()
 		t.Fatal("a second link for one system was accepted")
+	}
+	// Once closed, the link leaves its place to another.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if LinkOf(sys) != nil {
+		t.Fatal("LinkOf returns a closed link")
+	}
+	l3, err := StartLink(sys, LinkConfig{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatalf("a link after a closed one: %v", err)
+	}
+	defer l3.Close()
+	if LinkOf(sys) != l3 {
+		t.Fatal("LinkOf does not return the new link")
 	}
 }
 

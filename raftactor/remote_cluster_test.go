@@ -37,6 +37,17 @@ type remoteCluster struct {
 // changes every node's configuration.
 func startRemoteCluster(t *testing.T, group string, withLinks bool, configure ...func(*raftactor.Config)) *remoteCluster {
 	t.Helper()
+	var links func(int) *raftactor.LinkConfig
+	if withLinks {
+		links = func(int) *raftactor.LinkConfig { return &raftactor.LinkConfig{Listen: "127.0.0.1:0"} }
+	}
+	return startRemoteClusterWith(t, group, links, configure...)
+}
+
+// startRemoteClusterWith is startRemoteCluster with the link of each
+// process given by links (nil, or a nil configuration: no link).
+func startRemoteClusterWith(t *testing.T, group string, links func(i int) *raftactor.LinkConfig, configure ...func(*raftactor.Config)) *remoteCluster {
+	t.Helper()
 	if raftactor.RaceEnabled {
 		t.Skip("several remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
 	}
@@ -47,12 +58,14 @@ func startRemoteCluster(t *testing.T, group string, withLinks bool, configure ..
 		r := remote.NewRemote(sys, raftactor.RemoteConfig("127.0.0.1", 0))
 		r.Start()
 		p := &remoteProcess{id: raft.ServerID(fmt.Sprintf("n%d", i+1)), system: sys, remote: r}
-		if withLinks {
-			l, err := raftactor.StartLink(sys, raftactor.LinkConfig{Listen: "127.0.0.1:0"})
-			if err != nil {
-				t.Fatal(err)
+		if links != nil {
+			if lc := links(i); lc != nil {
+				l, err := raftactor.StartLink(sys, *lc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.link = l
 			}
-			p.link = l
 		}
 		c.procs[i] = p
 		id := fmt.Sprintf("n%d", i+1)
