@@ -86,6 +86,29 @@ func TestThreeProcesses(t *testing.T) {
 		t.Fatalf("only %d of 50 writes acknowledged with a healthy cluster", len(acked))
 	}
 
+	// n1 and n2 show their links' counts; n3 has none. While n1 or n2
+	// leads, the other one receives its Raft RPCs on its link.
+	leader = waitForLeader(t, procs, "", 10*time.Second)
+	for _, id := range ids {
+		_, ok := linkMetric(t, procs[id], "protoraft_link_connections")
+		if ok != (id != "n3") {
+			t.Errorf("%s: protoraft_link_connections exposed %v, want %v", id, ok, id != "n3")
+		}
+	}
+	if leader != "n3" {
+		other := map[string]string{"n1": "n2", "n2": "n1"}[leader]
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if n, _ := linkMetric(t, procs[other], "protoraft_link_requests_received_total"); n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s led, but %s received nothing on its link", leader, other)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
 	// Find the leader again: leadership may have moved during the writes.
 	leader = waitForLeader(t, procs, "", 10*time.Second)
 	t.Logf("killing leader %s (pid %d) with SIGKILL", leader, procs[leader].cmd.Process.Pid)
@@ -363,6 +386,29 @@ func putWithRetry(t *testing.T, procs map[string]*process, key, value string, wi
 
 // getKey reads key through base at consistency and returns its value and
 // the HTTP status.
+// linkMetric reads one unlabelled protoraft_link_* sample from p's
+// /metrics; false when p does not expose it.
+func linkMetric(t *testing.T, p *process, name string) (float64, bool) {
+	t.Helper()
+	resp, err := httpClient.Get(p.baseURL() + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("%s: %q: %v", name, v, err)
+			}
+			return f, true
+		}
+	}
+	return 0, false
+}
+
 func getKey(base, key, consistency string) (string, int, error) {
 	resp, err := httpClient.Get(base + "/kv/" + key + "?consistency=" + consistency)
 	if err != nil {
