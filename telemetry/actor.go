@@ -314,24 +314,34 @@ func (a *metricsActor) polled(p Poll, events uint64) {
 }
 
 // readConfirmations adds what the node's cumulative read confirmation
-// counts grew by since the last poll. Counts lower than before mean the
-// node actor restarted and counts from zero again: all of them are new.
+// counts grew by since the last poll (see readGrowth).
 func (a *metricsActor) readConfirmations(rc *actors.ReadConfirmations) {
 	if rc == nil {
 		return
 	}
-	prev := a.reads
-	if prev == nil || rc.GetWaits() < prev.GetWaits() || rc.GetRounds() < prev.GetRounds() ||
-		rc.GetRoundNanos() < prev.GetRoundNanos() || rc.GetProbes() < prev.GetProbes() || rc.GetHedges() < prev.GetHedges() {
-		prev = &actors.ReadConfirmations{}
-	}
+	d := readGrowth(a.reads, rc)
 	a.reads = rc
 	c, g, n := a.m.c, a.m.group, a.m.node
-	c.readWaits.WithLabelValues(g, n).Add(float64(rc.GetWaits() - prev.GetWaits()))
-	c.readRounds.WithLabelValues(g, n).Add(float64(rc.GetRounds() - prev.GetRounds()))
-	c.readRoundSeconds.WithLabelValues(g, n).Add(time.Duration(rc.GetRoundNanos() - prev.GetRoundNanos()).Seconds())
-	c.readProbes.WithLabelValues(g, n).Add(float64(rc.GetProbes() - prev.GetProbes()))
-	c.readHedges.WithLabelValues(g, n).Add(float64(rc.GetHedges() - prev.GetHedges()))
+	c.readWaits.WithLabelValues(g, n).Add(float64(d.GetWaits()))
+	c.readRounds.WithLabelValues(g, n).Add(float64(d.GetRounds()))
+	c.readRoundSeconds.WithLabelValues(g, n).Add(time.Duration(d.GetRoundNanos()).Seconds())
+	c.readProbes.WithLabelValues(g, n).Add(float64(d.GetProbes()))
+	c.readHedges.WithLabelValues(g, n).Add(float64(d.GetHedges()))
+}
+
+// readGrowth is how much the counts grew from prev to cur. Any count lower
+// than before means the node actor restarted and counts from zero again:
+// all of cur is new then.
+func readGrowth(prev, cur *actors.ReadConfirmations) *actors.ReadConfirmations {
+	if prev == nil || cur.GetWaits() < prev.GetWaits() || cur.GetRounds() < prev.GetRounds() ||
+		cur.GetRoundNanos() < prev.GetRoundNanos() || cur.GetProbes() < prev.GetProbes() || cur.GetHedges() < prev.GetHedges() {
+		return cur
+	}
+	return &actors.ReadConfirmations{
+		Waits: cur.GetWaits() - prev.GetWaits(), Rounds: cur.GetRounds() - prev.GetRounds(),
+		RoundNanos: cur.GetRoundNanos() - prev.GetRoundNanos(), Probes: cur.GetProbes() - prev.GetProbes(),
+		Hedges: cur.GetHedges() - prev.GetHedges(),
+	}
 }
 
 // replicationLag sets, on the leader, each follower's lag: the leader's
