@@ -1,8 +1,9 @@
 // Command bench compares protoraft with plain hashicorp/raft on this
 // machine, side by side in one run: writes, linearizable reads, crash and
 // planned failover, for a baseline (three hashicorp/raft nodes with the TCP
-// transport and raft-wal) and for protoraft in one ActorSystem and over
-// protoactor remote. It prints one table with the ratio protoraft/baseline
+// transport and raft-wal) and for protoraft in one ActorSystem, over
+// protoactor remote, and over remote with Raft links (raftactor.StartLink).
+// It prints one table with the ratio protoraft/baseline
 // for every row and draws SVG charts into -out.
 //
 // Every measurement runs on each system back to back before the next one

@@ -41,6 +41,8 @@ const group = "bench"
 // its own ActorSystem serving protoactor remote on 127.0.0.1 (all in this
 // process), so Raft RPCs cross gRPC on loopback while clients still reach
 // the leader locally, as the baseline's clients call its Raft directly.
+// With links, each of those ActorSystems also serves a Raft link, and the
+// nodes send their Raft RPCs on it once they found each other's.
 type protoraft struct {
 	name    string
 	faults  *raftactor.Faults
