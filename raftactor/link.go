@@ -23,16 +23,16 @@ const (
 	// included.
 	DefaultLinkDialTimeout = 2 * time.Second
 	// linkRetry is how long a process waits before asking a peer for its
-	// link again after the peer could not be reached.
-	linkRetry = time.Second
-	// linkRetryNoLink is the wait after a peer said it serves no link (or
-	// does not know the question, being an older release): asking it every
-	// second would only add traffic.
+	// link again after the question or the dial failed; it doubles with
+	// every failure in a row, up to linkRetryMax, so a peer that cannot
+	// answer (restarting, an older release, a wrong Advertise) costs little
+	// while remote carries its RPCs.
+	linkRetry    = time.Second
+	linkRetryMax = 30 * time.Second
+	// linkRetryNoLink is the wait after a peer said it serves no link: a
+	// node uses the link of its system when it starts, so the answer holds
+	// until that peer restarts.
 	linkRetryNoLink = 30 * time.Second
-	// linkRetryDialFailed is the wait after a peer's link could not be
-	// dialed (a wrong Advertise, a firewall): remote works meanwhile, and
-	// dialing every second would only fill the log.
-	linkRetryDialFailed = 10 * time.Second
 	// linkWriteTimeout closes a connection whose peer stopped reading, so
 	// its calls fail and RPCs go back to remote instead of piling up.
 	linkWriteTimeout = 10 * time.Second
@@ -114,9 +114,10 @@ type Link struct {
 
 // linkPeer is what a process knows of one peer process's link.
 type linkPeer struct {
-	conn      *linkConn // the open connection; nil while there is none
-	busy      bool      // a query or dial runs
-	notBefore time.Time // no new query before this
+	conn      *linkConn     // the open connection; nil while there is none
+	busy      bool          // a query or dial runs
+	notBefore time.Time     // no new query before this
+	backoff   time.Duration // the last wait after a failure; 0 after a success
 }
 
 // linkCounters are the counts LinkStats reports.
@@ -344,19 +345,14 @@ func (l *Link) route(address string) (c *linkConn, query bool) {
 }
 
 // found ends a query route asked for: it dials linkAddr (empty when the
-// peer serves none, or err when it could not be asked) and makes the
-// connection the peer's route.
+// peer serves none, or err when the peer did not answer the question) and
+// makes the connection the peer's route.
 func (l *Link) found(address, linkAddr string, err error) {
 	var c *linkConn
-	retry := linkRetry
-	switch {
-	case err != nil:
-	case linkAddr == "":
-		retry = linkRetryNoLink
-	default:
+	failed := err != nil
+	if !failed && linkAddr != "" {
 		c, err = l.connect(address, linkAddr)
-		if err != nil {
-			retry = linkRetryDialFailed
+		if failed = err != nil; failed {
 			l.stats.dialsFailed.Add(1)
 			l.log.Info("raft link: dial failed; staying on remote", zap.String("peer", address), zap.String("link", linkAddr), zap.Error(err))
 		}
@@ -371,8 +367,17 @@ func (l *Link) found(address, linkAddr string, err error) {
 		return
 	}
 	p.busy = false
+	switch {
+	case failed:
+		p.backoff = min(max(2*p.backoff, linkRetry), linkRetryMax)
+		p.notBefore = time.Now().Add(p.backoff)
+	case c == nil:
+		p.backoff = 0
+		p.notBefore = time.Now().Add(linkRetryNoLink)
+	default:
+		p.backoff = 0
+	}
 	if c == nil {
-		p.notBefore = time.Now().Add(retry)
 		l.mu.Unlock()
 		return
 	}

@@ -312,3 +312,48 @@ func TestLinkBoundsItsAcceptedConnections(t *testing.T) {
 		t.Fatalf("a connection after one closed: answer %v", f)
 	}
 }
+
+// A peer that does not answer where its link is gets asked again after a
+// wait that doubles with every failure in a row, up to linkRetryMax, and
+// only one question is out at a time; an answer resets the wait.
+func TestLinkBacksOffAPeerThatDoesNotAnswer(t *testing.T) {
+	l := startTestLink(t, nil)
+	const peer = "127.0.0.1:9"
+	elapse := func() { // the wait has passed
+		l.mu.Lock()
+		l.peers[peer].notBefore = time.Time{}
+		l.mu.Unlock()
+	}
+	backoff := func() time.Duration {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.peers[peer].backoff
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, linkRetryMax, linkRetryMax}
+	for i, w := range want {
+		if _, query := l.route(peer); !query {
+			t.Fatalf("failure %d: no question asked once the wait passed", i)
+		}
+		if _, query := l.route(peer); query {
+			t.Fatalf("failure %d: a second question while one is out", i)
+		}
+		l.found(peer, "", ErrRPCTimeout)
+		if _, query := l.route(peer); query {
+			t.Fatalf("failure %d: asked again before the wait", i)
+		}
+		if got := backoff(); got != w {
+			t.Fatalf("failure %d: wait %v, want %v", i, got, w)
+		}
+		elapse()
+	}
+	if _, query := l.route(peer); !query {
+		t.Fatal("no question after the last wait")
+	}
+	l.found(peer, "", nil) // answered: it serves no link
+	if got := backoff(); got != 0 {
+		t.Fatalf("wait after an answer %v, want it reset", got)
+	}
+	if _, query := l.route(peer); query {
+		t.Fatal("asked again right after the peer said it serves no link")
+	}
+}

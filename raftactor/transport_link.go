@@ -1,7 +1,6 @@
 package raftactor
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -76,23 +75,17 @@ func (t *Transport) postOnLink(pid *actor.PID, msg *actors.RaftRPC, pr *pendingR
 }
 
 // findLink asks the node at target, over remote, where its process serves
-// a link, and hands the answer to the link, which dials it.
+// a link, and hands the answer to the link, which dials it. Any error
+// counts as no answer for now, to be asked again after a wait: a peer that
+// is restarting answers with one, and so does an older release that does
+// not know the question.
 func (t *Transport) findLink(address string, target raft.ServerAddress) {
 	reply, err := t.call("", target, &actors.RaftRPC{Body: &actors.RaftRPC_LinkQuery{LinkQuery: &actors.LinkQuery{}}}, t.cfg.RPCTimeout)
-	unanswered := false
-	for _, e := range []error{ErrTransportClosed, ErrRPCTimeout, ErrPeerDown, ErrDeadLetter, ErrMessageDropped, ErrLinkClosed} {
-		unanswered = unanswered || errors.Is(err, e)
-	}
-	switch {
-	case err == nil:
-		t.link.found(address, reply.GetLinkAddress().GetAddress(), nil)
-	case unanswered:
+	if err != nil {
 		t.link.found(address, "", err)
-	default:
-		// The peer answered with an error: an older release that does not
-		// know the query serves no link, as an empty answer says.
-		t.link.found(address, "", nil)
+		return
 	}
+	t.link.found(address, reply.GetLinkAddress().GetAddress(), nil)
 }
 
 // answerLinkQuery tells a peer where this process serves its link.
