@@ -17,9 +17,9 @@ import (
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
-// heldReads is a door hook that keeps the first few single reads from the
-// node until released, so the Client's slots for reads in flight stay
-// taken and the reads made meanwhile must wait for a batch.
+// heldReads is a door hook that keeps the first single reads from the node
+// until released, so the Client's request in flight stays in flight and the
+// reads made meanwhile must wait for a batch.
 type heldReads struct {
 	mu      sync.Mutex
 	limit   int
@@ -57,7 +57,7 @@ func (hr *heldReads) release(system *actor.ActorSystem, node *actor.PID) {
 // query, a malformed query fails alone, and a caller that gives up while
 // its batch waits is answered at once.
 func TestClientReadsWaitingTogetherTravelAsOneBatch(t *testing.T) {
-	const slots, queued = 4, 16
+	const slots, queued = 1, 16
 	h := newClientHarness(t, 1)
 	c := h.client()
 	for i := range slots + queued {
