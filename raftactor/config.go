@@ -154,6 +154,15 @@ type Config struct {
 	// WALSegmentSize is the size of one log segment file. Default 64 MiB;
 	// tests use less.
 	WALSegmentSize int
+	// LogCacheEntries is how many of the latest log entries the node keeps
+	// in memory besides writing them to its log (hashicorp/raft's
+	// LogCache): Raft reads every entry back right after writing it, to
+	// send it to the followers and to apply it, and the cache spares those
+	// reads the log files. Default DefaultLogCacheEntries; -1 turns the
+	// cache off. An entry holds at most 256 KiB of batched commands or one
+	// larger command, so the cache holds about LogCacheEntries × 256 KiB at
+	// worst. Not used with InMemory.
+	LogCacheEntries int
 	// SessionTTL is how long the session of a client that stopped writing
 	// is kept, by the replicated clock. It must be the same on every node.
 	// Default DefaultSessionTTL.
@@ -231,6 +240,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxWriteBatch == 0 {
 		c.MaxWriteBatch = DefaultMaxWriteBatch
 	}
+	if c.LogCacheEntries == 0 {
+		c.LogCacheEntries = DefaultLogCacheEntries
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -295,6 +307,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxWriteBatch < 0 || c.MaxWriteBatch > 4096 {
 		return actors.InvalidArgument("max_write_batch", "must be between 0 (default) and 4096")
+	}
+	if c.LogCacheEntries < -1 || c.LogCacheEntries > maxLogCacheEntries {
+		return actors.InvalidArgument("log_cache_entries", "must be between -1 (off) and %d", maxLogCacheEntries)
 	}
 	if c.MaxAppendsInFlight < 0 || c.MaxAppendsInFlight > DefaultInboundQueue/2 {
 		// More in flight than half the follower's inbound queue would have

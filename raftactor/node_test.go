@@ -486,6 +486,8 @@ func TestConfigValidation(t *testing.T) {
 			c.Bootstrap = []raftactor.Peer{{ID: "n2", Address: "nonhost/a"}}
 		}},
 		{"max_write_batch", func(c *raftactor.Config) { c.MaxWriteBatch = -1 }},
+		{"log_cache_entries", func(c *raftactor.Config) { c.LogCacheEntries = -2 }},
+		{"log_cache_entries", func(c *raftactor.Config) { c.LogCacheEntries = 1 << 20 }},
 		{"max_appends_in_flight", func(c *raftactor.Config) { c.MaxAppendsInFlight = raftactor.DefaultInboundQueue }},
 	}
 	for _, tc := range cases {
