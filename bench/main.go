@@ -59,7 +59,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&timeouts, "timeouts", "default,fast", "failover timeouts: default (hashicorp's) and/or fast (100 ms heartbeat and election)")
 	flag.StringVar(&o.out, "out", "bench-out", "directory for the SVG charts and results.txt")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of -cpuprofile-system at the largest client count of -cpuprofile-section to this file")
-	flag.StringVar(&o.profiledSystem, "cpuprofile-system", "protoraft in-process", "the system -cpuprofile covers: \"protoraft in-process\", \"protoraft remote\" or \"protoraft link\"")
+	flag.StringVar(&o.profiledSystem, "cpuprofile-system", "protoraft in-process", "the system -cpuprofile covers: \"baseline\", \"protoraft in-process\", \"protoraft remote\" or \"protoraft link\"")
 	flag.StringVar(&o.profiled, "cpuprofile-section", "write 16 B", "the throughput section -cpuprofile covers: \"write 16 B\", \"write 1 KiB\" or \"read linearizable\"")
 	flag.IntVar(&o.readBatch, "read-batch", cluster.DefaultReadBatch, "protoraft's cluster.WithReadBatch: how many concurrent reads one request carries at most (1: each read alone)")
 	flag.Parse()
