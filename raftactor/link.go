@@ -36,9 +36,10 @@ const (
 	// linkWriteTimeout closes a connection whose peer stopped reading, so
 	// its calls fail and RPCs go back to remote instead of piling up.
 	linkWriteTimeout = 10 * time.Second
-	// maxLinkAccepted bounds the connections a link holds open for peers:
-	// a group needs one per peer process, and a stranger that opens
-	// connections without end must not make it hold buffers without end.
+	// maxLinkAccepted bounds the connections a link holds open for peers,
+	// those still in their TLS handshake included: a group needs one per
+	// peer process, and a stranger that opens connections without end must
+	// not make it hold buffers and goroutines without end.
 	maxLinkAccepted = 256
 )
 
@@ -103,6 +104,7 @@ type Link struct {
 	mu          sync.Mutex // guards everything below
 	closed      bool
 	maxAccepted int                   // maxLinkAccepted; tests lower it
+	admitting   int                   // accepted connections still in admit (TLS handshake)
 	targets     map[string]*Transport // by the ID of their node actor
 	peers       map[string]*linkPeer  // by the peer's actor system address
 	accepted    map[*linkConn]struct{}
@@ -452,15 +454,29 @@ func (l *Link) accept() {
 }
 
 // admit completes an accepted connection's TLS handshake and starts it.
+// A connection holds its place in the bound from the start, so neither
+// handshakes that never finish nor many arriving at once can take more
+// than maxAccepted.
 func (l *Link) admit(nc net.Conn) {
 	l.mu.Lock()
-	full, limit := len(l.accepted) >= l.maxAccepted, l.maxAccepted
+	full, limit := len(l.accepted)+l.admitting >= l.maxAccepted, l.maxAccepted
+	if !full {
+		l.admitting++
+	}
 	l.mu.Unlock()
 	if full {
 		l.log.Warn("raft link: connection refused: too many open", zap.String("from", nc.RemoteAddr().String()), zap.Int("open", limit))
 		_ = nc.Close()
 		return
 	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			l.mu.Lock()
+			l.admitting--
+			l.mu.Unlock()
+		}
+	}()
 	if l.serverTLS != nil {
 		tc := tls.Server(nc, l.serverTLS)
 		ctx, cancel := context.WithTimeout(context.Background(), l.dial)
@@ -484,6 +500,8 @@ func (l *Link) admit(nc net.Conn) {
 		c.close(ErrLinkClosed)
 		return
 	}
+	admitted = true
+	l.admitting--
 	l.accepted[c] = struct{}{}
 	l.wg.Add(1)
 	l.mu.Unlock()

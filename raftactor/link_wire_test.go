@@ -357,3 +357,59 @@ func TestLinkBacksOffAPeerThatDoesNotAnswer(t *testing.T) {
 		t.Fatal("asked again right after the peer said it serves no link")
 	}
 }
+
+// Connections still in their TLS handshake count against the bound too: a
+// stranger that opens connections and never completes a handshake cannot
+// make the link hold more than maxAccepted of them, and a member that
+// comes while it does is refused until a place frees.
+func TestLinkBoundCountsHandshakesInProgress(t *testing.T) {
+	ca := newTestCA(t, "group-ca")
+	l := startTestLink(t, ca.config(ca.issue(t, "n1")))
+	l.mu.Lock()
+	l.maxAccepted = 1
+	l.mu.Unlock()
+	stalled, err := dialWire(t, l.Addr(), nil) // TCP only: no handshake ever
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(remoteTestTimeout)
+	for {
+		l.mu.Lock()
+		pending := l.admitting
+		l.mu.Unlock()
+		if pending == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled connection never began its handshake")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if w, err := dialWire(t, l.Addr(), ca.config(ca.issue(t, "n2"))); err == nil {
+		_ = w.write(&actors.LinkFrame{Call: 1, Target: "node", Rpc: &actors.RaftRPC{Group: "g"}})
+		if f, err := w.read(); err == nil {
+			t.Fatalf("a connection past the bound got an answer while another was in its handshake: %v", f)
+		}
+	}
+	_ = stalled.nc.Close()
+	deadline = time.Now().Add(remoteTestTimeout)
+	for {
+		l.mu.Lock()
+		pending := l.admitting
+		l.mu.Unlock()
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed handshake kept its place")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	member, err := dialWire(t, l.Addr(), ca.config(ca.issue(t, "n3")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := member.ask(2, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("a member after the stalled connection left: answer %v", f)
+	}
+}
