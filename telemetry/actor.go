@@ -55,6 +55,7 @@ type metricsActor struct {
 	quit    chan struct{}
 	ticker  sync.WaitGroup
 	polling bool
+	calls   pollCalls
 
 	leader          string
 	term            uint64
@@ -136,6 +137,7 @@ func (a *metricsActor) start(ctx actor.Context) {
 }
 
 func (a *metricsActor) stop() {
+	a.calls.end(a.system.Root)
 	if a.sub != nil {
 		a.system.EventStream.Unsubscribe(a.sub)
 		a.sub = nil
@@ -228,10 +230,12 @@ func (a *metricsActor) updateLeaderless(now time.Time) {
 func (a *metricsActor) poll(prev *actors.StatusResponse, events uint64) {
 	root, timeout := a.system.Root, a.m.cfg.PollTimeout
 	ask := func(pid *actor.PID) *actor.Future {
-		return root.RequestFuture(pid, &actors.StatusRequest{Meta: &actors.RequestMeta{
+		f := root.RequestFuture(pid, &actors.StatusRequest{Meta: &actors.RequestMeta{
 			RequestId:        PollRequestID,
 			DeadlineUnixNano: time.Now().Add(timeout).UnixNano(),
 		}}, timeout)
+		a.calls.add(root, f)
+		return f
 	}
 	selfF := ask(a.node)
 	peers := map[string]*actor.Future{}
@@ -259,7 +263,55 @@ func (a *metricsActor) poll(prev *actors.StatusResponse, events uint64) {
 		}
 	}
 	p.At = time.Now()
+	if ended := a.calls.done(); ended {
+		// The actor stopped (or restarted) meanwhile: this poll's answers
+		// were cut short and describe nothing.
+		return
+	}
 	root.Send(a.self, pollDone{poll: p, events: events})
+}
+
+// pollCalls are the requests of the poll in flight. A node that stops
+// while one of them waits (its actor crashed, the group is stopping) may
+// never answer; stopping the metrics actor ends them at once rather than
+// leave the poll's goroutine waiting out its timeout after the group is
+// gone. Such a poll reports nothing: a restarted actor must not take its
+// cut-short answers for the node's.
+type pollCalls struct {
+	mu      sync.Mutex
+	ended   bool
+	futures []*actor.Future
+}
+
+// add records f, or ends it at once when the actor stopped already.
+func (c *pollCalls) add(root *actor.RootContext, f *actor.Future) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		root.Stop(f.PID())
+		return
+	}
+	c.futures = append(c.futures, f)
+}
+
+// done forgets the requests of a poll that finished, and reports whether
+// the actor stopped meanwhile.
+func (c *pollCalls) done() (ended bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.futures = nil
+	return c.ended
+}
+
+// end ends the requests still waiting, and any made later.
+func (c *pollCalls) end(root *actor.RootContext) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = true
+	for _, f := range c.futures {
+		root.Stop(f.PID())
+	}
+	c.futures = nil
 }
 
 // pidOf parses a Raft address into its node actor's PID, by the rule of
