@@ -372,19 +372,7 @@ func TestLinkBoundCountsHandshakesInProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(remoteTestTimeout)
-	for {
-		l.mu.Lock()
-		pending := l.admitting
-		l.mu.Unlock()
-		if pending == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stalled connection never began its handshake")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitAdmitting(t, l, 1, "the stalled connection never began its handshake")
 	if w, err := dialWire(t, l.Addr(), ca.config(ca.issue(t, "n2"))); err == nil {
 		_ = w.write(&actors.LinkFrame{Call: 1, Target: "node", Rpc: &actors.RaftRPC{Group: "g"}})
 		if f, err := w.read(); err == nil {
@@ -392,24 +380,31 @@ func TestLinkBoundCountsHandshakesInProgress(t *testing.T) {
 		}
 	}
 	_ = stalled.nc.Close()
-	deadline = time.Now().Add(remoteTestTimeout)
-	for {
-		l.mu.Lock()
-		pending := l.admitting
-		l.mu.Unlock()
-		if pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the failed handshake kept its place")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitAdmitting(t, l, 0, "the failed handshake kept its place")
 	member, err := dialWire(t, l.Addr(), ca.config(ca.issue(t, "n3")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f := member.ask(2, "node"); !answersWithAddress(f, l) {
 		t.Fatalf("a member after the stalled connection left: answer %v", f)
+	}
+}
+
+// waitAdmitting waits until n accepted connections are in their handshake,
+// or fails the test with why.
+func waitAdmitting(t *testing.T, l *Link, n int, why string) {
+	t.Helper()
+	deadline := time.Now().Add(remoteTestTimeout)
+	for {
+		l.mu.Lock()
+		pending := l.admitting
+		l.mu.Unlock()
+		if pending == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
