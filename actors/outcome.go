@@ -14,7 +14,7 @@ const (
 	// HeaderPeerSubject is the subject of the verified TLS client
 	// certificate of the connection a remote message arrived on, in the
 	// RFC 2253 form that crypto/x509/pkix.Name.String writes (for example
-	// "CN=client-a,O=Example"). The endpoint guard of raftactor.RemoteConfig
+	// "CN=client-a,O=Example"). The endpoint guard of remoteguard.Config
 	// sets it on every message it receives over a connection with a verified
 	// client certificate and deletes it from every other, so it can never
 	// be forged over the wire; the front door maps it to a principal (the

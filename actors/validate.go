@@ -4,6 +4,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // MaxNodeIDLength is the longest node ID accepted.
@@ -101,4 +103,47 @@ func validDNSName(name string) bool {
 		}
 	}
 	return true
+}
+
+// Bounds on request metadata: these strings end up in the session table,
+// log fields and audit records.
+const (
+	maxClientIDLength  = 128
+	maxRequestIDLength = 256
+)
+
+// deadlineSlack tolerates clock skew between a caller that set the deadline
+// and the stage checking it against MaxRequestTimeout.
+const deadlineSlack = 5 * time.Second
+
+// ValidateMeta checks request metadata against now: a deadline (when set)
+// must lie in the future and no more than MaxRequestTimeout ahead (plus a
+// few seconds of clock skew); client and request IDs are bounded, and the
+// client ID is UTF-8. A passed deadline is DEADLINE_EXCEEDED (not the
+// caller's mistake: the request spent its time in transit or a mailbox),
+// anything else INVALID_ARGUMENT naming the meta field. A nil meta is
+// valid.
+func ValidateMeta(m *RequestMeta, now time.Time) *Error {
+	if m == nil {
+		return nil
+	}
+	if d := m.GetDeadlineUnixNano(); d != 0 {
+		switch deadline := time.Unix(0, d); {
+		case !deadline.After(now):
+			return DeadlineExceeded("the request arrived after its deadline")
+		case deadline.Sub(now) > MaxRequestTimeout+deadlineSlack:
+			return InvalidArgument("meta.deadline_unix_nano", "deadline is %v ahead, more than %v", deadline.Sub(now).Round(time.Second), MaxRequestTimeout)
+		}
+	}
+	if l := len(m.GetClientId()); l > maxClientIDLength {
+		return InvalidArgument("meta.client_id", "client ID is %d bytes, longer than %d", l, maxClientIDLength)
+	}
+	if !utf8.ValidString(m.GetClientId()) {
+		// It is written to the log as a protobuf string, which must be UTF-8.
+		return InvalidArgument("meta.client_id", "client ID is not valid UTF-8")
+	}
+	if l := len(m.GetRequestId()); l > maxRequestIDLength {
+		return InvalidArgument("meta.request_id", "request ID is %d bytes, longer than %d", l, maxRequestIDLength)
+	}
+	return nil
 }

@@ -17,8 +17,10 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/remoteguard"
 )
 
 const group = "bench"
@@ -45,7 +47,7 @@ const group = "bench"
 // nodes send their Raft RPCs on it once they found each other's.
 type protoraft struct {
 	name    string
-	faults  *raftactor.Faults
+	faults  *faults.Network
 	nodes   []*prNode
 	remotes []*remote.Remote
 	links   []*raftactor.Link
@@ -93,7 +95,7 @@ var protoraftNames = map[string]string{
 }
 
 func startProtoraft(dir, kind string, t raftactor.Timeouts, readBatch int) (*protoraft, error) {
-	p := &protoraft{name: protoraftNames[kind], faults: raftactor.NewFaults(1)}
+	p := &protoraft{name: protoraftNames[kind], faults: faults.NewNetwork(1)}
 	overRemote := kind != kindInProcess
 	var shared *actor.ActorSystem
 	if !overRemote {
@@ -106,7 +108,7 @@ func startProtoraft(dir, kind string, t raftactor.Timeouts, readBatch int) (*pro
 			// Remote starts before Spawn: the system's address is part of
 			// every node's Raft address.
 			sys = quietSystem()
-			r := remote.NewRemote(sys, raftactor.RemoteConfig("127.0.0.1", 0))
+			r := remote.NewRemote(sys, remoteguard.Config("127.0.0.1", 0))
 			r.Start()
 			p.remotes = append(p.remotes, r)
 			if kind == kindLink {
@@ -124,13 +126,15 @@ func startProtoraft(dir, kind string, t raftactor.Timeouts, readBatch int) (*pro
 	}
 	for _, n := range p.nodes {
 		n.cfg = cluster.Config{
-			Group:           group,
-			NodeID:          n.peer.ID,
-			DataDir:         filepath.Join(dir, n.peer.ID),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Bootstrap:       peers,
-			Timeouts:        t,
-			Faults:          p.faults,
+			Node: raftactor.Config{
+				Group:           group,
+				ID:              n.peer.ID,
+				DataDir:         filepath.Join(dir, n.peer.ID),
+				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+				Timeouts:        t,
+				Faults:          p.faults,
+			},
+			Bootstrap: peers,
 		}
 		g, err := cluster.Spawn(n.system, n.cfg)
 		if err != nil {

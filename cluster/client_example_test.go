@@ -35,11 +35,13 @@ func ExampleClient() {
 	}
 	for _, m := range members {
 		g, err := cluster.Spawn(system, cluster.Config{
-			Group:           "demo",
-			NodeID:          m.ID,
-			DataDir:         filepath.Join(dir, m.ID),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Bootstrap:       members,
+			Node: raftactor.Config{
+				Group:           "demo",
+				ID:              m.ID,
+				DataDir:         filepath.Join(dir, m.ID),
+				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			},
+			Bootstrap: members,
 		})
 		if err != nil {
 			panic(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -51,7 +52,7 @@ type clientHarness struct {
 	t      *testing.T
 	group  string
 	system *actor.ActorSystem
-	faults *raftactor.Faults
+	faults *faults.Network
 	dir    string
 	order  []string
 	nodes  map[string]*clientHarnessNode
@@ -92,14 +93,14 @@ func newClientHarness(t *testing.T, n int) *clientHarness {
 		t:      t,
 		group:  "g1",
 		system: newClientSystem(t),
-		faults: raftactor.NewFaults(1),
+		faults: faults.NewNetwork(1),
 		dir:    t.TempDir(),
 		nodes:  map[string]*clientHarnessNode{},
 	}
-	var boot []raftactor.Peer
+	var boot []raftactor.Voter
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
-		boot = append(boot, raftactor.Peer{ID: id, Address: h.raftAddress(id)})
+		boot = append(boot, raftactor.Voter{ID: id, Address: h.raftAddress(id)})
 	}
 	for i := 1; i <= n; i++ {
 		h.add(fmt.Sprintf("n%d", i), boot)
@@ -136,7 +137,7 @@ func (h *clientHarness) client(opts ...cluster.ClientOption) *cluster.Client {
 
 // add defines a node without starting it; bootstrap is nil for a node that
 // joins later.
-func (h *clientHarness) add(id string, bootstrap []raftactor.Peer) {
+func (h *clientHarness) add(id string, bootstrap []raftactor.Voter) {
 	h.nodes[id] = &clientHarnessNode{
 		id: id,
 		cfg: raftactor.Config{

@@ -13,7 +13,7 @@
 // the leader's front door. Several groups, and several nodes of one group,
 // can run in one ActorSystem; each has its own name, data directory,
 // supervisor and front door. The groups of one process share the system's
-// remote endpoint: start remote (raftactor.RemoteConfig) once, before the
+// remote endpoint: start remote (remoteguard.Config) once, before the
 // first Spawn, because a node's Raft address is taken from the system's
 // address when it starts. They share its Raft link too, when one is started
 // (raftactor.StartLink, after remote): the nodes spawned afterwards send

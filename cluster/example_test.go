@@ -28,10 +28,12 @@ func ExampleSpawn() {
 	defer system.Shutdown()
 
 	g, err := cluster.Spawn(system, cluster.Config{
-		Group:           "demo",
-		NodeID:          "n1",
-		DataDir:         filepath.Join(dir, "n1"),
-		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+		Node: raftactor.Config{
+			Group:           "demo",
+			ID:              "n1",
+			DataDir:         filepath.Join(dir, "n1"),
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+		},
 		// The first node of a group bootstraps it; restarting it with the
 		// same list later is harmless.
 		Bootstrap: []cluster.Peer{{ID: "n1", Address: system.Address()}},
@@ -98,11 +100,13 @@ func ExampleGroup_Join() {
 
 	config := func(id string, bootstrap []cluster.Peer) cluster.Config {
 		return cluster.Config{
-			Group:           "demo",
-			NodeID:          id,
-			DataDir:         filepath.Join(dir, id),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Bootstrap:       bootstrap,
+			Node: raftactor.Config{
+				Group:           "demo",
+				ID:              id,
+				DataDir:         filepath.Join(dir, id),
+				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			},
+			Bootstrap: bootstrap,
 		}
 	}
 	n1, err := cluster.Spawn(system, config("n1", []cluster.Peer{{ID: "n1", Address: system.Address()}}))

@@ -52,7 +52,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	self := Peer{ID: cfg.NodeID, Address: system.Address()}
+	self := Peer{ID: cfg.Node.ID, Address: system.Address()}
 	for i, p := range cfg.Bootstrap {
 		// A wrong address here would be written into the group's first
 		// configuration, where no restart can correct it.
@@ -61,13 +61,13 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 				"this node runs in the actor system at %q, not %q", self.Address, p.Address)
 		}
 	}
-	if !cfg.InMemory {
-		if err := raftactor.CheckDataDir(cfg.DataDir); err != nil {
-			return nil, fmt.Errorf("cluster: group %s node %s: %w", cfg.Group, cfg.NodeID, err)
+	if !cfg.Node.InMemory {
+		if err := raftactor.CheckDataDir(cfg.Node.DataDir); err != nil {
+			return nil, fmt.Errorf("cluster: group %s node %s: %w", cfg.Node.Group, cfg.Node.ID, err)
 		}
 	}
 	nodeCfg := cfg.nodeConfig()
-	authz, err := policies.New(cfg.Security, cfg.Group, cfg.NodeID, cfg.Logger)
+	authz, err := policies.New(cfg.Security, cfg.Node.Group, cfg.Node.ID, cfg.Node.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 	nodeCfg.CheckPolicy, nodeCfg.OnPolicy = authz.CheckPolicy, authz.SetPolicy
 	// Made here, not by the metrics actor, so counters survive its
 	// restarts and the node can report FSM and snapshot times to it.
-	tel, err := telemetry.NewMetrics(cfg.Telemetry, cfg.Group, cfg.NodeID, cfg.Logger)
+	tel, err := telemetry.NewMetrics(cfg.Telemetry, cfg.Node.Group, cfg.Node.ID, cfg.Node.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 	// The node tells its outcomes to the stages that account for requests:
 	// the limiter (to give permits back) and the metrics actor. Their PIDs
 	// follow from the fixed names, so the node can be spawned first.
-	base := supervisorName(cfg.Group, cfg.NodeID) + "/"
+	base := supervisorName(cfg.Node.Group, cfg.Node.ID) + "/"
 	nodeCfg.OutcomeObservers = []*actor.PID{
 		actor.NewPID(system.Address(), base+limiterChild),
 		actor.NewPID(system.Address(), base+metricsChild),
@@ -93,42 +93,41 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
+	if cfg.Node.Logger == nil {
+		cfg.Node.Logger = zap.NewNop()
 	}
 	s := &shared{
 		cfg:       cfg,
 		nodeProps: props,
 		authz:     authz,
 		tel:       tel,
-		log:       cfg.Logger.With(zap.String("group", cfg.Group), zap.String("node", cfg.NodeID), zap.String("component", "cluster")),
+		log:       cfg.Node.Logger.With(zap.String("group", cfg.Node.Group), zap.String("node", cfg.Node.ID), zap.String("component", "cluster")),
 		done:      make(chan struct{}),
 	}
-	if !cfg.InMemory {
-		release, err := claimDataDir(cfg.DataDir, cfg.Group, cfg.NodeID)
+	if !cfg.Node.InMemory {
+		release, err := claimDataDir(cfg.Node.DataDir, cfg.Node.Group, cfg.Node.ID)
 		if err != nil {
 			return nil, err
 		}
 		s.release = release
 	}
-	name := supervisorName(cfg.Group, cfg.NodeID)
+	name := supervisorName(cfg.Node.Group, cfg.Node.ID)
 	sup, err := system.Root.SpawnNamed(supervisorProps(s), name)
 	if err != nil {
 		s.finish()
-		return nil, fmt.Errorf("cluster: group %s node %s already runs in this actor system: %w", cfg.Group, cfg.NodeID, err)
+		return nil, fmt.Errorf("cluster: group %s node %s already runs in this actor system: %w", cfg.Node.Group, cfg.Node.ID, err)
 	}
 	g := &Group{system: system, cfg: cfg, self: self, supervisor: sup, shared: s}
 	if err := g.awaitStart(); err != nil {
 		_ = g.Stop()
-		return nil, fmt.Errorf("cluster: group %s node %s: %w", cfg.Group, cfg.NodeID, err)
+		return nil, fmt.Errorf("cluster: group %s node %s: %w", cfg.Node.Group, cfg.Node.ID, err)
 	}
 	s.log.Info("group node started", zap.String("front_door", g.kids.door.String()))
 	return g, nil
 }
 
 // awaitStart waits until the supervisor has spawned its children and the
-// node has opened its stores. The node answers a LeaderRequest from its
-// mailbox, after its Started; one that could not start answers INTERNAL.
+// node's start has ended (raftactor.AwaitStart).
 func (g *Group) awaitStart() error {
 	res, err := g.system.Root.RequestFuture(g.supervisor, childrenQuery{}, startTimeout).Result()
 	if err != nil {
@@ -138,15 +137,15 @@ func (g *Group) awaitStart() error {
 	if g.kids.err != nil {
 		return g.kids.err
 	}
-	res, err = g.system.Root.RequestFuture(g.kids.node, &actors.LeaderRequest{}, startTimeout).Result()
+	res, err = g.system.Root.RequestFuture(g.kids.node, raftactor.AwaitStart{}, startTimeout).Result()
 	if err != nil {
 		return fmt.Errorf("waiting for the node to start: %w", err)
 	}
-	lr, ok := res.(*actors.LeaderResponse)
+	started, ok := res.(*raftactor.StartResult)
 	if !ok {
 		return fmt.Errorf("node answered %T", res)
 	}
-	return lr.GetError().Err()
+	return started.Err
 }
 
 // FrontDoor is the group's front door: the first stage of the message path
@@ -163,7 +162,7 @@ func (g *Group) Self() Peer { return g.self }
 
 // RaftAddress is this node's Raft address: the one stored in the group's
 // configuration and carried by NOT_LEADER hints.
-func (g *Group) RaftAddress() string { return g.self.RaftAddress(g.cfg.Group) }
+func (g *Group) RaftAddress() string { return g.self.RaftAddress(g.cfg.Node.Group) }
 
 // Done is closed once the group's actors have all stopped: after Stop, or
 // when a child failed more often than its supervisor restarts it.
@@ -180,7 +179,7 @@ func (g *Group) Stop() error {
 	case <-g.shared.done:
 		return nil
 	case <-time.After(stopTimeout):
-		return fmt.Errorf("cluster: group %s node %s did not stop within %v", g.cfg.Group, g.cfg.NodeID, stopTimeout)
+		return fmt.Errorf("cluster: group %s node %s did not stop within %v", g.cfg.Node.Group, g.cfg.Node.ID, stopTimeout)
 	}
 }
 
@@ -195,7 +194,7 @@ func (g *Group) WaitLeader(ctx context.Context) (*actors.Server, error) {
 			}
 		}
 		if err := sleep(ctx, pollInterval); err != nil {
-			return nil, fmt.Errorf("cluster: waiting for a leader of %s: %w", g.cfg.Group, err)
+			return nil, fmt.Errorf("cluster: waiting for a leader of %s: %w", g.cfg.Node.Group, err)
 		}
 	}
 }

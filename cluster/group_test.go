@@ -13,6 +13,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -20,11 +21,13 @@ import (
 func TestConfigValidateNamesTheField(t *testing.T) {
 	valid := func() cluster.Config {
 		return cluster.Config{
-			Group:           "g",
-			NodeID:          "n1",
-			DataDir:         "/tmp/unused",
-			NewStateMachine: newKV,
-			Bootstrap:       []cluster.Peer{{ID: "n1", Address: "10.0.0.1:8090"}, {ID: "n2", Address: "node2.example:8090"}},
+			Node: raftactor.Config{
+				Group:           "g",
+				ID:              "n1",
+				DataDir:         "/tmp/unused",
+				NewStateMachine: newKV,
+			},
+			Bootstrap: []cluster.Peer{{ID: "n1", Address: "10.0.0.1:8090"}, {ID: "n2", Address: "node2.example:8090"}},
 		}
 	}
 	if err := valid().Validate(); err != nil {
@@ -35,26 +38,27 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		edit  func(*cluster.Config)
 		field string
 	}{
-		{"empty group", func(c *cluster.Config) { c.Group = "" }, "group"},
-		{"group with slash", func(c *cluster.Config) { c.Group = "a/b" }, "group"},
-		{"empty node id", func(c *cluster.Config) { c.NodeID = "" }, "node_id"},
-		{"node id too long", func(c *cluster.Config) { c.NodeID = string(make([]byte, 65)) }, "node_id"},
-		{"no data dir", func(c *cluster.Config) { c.DataDir = "" }, "data_dir"},
-		{"no state machine", func(c *cluster.Config) { c.NewStateMachine = nil }, "new_state_machine"},
+		{"empty group", func(c *cluster.Config) { c.Node.Group = "" }, "node.group"},
+		{"group with slash", func(c *cluster.Config) { c.Node.Group = "a/b" }, "node.group"},
+		{"empty node id", func(c *cluster.Config) { c.Node.ID = "" }, "node.id"},
+		{"node id too long", func(c *cluster.Config) { c.Node.ID = string(make([]byte, 65)) }, "node.id"},
+		{"no data dir", func(c *cluster.Config) { c.Node.DataDir = "" }, "node.data_dir"},
+		{"no state machine", func(c *cluster.Config) { c.Node.NewStateMachine = nil }, "node.new_state_machine"},
 		{"bootstrap id", func(c *cluster.Config) { c.Bootstrap[1].ID = "-x" }, "bootstrap[1].id"},
 		{"bootstrap address", func(c *cluster.Config) { c.Bootstrap[1].Address = "node2" }, "bootstrap[1].address"},
 		{"bootstrap port", func(c *cluster.Config) { c.Bootstrap[1].Address = "node2:0" }, "bootstrap[1].address"},
 		{"bootstrap wildcard", func(c *cluster.Config) { c.Bootstrap[0].Address = "0.0.0.0:8090" }, "bootstrap[0].address"},
 		{"bootstrap duplicate", func(c *cluster.Config) { c.Bootstrap[1].ID = "n1" }, "bootstrap[1].id"},
-		{"bootstrap without self", func(c *cluster.Config) { c.NodeID = "n3" }, "bootstrap"},
-		{"heartbeat too short", func(c *cluster.Config) { c.Timeouts.Heartbeat = time.Millisecond }, "timeouts.heartbeat"},
+		{"bootstrap without self", func(c *cluster.Config) { c.Node.ID = "n3" }, "bootstrap"},
+		{"heartbeat too short", func(c *cluster.Config) { c.Node.Timeouts.Heartbeat = time.Millisecond }, "node.timeouts.heartbeat"},
 		{"lease over heartbeat", func(c *cluster.Config) {
-			c.Timeouts = raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, LeaderLease: time.Second}
-		}, "timeouts.leader_lease"},
-		{"negative session ttl", func(c *cluster.Config) { c.SessionTTL = -time.Second }, "session_ttl"},
-		{"request timeout too long", func(c *cluster.Config) { c.RequestTimeout = time.Hour }, "request_timeout"},
-		{"negative rpc timeout", func(c *cluster.Config) { c.RPCTimeout = -time.Second }, "rpc_timeout"},
-		{"negative wal segment", func(c *cluster.Config) { c.WALSegmentSize = -1 }, "wal_segment_size"},
+			c.Node.Timeouts = raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, LeaderLease: time.Second}
+		}, "node.timeouts.leader_lease"},
+		{"node bootstrap set", func(c *cluster.Config) { c.Node.Bootstrap = []raftactor.Voter{{ID: "n1", Address: "nonhost/x"}} }, "node.bootstrap"},
+		{"negative session ttl", func(c *cluster.Config) { c.Node.SessionTTL = -time.Second }, "node.session_ttl"},
+		{"request timeout too long", func(c *cluster.Config) { c.Node.RequestTimeout = time.Hour }, "node.request_timeout"},
+		{"negative rpc timeout", func(c *cluster.Config) { c.Node.RPCTimeout = -time.Second }, "node.rpc_timeout"},
+		{"negative wal segment", func(c *cluster.Config) { c.Node.WALSegmentSize = -1 }, "node.wal_segment_size"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +72,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		})
 	}
 	inMem := valid()
-	inMem.DataDir, inMem.InMemory = "", true
+	inMem.Node.DataDir, inMem.Node.InMemory = "", true
 	if err := inMem.Validate(); err != nil {
 		t.Fatalf("in-memory config: %v", err)
 	}
@@ -114,7 +118,7 @@ func TestSpawnNamesChildrenAndRefusesWhatItCannotStart(t *testing.T) {
 	}
 	// Another node on the same data directory.
 	shared := nodeConfig(t, dir, "g", "n2", nil)
-	shared.DataDir = cfg.DataDir
+	shared.Node.DataDir = cfg.Node.DataDir
 	if _, err := cluster.Spawn(system, shared); !fieldIs(err, "data_dir") {
 		t.Fatalf("shared data dir: %v", err)
 	}
@@ -126,10 +130,10 @@ func TestSpawnNamesChildrenAndRefusesWhatItCannotStart(t *testing.T) {
 	// A data directory written by a newer build is refused before anything
 	// is spawned.
 	newer := nodeConfig(t, dir, "g", "n4", nil)
-	if err := os.MkdirAll(newer.DataDir, 0o755); err != nil {
+	if err := os.MkdirAll(newer.Node.DataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(newer.DataDir, "FORMAT"), []byte("format 99\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(newer.Node.DataDir, "FORMAT"), []byte("format 99\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cluster.Spawn(system, newer); !errors.Is(err, raftactor.ErrUnknownFormat) {
@@ -140,8 +144,8 @@ func TestSpawnNamesChildrenAndRefusesWhatItCannotStart(t *testing.T) {
 	}
 	// An invalid config is refused with the field named.
 	bad := nodeConfig(t, dir, "g", "n5", nil)
-	bad.NewStateMachine = nil
-	if _, err := cluster.Spawn(system, bad); !fieldIs(err, "new_state_machine") {
+	bad.Node.NewStateMachine = nil
+	if _, err := cluster.Spawn(system, bad); !fieldIs(err, "node.new_state_machine") {
 		t.Fatalf("invalid config: %v", err)
 	}
 
@@ -245,12 +249,12 @@ func TestJoinAddsANonvoterAndPromotesItOnceCaughtUp(t *testing.T) {
 	verifyNoLeaks(t)
 	system := newSystem(t)
 	dir := t.TempDir()
-	faults := raftactor.NewFaults(1)
+	network := faults.NewNetwork(1)
 	boot := peers("n1", "n2", "n3")
 	var groups []*cluster.Group
 	for _, p := range boot {
 		cfg := nodeConfig(t, dir, "g", p.ID, boot)
-		cfg.Faults = faults
+		cfg.Node.Faults = network
 		groups = append(groups, spawn(t, system, cfg))
 	}
 	leader := waitLeader(t, system, groups...)
@@ -259,13 +263,13 @@ func TestJoinAddsANonvoterAndPromotesItOnceCaughtUp(t *testing.T) {
 	}
 
 	cfg := nodeConfig(t, dir, "g", "n4", nil)
-	cfg.Faults = faults
+	cfg.Node.Faults = network
 	n4 := spawn(t, system, cfg)
 
 	// While nothing reaches n4 it cannot catch up: Join gives up when its
 	// context ends, n4 stays a non-voter, and the group keeps committing
 	// with its three voters.
-	faults.Cut(raftactor.AnyNode, "n4")
+	network.Cut(faults.AnyNode, "n4")
 	short, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	err := n4.Join(short, groups[0].Self())
 	cancel()
@@ -279,7 +283,7 @@ func TestJoinAddsANonvoterAndPromotesItOnceCaughtUp(t *testing.T) {
 	put(t, system, leader.FrontDoor(), "during", "join")
 
 	// Once it is reachable, Join finishes: n4 catches up and is promoted.
-	faults.Heal()
+	network.Heal()
 	ctx := testContext(t)
 	if err := n4.Join(ctx, groups[1].Self(), groups[0].Self()); err != nil {
 		t.Fatalf("join: %v", err)

@@ -70,16 +70,18 @@ func newKV() raftactor.StateMachine { return kvstore.New() }
 // nodeConfig is a durable node in dir/<group>-<id> with fast timeouts.
 func nodeConfig(t *testing.T, dir, group, id string, boot []cluster.Peer) cluster.Config {
 	return cluster.Config{
-		Group:           group,
-		NodeID:          id,
-		DataDir:         filepath.Join(dir, group+"-"+id),
-		NewStateMachine: newKV,
-		Bootstrap:       boot,
-		Timeouts:        fastTimeouts,
-		RequestTimeout:  3 * time.Second,
-		RPCTimeout:      500 * time.Millisecond,
-		WALSegmentSize:  256 << 10,
-		Logger:          testLogger(t, group+"/"+id),
+		Node: raftactor.Config{
+			Group:           group,
+			ID:              id,
+			DataDir:         filepath.Join(dir, group+"-"+id),
+			NewStateMachine: newKV,
+			Timeouts:        fastTimeouts,
+			RequestTimeout:  3 * time.Second,
+			RPCTimeout:      500 * time.Millisecond,
+			WALSegmentSize:  256 << 10,
+			Logger:          testLogger(t, group+"/"+id),
+		},
+		Bootstrap: boot,
 	}
 }
 
@@ -88,11 +90,11 @@ func spawn(t *testing.T, system *actor.ActorSystem, cfg cluster.Config) *cluster
 	t.Helper()
 	g, err := cluster.Spawn(system, cfg)
 	if err != nil {
-		t.Fatalf("spawn %s/%s: %v", cfg.Group, cfg.NodeID, err)
+		t.Fatalf("spawn %s/%s: %v", cfg.Node.Group, cfg.Node.ID, err)
 	}
 	t.Cleanup(func() {
 		if err := g.Stop(); err != nil {
-			t.Errorf("stop %s/%s: %v", cfg.Group, cfg.NodeID, err)
+			t.Errorf("stop %s/%s: %v", cfg.Node.Group, cfg.Node.ID, err)
 		}
 	})
 	return g

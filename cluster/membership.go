@@ -36,14 +36,14 @@ func (g *Group) Join(ctx context.Context, members ...Peer) error {
 		if err := validatePeer(fmt.Sprintf("members[%d]", i), p); err != nil {
 			return err
 		}
-		seeds = append(seeds, p.FrontDoor(g.cfg.Group))
+		seeds = append(seeds, p.FrontDoor(g.cfg.Node.Group))
 	}
 	id, addr := g.self.ID, g.RaftAddress()
 	var target uint64 // leader's commit index once this node was a non-voter
 	for {
 		st, door, err := g.leaderStatus(ctx, seeds)
 		if err != nil {
-			return fmt.Errorf("cluster: join %s: %w", g.cfg.Group, err)
+			return fmt.Errorf("cluster: join %s: %w", g.cfg.Node.Group, err)
 		}
 		me := findMember(st.Members, id)
 		var req *actors.MembershipRequest
@@ -61,11 +61,11 @@ func (g *Group) Join(ctx context.Context, members ...Peer) error {
 			}
 			caught, err := g.caughtUp(ctx, target)
 			if err != nil {
-				return fmt.Errorf("cluster: join %s: waiting to catch up to index %d: %w", g.cfg.Group, target, err)
+				return fmt.Errorf("cluster: join %s: waiting to catch up to index %d: %w", g.cfg.Node.Group, target, err)
 			}
 			if !caught {
 				if err := sleep(ctx, pollInterval); err != nil {
-					return fmt.Errorf("cluster: join %s: waiting to catch up to index %d: %w", g.cfg.Group, target, err)
+					return fmt.Errorf("cluster: join %s: waiting to catch up to index %d: %w", g.cfg.Node.Group, target, err)
 				}
 				continue
 			}
@@ -98,7 +98,7 @@ func (g *Group) Leave(ctx context.Context) error {
 		}
 		st, door, err := g.leaderStatus(ctx, seeds)
 		if err != nil {
-			return fmt.Errorf("cluster: leave %s: %w", g.cfg.Group, err)
+			return fmt.Errorf("cluster: leave %s: %w", g.cfg.Node.Group, err)
 		}
 		me := findMember(st.Members, id)
 		if me == nil {
@@ -106,14 +106,14 @@ func (g *Group) Leave(ctx context.Context) error {
 			return nil
 		}
 		if me.Suffrage == actors.Suffrage_VOTER && countVoters(st.Members) == 1 {
-			return actors.InvalidArgument("node_id", "node %s is the last voter of group %s; the group would have no quorum", id, g.cfg.Group)
+			return actors.InvalidArgument("node_id", "node %s is the last voter of group %s; the group would have no quorum", id, g.cfg.Node.Group)
 		}
 		if st.GetNode().GetId() == id {
 			resp, err := g.ask(ctx, door, func(m *actors.RequestMeta) actors.Request {
 				return &actors.TransferLeadershipRequest{Meta: m}
 			})
 			if err := settle(ctx, resp, err); err != nil {
-				return fmt.Errorf("cluster: leave %s: handing over leadership: %w", g.cfg.Group, err)
+				return fmt.Errorf("cluster: leave %s: handing over leadership: %w", g.cfg.Node.Group, err)
 			}
 			continue
 		}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
-	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/remoteguard"
 )
 
 // Two groups of one process share its remote endpoint, and a caller in
@@ -18,11 +18,11 @@ func TestGroupsShareTheProcessRemoteEndpoint(t *testing.T) {
 		t.Skip("two remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
 	}
 	server := newSystem(t)
-	sr := remote.NewRemote(server, raftactor.RemoteConfig("127.0.0.1", 0))
+	sr := remote.NewRemote(server, remoteguard.Config("127.0.0.1", 0))
 	sr.Start()
 	t.Cleanup(func() { sr.Shutdown(false) })
 	caller := newSystem(t)
-	cr := remote.NewRemote(caller, raftactor.RemoteConfig("127.0.0.1", 0))
+	cr := remote.NewRemote(caller, remoteguard.Config("127.0.0.1", 0))
 	cr.Start()
 	t.Cleanup(func() { cr.Shutdown(false) })
 

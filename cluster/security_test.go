@@ -59,8 +59,8 @@ func TestPolicyChangeEnforcedOnEveryNode(t *testing.T) {
 	var groups []*cluster.Group
 	for _, p := range boot {
 		cfg := nodeConfig(t, dir, "g", p.ID, boot)
-		cfg.Security = policies.Config{PolicyFile: file, AuditLogger: zap.New(core),
-			ClusterKey: []byte("cluster-key-0123456789abcdef")}
+		cfg.Security = policies.Config{PolicyFile: file, AuditLogger: zap.New(core)}
+		cfg.Node.ClusterKey = []byte("cluster-key-0123456789abcdef")
 		groups = append(groups, spawn(t, system, cfg))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)

@@ -22,10 +22,14 @@ func benchGroup(b *testing.B) (*actor.ActorSystem, *cluster.Group) {
 	}))
 	b.Cleanup(system.Shutdown)
 	g, err := cluster.Spawn(system, cluster.Config{
-		Group: "bench", NodeID: "n1", InMemory: true,
-		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-		Bootstrap:       []cluster.Peer{{ID: "n1", Address: system.Address()}},
-		Timeouts:        fastTimeouts,
+		Node: raftactor.Config{
+			Group:           "bench",
+			ID:              "n1",
+			InMemory:        true,
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:        fastTimeouts,
+		},
+		Bootstrap: []cluster.Peer{{ID: "n1", Address: system.Address()}},
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -21,8 +21,8 @@ import (
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
 	"github.com/protoraft/protoraft/policies"
-	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/remoteguard"
 )
 
 // tlsCA is a certificate authority made in memory for one test.
@@ -85,12 +85,12 @@ func (ca *tlsCA) config(t *testing.T, subject pkix.Name) *tls.Config {
 // raftactor.RemoteConfig) speaks mutual TLS only.
 func startMTLSSystem(t *testing.T, cfg *tls.Config) *actor.ActorSystem {
 	t.Helper()
-	opts, err := raftactor.MutualTLS(cfg)
+	opts, err := remoteguard.MutualTLS(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	system := newSystem(t)
-	r := remote.NewRemote(system, raftactor.RemoteConfig("127.0.0.1", 0, opts...))
+	r := remote.NewRemote(system, remoteguard.Config("127.0.0.1", 0, opts...))
 	r.Start()
 	t.Cleanup(func() { r.Shutdown(false) })
 	return system
@@ -132,7 +132,8 @@ principals:
 	server := startMTLSSystem(t, ca.config(t, subjectOf("node-1")))
 	self := []cluster.Peer{{ID: "n1", Address: server.Address()}}
 	cfg := nodeConfig(t, t.TempDir(), "g", "n1", self)
-	cfg.Security = policies.Config{Policy: []byte(policy), ClusterKey: []byte("cluster-key-0123456789abcdef")}
+	cfg.Security = policies.Config{Policy: []byte(policy)}
+	cfg.Node.ClusterKey = []byte("cluster-key-0123456789abcdef")
 	g := spawn(t, server, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -61,7 +62,7 @@ type member struct {
 // one raftactor.Faults.
 type inproc struct {
 	system *actor.ActorSystem
-	faults *raftactor.Faults
+	faults *faults.Network
 	dir    string
 	logf   func(string, ...any)
 
@@ -75,7 +76,7 @@ func newInproc(seed int64, n int, dir string, logf func(string, ...any)) (*inpro
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}))
-	c := &inproc{system: system, faults: raftactor.NewFaults(seed), dir: dir, logf: logf, members: map[string]*member{}, next: n + 1}
+	c := &inproc{system: system, faults: faults.NewNetwork(seed), dir: dir, logf: logf, members: map[string]*member{}, next: n + 1}
 	var boot []cluster.Peer
 	for i := 1; i <= n; i++ {
 		boot = append(boot, cluster.Peer{ID: fmt.Sprintf("n%d", i), Address: actors.LocalSystemAddress})
@@ -93,16 +94,18 @@ func newInproc(seed int64, n int, dir string, logf func(string, ...any)) (*inpro
 
 func (c *inproc) config(id string, boot []cluster.Peer) cluster.Config {
 	return cluster.Config{
-		Group:           groupName,
-		NodeID:          id,
-		DataDir:         filepath.Join(c.dir, id),
-		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-		Bootstrap:       boot,
-		Timeouts:        testTimeouts,
-		RequestTimeout:  3 * time.Second,
-		RPCTimeout:      time.Second,
-		WALSegmentSize:  1 << 20,
-		Faults:          c.faults,
+		Node: raftactor.Config{
+			Group:           groupName,
+			ID:              id,
+			DataDir:         filepath.Join(c.dir, id),
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:        testTimeouts,
+			RequestTimeout:  3 * time.Second,
+			RPCTimeout:      time.Second,
+			WALSegmentSize:  1 << 20,
+			Faults:          c.faults,
+		},
+		Bootstrap: boot,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/limiter"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
@@ -23,23 +24,25 @@ import (
 // of its own node.
 
 func spawnGroup(t *testing.T, system *actor.ActorSystem, group, id string, boot []string, cfg limiter.Config,
-	timeouts raftactor.Timeouts, faults *raftactor.Faults) *cluster.Group {
+	timeouts raftactor.Timeouts, faults *faults.Network) *cluster.Group {
 	t.Helper()
 	var peers []cluster.Peer
 	for _, p := range boot {
 		peers = append(peers, cluster.Peer{ID: p, Address: actors.LocalSystemAddress})
 	}
 	g, err := cluster.Spawn(system, cluster.Config{
-		Group:           group,
-		NodeID:          id,
-		InMemory:        true,
-		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-		Bootstrap:       peers,
-		Timeouts:        timeouts,
-		RequestTimeout:  3 * time.Second,
-		RPCTimeout:      500 * time.Millisecond,
-		Faults:          faults,
-		Limits:          cfg,
+		Node: raftactor.Config{
+			Group:           group,
+			ID:              id,
+			InMemory:        true,
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:        timeouts,
+			RequestTimeout:  3 * time.Second,
+			RPCTimeout:      500 * time.Millisecond,
+			Faults:          faults,
+		},
+		Bootstrap: peers,
+		Limits:    cfg,
 	})
 	if err != nil {
 		t.Fatalf("spawn %s/%s: %v", group, id, err)
@@ -219,7 +222,7 @@ func TestRunTimeLimitsThroughTheFrontDoor(t *testing.T) {
 func TestDeadlineInRaftAndBacklogBackpressure(t *testing.T) {
 	verifyNoLeaks(t)
 	system := newSystem(t)
-	faults := raftactor.NewFaults(1)
+	faults := faults.NewNetwork(1)
 	// A lease long enough that the cut-off leader keeps leading while the
 	// test looks at it.
 	timeouts := raftactor.Timeouts{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: 2 * time.Second, Commit: 5 * time.Millisecond}

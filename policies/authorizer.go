@@ -36,7 +36,7 @@ func (d *door) Receive(ctx actor.Context) {
 	start := time.Now()
 	op := actors.Op(req)
 	// The peer subject header is trusted as is: over remote, the endpoint
-	// guard of raftactor.RemoteConfig overwrites it on every message with
+	// guard of remoteguard.Config overwrites it on every message with
 	// the connection's verified TLS client certificate, or deletes it, so
 	// no remote sender can choose it; a local sender is code of this
 	// process. An endpoint started without RemoteConfig has no such guard:

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -32,16 +33,12 @@ type Config struct {
 	// it wherever audit records must go. Default: the group's logger,
 	// named "audit".
 	AuditLogger *zap.Logger
-	// ClusterKey authenticates the Raft RPCs between the group's nodes
-	// (raftactor.Config.ClusterKey): same key on every node, at least 16
-	// bytes. It is independent of Insecure, which concerns callers only.
-	ClusterKey []byte
 }
 
 // IsZero reports whether c is the zero value: no policy and no explicit
 // Insecure.
 func (c Config) IsZero() bool {
-	return !c.Insecure && c.PolicyFile == "" && c.Policy == nil && c.AuditLogger == nil && c.ClusterKey == nil
+	return !c.Insecure && c.PolicyFile == "" && c.Policy == nil && c.AuditLogger == nil
 }
 
 // Validate checks the configuration and parses its policy, naming the
@@ -130,9 +127,9 @@ func New(cfg Config, group, node string, log *zap.Logger) (*Authorizer, error) {
 	}
 	switch {
 	case cfg.Insecure:
-		log.Warn("INSECURE: authentication and authorization are off (security.insecure); every caller may do everything")
+		warnInsecure(log, group, "INSECURE: authentication and authorization are off (security.insecure); every caller may do everything")
 	case p == nil:
-		log.Warn("INSECURE: no security policy configured; every caller may do everything. Set cluster.Config.Security for production")
+		warnInsecure(log, group, "INSECURE: no security policy configured; every caller may do everything. Set cluster.Config.Security for production")
 	default:
 		a.current.Store(&policyInForce{policy: p})
 		log.Info("security policy loaded", zap.String("digest", p.Digest()), zap.Strings("roles", p.Roles()))
@@ -230,4 +227,15 @@ const Anonymous = "anonymous"
 func documentDigest(doc []byte) string {
 	sum := sha256.Sum256(doc)
 	return hex.EncodeToString(sum[:])
+}
+
+// warned holds the groups whose insecure door this process has warned
+// about: a process that runs several nodes of one group (a one-process
+// sample, a test) needs the warning once, not once per node.
+var warned sync.Map
+
+func warnInsecure(log *zap.Logger, group, msg string) {
+	if _, done := warned.LoadOrStore(group, true); !done {
+		log.Warn(msg)
+	}
 }

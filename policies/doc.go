@@ -81,12 +81,12 @@
 // revoked principal is refused both ways.
 //
 // The door takes the header as given. That is safe because the endpoint
-// guard of raftactor.RemoteConfig overwrites the header on every message
+// guard of remoteguard.Config overwrites the header on every message
 // received over remote with the subject of the connection's verified client
-// certificate (raftactor.MutualTLS), and deletes it when there is none: a
+// certificate (remoteguard.MutualTLS), and deletes it when there is none: a
 // remote caller cannot choose it. A local (in-process) sender can set it,
 // and is trusted code of the same program. A remote endpoint started
-// without raftactor.RemoteConfig has no such guard, so a group reachable
+// without remoteguard.Config has no such guard, so a group reachable
 // through one must not list tls_subjects.
 //
 // # Where the policy comes from
@@ -104,12 +104,12 @@
 // # Without a policy
 //
 // Config{Insecure: true} lets every request in, as principal "anonymous",
-// and says so in a warning at start. The zero Config does the same (with a
-// warning that no policy is configured) so tests and first experiments need
-// no setup. Production must set a policy.
+// and says so in a warning at start, once per group and process. The zero
+// Config does the same (with a warning that no policy is configured) so
+// tests and first experiments need no setup. Production must set a policy.
 //
 // TLS and the cluster key protect the Raft RPCs between nodes (see
-// raftactor.MutualTLS, Config.ClusterKey): a node's certificate subject in
-// tls_subjects grants that node's process the listed roles at the front
-// door, nothing more.
+// remoteguard.MutualTLS, raftactor.Config.ClusterKey): a node's certificate
+// subject in tls_subjects grants that node's process the listed roles at
+// the front door, nothing more.
 package policies

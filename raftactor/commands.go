@@ -4,16 +4,16 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
-// SystemBatch is the EntryMeta.system value of a write batch: the entry's
-// data is an actors.WriteBatch, several user commands the leader packed
+// systemBatch is the EntryMeta.system value of a write batch: the entry's
+// data is an wire.WriteBatch, several user commands the leader packed
 // into one log entry. Builds before batching ignore entries of a system
 // they do not know, so a group must run a build that reads batches on
 // every node before any node writes one (Config.MaxWriteBatch = 1 keeps a
 // node from writing them).
-const SystemBatch = "batch"
+const systemBatch = "batch"
 
 // commandResult is what applying a user command returns: the state
 // machine's result and the command index it was applied at.
@@ -30,11 +30,11 @@ type batchResults []any
 // decodeEntryMeta decodes a log entry's metadata; nil when it has none. An
 // extension that does not decode is treated as absent: every node sees the
 // same bytes and decides the same.
-func decodeEntryMeta(ext []byte) *actors.EntryMeta {
+func decodeEntryMeta(ext []byte) *wire.EntryMeta {
 	if len(ext) == 0 {
 		return nil
 	}
-	m := &actors.EntryMeta{}
+	m := &wire.EntryMeta{}
 	if err := proto.Unmarshal(ext, m); err != nil {
 		return nil
 	}
@@ -48,9 +48,9 @@ func (f *fsm) applyEntry(l *raft.Log) any {
 	switch m.GetSystem() {
 	case "":
 		return f.applyCommand(l.Index, l.Data, m)
-	case SystemBatch:
+	case systemBatch:
 		return f.applyBatch(l, m)
-	case SystemPolicy:
+	case systemPolicy:
 		f.system.setPolicy(l.Data, l.Index)
 		return nil
 	default:
@@ -62,7 +62,7 @@ func (f *fsm) applyEntry(l *raft.Log) any {
 
 // applyCommand applies one user command found at logIndex, through the
 // session table when it carries a session.
-func (f *fsm) applyCommand(logIndex uint64, command []byte, m *actors.EntryMeta) any {
+func (f *fsm) applyCommand(logIndex uint64, command []byte, m *wire.EntryMeta) any {
 	run := func() commandResult {
 		index := f.nextCommandIndex(logIndex)
 		return commandResult{result: f.sm.Apply(index, command), index: index}
@@ -75,16 +75,16 @@ func (f *fsm) applyCommand(logIndex uint64, command []byte, m *actors.EntryMeta)
 
 // applyBatch applies the commands of a batch entry in order, each with its
 // own command index and session check.
-func (f *fsm) applyBatch(l *raft.Log, m *actors.EntryMeta) any {
-	b := &actors.WriteBatch{}
+func (f *fsm) applyBatch(l *raft.Log, m *wire.EntryMeta) any {
+	b := &wire.WriteBatch{}
 	if err := proto.Unmarshal(l.Data, b); err != nil {
 		return batchResults(nil)
 	}
 	out := make(batchResults, len(b.Writes))
 	for i, w := range b.Writes {
-		var wm *actors.EntryMeta
+		var wm *wire.EntryMeta
 		if w.ClientId != "" {
-			wm = &actors.EntryMeta{ClientId: w.ClientId, Sequence: w.Sequence, AckedBelow: w.AckedBelow, LeaderUnixNano: m.GetLeaderUnixNano()}
+			wm = &wire.EntryMeta{ClientId: w.ClientId, Sequence: w.Sequence, AckedBelow: w.AckedBelow, LeaderUnixNano: m.GetLeaderUnixNano()}
 		}
 		out[i] = f.applyCommand(l.Index, w.Command, wm)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
 // indexLog is a state machine that records every command with the index it
@@ -124,7 +125,7 @@ func TestBatchSessionsAreExactlyOnce(t *testing.T) {
 func TestUndecodableBatchIsAppliedAsNothingEverywhere(t *testing.T) {
 	sm := &indexLog{}
 	f := newFSM(sm, time.Hour)
-	ext, _ := proto.Marshal(&actors.EntryMeta{System: SystemBatch})
+	ext, _ := proto.Marshal(&wire.EntryMeta{System: systemBatch})
 	res := applyOne(f, &raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{0xff, 0xff}, Extensions: ext})
 	if r, ok := res.(batchResults); !ok || r != nil {
 		t.Fatalf("undecodable batch: %#v", res)
@@ -149,7 +150,7 @@ func TestSnapshotKeepsTheCommandIndex(t *testing.T) {
 func TestSnapshotFromBeforeBatchingNumbersFromItsAppliedIndex(t *testing.T) {
 	// A snapshot written before batching has no command index in its
 	// session table.
-	ext, _ := proto.Marshal(&actors.SessionTable{Clock: 1})
+	ext, _ := proto.Marshal(&wire.SessionTable{Clock: 1})
 	var buf bytes.Buffer
 	sink := &memSink{Buffer: &buf}
 	if err := (&fsmSnapshot{snap: indexLogSnapshot{"7:a"}, applied: 8, ext: ext}).Persist(sink); err != nil {

@@ -8,9 +8,11 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
-	"github.com/protoraft/protoraft/internal/hclogzap"
-
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/faults"
+	"github.com/protoraft/protoraft/internal/hclogzap"
+	"github.com/protoraft/protoraft/internal/transport"
+	"github.com/protoraft/protoraft/remoteguard"
 )
 
 // Timeouts are a node's Raft timing settings. Zero fields take
@@ -114,18 +116,22 @@ func (t Timeouts) Validate(field string) *actors.Error {
 	return nil
 }
 
-// Peer is one initial voter of a bootstrapped group.
-type Peer struct {
+// Voter is one initial voter of a bootstrapped group: its server ID and
+// its Raft address (AddressOf its node actor's PID).
+type Voter struct {
 	ID      string
 	Address string
 }
 
-// Config configures one node actor.
+// Config configures one node actor. Zero fields take the defaults their
+// comments name.
 type Config struct {
 	// Group names the Raft group; it travels on every Raft RPC and every
-	// event, and a node refuses RPCs of another group.
+	// event, and a node refuses RPCs of another group. Same rules as a node
+	// ID (actors.ValidateNodeID).
 	Group string
-	// ID is this node's Raft server ID (see actors.ValidateNodeID).
+	// ID is this node's Raft server ID (actors.ValidateNodeID), unique in
+	// the group and stable for the life of its data directory.
 	ID string
 	// DataDir holds the node's log, stable store and snapshots. Required
 	// unless InMemory is set.
@@ -136,18 +142,48 @@ type Config struct {
 	// NewStateMachine makes a fresh, empty state machine. It is called on
 	// every start, restarts by the supervisor included.
 	NewStateMachine func() StateMachine
-	// Bootstrap, when not empty, is the initial voter list. It is used only
-	// when the data directory holds no state yet; a node with state never
-	// bootstraps again. Include this node itself.
-	Bootstrap []Peer
-	// Timeouts are the Raft timing settings; zero fields take the defaults.
+	// Bootstrap, when not empty, is the initial voter list, this node
+	// included. It is used only while the data directory holds no state: a
+	// node with state never bootstraps again, so restarting with the same
+	// list never makes a second group.
+	Bootstrap []Voter
+
+	// Timeouts are the Raft timing settings; zero fields take
+	// hashicorp/raft's defaults (DefaultTimeouts).
 	Timeouts Timeouts
 	// RequestTimeout is the deadline of a request that carries none.
 	// Default actors.DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// RPCTimeout bounds every Raft RPC to a peer. Default 2s.
+	// RPCTimeout bounds every Raft RPC to a peer. Default 2s; raise it
+	// for peers far away.
 	RPCTimeout time.Duration
-	// SnapshotChunkSize bounds one message of a snapshot transfer.
+	// SessionTTL is how long the exactly-once session of a client that
+	// stopped writing is kept, by the replicated clock. It must be the same
+	// on every node. Default 10 minutes.
+	SessionTTL time.Duration
+
+	// MaxCommandSize bounds a write's command (and a policy document);
+	// MaxQuerySize bounds a read's query. Larger requests are refused with
+	// INVALID_ARGUMENT before Raft. Defaults 1 MiB and 64 KiB, at most
+	// 8 MiB.
+	MaxCommandSize int
+	MaxQuerySize   int
+	// MaxWriteBatch is how many writes waiting together in the leader's
+	// mailbox go into one log entry at most. Default 64; 1 writes every
+	// command as an entry of its own, which a group upgraded from a build
+	// before batching needs until every node runs a build that reads
+	// batches.
+	MaxWriteBatch int
+	// MaxAppendsInFlight bounds the AppendEntries RPCs the leader keeps in
+	// flight to one follower once it replicates to it in a pipeline.
+	// Default 2; 1 waits for each reply before the next RPC.
+	MaxAppendsInFlight int
+	// LeaderOnlyReads makes a follower answer a LINEARIZABLE read with
+	// NOT_LEADER instead of serving it with a read index from the leader.
+	LeaderOnlyReads bool
+
+	// SnapshotChunkSize bounds one message of a snapshot transfer. Default
+	// 512 KiB, at most 2 MiB.
 	SnapshotChunkSize int
 	// SnapshotRetain is how many snapshots are kept on disk. Default 2.
 	SnapshotRetain int
@@ -158,50 +194,36 @@ type Config struct {
 	// in memory besides writing them to its log (hashicorp/raft's
 	// LogCache): Raft reads every entry back right after writing it, to
 	// send it to the followers and to apply it, and the cache spares those
-	// reads the log files. Default DefaultLogCacheEntries; -1 turns the
-	// cache off. An entry holds at most 256 KiB of batched commands or one
-	// larger command, so the cache holds about LogCacheEntries × 256 KiB at
-	// worst. Not used with InMemory.
+	// reads the log files. Default 64; -1 turns the cache off. An entry
+	// holds at most 256 KiB of batched commands or one larger command, so
+	// the cache holds about LogCacheEntries × 256 KiB at worst. Not used
+	// with InMemory.
 	LogCacheEntries int
-	// SessionTTL is how long the session of a client that stopped writing
-	// is kept, by the replicated clock. It must be the same on every node.
-	// Default DefaultSessionTTL.
-	SessionTTL time.Duration
+
+	// ClusterKey, when set, authenticates every Raft RPC between the nodes
+	// of the group (HMAC-SHA256 over each envelope): RPCs without a valid
+	// MAC are refused before Raft sees them, so a stranger who can reach a
+	// node's port can neither vote nor append. Every node of the group needs
+	// the same key, at least 16 bytes.
+	ClusterKey []byte
+	// Logger receives the node's logs, hashicorp/raft's included. Default
+	// no logging.
+	Logger *zap.Logger
+
+	// The fields below wire the node into the stages around it; package
+	// cluster sets them when it spawns a group, and a program that spawns
+	// node actors itself sets what it needs.
+
 	// OutcomeObservers are told how requests end at the node (the group's
 	// limiter, to return the request's permit, and its metrics actor): an
 	// actors.Outcome per request, or one actors.Outcomes for requests
 	// answered together.
 	OutcomeObservers []*actor.PID
 	// Metrics, when set, is told FSM apply times and snapshot sizes and
-	// times (see Metrics); the group's telemetry sets it.
+	// times (see Metrics).
 	Metrics Metrics
-	// MaxCommandSize bounds a write's command (and a policy document);
-	// MaxQuerySize bounds a read's query. Larger requests are refused with
-	// INVALID_ARGUMENT before Raft. Defaults DefaultMaxCommandSize and
-	// DefaultMaxQuerySize.
-	MaxCommandSize int
-	MaxQuerySize   int
-	// MaxWriteBatch is how many writes waiting together in the leader's
-	// mailbox go into one log entry at most. Default DefaultMaxWriteBatch;
-	// 1 writes every command as an entry of its own, which a group
-	// upgraded from a build before batching needs until every node runs a
-	// build that reads batches (see SystemBatch).
-	MaxWriteBatch int
-	// LeaderOnlyReads makes a follower answer a LINEARIZABLE read with
-	// NOT_LEADER instead of serving it with a read index from the leader.
-	LeaderOnlyReads bool
-	// MaxAppendsInFlight bounds the AppendEntries RPCs the leader keeps in
-	// flight to one follower once it replicates to it in a pipeline.
-	// Default DefaultMaxAppendsInFlight; 1 waits for each reply before the
-	// next RPC (see TransportConfig.MaxAppendsInFlight).
-	MaxAppendsInFlight int
-	// ClusterKey, when set, authenticates every Raft RPC between the nodes
-	// of the group (HMAC-SHA256, see rpcauth.go): RPCs without a valid MAC
-	// are refused before Raft sees them. Every node of the group needs the
-	// same key, at least MinClusterKeyLength bytes.
-	ClusterKey []byte
 	// CheckPolicy, when set, vets the document of a PolicyUpdateRequest
-	// before it is written to the log; the group's authorizer sets it.
+	// before it is written to the log.
 	CheckPolicy func(doc []byte) *actors.Error
 	// OnPolicy, when set, is called with every committed policy document
 	// and its log index: when the entry applies and when a snapshot that
@@ -209,11 +231,9 @@ type Config struct {
 	// quick (the authorizer swaps a pointer).
 	OnPolicy func(doc []byte, index uint64)
 	// Faults, when set, sits between this node and its peers and can drop,
-	// delay or cut Raft RPCs. Shared by all nodes of an in-process test.
-	Faults *Faults
-	// Logger receives the node's logs, hashicorp/raft's included. Default
-	// no logging.
-	Logger *zap.Logger
+	// delay or cut Raft RPCs. A test hook: shared by all nodes of an
+	// in-process test, never set in production.
+	Faults *faults.Network
 }
 
 // withDefaults fills optional fields.
@@ -223,25 +243,25 @@ func (c Config) withDefaults() Config {
 		c.RequestTimeout = actors.DefaultRequestTimeout
 	}
 	if c.RPCTimeout == 0 {
-		c.RPCTimeout = 2 * time.Second
+		c.RPCTimeout = transport.DefaultRPCTimeout
 	}
 	if c.SessionTTL == 0 {
-		c.SessionTTL = DefaultSessionTTL
+		c.SessionTTL = defaultSessionTTL
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = 2
 	}
 	if c.MaxCommandSize == 0 {
-		c.MaxCommandSize = DefaultMaxCommandSize
+		c.MaxCommandSize = defaultMaxCommandSize
 	}
 	if c.MaxQuerySize == 0 {
-		c.MaxQuerySize = DefaultMaxQuerySize
+		c.MaxQuerySize = defaultMaxQuerySize
 	}
 	if c.MaxWriteBatch == 0 {
-		c.MaxWriteBatch = DefaultMaxWriteBatch
+		c.MaxWriteBatch = defaultMaxWriteBatch
 	}
 	if c.LogCacheEntries == 0 {
-		c.LogCacheEntries = DefaultLogCacheEntries
+		c.LogCacheEntries = defaultLogCacheEntries
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -296,14 +316,20 @@ func (c Config) Validate() error {
 	if c.RPCTimeout < 0 {
 		return actors.InvalidArgument("rpc_timeout", "must not be negative")
 	}
+	if c.SessionTTL < 0 {
+		return actors.InvalidArgument("session_ttl", "must not be negative")
+	}
+	if c.WALSegmentSize < 0 {
+		return actors.InvalidArgument("wal_segment_size", "must not be negative")
+	}
 	if c.SnapshotChunkSize < 0 || c.SnapshotChunkSize > 2<<20 {
 		return actors.InvalidArgument("snapshot_chunk_size", "must be between 0 (default) and 2 MiB")
 	}
-	if c.MaxCommandSize < 0 || c.MaxCommandSize > RemoteMaxMessageSize/2 {
-		return actors.InvalidArgument("max_command_size", "must be between 0 (default) and %d", RemoteMaxMessageSize/2)
+	if c.MaxCommandSize < 0 || c.MaxCommandSize > remoteguard.MaxMessageSize/2 {
+		return actors.InvalidArgument("max_command_size", "must be between 0 (default) and %d", remoteguard.MaxMessageSize/2)
 	}
-	if c.MaxQuerySize < 0 || c.MaxQuerySize > RemoteMaxMessageSize/2 {
-		return actors.InvalidArgument("max_query_size", "must be between 0 (default) and %d", RemoteMaxMessageSize/2)
+	if c.MaxQuerySize < 0 || c.MaxQuerySize > remoteguard.MaxMessageSize/2 {
+		return actors.InvalidArgument("max_query_size", "must be between 0 (default) and %d", remoteguard.MaxMessageSize/2)
 	}
 	if c.MaxWriteBatch < 0 || c.MaxWriteBatch > 4096 {
 		return actors.InvalidArgument("max_write_batch", "must be between 0 (default) and 4096")
@@ -311,13 +337,13 @@ func (c Config) Validate() error {
 	if c.LogCacheEntries < -1 || c.LogCacheEntries > maxLogCacheEntries {
 		return actors.InvalidArgument("log_cache_entries", "must be between -1 (off) and %d", maxLogCacheEntries)
 	}
-	if c.MaxAppendsInFlight < 0 || c.MaxAppendsInFlight > DefaultInboundQueue/2 {
+	if c.MaxAppendsInFlight < 0 || c.MaxAppendsInFlight > transport.DefaultInboundQueue/2 {
 		// More in flight than half the follower's inbound queue would have
 		// bursts refused there with ErrQueueFull.
-		return actors.InvalidArgument("max_appends_in_flight", "must be between 0 (default) and %d", DefaultInboundQueue/2)
+		return actors.InvalidArgument("max_appends_in_flight", "must be between 0 (default) and %d", transport.DefaultInboundQueue/2)
 	}
-	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < MinClusterKeyLength {
-		return actors.InvalidArgument("cluster_key", "cluster key is %d bytes, shorter than %d", len(c.ClusterKey), MinClusterKeyLength)
+	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < transport.MinClusterKeyLength {
+		return actors.InvalidArgument("cluster_key", "cluster key is %d bytes, shorter than %d", len(c.ClusterKey), transport.MinClusterKeyLength)
 	}
 	return nil
 }

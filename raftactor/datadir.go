@@ -17,9 +17,9 @@ import (
 	"github.com/protoraft/protoraft/internal/hclogzap"
 )
 
-// FormatVersion is the data directory format this build writes. A later
+// formatVersion is the data directory format this build writes. A later
 // build must keep opening every version it ever wrote.
-const FormatVersion = 1
+const formatVersion = 1
 
 // formatFileName holds the data directory's format version. It is written
 // on first start, before anything else, and checked on every start.
@@ -67,19 +67,19 @@ func readFormat(dir string) (int, error) {
 		if err != nil {
 			break
 		}
-		if v < 1 || v > FormatVersion {
+		if v < 1 || v > formatVersion {
 			return 0, fmt.Errorf("%w: %s has format version %d, this build reads 1 to %d (was it written by a newer protoraft?)",
-				ErrUnknownFormat, dir, v, FormatVersion)
+				ErrUnknownFormat, dir, v, formatVersion)
 		}
 		return v, nil
 	}
 	return 0, fmt.Errorf("%w: %s/%s has no valid \"format N\" line", ErrUnknownFormat, dir, formatFileName)
 }
 
-// writeFormat records FormatVersion in a new directory, atomically.
+// writeFormat records formatVersion in a new directory, atomically.
 func writeFormat(dir string) error {
 	tmp := filepath.Join(dir, formatFileName+".tmp")
-	content := fmt.Sprintf("protoraft data directory\nformat %d\n", FormatVersion)
+	content := fmt.Sprintf("protoraft data directory\nformat %d\n", formatVersion)
 	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
 		return fmt.Errorf("write format file: %w", err)
 	}
@@ -171,13 +171,13 @@ func openStores(cfg Config) (*stores, error) {
 	return &stores{logs: logs, stable: wal, snaps: snaps, close: closeAll}, nil
 }
 
-// DefaultLogCacheEntries is how many of the latest log entries a node keeps
+// defaultLogCacheEntries is how many of the latest log entries a node keeps
 // in memory (Config.LogCacheEntries). Replication and the state machine
 // read back the entries they are behind by, which under load is a few
 // batches, and with 64 the read-back of a write never reached the log
 // files in the benchmark: single-client 1 KiB writes on links took 0.90×
 // the baseline's median latency instead of 1.23× (bench/README.md).
-const DefaultLogCacheEntries = 64
+const defaultLogCacheEntries = 64
 
 // maxLogCacheEntries bounds Config.LogCacheEntries, and with it the memory
 // the cache may hold.

@@ -1,49 +1,51 @@
-// Package raftactor is the Raft node as a protoactor actor: it owns one
-// hashicorp/raft instance, its durable stores in the node's data directory,
-// the adapter between Raft and the user's StateMachine, and the transport
-// that carries Raft RPCs as actor messages between the node actors of a
-// group (local PIDs in one ActorSystem, remote PIDs over protoactor remote),
-// and the Raft link (StartLink) that carries the same messages between
-// processes on direct connections when both serve one.
+// Package raftactor is a Raft node as a protoactor actor. A node actor
+// (Props, Node) owns one hashicorp/raft instance, its durable stores in the
+// node's data directory (raft-wal and file snapshots, in a versioned
+// format), and the adapter between Raft and the user's StateMachine with
+// the replicated session table that makes client retries exactly-once. Its
+// Raft RPCs travel as actor messages through its transport
+// (internal/transport): to local PIDs, over protoactor remote, or on the
+// system's Raft link (StartLink).
 //
 // The node actor answers the protocol of package actors: writes, reads at
-// three consistencies, leadership, membership, timeouts, status and
-// snapshots. Leadership is always read from Raft's own state; every write
-// goes through the Raft log, a one-node group included; membership changes
-// are Raft configuration changes replied to only after they commit.
+// three consistencies, leadership, membership, timeouts, status, snapshots
+// and policy updates. Leadership is always read from Raft's own state;
+// every write goes through the Raft log, a one-node group included;
+// membership changes are Raft configuration changes replied to only after
+// they commit.
 //
 // Invariants this package keeps:
 //   - Receive never blocks on a Raft future, a channel send into Raft, or
 //     I/O. Work that waits runs on a goroutine that replies to the original
 //     sender when it completes or when the request's deadline passes,
 //     whichever is first; the caller gets exactly one reply.
+//   - Starting and stopping are states, not work in Receive (lifecycle.go):
+//     the data directory is opened and closed on goroutines of their own,
+//     and meanwhile every request is answered UNAVAILABLE and every Raft RPC
+//     refused at once. The only blocking wait is the Stopping of the node's
+//     closer child, which receives no requests: it holds back the node's
+//     stop until its files are closed.
 //   - A linearizable read is served only after the leader confirmed with a
 //     quorum that it leads, in a term in which it has committed an entry,
 //     and after the serving node's state machine applied every entry up to
 //     the leader's commit index seen after the read arrived (ReadIndex; a
 //     follower gets that index from the leader with a ReadIndexRequest).
-//     The confirmation counts only answers to LeadershipProbes sent after
-//     that index was noted, never Raft's own acknowledgements, which may
-//     describe messages taken before the read arrived.
-//   - Writes enter the log in the order the leader received them: writes
-//     waiting in its mailbox together become one batch entry, and a single
-//     appender goroutine hands entries to Raft in order. Every command gets
-//     its own result and its own command index, which increases strictly
-//     and equals the log index in any log without batch entries.
+//     The confirmation counts only answers to leadership probes sent after
+//     that index was noted (probes.go), never Raft's own acknowledgements,
+//     which may describe messages taken before the read arrived. A read
+//     that cannot tell whether the state reflects the index (a log store
+//     error) fails with INTERNAL; it is never served.
+//   - Every entry the node writes enters the log in the order the leader
+//     received its request: writes waiting in its mailbox together become
+//     one batch entry, and a single appender goroutine hands entries to
+//     Raft in order, policy entries included. Every command gets its own
+//     result and its own command index, which increases strictly and
+//     equals the log index in any log without batch entries.
 //   - A read batch (a ReadRequest with several queries) waits once, as one
 //     read would, and answers every query after that wait; every read is
 //     answered by its own deadline, without a timer of its own.
-//   - The transport hands a follower's RPCs to Raft in the order the leader
-//     sent them on one carrier (remote, or a link), and a pipeline (at most
-//     MaxAppendsInFlight AppendEntries in flight) gives Raft their replies
-//     in that order too. When a leader's RPCs move between remote and a
-//     link, one may overtake another sent on the other carrier; Raft takes
-//     that as any reordering: the follower refuses an append with a gap and
-//     the leader sends again from where the follower is.
-//   - A link delivers an RPC only to the transport of a node actor of its
-//     own system, and only while that transport is open. Every RPC sent on
-//     a link ends once: answered, timed out, or failed with ErrLinkClosed
-//     when its connection breaks.
+//   - A voter is removed or demoted only while the voters left hold a
+//     reachable quorum, found with the same leadership probes as reads use.
 //   - A node restarted by its supervisor recovers from its data directory
 //     alone; nothing in memory survives a restart but the runtime timeouts.
 //

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/protoraft/protoraft/actors"
-	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/internal/grouptest"
 )
 
 var updateFixtures = flag.Bool("update", false, "rewrite testdata fixtures (only when the data format changes on purpose)")
@@ -25,43 +25,43 @@ func TestDataDirFromEarlierReleaseOpens(t *testing.T) {
 	if *updateFixtures {
 		writeFixture(t)
 	}
-	c := newTestCluster(t, 0)
-	c.add("n1", nil)
-	copyDir(t, fixtureDir, c.nodes["n1"].cfg.DataDir)
-	c.start("n1")
-	leader := c.waitLeader()
+	c := grouptest.New(t, 0, nil)
+	c.Add("n1", nil)
+	copyDir(t, fixtureDir, c.Node("n1").Config.DataDir)
+	c.Start("n1")
+	leader := c.WaitLeader()
 	for i := 0; i < fixtureKeys; i++ {
-		rr, qr := c.get(leader, fmt.Sprintf("k%d", i), actors.Consistency_LINEARIZABLE)
+		rr, qr := c.Get(leader, fmt.Sprintf("k%d", i), actors.Consistency_LINEARIZABLE)
 		if rr.Error.Err() != nil || string(qr.GetValue()) != fmt.Sprintf("v%d", i) {
 			t.Fatalf("k%d from the format-1 directory: %v %v", i, rr.Error, qr)
 		}
 	}
-	if st := c.status(leader); st.LastSnapshotIndex == 0 {
+	if st := c.Status(leader); st.LastSnapshotIndex == 0 {
 		t.Fatalf("the fixture's snapshot was not found: %+v", st)
 	}
-	c.put("written-by-this-build", "ok")
+	c.Put("written-by-this-build", "ok")
 }
 
 // writeFixture makes the fixture with this build: run it only when the
 // format changes on purpose, and keep the old fixture as a new test.
 func writeFixture(t *testing.T) {
-	c := newTestCluster(t, 1)
-	c.waitLeader()
+	c := grouptest.New(t, 1, nil)
+	c.WaitLeader()
 	for i := 0; i < fixtureKeys/2; i++ {
-		c.put(fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+		c.Put(fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
 	}
-	sr := c.mustAsk("n1", &actors.SnapshotRequest{Meta: meta(5e9)}).(*actors.SnapshotResponse)
+	sr := c.MustAsk("n1", &actors.SnapshotRequest{Meta: grouptest.Meta(5e9)}).(*actors.SnapshotResponse)
 	if sr.Error.Err() != nil {
 		t.Fatal(sr.Error)
 	}
 	for i := fixtureKeys / 2; i < fixtureKeys; i++ {
-		c.put(fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+		c.Put(fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
 	}
-	c.stop("n1")
+	c.Stop("n1")
 	if err := os.RemoveAll(fixtureDir); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, c.nodes["n1"].cfg.DataDir, fixtureDir)
+	copyDir(t, c.Node("n1").Config.DataDir, fixtureDir)
 }
 
 func copyDir(t *testing.T, from, to string) {
@@ -85,5 +85,3 @@ func copyDir(t *testing.T, from, to string) {
 		t.Fatalf("copy %s to %s: %v", from, to, err)
 	}
 }
-
-var _ = raftactor.FormatVersion

@@ -13,16 +13,16 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
 // snapshotMagic starts every snapshot protoraft writes, before the user
 // state machine's own bytes.
 var snapshotMagic = [8]byte{'p', 'r', 'o', 't', 'o', 'r', 'f', 't'}
 
-// SnapshotFormatVersion is the version of protoraft's snapshot envelope.
+// snapshotFormatVersion is the version of protoraft's snapshot envelope.
 // Restore reads every version up to this one.
-const SnapshotFormatVersion = 1
+const snapshotFormatVersion = 1
 
 // maxSnapshotExtension bounds the envelope's extension section, so a
 // corrupt length cannot make Restore allocate without limit.
@@ -140,7 +140,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	table := &actors.SessionTable{}
+	table := &wire.SessionTable{}
 	if err := proto.Unmarshal(ext, table); err != nil {
 		return fmt.Errorf("%w: session table: %v", ErrSnapshotFormat, err)
 	}
@@ -171,11 +171,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 // Envelope, version 1, all integers big-endian:
 //
 //	magic    [8]byte  "protorft"
-//	version  uint32   SnapshotFormatVersion
+//	version  uint32   snapshotFormatVersion
 //	applied  uint64   last index the state reflects
 //	extLen   uint32   length of the extension section
 //	ext      [extLen]byte, protoraft's own replicated state: the session
-//	         table (actors.SessionTable); readers skip fields they do not know
+//	         table (wire.SessionTable); readers skip fields they do not know
 //	state    the user StateMachine's Snapshot.Persist bytes, to the end
 type fsmSnapshot struct {
 	snap    Snapshot
@@ -187,7 +187,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	bw := bufio.NewWriterSize(sink, 64<<10)
 	var hdr [8 + 4 + 8 + 4]byte
 	copy(hdr[:8], snapshotMagic[:])
-	binary.BigEndian.PutUint32(hdr[8:], SnapshotFormatVersion)
+	binary.BigEndian.PutUint32(hdr[8:], snapshotFormatVersion)
 	binary.BigEndian.PutUint64(hdr[12:], s.applied)
 	binary.BigEndian.PutUint32(hdr[20:], uint32(len(s.ext)))
 	_, err := bw.Write(hdr[:])
@@ -217,8 +217,8 @@ func readSnapshotHeader(r io.Reader) (uint64, []byte, error) {
 	if [8]byte(hdr[:8]) != snapshotMagic {
 		return 0, nil, fmt.Errorf("%w: bad magic", ErrSnapshotFormat)
 	}
-	if v := binary.BigEndian.Uint32(hdr[8:]); v < 1 || v > SnapshotFormatVersion {
-		return 0, nil, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrSnapshotFormat, v, SnapshotFormatVersion)
+	if v := binary.BigEndian.Uint32(hdr[8:]); v < 1 || v > snapshotFormatVersion {
+		return 0, nil, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrSnapshotFormat, v, snapshotFormatVersion)
 	}
 	applied := binary.BigEndian.Uint64(hdr[12:])
 	extLen := binary.BigEndian.Uint32(hdr[20:])

@@ -1,56 +1,14 @@
 package raftactor
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
-	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/extensions"
 	"go.uber.org/zap"
 
-	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/link"
 )
-
-// Defaults of LinkConfig.
-const (
-	// DefaultLinkDialTimeout bounds one connection attempt, TLS handshake
-	// included.
-	DefaultLinkDialTimeout = 2 * time.Second
-	// linkRetry is how long a process waits before asking a peer for its
-	// link again after the question or the dial failed; it doubles with
-	// every failure in a row, up to linkRetryMax, so a peer that cannot
-	// answer (restarting, an older release, a wrong Advertise) costs little
-	// while remote carries its RPCs.
-	linkRetry    = time.Second
-	linkRetryMax = 30 * time.Second
-	// linkRetryNoLink is the wait after a peer said it serves no link: a
-	// node uses the link of its system when it starts, so the answer holds
-	// until that peer restarts.
-	linkRetryNoLink = 30 * time.Second
-	// linkWriteTimeout closes a connection whose peer stopped reading, so
-	// its calls fail and RPCs go back to remote instead of piling up.
-	linkWriteTimeout = 10 * time.Second
-	// maxLinkAccepted bounds the connections a link holds open for peers,
-	// those still in their TLS handshake included: a group needs one per
-	// peer process, and a stranger that opens connections without end must
-	// not make it hold buffers and goroutines without end.
-	maxLinkAccepted = 256
-)
-
-// ErrLinkClosed is what an RPC on a link gets when its connection closes
-// before the answer arrived: raft sees it as the failed RPC it is and
-// retries, over remote until the link is back.
-var ErrLinkClosed = errors.New("raftactor: raft link closed")
-
-// linkExtensionID registers a Link as an extension of its ActorSystem, which
-// is how the node actors spawned there find it.
-var linkExtensionID = extensions.NextExtensionID()
 
 // LinkConfig configures StartLink.
 type LinkConfig struct {
@@ -60,75 +18,23 @@ type LinkConfig struct {
 	// Advertise is the host:port peers dial, when it differs from the
 	// listener's address (a wildcard bind, NAT). It must not be a wildcard.
 	Advertise string
-	// TLS, when set, puts the link behind mutual TLS, as MutualTLS does for
-	// remote: the listener demands a client certificate signed by
-	// ClientCAs (RootCAs when unset), every dial presents Certificates and
-	// checks the peer against RootCAs. Without it the link is plaintext, as
-	// remote without MutualTLS is; the cluster key authenticates every RPC
-	// on it either way.
+	// TLS, when set, puts the link behind mutual TLS, as
+	// remoteguard.MutualTLS does for remote: the listener demands a client
+	// certificate signed by ClientCAs (RootCAs when unset), every dial
+	// presents Certificates and checks the peer against RootCAs, both at
+	// TLS 1.2 or later. Without it the link is plaintext, as remote without
+	// MutualTLS is; the cluster key authenticates every RPC on it either
+	// way.
 	TLS *tls.Config
 	// DialTimeout bounds one connection attempt, and the TLS handshake of
-	// a connection accepted; zero means DefaultLinkDialTimeout.
+	// a connection accepted. Default 2s.
 	DialTimeout time.Duration
 	// Logger receives connection events; nil logs nothing.
 	Logger *zap.Logger
 }
 
-// Link carries the Raft RPCs between the node actors of two processes over
-// one TCP connection each way, in place of protoactor remote, whose gRPC
-// streams cost several goroutine hand-offs on each side of every message.
-// It is started once per ActorSystem, after remote (StartLink), and every
-// node actor spawned into that system then uses it: a node asks each remote
-// peer, over remote, where that peer's process serves its link, dials it,
-// and sends its RPCs there. Until the connection is up, or when the peer
-// serves no link, RPCs go through remote as before; a broken connection
-// fails the RPCs in flight on it (raft retries them) and the next ones go
-// through remote until the link is dialed again.
-//
-// Nothing else changes: the frames carry the same RaftRPC messages, signed
-// with the cluster key, fault injection applies before a message reaches
-// the link, and an inbound RPC takes the node's transport's own path to
-// Raft (HandleRPC's, without the hop through the node actor's mailbox),
-// with a sender that writes the answer back on the connection. Only the
-// transports of the node actors spawned into this system can be reached
-// through it.
-type Link struct {
-	system    *actor.ActorSystem
-	listener  net.Listener
-	advertise string
-	serverTLS *tls.Config
-	clientTLS *tls.Config
-	dial      time.Duration
-	log       *zap.Logger
-
-	mu          sync.Mutex // guards everything below
-	closed      bool
-	maxAccepted int                   // maxLinkAccepted; tests lower it
-	admitting   int                   // accepted connections still in admit (TLS handshake)
-	targets     map[string]*Transport // by the ID of their node actor
-	peers       map[string]*linkPeer  // by the peer's actor system address
-	accepted    map[*linkConn]struct{}
-
-	wg       sync.WaitGroup
-	nextConn atomic.Uint64
-	stats    linkCounters
-}
-
-// linkPeer is what a process knows of one peer process's link.
-type linkPeer struct {
-	conn      *linkConn     // the open connection; nil while there is none
-	busy      bool          // a query or dial runs
-	notBefore time.Time     // no new query before this
-	backoff   time.Duration // the last wait after a failure; 0 after a success
-}
-
-// linkCounters are the counts LinkStats reports.
-type linkCounters struct {
-	requestsSent     atomic.Uint64
-	requestsReceived atomic.Uint64
-	dials            atomic.Uint64
-	dialsFailed      atomic.Uint64
-}
+// Link is a running Raft link (StartLink).
+type Link struct{ l *link.Link }
 
 // LinkStats counts a link's traffic since it started.
 type LinkStats struct {
@@ -146,364 +52,41 @@ type LinkStats struct {
 	Connections int
 }
 
-// StartLink starts a Raft link for system's node actors: it listens on
-// cfg.Listen and registers itself with system, so nodes spawned there from
-// now on use it. Start protoactor remote first: peers find the link by
-// asking over remote, and only remote peers (another actor system address)
-// are reached through it.
+// StartLink starts a Raft link for system's node actors: a carrier of their
+// Raft RPCs to the node actors of other processes on one TCP connection
+// each way (mutual TLS with LinkConfig.TLS), in place of protoactor remote,
+// whose gRPC streams cost several goroutine hand-offs on each side of every
+// message. Start protoactor remote first: a node asks each remote peer, over
+// remote, where that peer's process serves its link, dials it, and sends its
+// RPCs there; until the connection is up, or when the peer serves no link,
+// RPCs go through remote as before, and a broken connection fails the RPCs
+// in flight on it (Raft retries them).
+//
+// The nodes spawned into system from now on use the link; one started
+// before it goes on without. A system has at most one link at a time.
+// Nothing else changes: the same messages travel, signed with the cluster
+// key, and fault injection applies before a message reaches the link.
 func StartLink(system *actor.ActorSystem, cfg LinkConfig) (*Link, error) {
-	if system == nil {
-		return nil, errors.New("raftactor: StartLink needs an actor system")
-	}
-	if LinkOf(system) != nil {
-		return nil, errors.New("raftactor: this actor system already has a raft link")
-	}
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		return nil, actors.InvalidArgument("listen", "address %q is not host:port: %v", cfg.Listen, err)
-	}
-	if cfg.Advertise != "" {
-		if e := actors.ValidateHostPort("advertise", cfg.Advertise); e != nil {
-			return nil, e
-		}
-	}
-	l := &Link{
-		system:      system,
-		dial:        cfg.DialTimeout,
-		log:         cfg.Logger,
-		maxAccepted: maxLinkAccepted,
-		targets:     make(map[string]*Transport),
-		peers:       make(map[string]*linkPeer),
-		accepted:    make(map[*linkConn]struct{}),
-	}
-	if l.dial <= 0 {
-		l.dial = DefaultLinkDialTimeout
-	}
-	if l.log == nil {
-		l.log = zap.NewNop()
-	}
-	if cfg.TLS != nil {
-		server, client, err := mutualTLSSides(cfg.TLS)
-		if err != nil {
-			return nil, fmt.Errorf("raftactor: raft link: %w", err)
-		}
-		l.serverTLS, l.clientTLS = server, client
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("raftactor: raft link listen: %w", err)
-	}
-	l.listener = ln
-	l.advertise = cfg.Advertise
-	if l.advertise == "" {
-		l.advertise = ln.Addr().String()
-		if e := actors.ValidateHostPort("listen", l.advertise); e != nil {
-			_ = ln.Close()
-			return nil, fmt.Errorf("raftactor: raft link listens on %s, which peers cannot dial; set Advertise: %w", l.advertise, e)
-		}
-	}
-	system.Extensions.Register(l)
-	l.wg.Add(1)
-	go l.accept()
-	return l, nil
-}
-
-// noLink takes a closed link's place among its system's extensions, so
-// the system may start another.
-type noLink struct{}
-
-// ExtensionID implements extensions.Extension.
-func (noLink) ExtensionID() extensions.ExtensionID { return linkExtensionID }
-
-// LinkOf returns the link started for system, or nil.
-func LinkOf(system *actor.ActorSystem) *Link {
-	if system == nil {
-		return nil
-	}
-	l, _ := system.Extensions.Get(linkExtensionID).(*Link)
-	return l
-}
-
-// ExtensionID implements extensions.Extension.
-func (l *Link) ExtensionID() extensions.ExtensionID { return linkExtensionID }
-
-// Addr is the host:port peers dial.
-func (l *Link) Addr() string { return l.advertise }
-
-// Stats returns the link's counts.
-func (l *Link) Stats() LinkStats {
-	l.mu.Lock()
-	conns := len(l.accepted)
-	for _, p := range l.peers {
-		if p.conn != nil {
-			conns++
-		}
-	}
-	l.mu.Unlock()
-	return LinkStats{
-		RequestsSent:     l.stats.requestsSent.Load(),
-		RequestsReceived: l.stats.requestsReceived.Load(),
-		Dials:            l.stats.dials.Load(),
-		DialsFailed:      l.stats.dialsFailed.Load(),
-		Connections:      conns,
-	}
-}
-
-// Close stops listening and closes every connection; RPCs in flight on
-// them fail with ErrLinkClosed and node actors go on through remote, also
-// those spawned later, unless another link is started for the system. A
-// node uses the link its system had when the node started: one started
-// after it serves only the nodes started after that. Close returns once the
-// link's goroutines have ended and is safe to call more than once.
-func (l *Link) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		l.wg.Wait()
-		return nil
-	}
-	l.closed = true
-	conns := make([]*linkConn, 0, len(l.accepted)+len(l.peers))
-	for c := range l.accepted {
-		conns = append(conns, c)
-	}
-	for _, p := range l.peers {
-		if p.conn != nil {
-			conns = append(conns, p.conn)
-		}
-	}
-	l.mu.Unlock()
-	err := l.listener.Close()
-	if LinkOf(l.system) == l {
-		l.system.Extensions.Register(noLink{})
-	}
-	for _, c := range conns {
-		c.close(ErrLinkClosed)
-	}
-	l.wg.Wait()
-	return err
-}
-
-// serve makes t the receiver of the RPCs for the local node actor id.
-func (l *Link) serve(id string, t *Transport) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.targets[id] = t
-}
-
-// unserve undoes serve, unless a newer transport of id (the node actor
-// restarted) took its place meanwhile.
-func (l *Link) unserve(id string, t *Transport) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.targets[id] == t {
-		delete(l.targets, id)
-	}
-}
-
-// receiver returns the transport of the local node actor id, or nil.
-func (l *Link) receiver(id string) *Transport {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.targets[id]
-}
-
-// advertised is the address a LinkQuery is answered with: none once the
-// link closed.
-func (l *Link) advertised() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return ""
-	}
-	return l.advertise
-}
-
-// route returns the open connection to the process at address, if any.
-// query is true when the caller should find the peer's link now (ask, then
-// connect): at most one caller at a time gets it, and not again before the
-// retry wait after a failure. Local addresses never take the link.
-func (l *Link) route(address string) (c *linkConn, query bool) {
-	if address == l.system.Address() || address == actors.LocalSystemAddress || address == "" {
-		return nil, false
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return nil, false
-	}
-	p := l.peers[address]
-	if p == nil {
-		p = &linkPeer{}
-		l.peers[address] = p
-	}
-	if p.conn != nil {
-		return p.conn, false
-	}
-	if p.busy || time.Now().Before(p.notBefore) {
-		return nil, false
-	}
-	p.busy = true
-	return nil, true
-}
-
-// found ends a query route asked for: it dials linkAddr (empty when the
-// peer serves none, or err when the peer did not answer the question) and
-// makes the connection the peer's route.
-func (l *Link) found(address, linkAddr string, err error) {
-	var c *linkConn
-	failed := err != nil
-	if !failed && linkAddr != "" {
-		c, err = l.connect(address, linkAddr)
-		if failed = err != nil; failed {
-			l.stats.dialsFailed.Add(1)
-			l.log.Info("raft link: dial failed; staying on remote", zap.String("peer", address), zap.String("link", linkAddr), zap.Error(err))
-		}
-	}
-	l.mu.Lock()
-	p := l.peers[address]
-	if p == nil || l.closed {
-		l.mu.Unlock()
-		if c != nil {
-			c.close(ErrLinkClosed)
-		}
-		return
-	}
-	p.busy = false
-	switch {
-	case failed:
-		p.backoff = min(max(2*p.backoff, linkRetry), linkRetryMax)
-		p.notBefore = time.Now().Add(p.backoff)
-	case c == nil:
-		p.backoff = 0
-		p.notBefore = time.Now().Add(linkRetryNoLink)
-	default:
-		p.backoff = 0
-	}
-	if c == nil {
-		l.mu.Unlock()
-		return
-	}
-	p.conn = c
-	l.wg.Add(1)
-	l.mu.Unlock()
-	l.log.Debug("raft link: connected", zap.String("peer", address), zap.String("link", linkAddr))
-	go c.run()
-}
-
-// connect dials the link of the process at address.
-func (l *Link) connect(address, linkAddr string) (*linkConn, error) {
-	if e := actors.ValidateHostPort("link_address", linkAddr); e != nil {
-		return nil, e
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.dial)
-	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", linkAddr)
+	l, err := link.Start(system, link.Config{
+		Listen: cfg.Listen, Advertise: cfg.Advertise, TLS: cfg.TLS, DialTimeout: cfg.DialTimeout, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
-	if l.clientTLS != nil {
-		cfg := l.clientTLS
-		if cfg.ServerName == "" {
-			cfg = cfg.Clone()
-			cfg.ServerName, _, _ = net.SplitHostPort(linkAddr)
-		}
-		tc := tls.Client(nc, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			_ = nc.Close()
-			return nil, fmt.Errorf("raftactor: raft link tls: %w", err)
-		}
-		nc = tc
-	}
-	l.stats.dials.Add(1)
-	return newLinkConn(l, address, nc, false), nil
+	return &Link{l: l}, nil
 }
 
-// lost forgets c as a route once it closed.
-func (l *Link) lost(c *linkConn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if c.accepted {
-		delete(l.accepted, c)
-		return
-	}
-	if p := l.peers[c.peer]; p != nil && p.conn == c {
-		p.conn = nil
-		p.notBefore = time.Now().Add(linkRetry)
-	}
+// Addr is the host:port peers dial.
+func (l *Link) Addr() string { return l.l.Addr() }
+
+// Stats returns the link's counts.
+func (l *Link) Stats() LinkStats {
+	s := l.l.Stats()
+	return LinkStats{RequestsSent: s.RequestsSent, RequestsReceived: s.RequestsReceived, Dials: s.Dials, DialsFailed: s.DialsFailed, Connections: s.Connections}
 }
 
-// accept serves the listener until Close.
-func (l *Link) accept() {
-	defer l.wg.Done()
-	for {
-		nc, err := l.listener.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
-		}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			l.admit(nc)
-		}()
-	}
-}
-
-// admit completes an accepted connection's TLS handshake and starts it.
-// A connection holds its place in the bound from the start, so neither
-// handshakes that never finish nor many arriving at once can take more
-// than maxAccepted.
-func (l *Link) admit(nc net.Conn) {
-	l.mu.Lock()
-	full, limit := len(l.accepted)+l.admitting >= l.maxAccepted, l.maxAccepted
-	if !full {
-		l.admitting++
-	}
-	l.mu.Unlock()
-	if full {
-		l.log.Warn("raft link: connection refused: too many open", zap.String("from", nc.RemoteAddr().String()), zap.Int("open", limit))
-		_ = nc.Close()
-		return
-	}
-	admitted := false
-	defer func() {
-		if !admitted {
-			l.mu.Lock()
-			l.admitting--
-			l.mu.Unlock()
-		}
-	}()
-	if l.serverTLS != nil {
-		tc := tls.Server(nc, l.serverTLS)
-		ctx, cancel := context.WithTimeout(context.Background(), l.dial)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			l.log.Warn("raft link: connection refused: tls handshake failed", zap.String("from", nc.RemoteAddr().String()), zap.Error(err))
-			_ = nc.Close()
-			return
-		}
-		nc = tc
-	}
-	c := newLinkConn(l, nc.RemoteAddr().String(), nc, true)
-	if err := c.prepare(); err != nil {
-		c.close(err)
-		return
-	}
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		c.close(ErrLinkClosed)
-		return
-	}
-	admitted = true
-	l.admitting--
-	l.accepted[c] = struct{}{}
-	l.wg.Add(1)
-	l.mu.Unlock()
-	go c.run()
-}
+// Close stops listening and closes every connection; RPCs in flight on
+// them fail and node actors go on through remote, also those spawned later,
+// unless another link is started for the system. Close returns once the
+// link's goroutines have ended and is safe to call more than once.
+func (l *Link) Close() error { return l.l.Close() }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/faults"
+	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -49,7 +51,7 @@ func TestClusterOverLinks(t *testing.T) {
 	c.write(leader, next, next+20)
 	last := fmt.Sprintf("k%d", next+19)
 	c.replicated(last)
-	rr := c.ask(leader.pid, &actors.ReadRequest{Meta: meta(5 * time.Second), Query: kvstore.Get(last), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
+	rr := c.Ask(leader.PID, &actors.ReadRequest{Meta: grouptest.Meta(5 * time.Second), Query: kvstore.Get(last), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
 	if qr, err := kvstore.DecodeQueryResult(rr.Result); err != nil || !qr.Found || rr.Error.Err() != nil {
 		t.Fatalf("linearizable read of %s = %v, %v (%v)", last, qr, err, rr.Error)
 	}
@@ -78,7 +80,7 @@ func TestClusterGoesOnWhenALinkCloses(t *testing.T) {
 // loses the group to a new leader, which commits over the links, although
 // the old leader's connections stay open.
 func TestLinksKeepTheClusterKeyAndTheFaults(t *testing.T) {
-	faults := raftactor.NewFaults(1)
+	faults := faults.NewNetwork(1)
 	c := startRemoteCluster(t, "lf", true, func(cfg *raftactor.Config) {
 		cfg.ClusterKey = []byte("a cluster key of the link group")
 		cfg.Faults = faults
@@ -116,7 +118,7 @@ func TestPeerWithAnUndialableLinkStaysOnRemote(t *testing.T) {
 	}
 	unreachable := nobody.Addr().String()
 	_ = nobody.Close()
-	faults := raftactor.NewFaults(1)
+	faults := faults.NewNetwork(1)
 	c := startRemoteClusterWith(t, "lu", func(i int) *raftactor.LinkConfig {
 		cfg := &raftactor.LinkConfig{Listen: "127.0.0.1:0"}
 		if i == 1 {

@@ -15,7 +15,7 @@ import (
 // this one fail instead of silently building on a configuration it did not
 // see.
 func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) {
-	r := n.raft
+	r := n.run.raft
 	op := m.GetOp()
 	if err := actors.ValidateNodeID("id", m.GetId()); err != nil {
 		n.respond(ctx, &actors.MembershipResponse{Error: err})
@@ -32,7 +32,7 @@ func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) 
 		return
 	}
 	id, addr := raft.ServerID(m.GetId()), raft.ServerAddress(m.GetAddress())
-	system, heartbeat := n.system, n.currentTimeouts().Heartbeat
+	probes, heartbeat := n.peers(), n.currentTimeouts().Heartbeat
 	n.async(ctx, m, func(deadline time.Time) actors.Response {
 		cf := r.GetConfiguration()
 		if err := cf.Error(); err != nil {
@@ -75,7 +75,7 @@ func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) 
 				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is the last voter; the group would have no quorum", id)}
 			}
 			if current.Suffrage == raft.Voter {
-				if err := quorumAfterLosing(system, r, conf, id, heartbeat, deadline); err != nil {
+				if err := quorumAfterLosing(r, probes, conf, id, heartbeat, deadline); err != nil {
 					return &actors.MembershipResponse{Error: err}
 				}
 			}
@@ -98,9 +98,14 @@ func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) 
 	})
 }
 
+// peers is how this node probes its peers and asks them for read indexes.
+func (n *Node) peers() peers {
+	return peers{t: n.run.transport, self: raft.ServerID(n.cfg.ID), timeout: n.cfg.RPCTimeout}
+}
+
 // members answers with the latest configuration this node knows.
 func (n *Node) members(ctx actor.Context, m *actors.MembersRequest) {
-	r, f, snaps := n.raft, n.fsm, n.stores.snaps
+	r, f, snaps := n.run.raft, n.run.fsm, n.run.stores.snaps
 	n.async(ctx, m, func(time.Time) actors.Response {
 		cf := r.GetConfiguration()
 		if err := cf.Error(); err != nil {
@@ -113,7 +118,7 @@ func (n *Node) members(ctx actor.Context, m *actors.MembersRequest) {
 // transferLeadership hands leadership to the named follower, or to the most
 // up-to-date one, and replies with the leader that follows.
 func (n *Node) transferLeadership(ctx actor.Context, m *actors.TransferLeadershipRequest) {
-	r := n.raft
+	r := n.run.raft
 	if m.GetId() != "" {
 		if err := actors.ValidateNodeID("id", m.GetId()); err != nil {
 			n.respond(ctx, &actors.TransferLeadershipResponse{Error: err})
@@ -130,6 +135,10 @@ func (n *Node) transferLeadership(ctx actor.Context, m *actors.TransferLeadershi
 		// Followers vote for a transfer's target however recently they
 		// heard from this leader, so no lease holds from here on.
 		defer batcher.suspendLease(grace)()
+		// Watched from before the transfer starts, so the new leader's
+		// observation cannot slip by between the transfer and the wait.
+		leaders := watchLeader(r)
+		defer leaders.stop()
 		var f raft.Future
 		if m.GetId() == "" {
 			if cf := r.GetConfiguration(); cf.Error() == nil && countVoters(cf.Configuration()) < 2 {
@@ -157,13 +166,7 @@ func (n *Node) transferLeadership(ctx actor.Context, m *actors.TransferLeadershi
 		}
 		// The target has been told to campaign; report the leader once this
 		// node learns of it.
-		for time.Now().Before(deadline) {
-			if l := leaderOf(r); l != nil && l.Id != string(self) {
-				return &actors.TransferLeadershipResponse{Leader: l}
-			}
-			time.Sleep(time.Millisecond)
-		}
-		return &actors.TransferLeadershipResponse{Leader: leaderOf(r)}
+		return &actors.TransferLeadershipResponse{Leader: leaders.other(self, deadline)}
 	})
 }
 
@@ -196,4 +199,43 @@ func serversToProto(c raft.Configuration) []*actors.Server {
 		out = append(out, &actors.Server{Id: string(s.ID), Address: string(s.Address), Suffrage: suffrage})
 	}
 	return out
+}
+
+// leaderWatch sees the leader changes a node's Raft observes.
+type leaderWatch struct {
+	r        *raft.Raft
+	changes  chan raft.Observation
+	observer *raft.Observer
+}
+
+// watchLeader starts watching r's leader observations; stop must follow.
+func watchLeader(r *raft.Raft) *leaderWatch {
+	w := &leaderWatch{r: r, changes: make(chan raft.Observation, 4)}
+	w.observer = raft.NewObserver(w.changes, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(w.observer)
+	return w
+}
+
+func (w *leaderWatch) stop() { w.r.DeregisterObserver(w.observer) }
+
+// other returns the leader once it is another node than self, or, when the
+// deadline passes first, the leader as Raft knows it then. An observation
+// dropped because the channel was full is made up for by reading Raft's
+// state again at every observation.
+func (w *leaderWatch) other(self raft.ServerID, deadline time.Time) *actors.Server {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		if l := leaderOf(w.r); l != nil && l.Id != string(self) {
+			return l
+		}
+		select {
+		case <-w.changes:
+		case <-timer.C:
+			return leaderOf(w.r)
+		}
+	}
 }

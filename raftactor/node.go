@@ -1,21 +1,25 @@
 package raftactor
 
 import (
-	"fmt"
-	"runtime"
-	"sync"
-	"time"
+	"errors"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/transport"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
 // Node is the node actor: one Raft server of a group. Spawn it from Props;
 // its PID's address and ID form its Raft address (AddressOf), so spawn it
 // under a name that stays the same across process restarts.
+//
+// It answers the protocol of package actors: writes, reads at three
+// consistencies, leadership, membership, timeouts, status, snapshots and
+// policy updates, each with its typed response; and AwaitStart. Peers'
+// Raft RPCs reach it as messages too.
 type Node struct {
 	cfg  Config
 	keep *kept
@@ -30,47 +34,28 @@ type Node struct {
 	system *actor.ActorSystem
 	addr   raft.ServerAddress
 
-	raft      *raft.Raft
-	fsm       *fsm
-	stores    *stores
-	transport *Transport
-	events    *eventPublisher
-	ready     *termReadiness
-	readIndex readIndexBatcher
-	// batch holds the writes waiting to go into the log as one entry.
-	batch writeBatch
-	// appender hands closed batches to Raft in order.
-	appender *appender
-	// reads holds the reads waiting to be served together.
-	reads readBatch
-
+	// inc is this incarnation's start (lifecycle.go); run is its instance
+	// once it opened, nil while the node starts, could not start, or stops.
+	inc      *incarnation
+	run      *instance
+	closer   *closerWait
+	stopping bool
 	// startErr is why the node could not start; every request is then
 	// refused with it.
 	startErr error
+
+	readIndex readIndexBatcher
+	// batch holds the writes waiting to go into the log as one entry.
+	batch writeBatch
+	// reads holds the reads waiting to be served together.
+	reads readBatch
 
 	// current describes the request Receive is handling, for its outcome.
 	current requestInfo
 }
 
-// kept is what survives a supervisor restart of the node actor: nothing of
-// Raft's state (that comes back from the data directory), only settings
-// changed at run time.
-type kept struct {
-	mu       sync.Mutex
-	timeouts Timeouts
-}
-
-func (k *kept) get() Timeouts {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.timeouts
-}
-
-func (k *kept) set(t Timeouts) {
-	k.mu.Lock()
-	k.timeouts = t
-	k.mu.Unlock()
-}
+// errNodeStopping answers AwaitStart on a node that stops.
+var errNodeStopping = errors.New("node is stopping")
 
 // Props validates cfg and returns the props of a node actor. opts are added
 // to the props (a test can add receiver middleware, for instance, to inject
@@ -92,25 +77,44 @@ func Props(cfg Config, opts ...actor.PropsOption) (*actor.Props, error) {
 func (n *Node) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		n.start(ctx)
+		n.self = ctx.Self()
+		n.inbox = actor.NewPID(n.self.Address, n.self.Id)
+		n.system = ctx.ActorSystem()
+		n.addr = AddressOf(n.self)
+		n.log = n.cfg.Logger
+		n.begin(ctx)
+	case started:
+		n.opened(m.inc)
 	case *actor.Stopping:
-		n.stop(true)
+		n.fail(actors.Errorf(actors.Code_UNAVAILABLE, "node %s is stopping", n.cfg.ID))
+		n.end(true)
 	case *actor.Restarting:
 		// A panic: come back fast from the directory; no handover.
-		n.stop(false)
+		n.fail(actors.Errorf(actors.Code_UNAVAILABLE, "node %s is restarting", n.cfg.ID))
+		n.end(false)
+	case AwaitStart:
+		if n.run == nil && n.startErr == nil && !n.stopping {
+			n.keep.await(ctx.Sender())
+			return
+		}
+		ctx.Respond(n.startResult())
 	case flushWrites:
 		n.flushWrites(true)
 	case flushReads:
 		n.flushReads()
-	case *actors.RaftRPC:
-		if n.transport == nil {
-			ctx.Respond(&actors.RaftRPCReply{Error: "node not started"})
+	case *wire.RaftRPC:
+		if n.run == nil {
+			err := transport.ErrNotReady
+			if n.stopping {
+				err = transport.ErrTransportClosed
+			}
+			ctx.Respond(transport.ErrorReply(err))
 			return
 		}
-		n.transport.HandleRPC(ctx, m)
+		n.run.transport.HandleRPC(ctx.Sender(), m)
 	case actors.Request:
 		n.current = n.describe(ctx, m)
-		if n.raft == nil {
+		if n.run == nil {
 			n.refuse(ctx, m)
 			return
 		}
@@ -122,6 +126,34 @@ func (n *Node) Receive(ctx actor.Context) {
 		}
 		n.serve(ctx, m)
 	}
+}
+
+// opened takes the result of the incarnation's open: the node runs, or
+// refuses every request with the reason it could not start.
+func (n *Node) opened(inc *incarnation) {
+	if inc != n.inc || n.stopping {
+		return // end closes it
+	}
+	if inc.panicked != nil {
+		panic(inc.panicked)
+	}
+	if inc.err != nil {
+		n.startErr = inc.err
+		n.log.Error("node could not start", zap.Error(inc.err))
+		n.answerAwaiting()
+		return
+	}
+	n.run = inc.inst
+	n.run.transport.SetPeerHandler(n.peerHandler())
+	n.log.Info("node started", zap.String("address", string(n.addr)),
+		zap.Uint64("last_index", n.run.raft.LastIndex()), zap.Uint64("applied_index", n.run.raft.AppliedIndex()))
+	n.answerAwaiting()
+}
+
+// fail answers every write and read waiting to be batched with err.
+func (n *Node) fail(err *actors.Error) {
+	n.failBatch(err)
+	n.failReads(err)
 }
 
 // serve dispatches a protocol request.
@@ -152,182 +184,26 @@ func (n *Node) serve(ctx actor.Context, req actors.Request) {
 	}
 }
 
-// refuse answers a request while the node is not running.
+// refuse answers a request while the node is not running: UNAVAILABLE
+// while it starts or stops, INTERNAL when it could not start.
 func (n *Node) refuse(ctx actor.Context, req actors.Request) {
-	err := actors.Errorf(actors.Code_UNAVAILABLE, "node %s is not running", n.cfg.ID)
-	if n.startErr != nil {
+	var err *actors.Error
+	switch {
+	case n.startErr != nil:
 		err = actors.Errorf(actors.Code_INTERNAL, "node %s could not start: %v", n.cfg.ID, n.startErr)
+	case n.stopping:
+		err = actors.Errorf(actors.Code_UNAVAILABLE, "node %s is stopping", n.cfg.ID)
+	default:
+		err = actors.Errorf(actors.Code_UNAVAILABLE, "node %s is starting", n.cfg.ID)
 	}
 	if resp := actors.ErrorReply(req, err); resp != nil {
 		n.respond(ctx, resp)
 	}
 }
 
-// start opens the data directory and starts Raft. It runs in Started, so
-// requests that arrive meanwhile wait in the mailbox.
-func (n *Node) start(ctx actor.Context) {
-	defer n.slow("start")()
-	n.self = ctx.Self()
-	n.inbox = actor.NewPID(n.self.Address, n.self.Id)
-	n.system = ctx.ActorSystem()
-	n.addr = AddressOf(n.self)
-	n.log = n.cfg.Logger
-	if err := n.open(); err != nil {
-		n.startErr = err
-		n.log.Error("node could not start", zap.Error(err))
-		n.closeStores()
-		return
-	}
-	n.log.Info("node started", zap.String("address", string(n.addr)),
-		zap.Uint64("last_index", n.raft.LastIndex()), zap.Uint64("applied_index", n.raft.AppliedIndex()))
-}
-
-func (n *Node) open() error {
-	st, err := openStores(n.cfg)
-	if err != nil {
-		return err
-	}
-	n.stores = st
-	n.fsm = newFSM(n.cfg.NewStateMachine(), n.cfg.SessionTTL)
-	n.fsm.system.onPolicy = n.cfg.OnPolicy
-	n.ready = &termReadiness{}
-	n.transport = NewTransport(TransportConfig{
-		System:             n.system,
-		Group:              n.cfg.Group,
-		LocalID:            raft.ServerID(n.cfg.ID),
-		LocalAddr:          n.addr,
-		Faults:             n.cfg.Faults,
-		RPCTimeout:         n.cfg.RPCTimeout,
-		SnapshotChunkSize:  n.cfg.SnapshotChunkSize,
-		Logger:             n.log.With(zap.String("component", "transport")),
-		LoggerNamed:        true,
-		ClusterKey:         n.cfg.ClusterKey,
-		MaxAppendsInFlight: n.cfg.MaxAppendsInFlight,
-	})
-	rc := n.cfg.raftConfig(n.keep.get())
-	if len(n.cfg.Bootstrap) > 0 {
-		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
-		if err != nil {
-			n.transport.Close()
-			return fmt.Errorf("inspect existing state: %w", err)
-		}
-		if !has {
-			var servers []raft.Server
-			for _, p := range n.cfg.Bootstrap {
-				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
-			}
-			err := raft.BootstrapCluster(rc, st.logs, st.stable, st.snaps, n.transport, raft.Configuration{Servers: servers})
-			if err != nil {
-				n.transport.Close()
-				return fmt.Errorf("bootstrap: %w", err)
-			}
-			n.log.Info("bootstrapped a new group", zap.Int("voters", len(servers)))
-		}
-	}
-	r, err := newRaft(rc, n.raftFSM(), st, n.transport)
-	if err != nil {
-		n.transport.Close()
-		return fmt.Errorf("start raft: %w", err)
-	}
-	n.raft = r
-	n.appender = startAppender(r)
-	n.transport.SetReadIndexHandler(n.readPath().leaderReadIndex)
-	n.transport.SetProbeHandler(func(from raft.ServerID) *actors.LeadershipProbeAnswer { return answerProbe(r, from) })
-	n.events = startEventPublisher(n.system, r, n.cfg.Group, n.cfg.ID, n.log)
-	return nil
-}
-
-// newRaft is raft.NewRaft with its panics turned into errors: it panics
-// when the log store cannot return an entry it holds, and a node whose
-// directory is damaged should refuse requests with the reason (INTERNAL),
-// not panic in a loop of supervisor restarts.
-func newRaft(rc *raft.Config, fsm raft.FSM, st *stores, trans raft.Transport) (r *raft.Raft, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: raft could not read its log: %v", ErrDamagedDataDir, p)
-		}
-	}()
-	return raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
-}
-
-// stop shuts Raft down and closes the stores; a leader that stops on
-// purpose first hands leadership to a follower, so the group does not wait
-// an election timeout for a new leader. It closes whatever is open, also
-// after a start that failed or panicked half way: the next start (a
-// supervisor restart) opens the same files, and bolt's lock on a meta
-// database left open would block it forever.
-func (n *Node) stop(handover bool) {
-	defer n.slow("stop")()
-	stopping := actors.Errorf(actors.Code_UNAVAILABLE, "node %s is stopping", n.cfg.ID)
-	n.failBatch(stopping)
-	n.failReads(stopping)
-	if r := n.raft; r != nil {
-		n.raft = nil
-		if handover && r.State() == raft.Leader {
-			start := time.Now()
-			if err := r.LeadershipTransfer().Error(); err != nil {
-				n.log.Warn("leadership transfer before stop failed", zap.Error(err))
-			} else {
-				n.log.Info("leadership transferred before stop", zap.Duration("took", time.Since(start)))
-			}
-		}
-		// Closing the transport first fails RPCs stuck on unreachable
-		// peers at once; otherwise Shutdown waits for Raft's replication
-		// goroutines to time out on them.
-		n.transport.Close()
-		if err := r.Shutdown().Error(); err != nil {
-			n.log.Warn("raft shutdown", zap.Error(err))
-		}
-		n.log.Info("node stopped")
-	}
-	// Each part is detached before it is closed: if closing one panics,
-	// the supervisor's next restart runs stop again and closes the rest,
-	// never the same part twice.
-	if t := n.transport; t != nil {
-		t.Close()
-	}
-	if a := n.appender; a != nil {
-		n.appender = nil
-		a.stop()
-	}
-	if e := n.events; e != nil {
-		n.events = nil
-		e.stop()
-	}
-	n.closeStores()
-}
-
-// slow logs, with every goroutine's stack, when the step it is deferred
-// around (start or stop) takes longer than slowLifecycle: the node's
-// mailbox waits for it, so a step that hangs makes the node look dead, and
-// the stacks say where it hangs.
-func (n *Node) slow(step string) func() {
-	start := time.Now()
-	t := time.AfterFunc(slowLifecycle, func() {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		n.cfg.Logger.Warn("node "+step+" is taking long", zap.Duration("so_far", time.Since(start)), zap.ByteString("goroutines", buf))
-	})
-	return func() { t.Stop() }
-}
-
-// slowLifecycle is when a start or stop is reported as slow.
-const slowLifecycle = 10 * time.Second
-
-func (n *Node) closeStores() {
-	st := n.stores
-	if st == nil {
-		return
-	}
-	n.stores = nil
-	if err := st.close(); err != nil {
-		n.cfg.Logger.Warn("close stores", zap.Error(err))
-	}
-}
-
 // leader answers from Raft's own state.
 func (n *Node) leader() *actors.LeaderResponse {
-	r := n.raft
+	r := n.run.raft
 	return &actors.LeaderResponse{
 		Leader:   leaderOf(r),
 		IsLeader: r.State() == raft.Leader,
@@ -335,3 +211,13 @@ func (n *Node) leader() *actors.LeaderResponse {
 		Node:     &actors.Server{Id: n.cfg.ID, Address: string(n.addr)},
 	}
 }
+
+// AddressOf returns the Raft address of a node actor: pid.Address + "/" +
+// pid.Id. Raft stores peer addresses in its replicated configuration, so
+// the address names the node actor itself, not just its host, for any
+// member to reach it after a restart or a leader change.
+func AddressOf(pid *actor.PID) raft.ServerAddress { return wire.AddressOf(pid) }
+
+// PIDOf parses a Raft address made by AddressOf back into the node actor's
+// PID.
+func PIDOf(addr raft.ServerAddress) (*actor.PID, error) { return wire.PIDOf(addr) }

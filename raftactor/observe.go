@@ -29,16 +29,6 @@ type Metrics interface {
 	SnapshotRestored(took time.Duration, err error)
 }
 
-// raftFSM is the FSM handed to Raft: the node's own, measured when the
-// configuration asks for metrics. Without Metrics nothing is wrapped, so
-// the measuring costs nothing when unused.
-func (n *Node) raftFSM() raft.FSM {
-	if n.cfg.Metrics == nil {
-		return n.fsm
-	}
-	return &measuredFSM{f: n.fsm, m: n.cfg.Metrics}
-}
-
 // measuredFSM times the node's FSM. It implements raft.BatchingFSM like the
 // FSM it wraps, so Raft keeps applying in batches.
 type measuredFSM struct {

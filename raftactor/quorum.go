@@ -1,86 +1,82 @@
 package raftactor
 
 import (
-	"sync"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/raft"
 
 	"github.com/protoraft/protoraft/actors"
 )
 
-// quorumProbeTimeout bounds the status question to each voter before a
-// removal or demotion.
-const quorumProbeTimeout = 500 * time.Millisecond
-
-// quorumProbeWindow is how long a probe that finds too few reachable voters
-// is repeated before the change is refused: right after an election the
-// followers may not have heard from the new leader yet.
+// quorumProbeWindow is how long a round of probes that finds too few
+// reachable voters is repeated before the change is refused: right after an
+// election the followers may not have heard from the new leader yet.
 const quorumProbeWindow = time.Second
+
+// quorumRoundPause is the pause between two such rounds, and
+// quorumRoundTimeout bounds one: a voter that has not answered by then
+// counts as unreachable in that round.
+const (
+	quorumRoundPause   = 50 * time.Millisecond
+	quorumRoundTimeout = 500 * time.Millisecond
+)
 
 // quorumAfterLosing refuses to remove or demote voter id when the voters
 // left would not hold a quorum of the new configuration among themselves:
 // with a voter already unreachable, taking away a healthy one would leave
 // the group unable to commit anything, the membership change included
-// afterwards. A voter counts as reachable when it names this node as leader
-// and heard from it within two heartbeat timeouts (hashicorp/raft keeps its
-// per-follower contact times private, so the followers are asked).
-func quorumAfterLosing(system *actor.ActorSystem, r *raft.Raft, conf raft.Configuration, id raft.ServerID, heartbeat time.Duration, deadline time.Time) *actors.Error {
+// afterwards. A voter counts as reachable when it answers a leadership
+// probe in this leader's term, following this leader, with a contact at
+// most two heartbeat timeouts old: the same probes a read confirmation
+// sends (probes.go), so a voter whose answers do not reach the leader (a
+// one-way partition) counts as unreachable, as it is for Raft.
+func quorumAfterLosing(r *raft.Raft, p prober, conf raft.Configuration, id raft.ServerID, heartbeat time.Duration, deadline time.Time) *actors.Error {
 	until := time.Now().Add(quorumProbeWindow)
 	for {
-		err := probeQuorum(system, r, conf, id, heartbeat, deadline)
-		if err == nil || time.Now().After(until) || time.Until(deadline) < 2*quorumProbeTimeout {
+		err := reachableQuorum(r, p, conf, id, 2*heartbeat, deadline)
+		if err == nil || time.Now().Add(quorumRoundPause).After(until) || time.Now().Add(quorumRoundPause).After(deadline) {
 			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(quorumRoundPause)
 	}
 }
 
-// probeQuorum asks every remaining voter once.
-func probeQuorum(system *actor.ActorSystem, r *raft.Raft, conf raft.Configuration, id raft.ServerID, heartbeat time.Duration, deadline time.Time) *actors.Error {
-	_, self := r.LeaderWithID()
-	var remaining []raft.Server
+// reachableQuorum probes every remaining voter once, waiting until
+// deadline or quorumRoundTimeout at most, and counts those that follow this
+// leader with a contact fresher than fresh.
+func reachableQuorum(r *raft.Raft, p prober, conf raft.Configuration, id raft.ServerID, fresh time.Duration, deadline time.Time) *actors.Error {
+	term, self := r.CurrentTerm(), p.localID()
+	var remaining, others []raft.Server
 	for _, s := range conf.Servers {
 		if s.Suffrage == raft.Voter && s.ID != id {
 			remaining = append(remaining, s)
+			if s.ID != self {
+				others = append(others, s)
+			}
 		}
 	}
 	need := len(remaining)/2 + 1
-	timeout := min(quorumProbeTimeout, time.Until(deadline))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	reachable := 0
-	for _, s := range remaining {
-		if s.ID == self {
-			mu.Lock()
-			reachable++
-			mu.Unlock()
-			continue
+	reachable := len(remaining) - len(others) // this leader itself
+	answers := make(chan probeAnswer, len(others))
+	probeVoters(p, others, answers)
+	timer := time.NewTimer(min(time.Until(deadline), quorumRoundTimeout))
+	defer timer.Stop()
+wait:
+	for range others {
+		if reachable >= need {
+			break
 		}
-		pid, err := PIDOf(s.Address)
-		if err != nil {
-			continue
+		select {
+		case a := <-answers:
+			if age := a.answer.GetContactAgeNanos(); a.err == nil && a.answer.GetTerm() == term && age >= 0 && time.Duration(age) <= fresh {
+				reachable++
+			}
+		case <-timer.C:
+			break wait
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := system.Root.RequestFuture(pid, &actors.StatusRequest{Meta: actors.NewMeta(timeout)}, timeout).Result()
-			st, ok := res.(*actors.StatusResponse)
-			if err != nil || !ok || st.GetLeader().GetId() != string(self) {
-				return
-			}
-			if lc := st.GetLastContactUnixNano(); lc == 0 || time.Since(time.Unix(0, lc)) > 2*heartbeat {
-				return
-			}
-			mu.Lock()
-			reachable++
-			mu.Unlock()
-		}()
 	}
-	wg.Wait()
-	if reachable < need {
-		return actors.InvalidArgument("id", "without voter %s only %d of the remaining %d voters are reachable, below the quorum of %d", id, reachable, len(remaining), need)
+	if reachable >= need {
+		return nil
 	}
-	return nil
+	return actors.InvalidArgument("id", "without voter %s only %d of the remaining %d voters are reachable, below the quorum of %d", id, reachable, len(remaining), need)
 }

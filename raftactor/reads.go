@@ -1,6 +1,7 @@
 package raftactor
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,7 @@ import (
 // request with several queries (a batch) waits the same way, once, then
 // answers each query (queryBatch).
 func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
-	r := n.raft
+	r := n.run.raft
 	var kind readKind
 	switch m.GetConsistency() {
 	case actors.Consistency_STALE:
@@ -102,7 +103,7 @@ func (n *Node) flushReads() {
 		if len(reads) == 0 {
 			continue
 		}
-		if n.raft == nil {
+		if n.run == nil {
 			failReads(reads, actors.Errorf(actors.Code_UNAVAILABLE, "node %s is not running", n.cfg.ID))
 			continue
 		}
@@ -132,19 +133,19 @@ func failReads(reads []pendingRead, err *actors.Error) {
 // readPath is what serving reads needs of the node, taken in Receive so
 // the goroutine that serves them touches none of the actor's fields.
 type readPath struct {
-	r         *raft.Raft
-	f         *fsm
-	ready     *termReadiness
-	batcher   *readIndexBatcher
-	logs      raft.LogStore
-	transport *Transport
+	r       *raft.Raft
+	f       *fsm
+	ready   *termReadiness
+	batcher *readIndexBatcher
+	logs    raft.LogStore
+	peers   peers
 	// lease is how long a leadership confirmation serves LEASE reads.
 	lease time.Duration
 }
 
 func (n *Node) readPath() readPath {
 	t := n.currentTimeouts()
-	return readPath{r: n.raft, f: n.fsm, ready: n.ready, batcher: &n.readIndex, logs: n.stores.logs, transport: n.transport,
+	return readPath{r: n.run.raft, f: n.run.fsm, ready: n.run.ready, batcher: &n.readIndex, logs: n.run.stores.logs, peers: n.peers(),
 		lease: min(t.LeaderLease, t.Heartbeat)}
 }
 
@@ -237,7 +238,7 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 		if leader == nil {
 			return actors.NotLeader(nil)
 		}
-		i, err := p.transport.ReadIndex(raft.ServerID(leader.Id), raft.ServerAddress(leader.Address), deadline)
+		i, err := p.peers.readIndex(raft.ServerID(leader.Id), raft.ServerAddress(leader.Address), deadline)
 		if err != nil {
 			return err
 		}
@@ -272,7 +273,7 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 
 // leaderReadIndex is a read index confirmed by a quorum after the call
 // began, for this leader's own reads and for its followers' (the
-// transport's ReadIndexFunc).
+// read index requests they send, see peerHandler).
 func (p readPath) leaderReadIndex(deadline time.Time) (uint64, *actors.Error) {
 	if p.r.State() != raft.Leader {
 		return 0, actors.NotLeader(leaderOf(p.r))
@@ -287,7 +288,7 @@ func (p readPath) leaderReadIndex(deadline time.Time) (uint64, *actors.Error) {
 // entry in the round's term: a round in a term the node became ready for
 // only later (it lost and regained leadership meanwhile) may not serve.
 func (p readPath) confirmedIndex(deadline time.Time) (uint64, *actors.Error) {
-	index, term, err := p.batcher.readIndex(p.r, p.transport, deadline)
+	index, term, err := p.batcher.readIndex(p.r, p.peers, deadline)
 	if err != nil {
 		return 0, err
 	}
@@ -416,7 +417,7 @@ type readRound struct {
 // readIndex returns a read index confirmed by a quorum after this call
 // began, and the term it was confirmed in: the state machine answers
 // linearizably once it applied that index.
-func (b *readIndexBatcher) readIndex(r *raft.Raft, probe leadershipProber, deadline time.Time) (uint64, uint64, *actors.Error) {
+func (b *readIndexBatcher) readIndex(r *raft.Raft, probe prober, deadline time.Time) (uint64, uint64, *actors.Error) {
 	b.counts.waits.Add(1)
 	b.mu.Lock()
 	round := b.next
@@ -441,7 +442,7 @@ func (b *readIndexBatcher) readIndex(r *raft.Raft, probe leadershipProber, deadl
 
 // run confirms rounds one after another while reads keep arriving, and
 // exits when none waits, so an idle node keeps no goroutine.
-func (b *readIndexBatcher) run(r *raft.Raft, probe leadershipProber) {
+func (b *readIndexBatcher) run(r *raft.Raft, probe prober) {
 	for {
 		b.mu.Lock()
 		round := b.next
@@ -537,11 +538,17 @@ func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, reflected *atomic.Uin
 		if applied >= index {
 			return nil
 		}
-		if r.AppliedIndex() >= index && onlyInvisible(logs, applied+1, index) {
-			for {
-				known := reflected.Load()
-				if known >= index || reflected.CompareAndSwap(known, index) {
-					return nil
+		if r.AppliedIndex() >= index {
+			invisible, err := onlyInvisible(logs, applied+1, index)
+			if err != nil {
+				return err
+			}
+			if invisible {
+				for {
+					known := reflected.Load()
+					if known >= index || reflected.CompareAndSwap(known, index) {
+						return nil
+					}
 				}
 			}
 		}
@@ -556,20 +563,27 @@ func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, reflected *atomic.Uin
 }
 
 // onlyInvisible reports whether no entry in [from, to] reaches the state
-// machine. Entries already compacted away are covered by a snapshot the
-// state machine restored, so they count as invisible.
-func onlyInvisible(logs raft.LogStore, from, to uint64) bool {
+// machine. Entries already compacted away (raft.ErrLogNotFound) are covered
+// by a snapshot the state machine restored, so they count as invisible; any
+// other error of the log store means the node cannot tell, and the read
+// fails with INTERNAL rather than be served from a state that might miss a
+// write.
+func onlyInvisible(logs raft.LogStore, from, to uint64) (bool, *actors.Error) {
 	if to-from > 64 {
-		return false
+		return false, nil
 	}
 	var l raft.Log
 	for i := from; i <= to; i++ {
-		if err := logs.GetLog(i, &l); err != nil {
+		err := logs.GetLog(i, &l)
+		switch {
+		case errors.Is(err, raft.ErrLogNotFound):
 			continue
+		case err != nil:
+			return false, actors.Errorf(actors.Code_INTERNAL, "reading log entry %d to check a read index: %v", i, err)
 		}
 		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }

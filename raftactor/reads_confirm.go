@@ -1,22 +1,13 @@
 package raftactor
 
 import (
-	"cmp"
-	"errors"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/protoraft/protoraft/actors"
 )
-
-// leadershipProber is what a round needs of the transport.
-type leadershipProber interface {
-	localID() raft.ServerID
-	ProbeLeadership(id raft.ServerID, target raft.ServerAddress) (*actors.LeadershipProbeAnswer, error)
-}
 
 // confirm notes the commit index, then probes the other voters of the
 // latest configuration (probeQuorum) until a quorum answered in this term
@@ -25,7 +16,7 @@ type leadershipProber interface {
 // follower took before the read arrived, so a leader cut off while such
 // acknowledgements are still on their way would vouch for an index that a
 // newer leader's writes have passed.
-func (b *readIndexBatcher) confirm(r *raft.Raft, probe leadershipProber, round *readRound) {
+func (b *readIndexBatcher) confirm(r *raft.Raft, probe prober, round *readRound) {
 	start := monoNow()
 	b.counts.rounds.Add(1)
 	defer func() { b.counts.roundNanos.Add(uint64(max(monoNow()-start, 0))) }()
@@ -61,17 +52,11 @@ func (b *readIndexBatcher) confirm(r *raft.Raft, probe leadershipProber, round *
 // when one of those fails or answers from another term, or when they take
 // longer than the hedge: under read load every probe costs the followers
 // and the links, and one answer is all a group of three needs.
-func (b *readIndexBatcher) probeQuorum(probe leadershipProber, tally *probeTally, peers []raft.Server) {
+func (b *readIndexBatcher) probeQuorum(probe prober, tally *probeTally, peers []raft.Server) {
 	answers := make(chan probeAnswer, len(peers))
 	send := func(group []raft.Server) {
 		b.counts.probes.Add(uint64(len(group)))
-		for _, s := range group {
-			go func() {
-				start := time.Now()
-				a, err := probe.ProbeLeadership(s.ID, s.Address)
-				answers <- probeAnswer{id: s.ID, answer: a, err: err, took: time.Since(start)}
-			}()
-		}
+		probeVoters(probe, group, answers)
 	}
 	first, hedge := b.latencies.plan(peers, max(tally.need-tally.votes, 0))
 	send(peers[:first])
@@ -108,67 +93,6 @@ func (b *readIndexBatcher) probeQuorum(probe leadershipProber, tally *probeTally
 			rest, hedgeFired = nil, nil
 		}
 	}
-}
-
-// errProbeSlow marks a voter that did not answer within the hedge.
-var errProbeSlow = errors.New("raftactor: no answer to a leadership probe within the hedge")
-
-// probeAnswer is one voter's answer to a probe, or why there is none, and
-// how long it took.
-type probeAnswer struct {
-	id     raft.ServerID
-	answer *actors.LeadershipProbeAnswer
-	err    error
-	took   time.Duration
-}
-
-// probeLatencies remembers how fast each voter answered probes lately, so
-// that rounds ask the fastest first. The zero value is ready.
-type probeLatencies struct {
-	mu   sync.Mutex
-	ewma map[raft.ServerID]time.Duration
-}
-
-// Hedge bounds: a first wave that has not answered after hedgeFactor times
-// its usual round trip (but at least minHedge, at most maxHedge) is taken to
-// be slow, and the other voters are asked too.
-const (
-	hedgeFactor = 4
-	minHedge    = 500 * time.Microsecond
-	maxHedge    = 50 * time.Millisecond
-)
-
-// plan orders peers fastest first, voters never measured ahead of all (so
-// each gets measured), and returns how many of them to ask at once (n, or
-// all when fewer) and how long to wait for those before asking the rest.
-func (l *probeLatencies) plan(peers []raft.Server, n int) (first int, hedge time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	slices.SortStableFunc(peers, func(a, b raft.Server) int { return cmp.Compare(l.ewma[a.ID], l.ewma[b.ID]) })
-	first = min(n, len(peers))
-	var slowest time.Duration
-	for _, s := range peers[:first] {
-		slowest = max(slowest, l.ewma[s.ID])
-	}
-	return first, min(max(hedgeFactor*slowest, minHedge), maxHedge)
-}
-
-// observe records an answer's round trip; a failed probe counts as slow
-// as the hedge allows, so the voter goes to the back of the line.
-func (l *probeLatencies) observe(a probeAnswer) {
-	took := a.took
-	if a.err != nil {
-		took = maxHedge
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ewma == nil {
-		l.ewma = make(map[raft.ServerID]time.Duration)
-	}
-	if old, ok := l.ewma[a.id]; ok {
-		took = old + (took-old)/8
-	}
-	l.ewma[a.id] = took
 }
 
 // probeTally counts one round's answers. It is the whole rule by which a

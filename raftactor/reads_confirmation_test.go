@@ -4,7 +4,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/wire"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -21,16 +25,16 @@ import (
 // the write replaced.
 func TestReadIsNotConfirmedByAcknowledgementsOlderThanIt(t *testing.T) {
 	const lag = 1200 * time.Millisecond
-	c := newClusterWith(t, 3, func(cfg *raftactor.Config) {
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) {
 		cfg.RPCTimeout = 2 * lag
-		cfg.MaxAppendsInFlight = raftactor.DefaultInboundQueue / 2
+		cfg.MaxAppendsInFlight = 128 // the most the followers' inbound queue takes
 		// Appends only for new entries, so the pipeline holds a lag's worth.
 		cfg.Timeouts.Commit = 50 * time.Millisecond
 	})
-	old := c.waitLeader()
-	c.put("k", "old")
+	old := c.WaitLeader()
+	c.Put("k", "old")
 	var late, cutOff string
-	for _, id := range c.order {
+	for _, id := range c.IDs() {
 		switch {
 		case id == old:
 		case late == "":
@@ -39,28 +43,28 @@ func TestReadIsNotConfirmedByAcknowledgementsOlderThanIt(t *testing.T) {
 			cutOff = id
 		}
 	}
-	c.waitValue(late, "k", "old")
-	c.waitValue(cutOff, "k", "old")
-	if rr, _ := c.get(old, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil {
+	c.WaitValue(late, "k", "old")
+	c.WaitValue(cutOff, "k", "old")
+	if rr, _ := c.Get(old, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil {
 		t.Fatalf("linearizable read on the leader before any fault: %v", rr.Error)
 	}
 	t.Logf("%s leads; %s's replies lag; %s is cut off", old, late, cutOff)
 
 	// Fill late's append pipeline, so that after the cut its held replies
 	// reach the old leader every few milliseconds for about lag.
-	c.faults.Delay(raftID(late), raftID(old), lag, 0)
+	c.Faults.Delay(raft.ServerID(late), raft.ServerID(old), lag, 0)
 	for end := time.Now().Add(lag); time.Now().Before(end); {
-		c.ask(old, &actors.WriteRequest{Meta: meta(time.Second), Command: kvstore.Put("filler", []byte("x"))})
+		c.Ask(old, &actors.WriteRequest{Meta: grouptest.Meta(time.Second), Command: kvstore.Put("filler", []byte("x"))})
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.faults.Cut(raftID(old), raftID(late))
-	c.faults.Cut(raftID(old), raftID(cutOff))
-	c.faults.Cut(raftID(cutOff), raftID(old))
+	c.Faults.Cut(raft.ServerID(old), raft.ServerID(late))
+	c.Faults.Cut(raft.ServerID(old), raft.ServerID(cutOff))
+	c.Faults.Cut(raft.ServerID(cutOff), raft.ServerID(old))
 
 	written := false
 	for end := time.Now().Add(10 * time.Second); !written && time.Now().Before(end); {
 		for _, id := range []string{late, cutOff} {
-			r, err := c.ask(id, &actors.WriteRequest{Meta: meta(300 * time.Millisecond), Command: kvstore.Put("k", []byte("new"))})
+			r, err := c.Ask(id, &actors.WriteRequest{Meta: grouptest.Meta(300 * time.Millisecond), Command: kvstore.Put("k", []byte("new"))})
 			if err == nil && r.(*actors.WriteResponse).Error.Err() == nil {
 				written = true
 				break
@@ -70,7 +74,7 @@ func TestReadIsNotConfirmedByAcknowledgementsOlderThanIt(t *testing.T) {
 	if !written {
 		t.Fatal("the two connected nodes never acknowledged a write")
 	}
-	rr, qr := c.get(old, "k", actors.Consistency_LINEARIZABLE)
+	rr, qr := c.Get(old, "k", actors.Consistency_LINEARIZABLE)
 	if rr.Error.Err() == nil && string(qr.Value) != "new" {
 		t.Fatalf("the cut-off leader %s answered a linearizable read with k=%q at applied index %d after k=new was acknowledged", old, qr.Value, rr.AppliedIndex)
 	}
@@ -82,11 +86,11 @@ func TestReadIsNotConfirmedByAcknowledgementsOlderThanIt(t *testing.T) {
 // its leader, even one in the same term, gets no age, because the follower
 // may vote for someone else at once as far as that node knows.
 func TestFollowerAnswersAProbeWithItsTermAndItsLeadersContact(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	c.put("k", "v")
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("k", "v")
 	follower, other := "", ""
-	for _, id := range c.order {
+	for _, id := range c.IDs() {
 		switch {
 		case id == leader:
 		case follower == "":
@@ -95,12 +99,12 @@ func TestFollowerAnswersAProbeWithItsTermAndItsLeadersContact(t *testing.T) {
 			other = id
 		}
 	}
-	term := c.status(leader).GetTerm()
-	probe := func(from string) *actors.LeadershipProbeAnswer {
+	term := c.Status(leader).GetTerm()
+	probe := func(from string) *wire.LeadershipProbeAnswer {
 		t.Helper()
-		res := c.mustAsk(follower, &actors.RaftRPC{Group: c.group, From: c.address(from),
-			Body: &actors.RaftRPC_LeadershipProbe{LeadershipProbe: &actors.LeadershipProbe{Id: from}}})
-		reply, ok := res.(*actors.RaftRPCReply)
+		res := c.MustAsk(follower, &wire.RaftRPC{Group: grouptest.Group, From: c.Address(from),
+			Body: &wire.RaftRPC_LeadershipProbe{LeadershipProbe: &wire.LeadershipProbe{Id: from}}})
+		reply, ok := res.(*wire.RaftRPCReply)
 		if !ok || reply.GetLeadershipProbe() == nil {
 			t.Fatalf("probe from %s answered %v", from, res)
 		}

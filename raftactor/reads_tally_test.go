@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
 func voters(ids ...string) raft.Configuration {
@@ -20,7 +20,7 @@ func voters(ids ...string) raft.Configuration {
 }
 
 func answered(term uint64, age time.Duration) probeAnswer {
-	return probeAnswer{answer: &actors.LeadershipProbeAnswer{Term: term, ContactAgeNanos: int64(age)}}
+	return probeAnswer{answer: &wire.LeadershipProbeAnswer{Term: term, ContactAgeNanos: int64(age)}}
 }
 
 var noAnswer = probeAnswer{err: errors.New("dropped")}
@@ -130,7 +130,7 @@ type fakeProber struct {
 
 func (f *fakeProber) localID() raft.ServerID { return "a" }
 
-func (f *fakeProber) ProbeLeadership(id raft.ServerID, _ raft.ServerAddress) (*actors.LeadershipProbeAnswer, error) {
+func (f *fakeProber) probe(id raft.ServerID, _ raft.ServerAddress) (*wire.LeadershipProbeAnswer, error) {
 	f.mu.Lock()
 	f.asked = append(f.asked, id)
 	a, ok := f.answers[id]

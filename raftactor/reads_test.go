@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -19,9 +21,9 @@ import (
 // ReadIndex). Sharing must never hand a read an index noted before it
 // arrived: every read must see every write acknowledged before it was sent.
 func TestConcurrentLinearizableReadsSeeAcknowledgedWrites(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	c.put("k", "0")
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("k", "0")
 
 	var acked atomic.Int64 // the highest value acknowledged so far
 	stop := make(chan struct{})
@@ -36,7 +38,7 @@ func TestConcurrentLinearizableReadsSeeAcknowledgedWrites(t *testing.T) {
 				default:
 				}
 				before := acked.Load()
-				res, err := c.ask(leader, &actors.ReadRequest{Meta: meta(5 * time.Second), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE})
+				res, err := c.Ask(leader, &actors.ReadRequest{Meta: grouptest.Meta(5 * time.Second), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE})
 				if err != nil {
 					t.Errorf("read: %v", err)
 					return
@@ -66,7 +68,7 @@ func TestConcurrentLinearizableReadsSeeAcknowledgedWrites(t *testing.T) {
 		})
 	}
 	for i := int64(1); i <= 200 && !t.Failed(); i++ {
-		c.put("k", strconv.FormatInt(i, 10))
+		c.Put("k", strconv.FormatInt(i, 10))
 		acked.Store(i)
 	}
 	close(stop)
@@ -77,19 +79,19 @@ func TestConcurrentLinearizableReadsSeeAcknowledgedWrites(t *testing.T) {
 }
 
 func TestFollowerServesLinearizableReadWithLeadersReadIndex(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
 	for i := range 5 {
 		value := fmt.Sprint("v", i)
-		wr := c.put("k", value)
+		wr := c.Put("k", value)
 		// Straight after the acknowledgement, every follower's
 		// linearizable read sees the write, though it may not have applied
 		// it when the read arrived.
-		for _, id := range c.order {
+		for _, id := range c.IDs() {
 			if id == leader {
 				continue
 			}
-			rr, qr := c.get(id, "k", actors.Consistency_LINEARIZABLE)
+			rr, qr := c.Get(id, "k", actors.Consistency_LINEARIZABLE)
 			if rr.Error.Err() != nil {
 				t.Fatalf("linearizable read on follower %s: %v", id, rr.Error)
 			}
@@ -101,20 +103,20 @@ func TestFollowerServesLinearizableReadWithLeadersReadIndex(t *testing.T) {
 }
 
 func TestFollowerCutOffFromLeaderServesNoLinearizableRead(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	c.put("k", "old")
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("k", "old")
 	follower := otherThan(c, leader)
-	c.waitValue(follower, "k", "old")
-	c.faults.Cut(raftID(follower), raftID(leader))
-	c.faults.Cut(raftID(leader), raftID(follower))
-	t.Cleanup(c.faults.Heal)
+	c.WaitValue(follower, "k", "old")
+	c.Faults.Cut(raft.ServerID(follower), raft.ServerID(leader))
+	c.Faults.Cut(raft.ServerID(leader), raft.ServerID(follower))
+	t.Cleanup(c.Faults.Heal)
 	// The leader keeps its quorum through the third node and commits.
-	c.put("k", "new")
+	c.Put("k", "new")
 	// The follower still believes in the leader for a while, but cannot
 	// reach it for a read index: it never answers with the old value.
 	for range 3 {
-		rr, qr := c.get(follower, "k", actors.Consistency_LINEARIZABLE)
+		rr, qr := c.Get(follower, "k", actors.Consistency_LINEARIZABLE)
 		if rr.Error.Err() == nil {
 			t.Fatalf("cut-off follower served a linearizable read: k=%q", qr.Value)
 		}
@@ -124,34 +126,34 @@ func TestFollowerCutOffFromLeaderServesNoLinearizableRead(t *testing.T) {
 			t.Fatalf("cut-off follower: %v", rr.Error)
 		}
 	}
-	c.faults.Heal()
-	c.waitValue(follower, "k", "new")
-	if rr, qr := c.get(follower, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil || string(qr.Value) != "new" {
+	c.Faults.Heal()
+	c.WaitValue(follower, "k", "new")
+	if rr, qr := c.Get(follower, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil || string(qr.Value) != "new" {
 		t.Fatalf("after healing: %v, k=%v", rr.Error, qr)
 	}
 }
 
 func TestLeaderOnlyReadsRefusesLinearizableReadsOnFollowers(t *testing.T) {
-	c := newTestCluster(t, 3)
-	first := c.waitLeader()
+	c := grouptest.New(t, 3, nil)
+	first := c.WaitLeader()
 	// Both followers restart with the option; whoever leads afterwards,
 	// one of them follows.
 	var restarted []string
-	for _, id := range c.order {
+	for _, id := range c.IDs() {
 		if id != first {
-			c.stop(id)
-			c.nodes[id].cfg.LeaderOnlyReads = true
-			c.start(id)
+			c.Stop(id)
+			c.Node(id).Config.LeaderOnlyReads = true
+			c.Start(id)
 			restarted = append(restarted, id)
 		}
 	}
-	leader := c.waitLeader()
+	leader := c.WaitLeader()
 	follower := restarted[0]
 	if follower == leader {
 		follower = restarted[1]
 	}
-	rr, _ := c.get(follower, "k", actors.Consistency_LINEARIZABLE)
-	assertNotLeader(t, rr.Error, leader, c.address(leader))
+	rr, _ := c.Get(follower, "k", actors.Consistency_LINEARIZABLE)
+	assertNotLeader(t, rr.Error, leader, c.Address(leader))
 }
 
 // Reads served together still end by their own deadlines: a read due soon
@@ -159,33 +161,33 @@ func TestLeaderOnlyReadsRefusesLinearizableReadsOnFollowers(t *testing.T) {
 // and a read of the same batch due later waits on and is served once it
 // can.
 func TestEachReadOfABatchEndsByItsOwnDeadline(t *testing.T) {
-	c := newTestCluster(t, 0)
-	var peers []raftactor.Peer
+	c := grouptest.New(t, 0, nil)
+	var peers []raftactor.Voter
 	for _, id := range []string{"n1", "n2", "n3"} {
-		peers = append(peers, raftactor.Peer{ID: id, Address: c.address(id)})
+		peers = append(peers, raftactor.Voter{ID: id, Address: c.Address(id)})
 	}
 	gates := map[string]*applyGate{}
 	for _, p := range peers {
 		g := newApplyGate()
 		gates[p.ID] = g
-		c.add(p.ID, peers).cfg.NewStateMachine = func() raftactor.StateMachine { return &gatedStore{Store: kvstore.New(), gate: g} }
+		c.Add(p.ID, peers).Config.NewStateMachine = func() raftactor.StateMachine { return &gatedStore{Store: kvstore.New(), gate: g} }
 	}
 	for _, p := range peers {
-		c.start(p.ID)
+		c.Start(p.ID)
 	}
-	leader := c.waitLeader()
-	c.put("k", "old")
+	leader := c.WaitLeader()
+	c.Put("k", "old")
 	follower := otherThan(c, leader)
-	c.waitValue(follower, "k", "old")
+	c.WaitValue(follower, "k", "old")
 	// Registered after the cluster's own cleanup, so it runs before it: a
 	// held gate would keep the follower from stopping.
 	t.Cleanup(gates[follower].release)
 	gates[follower].hold()
-	c.put("k", "new")
+	c.Put("k", "new")
 
 	ask := func(deadline, wait time.Duration) *actor.Future {
-		return c.system.Root.RequestFuture(c.nodes[follower].pid,
-			&actors.ReadRequest{Meta: meta(deadline), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE}, wait)
+		return c.System.Root.RequestFuture(c.Node(follower).PID,
+			&actors.ReadRequest{Meta: grouptest.Meta(deadline), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE}, wait)
 	}
 	soon, later := ask(300*time.Millisecond, 5*time.Second), ask(time.Minute, time.Minute)
 	res, err := soon.Result()
@@ -263,12 +265,12 @@ func (g *applyGate) wait() {
 // leader and on a follower, at every consistency; a query the state
 // machine refuses fails alone.
 func TestReadBatchAnswersEachQueryInOrder(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	c.put("a", "1")
-	c.put("b", "2")
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("a", "1")
+	c.Put("b", "2")
 	follower := otherThan(c, leader)
-	c.waitValue(follower, "b", "2")
+	c.WaitValue(follower, "b", "2")
 	queries := [][]byte{kvstore.Get("b"), kvstore.Get("missing"), {0xff, 0xff}, kvstore.Get("a")}
 	for _, tc := range []struct {
 		node        string
@@ -277,7 +279,7 @@ func TestReadBatchAnswersEachQueryInOrder(t *testing.T) {
 		{leader, actors.Consistency_LINEARIZABLE}, {leader, actors.Consistency_LEASE},
 		{follower, actors.Consistency_LINEARIZABLE}, {follower, actors.Consistency_STALE},
 	} {
-		rr := c.mustAsk(tc.node, &actors.ReadRequest{Meta: meta(5 * time.Second), Queries: queries, Consistency: tc.consistency}).(*actors.ReadResponse)
+		rr := c.MustAsk(tc.node, &actors.ReadRequest{Meta: grouptest.Meta(5 * time.Second), Queries: queries, Consistency: tc.consistency}).(*actors.ReadResponse)
 		if rr.Error.Err() != nil {
 			t.Fatalf("%s %v: %v", tc.node, tc.consistency, rr.Error)
 		}
@@ -306,8 +308,8 @@ func TestReadBatchAnswersEachQueryInOrder(t *testing.T) {
 // Batches are checked before anything waits: a query and a batch at once,
 // too many queries, or one query too large are refused naming the field.
 func TestReadBatchRefusedWhenMalformed(t *testing.T) {
-	c := newTestCluster(t, 1)
-	leader := c.waitLeader()
+	c := grouptest.New(t, 1, nil)
+	leader := c.WaitLeader()
 	big := make([]byte, 2<<20)
 	many := make([][]byte, actors.MaxReadBatch+1)
 	for i := range many {
@@ -321,8 +323,8 @@ func TestReadBatchRefusedWhenMalformed(t *testing.T) {
 		{&actors.ReadRequest{Queries: many}, "queries"},
 		{&actors.ReadRequest{Queries: [][]byte{kvstore.Get("k"), big}}, "queries"},
 	} {
-		tc.req.Meta, tc.req.Consistency = meta(5*time.Second), actors.Consistency_LINEARIZABLE
-		rr := c.mustAsk(leader, tc.req).(*actors.ReadResponse)
+		tc.req.Meta, tc.req.Consistency = grouptest.Meta(5*time.Second), actors.Consistency_LINEARIZABLE
+		rr := c.MustAsk(leader, tc.req).(*actors.ReadResponse)
 		if actors.CodeOf(rr.Error) != actors.Code_INVALID_ARGUMENT || rr.Error.Field != tc.field {
 			t.Fatalf("%d queries: %v, want INVALID_ARGUMENT on %s", len(tc.req.Queries), rr.Error, tc.field)
 		}
@@ -333,12 +335,12 @@ func TestReadBatchRefusedWhenMalformed(t *testing.T) {
 // waited for: every read request waited, a round served one or more of
 // them, and each round probed at least one voter.
 func TestStatusCountsReadConfirmations(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	c.put("k", "v")
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("k", "v")
 	const reads = 20
 	for range reads {
-		res, err := c.ask(leader, &actors.ReadRequest{Meta: meta(5 * time.Second), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE})
+		res, err := c.Ask(leader, &actors.ReadRequest{Meta: grouptest.Meta(5 * time.Second), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +348,7 @@ func TestStatusCountsReadConfirmations(t *testing.T) {
 			t.Fatalf("read: %v", e)
 		}
 	}
-	res, err := c.ask(leader, &actors.StatusRequest{Meta: meta(5 * time.Second)})
+	res, err := c.Ask(leader, &actors.StatusRequest{Meta: grouptest.Meta(5 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,11 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/remoteguard"
 )
 
 // remoteProcess is one "process" of a remote cluster: an ActorSystem of its
@@ -22,7 +25,7 @@ type remoteProcess struct {
 	system *actor.ActorSystem
 	remote *remote.Remote
 	link   *raftactor.Link // nil unless the cluster runs with links
-	pid    *actor.PID
+	PID    *actor.PID
 }
 
 // remoteCluster is three nodes that talk only through protoactor remote
@@ -48,14 +51,14 @@ func startRemoteCluster(t *testing.T, group string, withLinks bool, configure ..
 // process given by links (nil, or a nil configuration: no link).
 func startRemoteClusterWith(t *testing.T, group string, links func(i int) *raftactor.LinkConfig, configure ...func(*raftactor.Config)) *remoteCluster {
 	t.Helper()
-	if raftactor.RaceEnabled {
+	if testutil.RaceEnabled {
 		t.Skip("several remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
 	}
 	c := &remoteCluster{t: t, procs: make([]*remoteProcess, 3)}
-	var peers []raftactor.Peer
+	var peers []raftactor.Voter
 	for i := range c.procs {
-		sys := raftactor.NewTestSystem()
-		r := remote.NewRemote(sys, raftactor.RemoteConfig("127.0.0.1", 0))
+		sys := testutil.QuietSystem()
+		r := remote.NewRemote(sys, remoteguard.Config("127.0.0.1", 0))
 		r.Start()
 		p := &remoteProcess{id: raft.ServerID(fmt.Sprintf("n%d", i+1)), system: sys, remote: r}
 		if links != nil {
@@ -69,12 +72,12 @@ func startRemoteClusterWith(t *testing.T, group string, links func(i int) *rafta
 		}
 		c.procs[i] = p
 		id := fmt.Sprintf("n%d", i+1)
-		peers = append(peers, raftactor.Peer{ID: id, Address: sys.Address() + "/" + nodeName(group, id)})
+		peers = append(peers, raftactor.Voter{ID: id, Address: sys.Address() + "/" + "protoraft/" + group + "/" + id})
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
-			if p.pid != nil {
-				_ = p.system.Root.StopFuture(p.pid).Wait()
+			if p.PID != nil {
+				_ = p.system.Root.StopFuture(p.PID).Wait()
 			}
 			if p.link != nil {
 				_ = p.link.Close()
@@ -90,7 +93,7 @@ func startRemoteClusterWith(t *testing.T, group string, links func(i int) *rafta
 			Group: group, ID: id, DataDir: fmt.Sprintf("%s/%s", dir, id),
 			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
 			Bootstrap:       peers,
-			Timeouts:        fastTimeouts,
+			Timeouts:        grouptest.FastTimeouts,
 			WALSegmentSize:  1 << 20,
 			RPCTimeout:      time.Second,
 		}
@@ -101,18 +104,18 @@ func startRemoteClusterWith(t *testing.T, group string, links func(i int) *rafta
 		if err != nil {
 			t.Fatal(err)
 		}
-		pid, err := p.system.Root.SpawnNamed(props, nodeName(group, id))
+		pid, err := p.system.Root.SpawnNamed(props, "protoraft/"+group+"/"+id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.pid = pid
+		p.PID = pid
 	}
 	return c
 }
 
-// ask sends msg through remote from the first system, as a client elsewhere
+// Ask sends msg through remote from the first system, as a client elsewhere
 // would.
-func (c *remoteCluster) ask(pid *actor.PID, msg any) any {
+func (c *remoteCluster) Ask(pid *actor.PID, msg any) any {
 	c.t.Helper()
 	res, err := c.procs[0].system.Root.RequestFuture(pid, msg, 10*time.Second).Result()
 	if err != nil {
@@ -130,7 +133,7 @@ func (c *remoteCluster) leader(not ...*remoteProcess) *remoteProcess {
 			if slices.Contains(not, p) {
 				continue
 			}
-			if lr := c.ask(p.pid, &actors.LeaderRequest{}).(*actors.LeaderResponse); lr.IsLeader {
+			if lr := c.Ask(p.PID, &actors.LeaderRequest{}).(*actors.LeaderResponse); lr.IsLeader {
 				return p
 			}
 		}
@@ -144,7 +147,7 @@ func (c *remoteCluster) leader(not ...*remoteProcess) *remoteProcess {
 func (c *remoteCluster) write(leader *remoteProcess, from, to int) {
 	c.t.Helper()
 	for i := from; i < to; i++ {
-		wr := c.ask(leader.pid, &actors.WriteRequest{Meta: meta(5 * time.Second), Command: kvstore.Put(fmt.Sprintf("k%d", i), []byte("v"))}).(*actors.WriteResponse)
+		wr := c.Ask(leader.PID, &actors.WriteRequest{Meta: grouptest.Meta(5 * time.Second), Command: kvstore.Put(fmt.Sprintf("k%d", i), []byte("v"))}).(*actors.WriteResponse)
 		if wr.Error.Err() != nil {
 			c.t.Fatalf("write k%d: %v", i, wr.Error)
 		}
@@ -157,12 +160,12 @@ func (c *remoteCluster) replicated(key string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, p := range c.procs {
 		for {
-			rr := c.ask(p.pid, &actors.ReadRequest{Query: kvstore.Get(key), Consistency: actors.Consistency_STALE}).(*actors.ReadResponse)
+			rr := c.Ask(p.PID, &actors.ReadRequest{Query: kvstore.Get(key), Consistency: actors.Consistency_STALE}).(*actors.ReadResponse)
 			if qr, err := kvstore.DecodeQueryResult(rr.Result); err == nil && qr.Found {
 				break
 			}
 			if time.Now().After(deadline) {
-				c.t.Fatalf("node %v never applied %s", p.pid, key)
+				c.t.Fatalf("node %v never applied %s", p.PID, key)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

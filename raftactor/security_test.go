@@ -10,36 +10,16 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/wire"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
-// newClusterWith is newTestCluster with a chance to change each node's
-// configuration before it starts.
-func newClusterWith(t *testing.T, n int, mod func(*raftactor.Config)) *testCluster {
-	t.Helper()
-	raftactor.VerifyNoLeaks(t)
-	c := &testCluster{t: t, group: "g1", system: raftactor.NewTestSystem(), faults: raftactor.NewFaults(1),
-		dir: t.TempDir(), nodes: map[string]*testNode{}}
-	var peers []raftactor.Peer
-	for i := 1; i <= n; i++ {
-		peers = append(peers, raftactor.Peer{ID: fmt.Sprintf("n%d", i), Address: c.address(fmt.Sprintf("n%d", i))})
-	}
-	for i := 1; i <= n; i++ {
-		tn := c.add(fmt.Sprintf("n%d", i), peers)
-		mod(&tn.cfg)
-	}
-	t.Cleanup(c.shutdown)
-	for _, id := range c.order {
-		c.start(id)
-	}
-	return c
-}
-
 // Every bad input is refused with INVALID_ARGUMENT naming the field, and
 // the log does not move.
 func TestBadInputsRefusedBeforeRaft(t *testing.T) {
-	c := newClusterWith(t, 1, func(cfg *raftactor.Config) {
+	c := grouptest.New(t, 1, func(cfg *raftactor.Config) {
 		cfg.CheckPolicy = func(doc []byte) *actors.Error {
 			if !bytes.HasPrefix(doc, []byte("ok")) {
 				return actors.InvalidArgument("roles.r[0]", "line 3: unknown operation")
@@ -47,10 +27,10 @@ func TestBadInputsRefusedBeforeRaft(t *testing.T) {
 			return nil
 		}
 	})
-	leader := c.waitLeader()
-	c.put("k", "v") // the leader's own entry, so the index below is settled
-	self := c.address(leader)
-	m := func() *actors.RequestMeta { return meta(3 * time.Second) }
+	leader := c.WaitLeader()
+	c.Put("k", "v") // the leader's own entry, so the index below is settled
+	self := c.Address(leader)
+	m := func() *actors.RequestMeta { return grouptest.Meta(3 * time.Second) }
 	member := func(op actors.MembershipOp, id, addr string) *actors.MembershipRequest {
 		return &actors.MembershipRequest{Meta: m(), Op: op, Id: id, Address: addr}
 	}
@@ -74,20 +54,20 @@ func TestBadInputsRefusedBeforeRaft(t *testing.T) {
 		{"demote last voter", member(actors.MembershipOp_DEMOTE, leader, ""), "id"},
 		{"remove non-member", member(actors.MembershipOp_REMOVE, "n9", ""), "id"},
 		{"transfer to bad id", &actors.TransferLeadershipRequest{Meta: m(), Id: "no such!"}, "id"},
-		{"command size", &actors.WriteRequest{Meta: m(), Command: make([]byte, raftactor.DefaultMaxCommandSize+1)}, "command"},
-		{"query size", &actors.ReadRequest{Meta: m(), Query: make([]byte, raftactor.DefaultMaxQuerySize+1)}, "query"},
+		{"command size", &actors.WriteRequest{Meta: m(), Command: make([]byte, 1<<20+1)}, "command"},
+		{"query size", &actors.ReadRequest{Meta: m(), Query: make([]byte, 64<<10+1)}, "query"},
 		{"deadline too far", &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(time.Hour).UnixNano()}, Command: kvstore.Put("a", nil)}, "meta.deadline_unix_nano"},
 		{"client id length", &actors.WriteRequest{Meta: &actors.RequestMeta{ClientId: strings.Repeat("c", 200), Sequence: 1}, Command: kvstore.Put("a", nil)}, "meta.client_id"},
 		{"request id length", &actors.ReadRequest{Meta: &actors.RequestMeta{RequestId: strings.Repeat("r", 300)}}, "meta.request_id"},
 		{"timeouts", &actors.UpdateTimeoutsRequest{Meta: m()}, "timeouts"},
 		{"empty policy", &actors.PolicyUpdateRequest{Meta: m()}, "document"},
 		{"bad policy", &actors.PolicyUpdateRequest{Meta: m(), Document: []byte("version: 1")}, "roles.r[0]"},
-		{"policy size", &actors.PolicyUpdateRequest{Meta: m(), Document: make([]byte, raftactor.DefaultMaxCommandSize+1)}, "document"},
+		{"policy size", &actors.PolicyUpdateRequest{Meta: m(), Document: make([]byte, 1<<20+1)}, "document"},
 	}
-	before := c.status(leader)
+	before := c.Status(leader)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := c.mustAsk(leader, tc.req).(actors.Response)
+			res := c.MustAsk(leader, tc.req).(actors.Response)
 			e := res.GetError()
 			if actors.CodeOf(e) != actors.Code_INVALID_ARGUMENT || e.Field != tc.field {
 				t.Fatalf("got %v, want INVALID_ARGUMENT on %q", e, tc.field)
@@ -96,11 +76,11 @@ func TestBadInputsRefusedBeforeRaft(t *testing.T) {
 	}
 	// A request that arrives after its deadline is refused before Raft too,
 	// as DEADLINE_EXCEEDED: late is not malformed.
-	late := c.mustAsk(leader, &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(-time.Second).UnixNano()}, Command: kvstore.Put("a", nil)}).(*actors.WriteResponse)
+	late := c.MustAsk(leader, &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(-time.Second).UnixNano()}, Command: kvstore.Put("a", nil)}).(*actors.WriteResponse)
 	if actors.CodeOf(late.Error) != actors.Code_DEADLINE_EXCEEDED {
 		t.Fatalf("late write: got %v, want DEADLINE_EXCEEDED", late.Error)
 	}
-	after := c.status(leader)
+	after := c.Status(leader)
 	if after.LastIndex != before.LastIndex || after.CommitIndex != before.CommitIndex {
 		t.Fatalf("log moved: last %d -> %d, commit %d -> %d", before.LastIndex, after.LastIndex, before.CommitIndex, after.CommitIndex)
 	}
@@ -136,19 +116,19 @@ func (p *policyLog) last(id string) string {
 // out of the user's state machine, and survives a snapshot and a restart.
 func TestPolicyReplicatedThroughRaft(t *testing.T) {
 	pl := &policyLog{docs: map[string][]string{}}
-	c := newClusterWith(t, 3, func(cfg *raftactor.Config) { cfg.OnPolicy = pl.hook(cfg.ID) })
-	leader := c.waitLeader()
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) { cfg.OnPolicy = pl.hook(cfg.ID) })
+	leader := c.WaitLeader()
 	follower := otherThan(c, leader)
-	if r := c.mustAsk(follower, &actors.PolicyUpdateRequest{Meta: meta(3 * time.Second), Document: []byte("p1")}).(*actors.PolicyUpdateResponse); actors.CodeOf(r.Error) != actors.Code_NOT_LEADER {
+	if r := c.MustAsk(follower, &actors.PolicyUpdateRequest{Meta: grouptest.Meta(3 * time.Second), Document: []byte("p1")}).(*actors.PolicyUpdateResponse); actors.CodeOf(r.Error) != actors.Code_NOT_LEADER {
 		t.Fatalf("follower accepted a policy change: %v", r.Error)
 	}
-	r := c.mustAsk(leader, &actors.PolicyUpdateRequest{Meta: meta(3 * time.Second), Document: []byte("p1")}).(*actors.PolicyUpdateResponse)
+	r := c.MustAsk(leader, &actors.PolicyUpdateRequest{Meta: grouptest.Meta(3 * time.Second), Document: []byte("p1")}).(*actors.PolicyUpdateResponse)
 	if r.Error.Err() != nil || r.Index == 0 {
 		t.Fatalf("policy update: %v", r.Error)
 	}
 	want := fmt.Sprintf("p1@%d", r.Index)
 	deadline := time.Now().Add(10 * time.Second)
-	for _, id := range c.order {
+	for _, id := range c.IDs() {
 		for pl.last(id) != want {
 			if time.Now().After(deadline) {
 				t.Fatalf("node %s has policy %q, want %q", id, pl.last(id), want)
@@ -156,15 +136,15 @@ func TestPolicyReplicatedThroughRaft(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	c.put("k", "v") // the state machine still works after a system entry
-	if s := c.mustAsk(follower, &actors.SnapshotRequest{Meta: meta(3 * time.Second)}).(*actors.SnapshotResponse); s.Error.Err() != nil {
+	c.Put("k", "v") // the state machine still works after a system entry
+	if s := c.MustAsk(follower, &actors.SnapshotRequest{Meta: grouptest.Meta(3 * time.Second)}).(*actors.SnapshotResponse); s.Error.Err() != nil {
 		t.Fatalf("snapshot: %v", s.Error)
 	}
-	c.stop(follower)
+	c.Stop(follower)
 	pl.mu.Lock()
 	delete(pl.docs, follower)
 	pl.mu.Unlock()
-	c.start(follower)
+	c.Start(follower)
 	deadline = time.Now().Add(10 * time.Second)
 	for pl.last(follower) != want {
 		if time.Now().After(deadline) {
@@ -179,45 +159,45 @@ func TestPolicyReplicatedThroughRaft(t *testing.T) {
 // disturb the leader.
 func TestClusterKeyRefusesUnauthenticatedRPC(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	c := newClusterWith(t, 3, func(cfg *raftactor.Config) { cfg.ClusterKey = key })
-	leader := c.waitLeader()
-	c.put("k", "v")
-	term := c.status(leader).Term
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) { cfg.ClusterKey = key })
+	leader := c.WaitLeader()
+	c.Put("k", "v")
+	term := c.Status(leader).Term
 	for _, auth := range [][]byte{nil, make([]byte, 32), []byte("short")} {
-		rpc := &actors.RaftRPC{Group: c.group, From: c.address("n9"), Auth: auth,
-			Body: &actors.RaftRPC_RequestVote{RequestVote: &actors.RequestVoteRequest{
-				Header: &actors.RPCHeader{Id: []byte("n9"), Addr: []byte(c.address("n9"))},
-				Term:   term + 100, Candidate: []byte(c.address("n9")), LastLogIndex: 1 << 40, LastLogTerm: term + 99,
+		rpc := &wire.RaftRPC{Group: grouptest.Group, From: c.Address("n9"), Auth: auth,
+			Body: &wire.RaftRPC_RequestVote{RequestVote: &wire.RequestVoteRequest{
+				Header: &wire.RPCHeader{Id: []byte("n9"), Addr: []byte(c.Address("n9"))},
+				Term:   term + 100, Candidate: []byte(c.Address("n9")), LastLogIndex: 1 << 40, LastLogTerm: term + 99,
 			}}}
-		for _, id := range c.order {
-			reply := c.mustAsk(id, rpc).(*actors.RaftRPCReply)
+		for _, id := range c.IDs() {
+			reply := c.MustAsk(id, rpc).(*wire.RaftRPCReply)
 			if !strings.Contains(reply.GetError(), "cluster key") {
 				t.Fatalf("node %s answered an unauthenticated vote: %v", id, reply)
 			}
 		}
 	}
-	if s := c.status(leader); s.Term != term || s.State != "Leader" {
+	if s := c.Status(leader); s.Term != term || s.State != "Leader" {
 		t.Fatalf("leader disturbed: term %d -> %d, state %s", term, s.Term, s.State)
 	}
-	c.put("k2", "v2")
+	c.Put("k2", "v2")
 }
 
 // A node with another cluster key cannot take part: its votes and appends
 // are refused, so it never joins the majority's term.
 func TestWrongClusterKeyIsolated(t *testing.T) {
-	c := newClusterWith(t, 3, func(cfg *raftactor.Config) {
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) {
 		cfg.ClusterKey = []byte("0123456789abcdef0123456789abcdef")
 		if cfg.ID == "n3" {
 			cfg.ClusterKey = []byte("another-key-0123456789abcdefghij")
 		}
 	})
-	leader := c.waitLeader("n1", "n2")
-	c.put("k", "v")
+	leader := c.WaitLeader("n1", "n2")
+	c.Put("k", "v")
 	time.Sleep(500 * time.Millisecond)
-	if s := c.status("n3"); s.AppliedIndex >= c.status(leader).CommitIndex && s.CommitIndex > 0 {
+	if s := c.Status("n3"); s.AppliedIndex >= c.Status(leader).CommitIndex && s.CommitIndex > 0 {
 		t.Fatalf("n3 with the wrong key caught up: %+v", s)
 	}
-	if l := c.leaderSeenBy("n3"); l.GetLeader().GetId() != "" {
+	if l := c.LeaderSeenBy("n3"); l.GetLeader().GetId() != "" {
 		t.Fatalf("n3 with the wrong key follows %v", l.GetLeader())
 	}
 }

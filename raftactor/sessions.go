@@ -5,12 +5,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
-// DefaultSessionTTL is how long a client's session lives after its last
+// defaultSessionTTL is how long a client's session lives after its last
 // write, measured by the replicated clock.
-const DefaultSessionTTL = 10 * time.Minute
+const defaultSessionTTL = 10 * time.Minute
 
 // maxSessionResults bounds the results one session remembers; a client with
 // more writes in flight than this loses exactly-once for the oldest.
@@ -55,7 +55,7 @@ func newSessions(ttl time.Duration) *sessions {
 // apply runs one session write through the table: a known sequence gets its
 // remembered result, a forgotten one staleSequence, a new one is applied by
 // run and remembered with the command index run applied it at.
-func (s *sessions) apply(m *actors.EntryMeta, run func() commandResult) any {
+func (s *sessions) apply(m *wire.EntryMeta, run func() commandResult) any {
 	s.clock = max(s.clock, m.LeaderUnixNano)
 	c := s.byClient[m.ClientId]
 	if c == nil {
@@ -109,22 +109,22 @@ func (s *sessions) expire() {
 
 // table captures the sessions for a snapshot, in a deterministic order so
 // equal tables give equal bytes.
-func (s *sessions) table() *actors.SessionTable {
-	t := &actors.SessionTable{Clock: s.clock}
+func (s *sessions) table() *wire.SessionTable {
+	t := &wire.SessionTable{Clock: s.clock}
 	for id, c := range s.byClient {
-		ps := &actors.Session{ClientId: id, AckedBelow: c.ackedBelow, LastActive: c.lastActive}
+		ps := &wire.Session{ClientId: id, AckedBelow: c.ackedBelow, LastActive: c.lastActive}
 		for seq, r := range c.results {
-			ps.Results = append(ps.Results, &actors.SessionResult{Sequence: seq, Result: r.result, Index: r.index})
+			ps.Results = append(ps.Results, &wire.SessionResult{Sequence: seq, Result: r.result, Index: r.index})
 		}
-		slices.SortFunc(ps.Results, func(a, b *actors.SessionResult) int { return cmpUint(a.Sequence, b.Sequence) })
+		slices.SortFunc(ps.Results, func(a, b *wire.SessionResult) int { return cmpUint(a.Sequence, b.Sequence) })
 		t.Sessions = append(t.Sessions, ps)
 	}
-	slices.SortFunc(t.Sessions, func(a, b *actors.Session) int { return strings.Compare(a.ClientId, b.ClientId) })
+	slices.SortFunc(t.Sessions, func(a, b *wire.Session) int { return strings.Compare(a.ClientId, b.ClientId) })
 	return t
 }
 
 // restore replaces the table with one from a snapshot.
-func (s *sessions) restore(t *actors.SessionTable) {
+func (s *sessions) restore(t *wire.SessionTable) {
 	s.clock, s.lastSweep = t.GetClock(), t.GetClock()
 	s.byClient = map[string]*session{}
 	for _, ps := range t.GetSessions() {

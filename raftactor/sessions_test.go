@@ -5,21 +5,22 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
 // sessionWrite writes with a client session through the leader.
-func (c *testCluster) sessionWrite(leader, client string, seq, ackedBelow uint64, cmd []byte) *actors.WriteResponse {
-	c.t.Helper()
-	m := meta(3 * time.Second)
+func sessionWrite(c *grouptest.Nodes, leader, client string, seq, ackedBelow uint64, cmd []byte) *actors.WriteResponse {
+	c.T().Helper()
+	m := grouptest.Meta(3 * time.Second)
 	m.ClientId, m.Sequence, m.AckedBelow = client, seq, ackedBelow
-	return c.mustAsk(leader, &actors.WriteRequest{Meta: m, Command: cmd}).(*actors.WriteResponse)
+	return c.MustAsk(leader, &actors.WriteRequest{Meta: m, Command: cmd}).(*actors.WriteResponse)
 }
 
-func revision(t *testing.T, c *testCluster, id, key string) uint64 {
+func revision(t *testing.T, c *grouptest.Nodes, id, key string) uint64 {
 	t.Helper()
-	rr, qr := c.get(id, key, actors.Consistency_LINEARIZABLE)
+	rr, qr := c.Get(id, key, actors.Consistency_LINEARIZABLE)
 	if rr.Error.Err() != nil {
 		t.Fatalf("read %s: %v", key, rr.Error)
 	}
@@ -27,15 +28,15 @@ func revision(t *testing.T, c *testCluster, id, key string) uint64 {
 }
 
 func TestSessionAnswersRetryWithFirstResult(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	first := c.sessionWrite(leader, "client-a", 1, 0, kvstore.Put("k", []byte("v")))
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	first := sessionWrite(c, leader, "client-a", 1, 0, kvstore.Put("k", []byte("v")))
 	if first.Error.Err() != nil {
 		t.Fatal(first.Error)
 	}
 	// The retry (same client and sequence) is not applied again: the key's
 	// revision stays at the first write's index and the reply is the first.
-	again := c.sessionWrite(leader, "client-a", 1, 0, kvstore.Put("k", []byte("v")))
+	again := sessionWrite(c, leader, "client-a", 1, 0, kvstore.Put("k", []byte("v")))
 	if again.Error.Err() != nil || again.Index != first.Index || string(again.Result) != string(first.Result) {
 		t.Fatalf("retry: %v index %d, first index %d", again.Error, again.Index, first.Index)
 	}
@@ -44,46 +45,46 @@ func TestSessionAnswersRetryWithFirstResult(t *testing.T) {
 	}
 
 	// The table survives snapshots and a restart of every node.
-	c.sessionWrite(leader, "client-a", 2, 2, kvstore.Put("k2", []byte("v")))
-	if sr := c.mustAsk(leader, &actors.SnapshotRequest{Meta: meta(5 * time.Second)}).(*actors.SnapshotResponse); sr.Error.Err() != nil {
+	sessionWrite(c, leader, "client-a", 2, 2, kvstore.Put("k2", []byte("v")))
+	if sr := c.MustAsk(leader, &actors.SnapshotRequest{Meta: grouptest.Meta(5 * time.Second)}).(*actors.SnapshotResponse); sr.Error.Err() != nil {
 		t.Fatal(sr.Error)
 	}
-	for _, id := range c.order {
-		c.stop(id)
+	for _, id := range c.IDs() {
+		c.Stop(id)
 	}
-	for _, id := range c.order {
-		c.start(id)
+	for _, id := range c.IDs() {
+		c.Start(id)
 	}
-	leader = c.waitLeader()
-	second := c.sessionWrite(leader, "client-a", 2, 2, kvstore.Put("k2", []byte("other")))
+	leader = c.WaitLeader()
+	second := sessionWrite(c, leader, "client-a", 2, 2, kvstore.Put("k2", []byte("other")))
 	if second.Error.Err() != nil {
 		t.Fatal(second.Error)
 	}
-	if _, qr := c.get(leader, "k2", actors.Consistency_LINEARIZABLE); string(qr.Value) != "v" {
+	if _, qr := c.Get(leader, "k2", actors.Consistency_LINEARIZABLE); string(qr.Value) != "v" {
 		t.Fatalf("retry after restart applied again: k2=%q", qr.Value)
 	}
 	// A sequence the client acknowledged is forgotten and refused, never
 	// applied twice.
-	stale := c.sessionWrite(leader, "client-a", 1, 2, kvstore.Put("k", []byte("late")))
+	stale := sessionWrite(c, leader, "client-a", 1, 2, kvstore.Put("k", []byte("late")))
 	if actors.CodeOf(stale.Error) != actors.Code_INVALID_ARGUMENT || stale.Error.Field != "meta.sequence" {
 		t.Fatalf("stale sequence: %v", stale.Error)
 	}
 }
 
 func TestSessionsExpireByReplicatedClock(t *testing.T) {
-	c := newTestCluster(t, 0)
-	c.add("n1", []raftactor.Peer{{ID: "n1", Address: c.address("n1")}})
-	c.nodes["n1"].cfg.SessionTTL = 200 * time.Millisecond
-	c.start("n1")
-	leader := c.waitLeader()
-	first := c.sessionWrite(leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
+	c := grouptest.New(t, 0, nil)
+	c.Add("n1", []raftactor.Voter{{ID: "n1", Address: c.Address("n1")}})
+	c.Node("n1").Config.SessionTTL = 200 * time.Millisecond
+	c.Start("n1")
+	leader := c.WaitLeader()
+	first := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
 	// Another client's writes move the replicated clock past the TTL.
 	time.Sleep(300 * time.Millisecond)
 	for seq := uint64(1); seq <= 3; seq++ {
-		c.sessionWrite(leader, "busy", seq, seq, kvstore.Put("b", []byte("x")))
+		sessionWrite(c, leader, "busy", seq, seq, kvstore.Put("b", []byte("x")))
 		time.Sleep(50 * time.Millisecond)
 	}
-	again := c.sessionWrite(leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
+	again := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
 	if again.Error.Err() != nil || again.Index == first.Index {
 		t.Fatalf("expired session still answered from the table: %v index %d", again.Error, again.Index)
 	}

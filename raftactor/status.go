@@ -13,7 +13,7 @@ import (
 
 // status reports the node's view of the group, all from Raft's own state.
 func (n *Node) status(ctx actor.Context, m *actors.StatusRequest) {
-	r, f, snaps := n.raft, n.fsm, n.stores.snaps
+	r, f, snaps := n.run.raft, n.run.fsm, n.run.stores.snaps
 	self := &actors.Server{Id: n.cfg.ID, Address: string(n.addr)}
 	timeouts := timeoutsToProto(n.currentTimeouts())
 	counts := &n.readIndex.counts
@@ -56,7 +56,7 @@ func (n *Node) status(ctx actor.Context, m *actors.StatusRequest) {
 // snapshot takes a snapshot now and names it. With nothing new since the
 // last snapshot, it names the last one.
 func (n *Node) snapshot(ctx actor.Context, m *actors.SnapshotRequest) {
-	r := n.raft
+	r := n.run.raft
 	n.async(ctx, m, func(time.Time) actors.Response {
 		f := r.Snapshot()
 		err := f.Error()

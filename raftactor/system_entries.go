@@ -9,12 +9,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
-// SystemPolicy is the EntryMeta.system value of a policy change: the
+// systemPolicy is the EntryMeta.system value of a policy change: the
 // entry's data is an authorization policy document, for protoraft's front
 // door, never for the user's state machine.
-const SystemPolicy = "policy"
+const systemPolicy = "policy"
 
 // systemState is protoraft's own replicated state beside the sessions:
 // the committed policy. It is changed only on Raft's FSM goroutine (apply,
@@ -41,11 +42,11 @@ func (s *systemState) setPolicy(doc []byte, index uint64) {
 }
 
 // save adds the system state to the snapshot's extension section.
-func (s *systemState) save(t *actors.SessionTable) *actors.SessionTable {
+func (s *systemState) save(t *wire.SessionTable) *wire.SessionTable {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.policy) > 0 {
-		t.Policy = &actors.PolicyState{Document: s.policy, Index: s.policyIndex}
+		t.Policy = &wire.PolicyState{Document: s.policy, Index: s.policyIndex}
 	}
 	return t
 }
@@ -53,16 +54,19 @@ func (s *systemState) save(t *actors.SessionTable) *actors.SessionTable {
 // restore replaces the system state with a snapshot's. A snapshot without
 // a policy (written before policies existed, or before the first change)
 // leaves the listener's policy, loaded at spawn, in force.
-func (s *systemState) restore(t *actors.SessionTable) {
+func (s *systemState) restore(t *wire.SessionTable) {
 	p := t.GetPolicy()
 	s.setPolicy(p.GetDocument(), p.GetIndex())
 }
 
 // updatePolicy commits a new authorization policy through Raft, as a
 // system entry, and replies once it applied. The document is checked first
-// (Config.CheckPolicy), so a bad one never takes a place in the log.
+// (Config.CheckPolicy), so a bad one never takes a place in the log. The
+// entry goes through the appender after the writes received before it, so
+// it enters the log in the order the leader received it, as every entry
+// does.
 func (n *Node) updatePolicy(ctx actor.Context, m *actors.PolicyUpdateRequest) {
-	r := n.raft
+	r := n.run.raft
 	doc := m.GetDocument()
 	if len(doc) == 0 {
 		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.InvalidArgument("document", "the policy document is empty")})
@@ -78,17 +82,25 @@ func (n *Node) updatePolicy(ctx actor.Context, m *actors.PolicyUpdateRequest) {
 		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
-	ext, err := proto.Marshal(&actors.EntryMeta{System: SystemPolicy, LeaderUnixNano: time.Now().UnixNano()})
+	ext, err := proto.Marshal(&wire.EntryMeta{System: systemPolicy, LeaderUnixNano: time.Now().UnixNano()})
 	if err != nil {
 		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.Errorf(actors.Code_INTERNAL, "%v", err)})
 		return
 	}
-	entry := raft.Log{Data: doc, Extensions: ext}
-	n.async(ctx, m, func(deadline time.Time) actors.Response {
-		f := r.ApplyLog(entry, time.Until(deadline))
+	deadline := m.GetMeta().Deadline(n.cfg.RequestTimeout)
+	rep := n.later(ctx, m, deadline)
+	if rep == nil {
+		return
+	}
+	n.flushWrites(false)
+	job := appendJob{entry: raft.Log{Data: doc, Extensions: ext}, deadline: deadline, answer: func(f raft.ApplyFuture) {
 		if err := f.Error(); err != nil {
-			return &actors.PolicyUpdateResponse{Error: raftError(r, err)}
+			rep.finish(&actors.PolicyUpdateResponse{Error: raftError(r, err)})
+			return
 		}
-		return &actors.PolicyUpdateResponse{Index: f.Index()}
-	})
+		rep.finish(&actors.PolicyUpdateResponse{Index: f.Index()})
+	}}
+	if !n.run.appender.append(job) {
+		rep.finish(&actors.PolicyUpdateResponse{Error: actors.Errorf(actors.Code_UNAVAILABLE, "%d log entries are waiting for Raft already", appendQueue)})
+	}
 }

@@ -13,8 +13,8 @@ import (
 // currentTimeouts reads the reloadable settings from Raft itself, so status
 // shows what is in force, not what was asked for.
 func (n *Node) currentTimeouts() Timeouts {
-	t := n.keep.get()
-	rc := n.raft.ReloadableConfig()
+	t := n.keep.getTimeouts()
+	rc := n.run.raft.ReloadableConfig()
 	t.Heartbeat, t.Election = rc.HeartbeatTimeout, rc.ElectionTimeout
 	t.SnapshotInterval, t.SnapshotThreshold, t.TrailingLogs = rc.SnapshotInterval, rc.SnapshotThreshold, rc.TrailingLogs
 	return t
@@ -33,7 +33,7 @@ func (n *Node) updateTimeouts(ctx actor.Context, m *actors.UpdateTimeoutsRequest
 		n.respond(ctx, &actors.TimeoutsResponse{Error: err, Timeouts: timeoutsToProto(cur)})
 		return
 	}
-	rerr := n.raft.ReloadConfig(raft.ReloadableConfig{
+	rerr := n.run.raft.ReloadConfig(raft.ReloadableConfig{
 		TrailingLogs:      next.TrailingLogs,
 		SnapshotInterval:  next.SnapshotInterval,
 		SnapshotThreshold: next.SnapshotThreshold,
@@ -44,7 +44,7 @@ func (n *Node) updateTimeouts(ctx actor.Context, m *actors.UpdateTimeoutsRequest
 		n.respond(ctx, &actors.TimeoutsResponse{Error: actors.InvalidArgument("timeouts", "%v", rerr), Timeouts: timeoutsToProto(cur)})
 		return
 	}
-	n.keep.set(next)
+	n.keep.setTimeouts(next)
 	n.respond(ctx, &actors.TimeoutsResponse{Timeouts: timeoutsToProto(n.currentTimeouts())})
 }
 

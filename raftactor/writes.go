@@ -8,11 +8,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/wire"
 )
 
-// DefaultMaxWriteBatch is how many writes the leader packs into one log
+// defaultMaxWriteBatch is how many writes the leader packs into one log
 // entry at most (Config.MaxWriteBatch).
-const DefaultMaxWriteBatch = 64
+const defaultMaxWriteBatch = 64
 
 // maxWriteBatchBytes bounds the commands of one batch entry, so that an
 // AppendEntries of Raft's 64 entries stays far below the remote message
@@ -48,7 +49,7 @@ type flushWrites struct{}
 // write accepts a command for the Raft log. Only the leader accepts
 // writes; there is no other path to the state machine.
 func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
-	if r := n.raft; r.State() != raft.Leader {
+	if r := n.run.raft; r.State() != raft.Leader {
 		n.respond(ctx, &actors.WriteResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
@@ -99,7 +100,7 @@ func (n *Node) flushWrites(fromMessage bool) {
 	if len(writes) == 0 {
 		return
 	}
-	if n.raft == nil {
+	if n.run == nil {
 		failWrites(writes, actors.Errorf(actors.Code_UNAVAILABLE, "node %s is not running", n.cfg.ID))
 		return
 	}
@@ -139,7 +140,9 @@ func (n *Node) apply(writes []pendingWrite) {
 			latest = w.deadline
 		}
 	}
-	if !n.appender.append(appendJob{entry: entry, writes: writes, deadline: latest}) {
+	r := n.run.raft
+	job := appendJob{entry: entry, deadline: latest, answer: func(f raft.ApplyFuture) { answer(r, f, writes) }}
+	if !n.run.appender.append(job) {
 		failWrites(writes, actors.Errorf(actors.Code_UNAVAILABLE, "%d log entries are waiting for Raft already", appendQueue))
 	}
 }
@@ -148,22 +151,24 @@ func (n *Node) apply(writes []pendingWrite) {
 const appendQueue = 1024
 
 // appender hands log entries to Raft one after another, in the order
-// Receive closed them. Raft's ApplyLog may wait for the leader loop, which
-// Receive must not; goroutines of their own would race each other and let a
-// later entry into the log before an earlier one. With one appender the log
-// keeps the order in which the leader received the writes, so writes one
-// sender sends in order are applied in that order.
+// Receive closed them: every entry the node writes, the batches of writes
+// and the policy entries alike. Raft's ApplyLog may wait for the leader
+// loop, which Receive must not; goroutines of their own would race each
+// other and let a later entry into the log before an earlier one. With one
+// appender the log keeps the order in which the leader received the
+// requests, so what one sender sends in order is applied in that order.
 type appender struct {
 	r     *raft.Raft
 	queue chan appendJob
 	done  chan struct{}
 }
 
-// appendJob is one entry and the writes it answers.
+// appendJob is one entry, and what answers its requests once Raft took
+// it: answer runs on a goroutine of its own and may wait on the future.
 type appendJob struct {
 	entry    raft.Log
-	writes   []pendingWrite
 	deadline time.Time
+	answer   func(raft.ApplyFuture)
 }
 
 func startAppender(r *raft.Raft) *appender {
@@ -193,7 +198,7 @@ func (a *appender) run() {
 	defer close(a.done)
 	for job := range a.queue {
 		f := a.r.ApplyLog(job.entry, time.Until(job.deadline))
-		go answer(a.r, f, job.writes)
+		go job.answer(f)
 	}
 }
 
@@ -227,7 +232,7 @@ func logEntry(writes []pendingWrite, now time.Time) (raft.Log, error) {
 		m := writes[0].req
 		entry := raft.Log{Data: m.GetCommand()}
 		if md := m.GetMeta(); md.GetClientId() != "" {
-			ext, err := proto.Marshal(&actors.EntryMeta{
+			ext, err := proto.Marshal(&wire.EntryMeta{
 				ClientId:       md.ClientId,
 				Sequence:       md.Sequence,
 				AckedBelow:     md.AckedBelow,
@@ -240,10 +245,10 @@ func logEntry(writes []pendingWrite, now time.Time) (raft.Log, error) {
 		}
 		return entry, nil
 	}
-	b := &actors.WriteBatch{Writes: make([]*actors.BatchedWrite, len(writes))}
+	b := &wire.WriteBatch{Writes: make([]*wire.BatchedWrite, len(writes))}
 	for i, w := range writes {
 		md := w.req.GetMeta()
-		b.Writes[i] = &actors.BatchedWrite{
+		b.Writes[i] = &wire.BatchedWrite{
 			Command:    w.req.GetCommand(),
 			ClientId:   md.GetClientId(),
 			Sequence:   md.GetSequence(),
@@ -254,7 +259,7 @@ func logEntry(writes []pendingWrite, now time.Time) (raft.Log, error) {
 	if err != nil {
 		return raft.Log{}, err
 	}
-	ext, err := proto.Marshal(&actors.EntryMeta{System: SystemBatch, LeaderUnixNano: now.UnixNano()})
+	ext, err := proto.Marshal(&wire.EntryMeta{System: systemBatch, LeaderUnixNano: now.UnixNano()})
 	if err != nil {
 		return raft.Log{}, err
 	}

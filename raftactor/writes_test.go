@@ -8,17 +8,18 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
 // whileSuspended queues messages in node id's mailbox while it processes
 // nothing, then lets it run: the node then finds them waiting together.
-func (c *testCluster) whileSuspended(id string, queue func(pid *actor.PID)) {
-	c.t.Helper()
-	pid := c.nodes[id].pid
-	proc, ok := c.system.ProcessRegistry.Get(pid)
+func whileSuspended(c *grouptest.Nodes, id string, queue func(pid *actor.PID)) {
+	c.T().Helper()
+	pid := c.Node(id).PID
+	proc, ok := c.System.ProcessRegistry.Get(pid)
 	if !ok {
-		c.t.Fatalf("%s not registered", id)
+		c.T().Fatalf("%s not registered", id)
 	}
 	proc.SendSystemMessage(pid, &actor.SuspendMailbox{})
 	queue(pid)
@@ -45,23 +46,23 @@ func acknowledged(t *testing.T, futures []*actor.Future) []*actors.WriteResponse
 }
 
 func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	c.put("warm-up", "x")
-	before := c.status(leader).LastIndex
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("warm-up", "x")
+	before := c.Status(leader).LastIndex
 
 	const puts = 40
 	var futures []*actor.Future
-	c.whileSuspended(leader, func(pid *actor.PID) {
+	whileSuspended(c, leader, func(pid *actor.PID) {
 		for i := range puts {
-			w := &actors.WriteRequest{Meta: meta(5 * time.Second), Command: kvstore.Put("k", []byte(fmt.Sprint(i)))}
-			futures = append(futures, c.system.Root.RequestFuture(pid, w, 10*time.Second))
+			w := &actors.WriteRequest{Meta: grouptest.Meta(5 * time.Second), Command: kvstore.Put("k", []byte(fmt.Sprint(i)))}
+			futures = append(futures, c.System.Root.RequestFuture(pid, w, 10*time.Second))
 		}
 		// The same session write twice, as a retry racing its original.
 		for range 2 {
-			m := meta(5 * time.Second)
+			m := grouptest.Meta(5 * time.Second)
 			m.ClientId, m.Sequence = "client-a", 1
-			futures = append(futures, c.system.Root.RequestFuture(pid, &actors.WriteRequest{Meta: m, Command: kvstore.Put("s", []byte("once"))}, 10*time.Second))
+			futures = append(futures, c.System.Root.RequestFuture(pid, &actors.WriteRequest{Meta: m, Command: kvstore.Put("s", []byte("once"))}, 10*time.Second))
 		}
 	})
 	resps := acknowledged(t, futures)
@@ -82,29 +83,29 @@ func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
 		t.Fatalf("the retried session write: index %d vs %d", a.Index, b.Index)
 	}
 	// All of them went into the log as one entry.
-	if after := c.status(leader).LastIndex; after != before+1 {
+	if after := c.Status(leader).LastIndex; after != before+1 {
 		t.Fatalf("%d writes took log entries %d..%d, want one entry", len(futures), before+1, after)
 	}
 	last := resps[puts-1]
-	rr, qr := c.get(leader, "k", actors.Consistency_LINEARIZABLE)
+	rr, qr := c.Get(leader, "k", actors.Consistency_LINEARIZABLE)
 	if string(qr.Value) != fmt.Sprint(puts-1) || qr.Revision != last.Index || rr.AppliedIndex < last.Index {
 		t.Fatalf("k = %q at revision %d (read reflects %d), want %d at %d", qr.Value, qr.Revision, rr.AppliedIndex, puts-1, last.Index)
 	}
 
 	// Every node, restarted, replays the batch from its log to the same
 	// state and the same revisions.
-	for _, id := range c.order {
-		c.stop(id)
+	for _, id := range c.IDs() {
+		c.Stop(id)
 	}
-	for _, id := range c.order {
-		c.start(id)
+	for _, id := range c.IDs() {
+		c.Start(id)
 	}
-	leader = c.waitLeader()
-	c.put("after-restart", "x")
-	for _, id := range c.order {
+	leader = c.WaitLeader()
+	c.Put("after-restart", "x")
+	for _, id := range c.IDs() {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			_, qr := c.get(id, "k", actors.Consistency_STALE)
+			_, qr := c.Get(id, "k", actors.Consistency_STALE)
 			if qr != nil && qr.Revision == last.Index && string(qr.Value) == fmt.Sprint(puts-1) {
 				break
 			}
@@ -113,16 +114,16 @@ func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if st := c.status(id); st.CommandIndex < last.Index {
+		if st := c.Status(id); st.CommandIndex < last.Index {
 			t.Fatalf("%s reports command index %d, below the applied write's %d", id, st.CommandIndex, last.Index)
 		}
 	}
 }
 
 func TestWritesOfOneSenderApplyInTheOrderSent(t *testing.T) {
-	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	pid := c.nodes[leader].pid
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	pid := c.Node(leader).PID
 	// Pipelined: every write is sent before the first is answered, so the
 	// leader closes many batches while more arrive; one in ten is too large
 	// for a batch and goes into an entry of its own.
@@ -133,8 +134,8 @@ func TestWritesOfOneSenderApplyInTheOrderSent(t *testing.T) {
 		if i%10 == 9 {
 			value = append(value, make([]byte, 300<<10)...)
 		}
-		w := &actors.WriteRequest{Meta: meta(10 * time.Second), Command: kvstore.Put("k", value)}
-		futures = append(futures, c.system.Root.RequestFuture(pid, w, 15*time.Second))
+		w := &actors.WriteRequest{Meta: grouptest.Meta(10 * time.Second), Command: kvstore.Put("k", value)}
+		futures = append(futures, c.System.Root.RequestFuture(pid, w, 15*time.Second))
 	}
 	var prev uint64
 	for i, wr := range acknowledged(t, futures) {
@@ -143,7 +144,7 @@ func TestWritesOfOneSenderApplyInTheOrderSent(t *testing.T) {
 		}
 		prev = wr.Index
 	}
-	if _, qr := c.get(leader, "k", actors.Consistency_LINEARIZABLE); qr.Revision != prev {
+	if _, qr := c.Get(leader, "k", actors.Consistency_LINEARIZABLE); qr.Revision != prev {
 		t.Fatalf("k at revision %d, the last write was applied at %d", qr.Revision, prev)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 	"github.com/protoraft/protoraft/telemetry"
@@ -68,7 +69,7 @@ type harness struct {
 	t      *testing.T
 	system *actor.ActorSystem
 	reg    *prometheus.Registry
-	faults *raftactor.Faults
+	faults *faults.Network
 	dir    string
 	cfgs   map[string]cluster.Config
 	groups map[string]*cluster.Group
@@ -76,7 +77,7 @@ type harness struct {
 
 func newHarness(t *testing.T, n int) *harness {
 	t.Helper()
-	h := &harness{t: t, system: newSystem(t), reg: prometheus.NewRegistry(), faults: raftactor.NewFaults(1),
+	h := &harness{t: t, system: newSystem(t), reg: prometheus.NewRegistry(), faults: faults.NewNetwork(1),
 		dir: t.TempDir(), cfgs: map[string]cluster.Config{}, groups: map[string]*cluster.Group{}}
 	var boot []cluster.Peer
 	for i := 1; i <= n; i++ {
@@ -84,18 +85,20 @@ func newHarness(t *testing.T, n int) *harness {
 	}
 	for _, p := range boot {
 		cfg := cluster.Config{
-			Group:           "g",
-			NodeID:          p.ID,
-			DataDir:         filepath.Join(h.dir, p.ID),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Bootstrap:       boot,
-			Timeouts:        fastTimeouts,
-			RequestTimeout:  3 * time.Second,
-			RPCTimeout:      500 * time.Millisecond,
-			WALSegmentSize:  256 << 10,
-			Faults:          h.faults,
-			Logger:          testLogger(t, p.ID),
-			Telemetry:       telemetry.Config{Registry: h.reg, PollInterval: 50 * time.Millisecond},
+			Node: raftactor.Config{
+				Group:           "g",
+				ID:              p.ID,
+				DataDir:         filepath.Join(h.dir, p.ID),
+				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+				Timeouts:        fastTimeouts,
+				RequestTimeout:  3 * time.Second,
+				RPCTimeout:      500 * time.Millisecond,
+				WALSegmentSize:  256 << 10,
+				Faults:          h.faults,
+				Logger:          testLogger(t, p.ID),
+			},
+			Bootstrap: boot,
+			Telemetry: telemetry.Config{Registry: h.reg, PollInterval: 50 * time.Millisecond},
 		}
 		h.cfgs[p.ID] = cfg
 		h.spawn(p.ID)

@@ -43,7 +43,7 @@ type Poll struct {
 // fresh (younger than StaleContactHeartbeats heartbeat timeouts). Other
 // members' last contact is compared with this node's clock, so clocks are
 // assumed to agree to well within that window. The status polls themselves
-// travel as actor messages, which a Raft-level fault (raftactor.Faults)
+// travel as actor messages, which a Raft-level fault (faults.Network)
 // does not cut: contact with the leader, not the poll's success, is what
 // decides.
 func Judge(cfg Config, p Poll, now time.Time) *actors.HealthResponse {

@@ -88,13 +88,15 @@ func startOneNode(t *testing.T) *httptest.Server {
 	t.Cleanup(system.Shutdown)
 	self := cluster.Peer{ID: "n1", Address: actors.LocalSystemAddress}
 	g, err := cluster.Spawn(system, cluster.Config{
-		Group:           "kvtest",
-		NodeID:          self.ID,
-		DataDir:         t.TempDir(),
-		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-		Bootstrap:       []cluster.Peer{self},
-		Timeouts:        raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond},
-		Logger:          zaptest.NewLogger(t),
+		Node: raftactor.Config{
+			Group:           "kvtest",
+			ID:              self.ID,
+			DataDir:         t.TempDir(),
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:        raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond},
+			Logger:          zaptest.NewLogger(t),
+		},
+		Bootstrap: []cluster.Peer{self},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -72,6 +72,7 @@ import (
 	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/remoteguard"
 	"github.com/protoraft/protoraft/telemetry"
 )
 
@@ -358,15 +359,17 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 	local, health := map[string]*actor.PID{}, map[string]*actor.PID{}
 	for _, p := range peers {
 		g, err := cluster.Spawn(n.system, cluster.Config{
-			Group:           o.group,
-			NodeID:          p.ID,
-			DataDir:         filepath.Join(o.data, p.ID),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			Node: raftactor.Config{
+				Group:           o.group,
+				ID:              p.ID,
+				DataDir:         filepath.Join(o.data, p.ID),
+				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+				Timeouts:        timeouts,
+				Logger:          n.log,
+			},
 			// Ignored by a node whose directory holds state: a second run
 			// restarts the same group instead of founding a new one.
 			Bootstrap: peers,
-			Timeouts:  timeouts,
-			Logger:    n.log,
 			Security:  policies.Config{PolicyFile: o.policy},
 			Telemetry: telemetry.Config{Registry: n.metrics},
 		})
@@ -431,15 +434,17 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	fmt.Fprintln(out, "data directory:", o.data)
 
 	g, err := cluster.Spawn(n.system, cluster.Config{
-		Group:           o.group,
-		NodeID:          o.id,
-		DataDir:         o.data,
-		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-		Bootstrap:       o.peers,
-		Timeouts:        timeouts,
-		Logger:          n.log,
-		Security:        policies.Config{PolicyFile: o.policy},
-		Telemetry:       telemetry.Config{Registry: n.metrics},
+		Node: raftactor.Config{
+			Group:           o.group,
+			ID:              o.id,
+			DataDir:         o.data,
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:        timeouts,
+			Logger:          n.log,
+		},
+		Bootstrap: o.peers,
+		Security:  policies.Config{PolicyFile: o.policy},
+		Telemetry: telemetry.Config{Registry: n.metrics},
 	})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", o.id, err)
@@ -492,7 +497,7 @@ func (n *node) startRemote(host string, port int) (err error) {
 			err = fmt.Errorf("start remote on %s: %v", net.JoinHostPort(host, strconv.Itoa(port)), r)
 		}
 	}()
-	r := remote.NewRemote(n.system, raftactor.RemoteConfig(host, port))
+	r := remote.NewRemote(n.system, remoteguard.Config(host, port))
 	r.Start()
 	n.remote = r
 	return nil

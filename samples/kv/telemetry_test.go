@@ -29,14 +29,16 @@ func TestAPIServesMetricsAndHealth(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	self := cluster.Peer{ID: "n1", Address: actors.LocalSystemAddress}
 	g, err := cluster.Spawn(system, cluster.Config{
-		Group:           "kvtest",
-		NodeID:          self.ID,
-		DataDir:         t.TempDir(),
-		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-		Bootstrap:       []cluster.Peer{self},
-		Timeouts:        raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond},
-		Logger:          zaptest.NewLogger(t),
-		Telemetry:       telemetry.Config{Registry: reg, PollInterval: 50 * time.Millisecond},
+		Node: raftactor.Config{
+			Group:           "kvtest",
+			ID:              self.ID,
+			DataDir:         t.TempDir(),
+			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:        raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond},
+			Logger:          zaptest.NewLogger(t),
+		},
+		Bootstrap: []cluster.Peer{self},
+		Telemetry: telemetry.Config{Registry: reg, PollInterval: 50 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -80,9 +80,9 @@ func run(ctx context.Context, dataDir string, level zap.AtomicLevel, log *zap.Lo
 	// the group answers a retried sequence with its first result.
 	c := &cluster{system: system, pids: map[string]*actor.PID{}, clientID: fmt.Sprintf("quickstart-%d", time.Now().UnixNano())}
 	ids := []string{"n1", "n2", "n3"}
-	var peers []raftactor.Peer
+	var peers []raftactor.Voter
 	for _, id := range ids {
-		peers = append(peers, raftactor.Peer{ID: id, Address: actors.LocalSystemAddress + "/" + nodeName(id)})
+		peers = append(peers, raftactor.Voter{ID: id, Address: actors.LocalSystemAddress + "/" + nodeName(id)})
 	}
 	for _, id := range ids {
 		props, err := raftactor.Props(raftactor.Config{

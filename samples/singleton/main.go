@@ -134,14 +134,16 @@ func startGroups(system *actor.ActorSystem, dir string, n int) ([]*cluster.Group
 	var groups []*cluster.Group
 	for _, p := range peers {
 		g, err := cluster.Spawn(system, cluster.Config{
-			Group:           "jobs",
-			NodeID:          p.ID,
-			DataDir:         filepath.Join(dir, p.ID),
-			NewStateMachine: func() raftactor.StateMachine { return &ledger{} },
-			Bootstrap:       peers,
-			Timeouts: raftactor.Timeouts{
-				Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond,
+			Node: raftactor.Config{
+				Group:           "jobs",
+				ID:              p.ID,
+				DataDir:         filepath.Join(dir, p.ID),
+				NewStateMachine: func() raftactor.StateMachine { return &ledger{} },
+				Timeouts: raftactor.Timeouts{
+					Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond,
+				},
 			},
+			Bootstrap: peers,
 		})
 		if err != nil {
 			return nil, err
