@@ -234,6 +234,11 @@ type Config struct {
 	// delay or cut Raft RPCs. A test hook: shared by all nodes of an
 	// in-process test, never set in production.
 	Faults *faults.Network
+	// Clock, when set, is the wall clock this node stamps the entries it
+	// writes as leader with (the replicated clock that expires sessions
+	// reads those stamps). A test hook, never set in production; nil reads
+	// the real clock.
+	Clock *faults.Clock
 }
 
 // withDefaults fills optional fields.

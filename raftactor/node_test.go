@@ -791,3 +791,41 @@ func TestRestartAfterTheLogTailWasTruncated(t *testing.T) {
 		t.Fatalf("the restarted node holds a write that never committed")
 	}
 }
+
+// A voter whose answers do not reach the leader (a one-way cut: it hears
+// the leader, the leader does not hear it) is no part of a reachable
+// quorum, even though it follows the leader with a fresh contact: removing
+// a healthy voter then would leave the group unable to commit. The guard
+// asks with leadership probes, which take the same way as Raft's RPCs and
+// their faults.
+func TestRemovalRefusedWhenAVoterCannotAnswerTheLeader(t *testing.T) {
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("k", "v")
+	var healthy, mute string
+	for _, id := range c.IDs() {
+		switch {
+		case id == leader:
+		case mute == "":
+			mute = id
+		default:
+			healthy = id
+		}
+	}
+	c.Faults.Cut(raft.ServerID(mute), raft.ServerID(leader))
+	// The mute voter still follows the leader, and heard from it lately:
+	// asked by any other way than through the network between them, it
+	// would look reachable.
+	if st := c.Status(mute); st.GetLeader().GetId() != leader {
+		t.Fatalf("%s follows %v, want %s", mute, st.GetLeader(), leader)
+	}
+	mr := c.MustAsk(leader, &actors.MembershipRequest{Meta: grouptest.Meta(5 * time.Second), Op: actors.MembershipOp_REMOVE, Id: healthy}).(*actors.MembershipResponse)
+	if actors.CodeOf(mr.Error) != actors.Code_INVALID_ARGUMENT || mr.Error.Field != "id" {
+		t.Fatalf("removing %s while %s cannot answer the leader: %v, want INVALID_ARGUMENT on id", healthy, mute, mr.Error)
+	}
+	c.Faults.Heal()
+	mr = c.MustAsk(leader, &actors.MembershipRequest{Meta: grouptest.Meta(5 * time.Second), Op: actors.MembershipOp_DEMOTE, Id: healthy}).(*actors.MembershipResponse)
+	if mr.Error.Err() != nil {
+		t.Fatalf("demoting %s once every voter answers: %v", healthy, mr.Error)
+	}
+}

@@ -9,8 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/internal/wire"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
@@ -184,18 +188,32 @@ func TestClusterKeyRefusesUnauthenticatedRPC(t *testing.T) {
 
 // A node with another cluster key cannot take part: its votes and appends
 // are refused, so it never joins the majority's term.
+// A node with another cluster key is refused by the others, and they by
+// it: it never learns of the group's writes. The leader's RPCs do reach it
+// (it refuses them, which it logs), so it could have caught up had the
+// keys matched.
 func TestWrongClusterKeyIsolated(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	var from string
+	refusals := func() int {
+		return logs.FilterMessage("inbound raft rpc refused: not authenticated by the cluster key").
+			FilterField(zap.String("from", from)).Len()
+	}
 	c := grouptest.New(t, 3, func(cfg *raftactor.Config) {
 		cfg.ClusterKey = []byte("0123456789abcdef0123456789abcdef")
 		if cfg.ID == "n3" {
 			cfg.ClusterKey = []byte("another-key-0123456789abcdefghij")
+			cfg.Logger = zap.New(core)
 		}
 	})
-	leader := c.WaitLeader("n1", "n2")
-	c.Put("k", "v")
-	time.Sleep(500 * time.Millisecond)
-	if s := c.Status("n3"); s.AppliedIndex >= c.Status(leader).CommitIndex && s.CommitIndex > 0 {
-		t.Fatalf("n3 with the wrong key caught up: %+v", s)
+	from = c.Address(c.WaitLeader("n1", "n2"))
+	commit := c.Put("k", "v").Index
+	// The leader keeps sending n3 appends from the committed entry on:
+	// three more refusals after the write mean it was offered to n3.
+	after := refusals()
+	testutil.Eventually(t, "n3 refuses the leader's appends", func() bool { return refusals() >= after+3 })
+	if s := c.Status("n3"); s.AppliedIndex >= commit {
+		t.Fatalf("n3 with the wrong key applied index %d, the write's %d", s.AppliedIndex, commit)
 	}
 	if l := c.LeaderSeenBy("n3"); l.GetLeader().GetId() != "" {
 		t.Fatalf("n3 with the wrong key follows %v", l.GetLeader())

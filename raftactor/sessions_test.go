@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
@@ -71,18 +72,25 @@ func TestSessionAnswersRetryWithFirstResult(t *testing.T) {
 	}
 }
 
+// A session expires by the replicated clock, the leader's stamps on the
+// entries: once another client's writes carry it past the TTL, the session
+// is gone and its sequence is new again.
 func TestSessionsExpireByReplicatedClock(t *testing.T) {
 	c := grouptest.New(t, 0, nil)
-	c.Add("n1", []raftactor.Voter{{ID: "n1", Address: c.Address("n1")}})
-	c.Node("n1").Config.SessionTTL = 200 * time.Millisecond
+	clock := faults.NewClock()
+	n1 := c.Add("n1", []raftactor.Voter{{ID: "n1", Address: c.Address("n1")}})
+	n1.Config.SessionTTL = time.Minute
+	n1.Config.Clock = clock
 	c.Start("n1")
 	leader := c.WaitLeader()
 	first := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
+	if again := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v"))); again.Index != first.Index {
+		t.Fatalf("a retry within the TTL was applied again at %d (first at %d)", again.Index, first.Index)
+	}
 	// Another client's writes move the replicated clock past the TTL.
-	time.Sleep(300 * time.Millisecond)
+	clock.Jump(2 * time.Minute)
 	for seq := uint64(1); seq <= 3; seq++ {
 		sessionWrite(c, leader, "busy", seq, seq, kvstore.Put("b", []byte("x")))
-		time.Sleep(50 * time.Millisecond)
 	}
 	again := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
 	if again.Error.Err() != nil || again.Index == first.Index {

@@ -129,7 +129,7 @@ func failWrites(writes []pendingWrite, err *actors.Error) {
 // each write with its own result once the entry is applied. A single write
 // keeps the entry format of builds before batching.
 func (n *Node) apply(writes []pendingWrite) {
-	entry, err := logEntry(writes, time.Now())
+	entry, err := logEntry(writes, n.cfg.Clock.Now())
 	if err != nil {
 		failWrites(writes, actors.InvalidArgument("meta", "%v", err))
 		return

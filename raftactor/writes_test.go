@@ -148,3 +148,40 @@ func TestWritesOfOneSenderApplyInTheOrderSent(t *testing.T) {
 		t.Fatalf("k at revision %d, the last write was applied at %d", qr.Revision, prev)
 	}
 }
+
+// Every entry enters the log in the order the leader received its request,
+// policy entries as writes: a policy update that arrives after a write
+// commits after it, however long the write's batch takes to close (here:
+// the leader's mailbox holds many more requests behind the two, so the
+// batch closes only after them). A policy that went to Raft on a goroutine
+// of its own would overtake the write.
+func TestPolicyEntriesKeepTheirPlaceAmongWrites(t *testing.T) {
+	c := grouptest.New(t, 3, nil)
+	leader := c.WaitLeader()
+	c.Put("warm", "up")
+	for round := range 5 {
+		var write, policy *actor.Future
+		whileSuspended(c, leader, func(pid *actor.PID) {
+			write = c.System.Root.RequestFuture(pid, &actors.WriteRequest{Meta: grouptest.Meta(5 * time.Second), Command: kvstore.Put("k", []byte("v"))}, 10*time.Second)
+			policy = c.System.Root.RequestFuture(pid, &actors.PolicyUpdateRequest{Meta: grouptest.Meta(5 * time.Second), Document: []byte("policy")}, 10*time.Second)
+			for range 200 {
+				c.System.Root.Send(pid, &actors.GetTimeoutsRequest{})
+			}
+		})
+		wres, err := write.Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pres, err := policy.Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wr, pr := wres.(*actors.WriteResponse), pres.(*actors.PolicyUpdateResponse)
+		if wr.Error.Err() != nil || pr.Error.Err() != nil {
+			t.Fatalf("round %d: write %v, policy %v", round, wr.Error, pr.Error)
+		}
+		if pr.Index <= wr.Index {
+			t.Fatalf("round %d: the policy that arrived after the write is at index %d, the write at %d", round, pr.Index, wr.Index)
+		}
+	}
+}

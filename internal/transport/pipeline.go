@@ -84,6 +84,10 @@ type appendPipeline struct {
 	stop    chan struct{}          // closed by shut
 	exited  chan struct{}          // closed when run returns
 
+	// full, when set (by tests), is called when an AppendEntries finds
+	// every slot taken and waits for one.
+	full func()
+
 	mu        sync.Mutex // guards below; held while posting, so posts keep request order
 	closed    bool
 	err       error     // why the pipeline ended; set before stop is closed
@@ -137,10 +141,17 @@ func (f *appendFuture) complete(err error) {
 func (p *appendPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
 	select {
 	case p.slots <- struct{}{}:
-	case <-p.stop:
-		return nil, p.err
-	case <-p.t.shutdown:
-		return nil, ErrTransportClosed
+	default:
+		if p.full != nil {
+			p.full()
+		}
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.stop:
+			return nil, p.err
+		case <-p.t.shutdown:
+			return nil, ErrTransportClosed
+		}
 	}
 	f, err := p.send(args, resp)
 	if err != nil {

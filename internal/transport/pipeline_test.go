@@ -396,15 +396,23 @@ func TestPipelineBoundsRPCsInFlight(t *testing.T) {
 	})
 	p := openPipeline(t, a, "b", wire.AddressOf(peer))
 	defer p.Close()
+	waiting := make(chan struct{}, 1)
+	p.(*appendPipeline).full = func() { waiting <- struct{}{} }
 	appendAll(t, p, depth)
 	extra := make(chan error, 1)
 	go func() {
 		_, err := p.AppendEntries(appendReq(depth+1), &raft.AppendEntriesResponse{})
 		extra <- err
 	}()
-	// Every future times out, but none frees a slot before raft took it.
+	// Every future times out, but none frees a slot before raft took it:
+	// the extra append is made and waits for a slot, and its RPC is not
+	// sent meanwhile.
 	tcWait(t, 10*time.Second, "the first RPCs at the peer", func() bool { return got.Load() == depth })
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the append past the bound never waited for a slot")
+	}
 	if n := got.Load(); n != depth {
 		t.Fatalf("%d RPCs sent with %d allowed in flight", n, depth)
 	}
