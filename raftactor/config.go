@@ -80,10 +80,10 @@ func (t Timeouts) withDefaults() Timeouts {
 	return t
 }
 
-// Validate checks the timeouts against each other and against
+// validate checks the timeouts against each other and against
 // hashicorp/raft's bounds, naming the field at fault. field prefixes the
 // names ("timeouts" gives "timeouts.heartbeat").
-func (t Timeouts) Validate(field string) *actors.Error {
+func (t Timeouts) validate(field string) *actors.Error {
 	name := func(f string) string {
 		if field == "" {
 			return f
@@ -312,7 +312,7 @@ func (c Config) Validate() error {
 	if len(c.Bootstrap) > 0 && !ids[c.ID] {
 		return actors.InvalidArgument("bootstrap", "the bootstrap voters do not include this node %q", c.ID)
 	}
-	if err := c.withDefaults().Timeouts.Validate("timeouts"); err != nil {
+	if err := c.withDefaults().Timeouts.validate("timeouts"); err != nil {
 		return err
 	}
 	if c.RequestTimeout < 0 || c.RequestTimeout > actors.MaxRequestTimeout {
@@ -369,7 +369,7 @@ func (c Config) raftConfig(t Timeouts) *raft.Config {
 	// loop writes the previous ones to disk, so the loop takes many per
 	// write. Deadlines are the node's own (reply.go), not ApplyLog's.
 	rc.BatchApplyCh = true
-	rc.Logger = hclogzap.New(c.Logger.With(zap.String("component", "raft")))
+	rc.Logger = hclogzap.New(c.Logger.With(zap.String("component", "raft")), raftLogLevel)
 	// Raft's own metrics go through go-metrics; protoraft's telemetry
 	// collects what it needs from observations and status instead.
 	rc.NoLegacyTelemetry = true

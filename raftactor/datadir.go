@@ -140,7 +140,7 @@ func openStores(cfg Config) (*stores, error) {
 	// lock then blocks the next Open in this process forever (a supervisor
 	// restart). protoraft owns the meta database so it can close it.
 	meta := &metadb.BoltMetaDB{}
-	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal"))))
+	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal")), nil))
 	metaOpt := raftwal.WithMetaStore(meta)
 	var wal *raftwal.WAL
 	if cfg.WALSegmentSize > 0 {
@@ -156,7 +156,7 @@ func openStores(cfg Config) (*stores, error) {
 		return errors.Join(wal.Close(), meta.Close())
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain,
-		hclogzap.New(cfg.Logger.With(zap.String("component", "snapshots"))))
+		hclogzap.New(cfg.Logger.With(zap.String("component", "snapshots")), nil))
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("open snapshots in %s: %w", dir, err)

@@ -27,7 +27,7 @@ func (n *Node) updateTimeouts(ctx actor.Context, m *actors.UpdateTimeoutsRequest
 	cur := n.currentTimeouts()
 	next, err := mergeTimeouts(cur, m.GetTimeouts())
 	if err == nil {
-		err = next.Validate("timeouts")
+		err = next.validate("timeouts")
 	}
 	if err != nil {
 		n.respond(ctx, &actors.TimeoutsResponse{Error: err, Timeouts: timeoutsToProto(cur)})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -100,20 +101,13 @@ func TestWritesWaitingTogetherShareOneLogEntry(t *testing.T) {
 	for _, id := range c.IDs() {
 		c.Start(id)
 	}
-	leader = c.WaitLeader()
+	c.WaitLeader()
 	c.Put("after-restart", "x")
 	for _, id := range c.IDs() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.Eventually(t, fmt.Sprintf("%s replays k=%d at %d after a restart", id, puts-1, last.Index), func() bool {
 			_, qr := c.Get(id, "k", actors.Consistency_STALE)
-			if qr != nil && qr.Revision == last.Index && string(qr.Value) == fmt.Sprint(puts-1) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: k = %+v after restart, want %d at %d", id, qr, puts-1, last.Index)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return qr != nil && qr.Revision == last.Index && string(qr.Value) == fmt.Sprint(puts-1)
+		})
 		if st := c.Status(id); st.CommandIndex < last.Index {
 			t.Fatalf("%s reports command index %d, below the applied write's %d", id, st.CommandIndex, last.Index)
 		}

@@ -40,4 +40,4 @@ func ActorSystemLogger(z *zap.Logger) actor.ConfigOption {
 // kept as zap fields, for hashicorp libraries configured with their own
 // logger (raft.Config.Logger, for instance). protoraft's node actor bridges
 // its own Raft instance already.
-func HCLogger(z *zap.Logger) hclog.Logger { return hclogzap.New(z) }
+func HCLogger(z *zap.Logger) hclog.Logger { return hclogzap.New(z, nil) }

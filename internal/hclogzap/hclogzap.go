@@ -16,11 +16,19 @@ type logger struct {
 	z       *zap.Logger
 	name    string
 	implied []any
+	level   LevelFunc
 }
 
+// LevelFunc decides the level of one record: given the level the library
+// chose, its message and its key-value pairs, it returns the level to log
+// it at. A caller that knows a library's records can so move one that is
+// routine where it runs (the library logs it as an error) to a lower level.
+type LevelFunc func(level hclog.Level, msg string, args []any) hclog.Level
+
 // New returns an hclog.Logger that writes into z, keeping hclog's key-value
-// pairs as zap fields. hclog's own level setting is ignored: z's level rules.
-func New(z *zap.Logger) hclog.Logger { return &logger{z: z} }
+// pairs as zap fields. hclog's own level setting is ignored: z's level
+// rules. level, when not nil, decides each record's level.
+func New(z *zap.Logger, level LevelFunc) hclog.Logger { return &logger{z: z, level: level} }
 
 func (l *logger) fields(args []any) []zap.Field {
 	all := append(append([]any(nil), l.implied...), args...)
@@ -49,6 +57,9 @@ func zapLevel(level hclog.Level) zapcore.Level {
 }
 
 func (l *logger) Log(level hclog.Level, msg string, args ...any) {
+	if l.level != nil {
+		level = l.level(level, msg, args)
+	}
 	if ce := l.z.Check(zapLevel(level), msg); ce != nil {
 		ce.Write(l.fields(args)...)
 	}
@@ -65,17 +76,17 @@ func (l *logger) IsWarn() bool                  { return l.z.Core().Enabled(zapc
 func (l *logger) IsError() bool                 { return l.z.Core().Enabled(zapcore.ErrorLevel) }
 func (l *logger) ImpliedArgs() []any            { return l.implied }
 func (l *logger) With(args ...any) hclog.Logger {
-	return &logger{z: l.z, name: l.name, implied: append(append([]any(nil), l.implied...), args...)}
+	return &logger{z: l.z, name: l.name, implied: append(append([]any(nil), l.implied...), args...), level: l.level}
 }
 func (l *logger) Name() string { return l.name }
 func (l *logger) Named(name string) hclog.Logger {
 	if l.name != "" {
 		name = l.name + "." + name
 	}
-	return &logger{z: l.z.Named(name), name: name, implied: l.implied}
+	return &logger{z: l.z.Named(name), name: name, implied: l.implied, level: l.level}
 }
 func (l *logger) ResetNamed(name string) hclog.Logger {
-	return &logger{z: l.z.Named(name), name: name, implied: l.implied}
+	return &logger{z: l.z.Named(name), name: name, implied: l.implied, level: l.level}
 }
 
 // SetLevel is ignored: the zap logger's level rules.
