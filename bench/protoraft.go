@@ -237,7 +237,7 @@ func (p *protoraft) Read(ctx context.Context, key string) error {
 }
 
 // Crash cuts the leader off from its peers with fault injection
-// (raftactor.Faults.Isolate): to the others that is a crash, and unlike
+// (faults.Network.Isolate): to the others that is a crash, and unlike
 // stopping its group it skips the graceful handover. Its heartbeats are
 // dropped, so the survivors notice exactly as they would notice a dead
 // process; then the network heals and the group converges.

@@ -27,7 +27,7 @@ const DefaultReadBatch = 128
 // requests that reach it together after one wait anyway, and every extra
 // request is another trip through the stages and more goroutines handing
 // work to each other: on two cores, one request in flight read 1.4 times
-// faster at 64 readers than four (bench/README.md).
+// faster at 64 readers than four (docs/benchmarks.md).
 func WithReadBatch(n int) ClientOption {
 	return func(o *clientOptions) {
 		if n > 0 {

@@ -82,7 +82,7 @@ func (ca *tlsCA) config(t *testing.T, subject pkix.Name) *tls.Config {
 }
 
 // startMTLSSystem starts an ActorSystem whose remote endpoint (hardened by
-// raftactor.RemoteConfig) speaks mutual TLS only.
+// remoteguard.Config) speaks mutual TLS only.
 func startMTLSSystem(t *testing.T, cfg *tls.Config) *actor.ActorSystem {
 	t.Helper()
 	opts, err := remoteguard.MutualTLS(cfg)

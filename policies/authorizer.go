@@ -39,8 +39,9 @@ func (d *door) Receive(ctx actor.Context) {
 	// guard of remoteguard.Config overwrites it on every message with
 	// the connection's verified TLS client certificate, or deletes it, so
 	// no remote sender can choose it; a local sender is code of this
-	// process. An endpoint started without RemoteConfig has no such guard:
-	// do not list tls_subjects in the policy of a group served by one.
+	// process. An endpoint started without remoteguard.Config has no such
+	// guard: do not list tls_subjects in the policy of a group served by
+	// one.
 	var subject string
 	if h := ctx.MessageHeader(); h != nil {
 		subject = h.Get(actors.HeaderPeerSubject)

@@ -176,7 +176,7 @@ func openStores(cfg Config) (*stores, error) {
 // read back the entries they are behind by, which under load is a few
 // batches, and with 64 the read-back of a write never reached the log
 // files in the benchmark: single-client 1 KiB writes on links took 0.90×
-// the baseline's median latency instead of 1.23× (bench/README.md).
+// the baseline's median latency instead of 1.23× (docs/benchmarks.md).
 const defaultLogCacheEntries = 64
 
 // maxLogCacheEntries bounds Config.LogCacheEntries, and with it the memory

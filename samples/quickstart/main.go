@@ -5,7 +5,7 @@
 //
 // All three node actors live in one ActorSystem and talk through local PIDs;
 // the same code runs across machines once the system starts protoactor
-// remote (see samples/bench). Each node keeps its Raft log and snapshots in
+// remote (see docs/operations.md). Each node keeps its Raft log and snapshots in
 // its own directory under -data, so a second run restarts the group from
 // disk instead of bootstrapping a new one: watch the "run" counter grow.
 //
