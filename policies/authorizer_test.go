@@ -1,8 +1,6 @@
 package policies
 
 import (
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/testutil"
 )
 
 // requests has one request of every operation the front door can see.
@@ -142,10 +141,8 @@ type doorHarness struct {
 
 func newDoor(t *testing.T, cfg Config) *doorHarness {
 	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	t.Cleanup(system.Shutdown)
+	testutil.VerifyNoLeaks(t)
+	system := testutil.NewSystem(t)
 	core, logs := observer.New(zap.InfoLevel)
 	cfg.AuditLogger = zap.New(core)
 	a, err := New(cfg, "g", "n1", nil)
@@ -215,7 +212,7 @@ func TestMatrix(t *testing.T) {
 			t.Fatalf("%s reached the next stage without a principal", s.op)
 		}
 	}
-	waitFor(t, func() bool { return h.metrics.len() == denied })
+	testutil.Eventually(t, "an outcome told for every denial", func() bool { return h.metrics.len() == denied })
 	for _, o := range h.metrics.got {
 		if o.Stage != "authorizer" || o.Code != actors.Code_PERMISSION_DENIED || o.Principal == "" || o.Op == "" {
 			t.Fatalf("outcome %+v", o)
@@ -252,7 +249,7 @@ func TestUnauthenticated(t *testing.T) {
 	if got := h.audit.FilterField(zap.String("principal", "unauthenticated")).Len(); got != 5 {
 		t.Fatalf("%d audit records of unauthenticated removals, want 5", got)
 	}
-	waitFor(t, func() bool { return h.metrics.len() == 10 })
+	testutil.Eventually(t, "an outcome told for every refusal", func() bool { return h.metrics.len() == 10 })
 }
 
 // A caller cannot name its own principal: the door overwrites the header.
@@ -302,16 +299,5 @@ func TestInsecure(t *testing.T) {
 	h := newDoor(t, Config{})
 	if err := h.ask(t, &actors.SnapshotRequest{}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
