@@ -1,7 +1,9 @@
 package policies
 
 import (
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,10 +285,16 @@ func TestBadPolicyUpdate(t *testing.T) {
 	}
 }
 
+var insecureRuns atomic.Int64
+
 // The insecure door lets everything through as "anonymous".
 func TestInsecure(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	a, err := New(Config{Insecure: true}, "g", "n1", zap.New(core))
+	// The warning comes once per group and process: a group of its own
+	// for every run (go test -count=N runs this test N times in one
+	// process).
+	group := fmt.Sprintf("insecure-%d", insecureRuns.Add(1))
+	a, err := New(Config{Insecure: true}, group, "n1", zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
