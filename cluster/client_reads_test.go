@@ -14,6 +14,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -114,7 +115,7 @@ func TestClientReadsWaitingTogetherTravelAsOneBatch(t *testing.T) {
 		t.Fatalf("a queued read whose context ended: %v, want DEADLINE_EXCEEDED", err)
 	}
 
-	hr.release(h.system, h.nodes["n1"].node)
+	hr.release(h.System, h.Node("n1").PID)
 	for range slots + queued {
 		var a answer
 		select {
@@ -185,7 +186,7 @@ func TestClientReadBatchRefusedFallsBackToSingleReads(t *testing.T) {
 	for range queued {
 		go read()
 	}
-	hr.release(h.system, h.nodes["n1"].node)
+	hr.release(h.System, h.Node("n1").PID)
 	for range slots + queued {
 		select {
 		case err := <-errs:
@@ -277,8 +278,8 @@ func TestClientBatchedReadsSeeAcknowledgedWrites(t *testing.T) {
 	for i := int64(1); i <= 100 && !t.Failed(); i++ {
 		if i == 50 {
 			old := clientLeaderID(t, writer)
-			h.faults.Isolate(raft.ServerID(old))
-			defer h.faults.Heal()
+			h.Faults.Isolate(raft.ServerID(old))
+			defer h.Faults.Heal()
 		}
 		clientMustPut(t, writer, "k", strconv.FormatInt(i, 10))
 		acked.Store(i)
@@ -306,7 +307,7 @@ func TestClientLearnsTheLeaderFromAReadAFollowerServed(t *testing.T) {
 	clientMustPut(t, writer, "k", "v")
 	leader := clientLeaderID(t, writer)
 	var members []cluster.Peer
-	for _, id := range h.order {
+	for _, id := range h.IDs() {
 		if id != leader {
 			members = append(members, h.peer(id))
 		}
@@ -315,7 +316,7 @@ func TestClientLearnsTheLeaderFromAReadAFollowerServed(t *testing.T) {
 	// A Client starts at a random member; take one that starts at a
 	// follower.
 	for range 32 {
-		c := cluster.NewClient(h.system, h.group, members)
+		c := cluster.NewClient(h.System, grouptest.Group, members)
 		h.requests()
 		if q := clientMustGet(t, c, "k"); string(q.Value) != "v" {
 			t.Fatalf("k = %q, want v", q.Value)
@@ -344,11 +345,11 @@ func TestClientPinnedToAFollowerKeepsReadingFromIt(t *testing.T) {
 	writer := h.client()
 	clientMustPut(t, writer, "k", "v")
 	leader := clientLeaderID(t, writer)
-	follower := h.order[0]
+	follower := h.IDs()[0]
 	if follower == leader {
-		follower = h.order[1]
+		follower = h.IDs()[1]
 	}
-	c := cluster.NewClient(h.system, h.group, []cluster.Peer{h.peer(follower)})
+	c := cluster.NewClient(h.System, grouptest.Group, []cluster.Peer{h.peer(follower)})
 	h.requests()
 	for range 5 {
 		if q := clientMustGet(t, c, "k"); string(q.Value) != "v" {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -55,7 +57,7 @@ func TestClientWritesAndReadsWhileLeaderStops(t *testing.T) {
 		}
 	})
 	<-reached
-	h.stop(old)
+	h.Stop(old)
 	wg.Wait()
 	if t.Failed() {
 		return
@@ -198,7 +200,7 @@ func TestClientWriteRetriedAfterLostReplyAppliesOnce(t *testing.T) {
 	done = write(cas2)
 	first = awaitFirst(got)
 	h.setHook(nil)
-	h.stop(leader)
+	h.Stop(leader)
 	res = <-done
 	if res.err != nil {
 		t.Fatalf("write retried after the leader stopped: %v", res.err)
@@ -319,7 +321,8 @@ func TestClientRetriesRetryableCodes(t *testing.T) {
 // context ends, and no attempt carries a deadline past the caller's.
 func TestClientDeadlines(t *testing.T) {
 	const guard = 10 * time.Second
-	system := newClientSystem(t)
+	testutil.VerifyNoLeaks(t)
+	system := testutil.NewSystem(t)
 	peers := []cluster.Peer{
 		{ID: "n1", Address: actors.LocalSystemAddress},
 		{ID: "n2", Address: actors.LocalSystemAddress},
@@ -451,7 +454,7 @@ func TestClientConcurrentWriters(t *testing.T) {
 	h := newClientHarness(t, 3)
 	// Members given after construction, as a program that discovers them
 	// later would.
-	c := cluster.NewClient(h.system, h.group, nil)
+	c := cluster.NewClient(h.System, grouptest.Group, nil)
 	c.SetMembers(h.peers())
 	clientLeaderID(t, c)
 	h.requests()
@@ -541,15 +544,15 @@ func TestClientAdministration(t *testing.T) {
 	}
 
 	// A node joins as a non-voter, is promoted, demoted and removed.
-	h.add("n4", nil)
+	h.Add("n4", nil)
 	h.start("n4")
 	steps := []struct {
 		name string
 		do   func() (*actors.MembershipResponse, error)
 		want string // n4's suffrage afterwards, or "" when it is gone
 	}{
-		{"add non-voter", func() (*actors.MembershipResponse, error) { return c.AddNonvoter(ctx, "n4", h.raftAddress("n4")) }, "NONVOTER"},
-		{"add non-voter again", func() (*actors.MembershipResponse, error) { return c.AddNonvoter(ctx, "n4", h.raftAddress("n4")) }, "NONVOTER"},
+		{"add non-voter", func() (*actors.MembershipResponse, error) { return c.AddNonvoter(ctx, "n4", h.Address("n4")) }, "NONVOTER"},
+		{"add non-voter again", func() (*actors.MembershipResponse, error) { return c.AddNonvoter(ctx, "n4", h.Address("n4")) }, "NONVOTER"},
 		{"promote", func() (*actors.MembershipResponse, error) { return c.Promote(ctx, "n4") }, "VOTER"},
 		{"demote", func() (*actors.MembershipResponse, error) { return c.Demote(ctx, "n4") }, "NONVOTER"},
 		{"remove", func() (*actors.MembershipResponse, error) { return c.Remove(ctx, "n4") }, ""},

@@ -2,38 +2,23 @@ package cluster_test
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/goleak"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
-	"github.com/protoraft/protoraft/faults"
-	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
 // The Client tests build their group from raftactor nodes and minimal front
-// doors named as cluster/names.go names them, so they exercise the Client
-// against real Raft without depending on Spawn and the rest of the
-// composition.
-
-// clientTestTimeouts keep in-process elections quick while leaving headroom
-// for the race detector on two busy cores (as raftactor's own tests do).
-var clientTestTimeouts = raftactor.Timeouts{
-	Heartbeat:   250 * time.Millisecond,
-	Election:    250 * time.Millisecond,
-	LeaderLease: 150 * time.Millisecond,
-	Commit:      5 * time.Millisecond,
-}
+// doors (grouptest.Nodes with WithDoor), named as cluster/names.go names
+// them, so they exercise the Client against real Raft without depending on
+// Spawn and the rest of the composition.
 
 // clientDoorHook sees every request a test door receives before it is forwarded;
 // returning true means the hook dealt with it and the door does nothing.
@@ -46,68 +31,25 @@ type clientSeen struct {
 	req  actors.Request
 }
 
-// clientHarness is a group in one ActorSystem: node actors and pass-through
-// front doors, data under the test's temp dir.
+// clientHarness is a group of node actors with pass-through front doors
+// that record every request and let a hook take it over.
 type clientHarness struct {
-	t      *testing.T
-	group  string
-	system *actor.ActorSystem
-	faults *faults.Network
-	dir    string
-	order  []string
-	nodes  map[string]*clientHarnessNode
+	*grouptest.Nodes
 
 	hook atomic.Pointer[clientDoorHook]
 	mu   sync.Mutex
 	seen []clientSeen
 }
 
-type clientHarnessNode struct {
-	id   string
-	cfg  raftactor.Config
-	node *actor.PID
-	door *actor.PID
-}
-
-// newClientSystem returns a quiet local ActorSystem and checks, when the
-// test ends, that neither it nor the Client left goroutines behind.
-func newClientSystem(t *testing.T) *actor.ActorSystem {
-	t.Helper()
-	opts := []goleak.Option{
-		goleak.IgnoreCurrent(),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-	}
-	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	t.Cleanup(system.Shutdown)
-	return system
-}
-
-// newClientHarness starts n voters bootstrapped together and waits until
-// they agree on a leader.
+// newClientHarness starts n voters bootstrapped together.
 func newClientHarness(t *testing.T, n int) *clientHarness {
 	t.Helper()
-	h := &clientHarness{
-		t:      t,
-		group:  "g1",
-		system: newClientSystem(t),
-		faults: faults.NewNetwork(1),
-		dir:    t.TempDir(),
-		nodes:  map[string]*clientHarnessNode{},
-	}
-	var boot []raftactor.Voter
-	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("n%d", i)
-		boot = append(boot, raftactor.Voter{ID: id, Address: h.raftAddress(id)})
-	}
-	for i := 1; i <= n; i++ {
-		h.add(fmt.Sprintf("n%d", i), boot)
-	}
-	t.Cleanup(h.shutdown)
-	for _, id := range h.order {
-		h.start(id)
+	h := &clientHarness{}
+	h.Nodes = grouptest.New(t, n, nil, grouptest.WithDoor(func(id string, node *actor.PID) actor.Actor {
+		return &clientTestDoor{h: h, id: id, node: node}
+	}))
+	for _, id := range h.IDs() {
+		h.checkDoor(id)
 	}
 	return h
 }
@@ -116,14 +58,10 @@ func (h *clientHarness) peer(id string) cluster.Peer {
 	return cluster.Peer{ID: id, Address: actors.LocalSystemAddress}
 }
 
-func (h *clientHarness) raftAddress(id string) string {
-	return h.peer(id).RaftAddress(h.group)
-}
-
 // peers are all defined members, running or not.
 func (h *clientHarness) peers() []cluster.Peer {
 	var ps []cluster.Peer
-	for _, id := range h.order {
+	for _, id := range h.IDs() {
 		ps = append(ps, h.peer(id))
 	}
 	return ps
@@ -132,78 +70,25 @@ func (h *clientHarness) peers() []cluster.Peer {
 // client returns a Client of the whole group with test-friendly backoff.
 func (h *clientHarness) client(opts ...cluster.ClientOption) *cluster.Client {
 	opts = append([]cluster.ClientOption{cluster.WithBackoff(10*time.Millisecond, 200*time.Millisecond)}, opts...)
-	return cluster.NewClient(h.system, h.group, h.peers(), opts...)
+	return cluster.NewClient(h.System, grouptest.Group, h.peers(), opts...)
 }
 
-// add defines a node without starting it; bootstrap is nil for a node that
-// joins later.
-func (h *clientHarness) add(id string, bootstrap []raftactor.Voter) {
-	h.nodes[id] = &clientHarnessNode{
-		id: id,
-		cfg: raftactor.Config{
-			Group:           h.group,
-			ID:              id,
-			DataDir:         filepath.Join(h.dir, id),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Bootstrap:       bootstrap,
-			Timeouts:        clientTestTimeouts,
-			RequestTimeout:  3 * time.Second,
-			RPCTimeout:      500 * time.Millisecond,
-			WALSegmentSize:  256 << 10,
-			Faults:          h.faults,
-		},
-	}
-	h.order = append(h.order, id)
-}
-
-// start spawns a node actor and its front door under the names the Client
-// and FrontDoorOf expect.
+// start starts node id with its front door and checks that both are where
+// the Client and FrontDoorOf look for them.
 func (h *clientHarness) start(id string) {
-	h.t.Helper()
-	hn := h.nodes[id]
-	props, err := raftactor.Props(hn.cfg)
-	if err != nil {
-		h.t.Fatalf("props %s: %v", id, err)
-	}
-	base := "protoraft/" + h.group + "/" + id
-	if hn.node, err = h.system.Root.SpawnNamed(props, base+"/node"); err != nil {
-		h.t.Fatalf("spawn node %s: %v", id, err)
-	}
-	node := hn.node
-	doorProps := actor.PropsFromProducer(func() actor.Actor { return &clientTestDoor{h: h, id: id, node: node} })
-	if hn.door, err = h.system.Root.SpawnNamed(doorProps, base+"/door"); err != nil {
-		h.t.Fatalf("spawn door %s: %v", id, err)
-	}
-	if got, want := hn.door.String(), h.peer(id).FrontDoor(h.group).String(); got != want {
-		h.t.Fatalf("door of %s is %s, the Client expects %s", id, got, want)
-	}
+	h.T().Helper()
+	h.Start(id)
+	h.checkDoor(id)
 }
 
-// stop stops a node's front door and node, as a crash of its process would
-// look to a Client in another one.
-func (h *clientHarness) stop(id string) {
-	h.t.Helper()
-	hn := h.nodes[id]
-	for _, pid := range []*actor.PID{hn.door, hn.node} {
-		if pid == nil {
-			continue
-		}
-		if err := h.system.Root.StopFuture(pid).Wait(); err != nil {
-			h.t.Fatalf("stop %s: %v", pid, err)
-		}
+func (h *clientHarness) checkDoor(id string) {
+	h.T().Helper()
+	nd := h.Node(id)
+	if got, want := nd.Door.String(), h.peer(id).FrontDoor(grouptest.Group).String(); got != want {
+		h.T().Fatalf("door of %s is %s, the Client expects %s", id, got, want)
 	}
-	hn.door, hn.node = nil, nil
-}
-
-func (h *clientHarness) shutdown() {
-	for _, id := range h.order {
-		hn := h.nodes[id]
-		for _, pid := range []*actor.PID{hn.door, hn.node} {
-			if pid != nil {
-				_ = h.system.Root.StopFuture(pid).Wait()
-			}
-		}
-		hn.door, hn.node = nil, nil
+	if got, want := h.Address(id), h.peer(id).RaftAddress(grouptest.Group); got != want {
+		h.T().Fatalf("raft address of %s is %s, the Client expects %s", id, got, want)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
 	"github.com/protoraft/protoraft/faults"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -25,7 +27,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 				Group:           "g",
 				ID:              "n1",
 				DataDir:         "/tmp/unused",
-				NewStateMachine: newKV,
+				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
 			},
 			Bootstrap: []cluster.Peer{{ID: "n1", Address: "10.0.0.1:8090"}, {ID: "n2", Address: "node2.example:8090"}},
 		}
@@ -79,11 +81,9 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 }
 
 func TestSpawnNamesChildrenAndRefusesWhatItCannotStart(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	dir := t.TempDir()
-	cfg := nodeConfig(t, dir, "g", "n1", peers("n1"))
-	g := spawn(t, system, cfg)
+	h := grouptest.NewGroups(t)
+	cfg := h.Config("g", "n1", grouptest.Peers("n1"))
+	g := h.Spawn(cfg)
 
 	// The children sit under the supervisor with the fixed names that
 	// FrontDoorOf relies on, and they all exist.
@@ -92,7 +92,7 @@ func TestSpawnNamesChildrenAndRefusesWhatItCannotStart(t *testing.T) {
 		t.Fatalf("node %s, front door %s", g.Node(), g.FrontDoor())
 	}
 	for _, child := range []string{"", "/node", "/metrics", "/limiter", "/door"} {
-		if _, ok := system.ProcessRegistry.GetLocal(base + child); !ok {
+		if _, ok := h.System.ProcessRegistry.GetLocal(base + child); !ok {
 			t.Errorf("actor %s does not exist", base+child)
 		}
 	}
@@ -106,51 +106,52 @@ func TestSpawnNamesChildrenAndRefusesWhatItCannotStart(t *testing.T) {
 		t.Fatalf("Self().FrontDoor = %s", g.Self().FrontDoor("g"))
 	}
 	// The node's own idea of its address is the one the group computes.
-	lr := ask(t, system, g.FrontDoor(), &actors.LeaderRequest{Meta: meta()}).(*actors.LeaderResponse)
+	lr := h.Ask(g.FrontDoor(), &actors.LeaderRequest{Meta: meta()}).(*actors.LeaderResponse)
 	if lr.GetNode().GetAddress() != g.RaftAddress() {
 		t.Fatalf("node reports address %s, group %s", lr.GetNode().GetAddress(), g.RaftAddress())
 	}
 
 	// Same group and ID again in this system: the name is taken.
-	again := nodeConfig(t, filepath.Join(dir, "other"), "g", "n1", peers("n1"))
-	if _, err := cluster.Spawn(system, again); !errors.Is(err, actor.ErrNameExists) {
+	again := h.Config("g", "n1", grouptest.Peers("n1"))
+	again.Node.DataDir = filepath.Join(h.Dir, "other")
+	if _, err := cluster.Spawn(h.System, again); !errors.Is(err, actor.ErrNameExists) {
 		t.Fatalf("second n1: %v, want ErrNameExists", err)
 	}
 	// Another node on the same data directory.
-	shared := nodeConfig(t, dir, "g", "n2", nil)
+	shared := h.Config("g", "n2", nil)
 	shared.Node.DataDir = cfg.Node.DataDir
-	if _, err := cluster.Spawn(system, shared); !fieldIs(err, "data_dir") {
+	if _, err := cluster.Spawn(h.System, shared); !fieldIs(err, "data_dir") {
 		t.Fatalf("shared data dir: %v", err)
 	}
 	// A bootstrap entry for this node must carry this system's address.
-	wrong := nodeConfig(t, dir, "g", "n3", []cluster.Peer{{ID: "n3", Address: "10.0.0.3:8090"}})
-	if _, err := cluster.Spawn(system, wrong); !fieldIs(err, "bootstrap[0].address") {
+	wrong := h.Config("g", "n3", []cluster.Peer{{ID: "n3", Address: "10.0.0.3:8090"}})
+	if _, err := cluster.Spawn(h.System, wrong); !fieldIs(err, "bootstrap[0].address") {
 		t.Fatalf("foreign bootstrap address: %v", err)
 	}
 	// A data directory written by a newer build is refused before anything
 	// is spawned.
-	newer := nodeConfig(t, dir, "g", "n4", nil)
+	newer := h.Config("g", "n4", nil)
 	if err := os.MkdirAll(newer.Node.DataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(newer.Node.DataDir, "FORMAT"), []byte("format 99\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cluster.Spawn(system, newer); !errors.Is(err, raftactor.ErrUnknownFormat) {
+	if _, err := cluster.Spawn(h.System, newer); !errors.Is(err, raftactor.ErrUnknownFormat) {
 		t.Fatalf("newer data dir: %v", err)
 	}
-	if _, ok := system.ProcessRegistry.GetLocal("protoraft/g/n4"); ok {
+	if _, ok := h.System.ProcessRegistry.GetLocal("protoraft/g/n4"); ok {
 		t.Fatalf("a refused group left its supervisor behind")
 	}
 	// An invalid config is refused with the field named.
-	bad := nodeConfig(t, dir, "g", "n5", nil)
+	bad := h.Config("g", "n5", nil)
 	bad.Node.NewStateMachine = nil
-	if _, err := cluster.Spawn(system, bad); !fieldIs(err, "node.new_state_machine") {
+	if _, err := cluster.Spawn(h.System, bad); !fieldIs(err, "node.new_state_machine") {
 		t.Fatalf("invalid config: %v", err)
 	}
 
 	// Stop frees the name and the directory: the node comes back.
-	put(t, system, g.FrontDoor(), "k", "v")
+	h.Put(g.FrontDoor(), "k", "v")
 	if err := g.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +163,8 @@ func TestSpawnNamesChildrenAndRefusesWhatItCannotStart(t *testing.T) {
 	if err := g.Stop(); err != nil {
 		t.Fatalf("second Stop: %v", err)
 	}
-	g = spawn(t, system, cfg)
-	waitValue(t, system, g.FrontDoor(), "k", "v")
+	g = h.Spawn(cfg)
+	h.WaitValue(g.FrontDoor(), "k", "v")
 }
 
 func fieldIs(err error, field string) bool {
@@ -172,12 +173,11 @@ func fieldIs(err error, field string) bool {
 }
 
 func TestThreeNodeBootstrapElectsAndHintsTheLeadersFrontDoor(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	_, groups := spawnThree(t, system, t.TempDir())
-	leader := waitLeader(t, system, groups...)
+	h := grouptest.NewGroups(t)
+	_, groups := h.SpawnVoters("g", 3, nil)
+	leader := h.WaitLeader(groups...)
 
-	wr := ask(t, system, leader.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("k", []byte("v"))}).(*actors.WriteResponse)
+	wr := h.Ask(leader.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("k", []byte("v"))}).(*actors.WriteResponse)
 	if err := wr.Error.Err(); err != nil {
 		t.Fatalf("write at the leader's front door: %v", err)
 	}
@@ -185,7 +185,7 @@ func TestThreeNodeBootstrapElectsAndHintsTheLeadersFrontDoor(t *testing.T) {
 		if g == leader {
 			continue
 		}
-		wr := ask(t, system, g.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("k", []byte("w"))}).(*actors.WriteResponse)
+		wr := h.Ask(g.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("k", []byte("w"))}).(*actors.WriteResponse)
 		if actors.CodeOf(wr.Error) != actors.Code_NOT_LEADER || wr.Error.Leader == nil {
 			t.Fatalf("write at follower %s: %v, want NOT_LEADER with a hint", g.Self().ID, wr.Error)
 		}
@@ -193,23 +193,22 @@ func TestThreeNodeBootstrapElectsAndHintsTheLeadersFrontDoor(t *testing.T) {
 		if err != nil || !door.Equal(leader.FrontDoor()) {
 			t.Fatalf("hint %v leads to %v (%v), want %s", wr.Error.Leader, door, err, leader.FrontDoor())
 		}
-		waitValue(t, system, g.FrontDoor(), "k", "v")
+		h.WaitValue(g.FrontDoor(), "k", "v")
 	}
-	st := status(t, system, leader)
+	st := h.Status(leader)
 	if len(st.Members) != 3 || suffrageOf(st.Members, "n1") != "VOTER" || suffrageOf(st.Members, "n3") != "VOTER" {
 		t.Fatalf("members %v", st.Members)
 	}
 }
 
 func TestRestartWithBootstrapKeepsTheGroup(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	cfgs, groups := spawnThree(t, system, t.TempDir())
-	leader := waitLeader(t, system, groups...)
+	h := grouptest.NewGroups(t)
+	cfgs, groups := h.SpawnVoters("g", 3, nil)
+	leader := h.WaitLeader(groups...)
 	for i := range 10 {
-		put(t, system, leader.FrontDoor(), fmt.Sprintf("k%d", i), "v")
+		h.Put(leader.FrontDoor(), fmt.Sprintf("k%d", i), "v")
 	}
-	before := status(t, system, leader)
+	before := h.Status(leader)
 
 	// Stop every node and spawn it again with the same Bootstrap: a second
 	// bootstrap would either fail (Raft refuses it on existing state) or,
@@ -220,16 +219,16 @@ func TestRestartWithBootstrapKeepsTheGroup(t *testing.T) {
 		}
 	}
 	for i, cfg := range cfgs {
-		groups[i] = spawn(t, system, cfg)
+		groups[i] = h.Spawn(cfg)
 	}
-	leader = waitLeader(t, system, groups...)
+	leader = h.WaitLeader(groups...)
 	// Status counts what the state machine applied, and a restarted node
 	// applies its log again only once it knows the commit index.
-	after := status(t, system, leader)
-	for deadline := time.Now().Add(waitFor); after.AppliedIndex < before.LastIndex && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-		after = status(t, system, leader)
-	}
+	var after *actors.StatusResponse
+	testutil.Eventually(t, "the restarted leader applied its log again", func() bool {
+		after = h.Status(leader)
+		return after.AppliedIndex >= before.LastIndex
+	})
 	if len(after.Members) != 3 {
 		t.Fatalf("members after restart: %v", after.Members)
 	}
@@ -239,92 +238,79 @@ func TestRestartWithBootstrapKeepsTheGroup(t *testing.T) {
 	}
 	for _, g := range groups {
 		for i := range 10 {
-			waitValue(t, system, g.FrontDoor(), fmt.Sprintf("k%d", i), "v")
+			h.WaitValue(g.FrontDoor(), fmt.Sprintf("k%d", i), "v")
 		}
 	}
-	put(t, system, groups[0].FrontDoor(), "after", "restart")
+	h.Put(groups[0].FrontDoor(), "after", "restart")
 }
 
 func TestJoinAddsANonvoterAndPromotesItOnceCaughtUp(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	dir := t.TempDir()
-	network := faults.NewNetwork(1)
-	boot := peers("n1", "n2", "n3")
-	var groups []*cluster.Group
-	for _, p := range boot {
-		cfg := nodeConfig(t, dir, "g", p.ID, boot)
-		cfg.Node.Faults = network
-		groups = append(groups, spawn(t, system, cfg))
-	}
-	leader := waitLeader(t, system, groups...)
+	h := grouptest.NewGroups(t)
+	_, groups := h.SpawnVoters("g", 3, nil)
+	leader := h.WaitLeader(groups...)
 	for i := range 30 {
-		put(t, system, leader.FrontDoor(), fmt.Sprintf("k%d", i), "v")
+		h.Put(leader.FrontDoor(), fmt.Sprintf("k%d", i), "v")
 	}
 
-	cfg := nodeConfig(t, dir, "g", "n4", nil)
-	cfg.Node.Faults = network
-	n4 := spawn(t, system, cfg)
+	n4 := h.Spawn(h.Config("g", "n4", nil))
 
 	// While nothing reaches n4 it cannot catch up: Join gives up when its
 	// context ends, n4 stays a non-voter, and the group keeps committing
 	// with its three voters.
-	network.Cut(faults.AnyNode, "n4")
+	h.Faults.Cut(faults.AnyNode, "n4")
 	short, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	err := n4.Join(short, groups[0].Self())
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("join of an unreachable node: %v, want the context's deadline", err)
 	}
-	leader = waitLeader(t, system, groups...)
-	if s := suffrageOf(status(t, system, leader).Members, "n4"); s != "NONVOTER" {
+	leader = h.WaitLeader(groups...)
+	if s := suffrageOf(h.Status(leader).Members, "n4"); s != "NONVOTER" {
 		t.Fatalf("n4 is %s while it cannot catch up, want NONVOTER", s)
 	}
-	put(t, system, leader.FrontDoor(), "during", "join")
+	h.Put(leader.FrontDoor(), "during", "join")
 
 	// Once it is reachable, Join finishes: n4 catches up and is promoted.
-	network.Heal()
+	h.Faults.Heal()
 	ctx := testContext(t)
 	if err := n4.Join(ctx, groups[1].Self(), groups[0].Self()); err != nil {
 		t.Fatalf("join: %v", err)
 	}
-	leader = waitLeader(t, system, append(groups, n4)...)
-	if s := suffrageOf(status(t, system, leader).Members, "n4"); s != "VOTER" {
+	leader = h.WaitLeader(append(groups, n4)...)
+	if s := suffrageOf(h.Status(leader).Members, "n4"); s != "VOTER" {
 		t.Fatalf("n4 is %s after Join, want VOTER", s)
 	}
 	for i := range 30 {
-		waitValue(t, system, n4.FrontDoor(), fmt.Sprintf("k%d", i), "v")
+		h.WaitValue(n4.FrontDoor(), fmt.Sprintf("k%d", i), "v")
 	}
-	waitValue(t, system, n4.FrontDoor(), "during", "join")
+	h.WaitValue(n4.FrontDoor(), "during", "join")
 	// Join again is a no-op, and the group commits with four voters.
 	if err := n4.Join(ctx, groups[2].Self()); err != nil {
 		t.Fatalf("second join: %v", err)
 	}
-	put(t, system, n4.FrontDoor(), "with", "four")
-	waitValue(t, system, n4.FrontDoor(), "with", "four")
+	h.Put(n4.FrontDoor(), "with", "four")
+	h.WaitValue(n4.FrontDoor(), "with", "four")
 }
 
 func TestJoinIsRefusedForAnIDInUseBeforeRaftIsTouched(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	dir := t.TempDir()
-	_, groups := spawnThree(t, system, dir)
-	leader := waitLeader(t, system, groups...)
+	h := grouptest.NewGroups(t)
+	_, groups := h.SpawnVoters("g", 3, nil)
+	leader := h.WaitLeader(groups...)
 
 	// n5 is already a (non-voting) member at another address.
 	elsewhere := actors.LocalSystemAddress + "/protoraft/g/elsewhere/node"
-	mr := ask(t, system, leader.FrontDoor(), &actors.MembershipRequest{Meta: meta(), Op: actors.MembershipOp_ADD_NONVOTER, Id: "n5", Address: elsewhere}).(*actors.MembershipResponse)
+	mr := h.Ask(leader.FrontDoor(), &actors.MembershipRequest{Meta: meta(), Op: actors.MembershipOp_ADD_NONVOTER, Id: "n5", Address: elsewhere}).(*actors.MembershipResponse)
 	if err := mr.Error.Err(); err != nil {
 		t.Fatalf("add n5 elsewhere: %v", err)
 	}
-	before := status(t, system, leader).LastIndex
+	before := h.Status(leader).LastIndex
 
-	n5 := spawn(t, system, nodeConfig(t, dir, "g", "n5", nil))
+	n5 := h.Spawn(h.Config("g", "n5", nil))
 	err := n5.Join(testContext(t), groups[0].Self())
 	if !fieldIs(err, "id") {
 		t.Fatalf("join with an ID in use: %v, want INVALID_ARGUMENT naming id", err)
 	}
-	st := status(t, system, leader)
+	st := h.Status(leader)
 	if st.LastIndex != before {
 		t.Fatalf("refused join changed the log: last index %d, was %d", st.LastIndex, before)
 	}
@@ -350,11 +336,10 @@ func findAddress(members []*actors.Server, id string) string {
 }
 
 func TestLeaveOfTheLeaderMovesLeadershipAndRemovesIt(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	_, groups := spawnThree(t, system, t.TempDir())
-	leader := waitLeader(t, system, groups...)
-	put(t, system, leader.FrontDoor(), "before", "leave")
+	h := grouptest.NewGroups(t)
+	_, groups := h.SpawnVoters("g", 3, nil)
+	leader := h.WaitLeader(groups...)
+	h.Put(leader.FrontDoor(), "before", "leave")
 
 	if err := leader.Leave(testContext(t)); err != nil {
 		t.Fatalf("leave: %v", err)
@@ -365,19 +350,19 @@ func TestLeaveOfTheLeaderMovesLeadershipAndRemovesIt(t *testing.T) {
 			rest = append(rest, g)
 		}
 	}
-	next := waitLeader(t, system, rest...)
+	next := h.WaitLeader(rest...)
 	if next == leader {
 		t.Fatal("the node that left still leads")
 	}
-	if s := suffrageOf(status(t, system, next).Members, leader.Self().ID); s != "absent" {
+	if s := suffrageOf(h.Status(next).Members, leader.Self().ID); s != "absent" {
 		t.Fatalf("%s is %s after Leave, want absent", leader.Self().ID, s)
 	}
 	if err := leader.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	put(t, system, rest[0].FrontDoor(), "after", "leave")
+	h.Put(rest[0].FrontDoor(), "after", "leave")
 	for _, g := range rest {
-		waitValue(t, system, g.FrontDoor(), "after", "leave")
+		h.WaitValue(g.FrontDoor(), "after", "leave")
 	}
 	// Leaving again is a no-op from the remaining members' point of view;
 	// the last voter cannot leave.
@@ -390,31 +375,29 @@ func TestLeaveOfTheLeaderMovesLeadershipAndRemovesIt(t *testing.T) {
 }
 
 func TestGroupsInOneSystemAreIndependent(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	dir := t.TempDir()
-	a := spawn(t, system, nodeConfig(t, dir, "a", "n1", peers("n1")))
-	b := spawn(t, system, nodeConfig(t, dir, "b", "n1", peers("n1")))
+	h := grouptest.NewGroups(t)
+	a := h.Spawn(h.Config("a", "n1", grouptest.Peers("n1")))
+	b := h.Spawn(h.Config("b", "n1", grouptest.Peers("n1")))
 	if a.FrontDoor().Equal(b.FrontDoor()) {
 		t.Fatalf("groups share a front door %s", a.FrontDoor())
 	}
-	waitLeader(t, system, a)
-	waitLeader(t, system, b)
+	h.WaitLeader(a)
+	h.WaitLeader(b)
 
-	put(t, system, a.FrontDoor(), "k", "in-a")
-	put(t, system, b.FrontDoor(), "only-b", "yes")
-	if v, ok := read(t, system, b.FrontDoor(), "k"); ok {
+	h.Put(a.FrontDoor(), "k", "in-a")
+	h.Put(b.FrontDoor(), "only-b", "yes")
+	if v, ok := h.Read(b.FrontDoor(), "k"); ok {
 		t.Fatalf("b sees a's write: %q", v)
 	}
-	if _, ok := read(t, system, a.FrontDoor(), "only-b"); ok {
+	if _, ok := h.Read(a.FrontDoor(), "only-b"); ok {
 		t.Fatal("a sees b's write")
 	}
 
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	put(t, system, b.FrontDoor(), "k", "in-b")
-	if v, ok := read(t, system, b.FrontDoor(), "k"); !ok || v != "in-b" {
+	h.Put(b.FrontDoor(), "k", "in-b")
+	if v, ok := h.Read(b.FrontDoor(), "k"); !ok || v != "in-b" {
 		t.Fatalf("b after a stopped: %q %v", v, ok)
 	}
 	select {
@@ -438,24 +421,23 @@ func crashOn(key string) actor.PropsOption {
 }
 
 func TestPanicInTheNodeIsRestartedByTheGroupSupervisor(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	cfg := nodeConfig(t, t.TempDir(), "g", "n1", peers("n1"))
+	h := grouptest.NewGroups(t)
+	cfg := h.Config("g", "n1", grouptest.Peers("n1"))
 	cfg.NodeOptions = []actor.PropsOption{crashOn("crash")}
-	g := spawn(t, system, cfg)
-	waitLeader(t, system, g)
-	put(t, system, g.FrontDoor(), "k", "before")
-	termBefore := status(t, system, g).Term
+	g := h.Spawn(cfg)
+	h.WaitLeader(g)
+	h.Put(g.FrontDoor(), "k", "before")
+	termBefore := h.Status(g).Term
 
 	// The panic drops the message, so its sender only sees a timeout.
-	_, err := system.Root.RequestFuture(g.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("crash", []byte("boom"))}, 500*time.Millisecond).Result()
+	_, err := h.System.Root.RequestFuture(g.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("crash", []byte("boom"))}, 500*time.Millisecond).Result()
 	if !errors.Is(err, actor.ErrTimeout) {
 		t.Fatalf("crashing write: %v, want a timeout", err)
 	}
-	waitLeader(t, system, g)
-	put(t, system, g.FrontDoor(), "k", "after")
-	waitValue(t, system, g.FrontDoor(), "k", "after")
-	st := status(t, system, g)
+	h.WaitLeader(g)
+	h.Put(g.FrontDoor(), "k", "after")
+	h.WaitValue(g.FrontDoor(), "k", "after")
+	st := h.Status(g)
 	if st.Term <= termBefore {
 		// A restarted node starts Raft again from its directory, and a
 		// single voter wins a new election: the term tells the node did
@@ -470,26 +452,25 @@ func TestPanicInTheNodeIsRestartedByTheGroupSupervisor(t *testing.T) {
 }
 
 func TestANodeThatKeepsCrashingStopsTheGroup(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	cfg := nodeConfig(t, t.TempDir(), "g", "n1", peers("n1"))
+	h := grouptest.NewGroups(t)
+	cfg := h.Config("g", "n1", grouptest.Peers("n1"))
 	cfg.NodeOptions = []actor.PropsOption{crashOn("crash")}
-	g := spawn(t, system, cfg)
+	g := h.Spawn(cfg)
 	// More crashes than the supervisor restarts within its window.
 	for range 12 {
-		system.Root.Send(g.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("crash", []byte("boom"))})
+		h.System.Root.Send(g.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("crash", []byte("boom"))})
 	}
 	select {
 	case <-g.Done():
-	case <-time.After(waitFor):
+	case <-time.After(testutil.WaitFor):
 		t.Fatal("the group kept running without its node")
 	}
 	// Its front door is gone too: callers learn it at once.
-	_, err := system.Root.RequestFuture(g.FrontDoor(), &actors.LeaderRequest{Meta: meta()}, 5*time.Second).Result()
+	_, err := h.System.Root.RequestFuture(g.FrontDoor(), &actors.LeaderRequest{Meta: meta()}, 5*time.Second).Result()
 	if !errors.Is(err, actor.ErrDeadLetter) {
 		t.Fatalf("request to a stopped group: %v, want a dead letter", err)
 	}
 	// The data directory is free again: the node can be spawned anew.
-	g = spawn(t, system, cfg)
-	waitLeader(t, system, g)
+	g = h.Spawn(cfg)
+	h.WaitLeader(g)
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 	"github.com/protoraft/protoraft/remoteguard"
 )
@@ -14,35 +16,36 @@ import (
 // Two groups of one process share its remote endpoint, and a caller in
 // another process reaches each through its own front door.
 func TestGroupsShareTheProcessRemoteEndpoint(t *testing.T) {
-	if raceEnabled {
+	if testutil.RaceEnabled {
 		t.Skip("two remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
 	}
-	server := newSystem(t)
+	server := testutil.NewSystem(t)
 	sr := remote.NewRemote(server, remoteguard.Config("127.0.0.1", 0))
 	sr.Start()
 	t.Cleanup(func() { sr.Shutdown(false) })
-	caller := newSystem(t)
+	caller := testutil.NewSystem(t)
 	cr := remote.NewRemote(caller, remoteguard.Config("127.0.0.1", 0))
 	cr.Start()
 	t.Cleanup(func() { cr.Shutdown(false) })
 
-	dir := t.TempDir()
+	h := grouptest.NewGroups(t, grouptest.WithSystem(server))
+	c := grouptest.NewCaller(t, caller)
 	self := []cluster.Peer{{ID: "n1", Address: server.Address()}}
-	a := spawn(t, server, nodeConfig(t, dir, "a", "n1", self))
-	b := spawn(t, server, nodeConfig(t, dir, "b", "n1", self))
+	a := h.Spawn(h.Config("a", "n1", self))
+	b := h.Spawn(h.Config("b", "n1", self))
 	for name, g := range map[string]*cluster.Group{"a": a, "b": b} {
 		if !g.FrontDoor().Equal(self[0].FrontDoor(name)) || g.RaftAddress() != self[0].RaftAddress(name) {
 			t.Fatalf("group %s: front door %s, raft address %s on %s", name, g.FrontDoor(), g.RaftAddress(), server.Address())
 		}
 	}
-	waitLeader(t, server, a)
-	waitLeader(t, server, b)
+	h.WaitLeader(a)
+	h.WaitLeader(b)
 
 	// The caller only knows the peers; the front doors follow from them.
-	put(t, caller, self[0].FrontDoor("a"), "k", "in-a")
-	put(t, caller, self[0].FrontDoor("b"), "k", "in-b")
+	c.Put(self[0].FrontDoor("a"), "k", "in-a")
+	c.Put(self[0].FrontDoor("b"), "k", "in-b")
 	for group, want := range map[string]string{"a": "in-a", "b": "in-b"} {
-		rr := ask(t, caller, self[0].FrontDoor(group), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
+		rr := c.Ask(self[0].FrontDoor(group), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get("k"), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
 		qr, err := kvstore.DecodeQueryResult(rr.Result)
 		if rr.Error.Err() != nil || err != nil || string(qr.Value) != want {
 			t.Fatalf("group %s: %v %v %v, want %s", group, rr.Error, err, qr, want)

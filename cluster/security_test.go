@@ -4,14 +4,16 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -47,23 +49,17 @@ principals:
 // committed through the leader is then enforced by every node, and each
 // administrative decision leaves one audit record.
 func TestPolicyChangeEnforcedOnEveryNode(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "policy.yaml")
+	h := grouptest.NewGroups(t)
+	file := filepath.Join(h.Dir, "policy.yaml")
 	if err := os.WriteFile(file, []byte(securePolicy(false)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	core, audit := observer.New(zap.InfoLevel)
-	boot := peers("n1", "n2", "n3")
-	var groups []*cluster.Group
-	for _, p := range boot {
-		cfg := nodeConfig(t, dir, "g", p.ID, boot)
+	_, groups := h.SpawnVoters("g", 3, func(cfg *cluster.Config) {
 		cfg.Security = policies.Config{PolicyFile: file, AuditLogger: zap.New(core)}
 		cfg.Node.ClusterKey = []byte("cluster-key-0123456789abcdef")
-		groups = append(groups, spawn(t, system, cfg))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitFor)
 	defer cancel()
 	var leader *cluster.Group
 	for leader == nil {
@@ -82,35 +78,28 @@ func TestPolicyChangeEnforcedOnEveryNode(t *testing.T) {
 		m.Credentials = token
 		return m
 	}
-	if r := ask(t, system, leader.FrontDoor(), &actors.WriteRequest{Meta: withToken(writerToken), Command: kvstore.Put("k", []byte("v"))}); r.GetError().Err() != nil {
+	if r := h.Ask(leader.FrontDoor(), &actors.WriteRequest{Meta: withToken(writerToken), Command: kvstore.Put("k", []byte("v"))}); r.GetError().Err() != nil {
 		t.Fatalf("write as writer: %v", r.GetError())
 	}
-	if r := ask(t, system, leader.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("k", []byte("v"))}); actors.CodeOf(r.GetError()) != actors.Code_UNAUTHENTICATED {
+	if r := h.Ask(leader.FrontDoor(), &actors.WriteRequest{Meta: meta(), Command: kvstore.Put("k", []byte("v"))}); actors.CodeOf(r.GetError()) != actors.Code_UNAUTHENTICATED {
 		t.Fatalf("write without token: %v", r.GetError())
 	}
-	if r := ask(t, system, leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(writerToken), Document: []byte(securePolicy(true))}); actors.CodeOf(r.GetError()) != actors.Code_PERMISSION_DENIED {
+	if r := h.Ask(leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(writerToken), Document: []byte(securePolicy(true))}); actors.CodeOf(r.GetError()) != actors.Code_PERMISSION_DENIED {
 		t.Fatalf("policy change by the writer: %v", r.GetError())
 	}
-	if r := ask(t, system, leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(secToken), Document: []byte("version: 1\nroles: {w: [wirte]}\n")}); actors.CodeOf(r.GetError()) != actors.Code_INVALID_ARGUMENT || r.GetError().Field != "roles.w[0]" {
+	if r := h.Ask(leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(secToken), Document: []byte("version: 1\nroles: {w: [wirte]}\n")}); actors.CodeOf(r.GetError()) != actors.Code_INVALID_ARGUMENT || r.GetError().Field != "roles.w[0]" {
 		t.Fatalf("bad policy change: %v", r.GetError())
 	}
-	r := ask(t, system, leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(secToken), Document: []byte(securePolicy(true))})
+	r := h.Ask(leader.FrontDoor(), &actors.PolicyUpdateRequest{Meta: withToken(secToken), Document: []byte(securePolicy(true))})
 	if r.GetError().Err() != nil {
 		t.Fatalf("policy change: %v", r.GetError())
 	}
 	for _, g := range groups {
-		deadline := time.Now().Add(waitFor)
-		for {
-			res := ask(t, system, g.FrontDoor(), &actors.StatusRequest{Meta: withToken(writerToken)})
-			if actors.CodeOf(res.GetError()) == actors.Code_UNAUTHENTICATED {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s still lets the revoked writer in: %v", g.Self().ID, res.GetError())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if res := ask(t, system, g.FrontDoor(), &actors.StatusRequest{Meta: withToken(secToken)}); res.GetError().Err() != nil {
+		testutil.Eventually(t, "node "+g.Self().ID+" refuses the revoked writer", func() bool {
+			res := h.Ask(g.FrontDoor(), &actors.StatusRequest{Meta: withToken(writerToken)})
+			return actors.CodeOf(res.GetError()) == actors.Code_UNAUTHENTICATED
+		})
+		if res := h.Ask(g.FrontDoor(), &actors.StatusRequest{Meta: withToken(secToken)}); res.GetError().Err() != nil {
 			t.Fatalf("node %s refuses sec after the change: %v", g.Self().ID, res.GetError())
 		}
 	}
@@ -126,29 +115,19 @@ func TestPolicyChangeEnforcedOnEveryNode(t *testing.T) {
 
 // A bad policy file is refused at Spawn with the field and line at fault.
 func TestBadPolicyFileRefused(t *testing.T) {
-	system := newSystem(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "policy.yaml")
+	h := grouptest.NewGroups(t)
+	file := filepath.Join(h.Dir, "policy.yaml")
 	if err := os.WriteFile(file, []byte("version: 1\nroles:\n  r: [write, nope]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := nodeConfig(t, dir, "g", "n1", peers("n1"))
+	cfg := h.Config("g", "n1", grouptest.Peers("n1"))
 	cfg.Security = policies.Config{PolicyFile: file}
-	_, err := cluster.Spawn(system, cfg)
+	_, err := cluster.Spawn(h.System, cfg)
 	ae, ok := err.(*actors.Error)
 	if !ok || ae.Code != actors.Code_INVALID_ARGUMENT || ae.Field != "roles.r[1]" {
 		t.Fatalf("got %v", err)
 	}
-	if want := "line 3"; !contains(ae.Message, want) {
+	if want := "line 3"; !strings.Contains(ae.Message, want) {
 		t.Fatalf("message %q does not name %s", ae.Message, want)
 	}
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }

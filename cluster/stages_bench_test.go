@@ -1,8 +1,6 @@
 package cluster_test
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -10,45 +8,22 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
-	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/internal/grouptest"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
 // benchGroup is a one-node group in memory with a leader and one key.
 func benchGroup(b *testing.B) (*actor.ActorSystem, *cluster.Group) {
 	b.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	b.Cleanup(system.Shutdown)
-	g, err := cluster.Spawn(system, cluster.Config{
-		Node: raftactor.Config{
-			Group:           "bench",
-			ID:              "n1",
-			InMemory:        true,
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Timeouts:        fastTimeouts,
-		},
-		Bootstrap: []cluster.Peer{{ID: "n1", Address: system.Address()}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = g.Stop() })
-	deadline := time.Now().Add(waitFor)
-	for {
-		res, err := system.Root.RequestFuture(g.FrontDoor(), &actors.WriteRequest{Meta: actors.NewMeta(time.Second), Command: kvstore.Put("k", []byte("v"))}, 2*time.Second).Result()
-		if wr, ok := res.(*actors.WriteResponse); err == nil && ok && wr.GetError().Err() == nil {
-			return system, g
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("no leader")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	h := grouptest.NewGroups(b)
+	cfg := h.Config("bench", "n1", grouptest.Peers("n1"))
+	cfg.Node.InMemory, cfg.Node.DataDir = true, ""
+	g := h.Spawn(cfg)
+	h.Put(g.FrontDoor(), "k", "v")
+	return h.System, g
 }
 
-// ask sends req to pid and fails the benchmark on any error.
+// benchAsk sends req to pid and fails the benchmark on any error.
 func benchAsk(b *testing.B, system *actor.ActorSystem, pid *actor.PID, req actors.Request) {
 	res, err := system.Root.RequestFuture(pid, req, 5*time.Second).Result()
 	if err != nil {

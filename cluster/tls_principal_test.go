@@ -2,16 +2,9 @@ package cluster_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,66 +13,12 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 	"github.com/protoraft/protoraft/remoteguard"
 )
-
-// tlsCA is a certificate authority made in memory for one test.
-type tlsCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-var certSerial atomic.Int64
-
-func newTLSCA(t *testing.T) *tlsCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(certSerial.Add(1)), Subject: pkix.Name{CommonName: "test CA", Organization: []string{"Example"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tlsCA{cert: cert, key: key, pool: pool}
-}
-
-// config returns the mutual TLS configuration of a process whose
-// certificate has subject: usable as server (127.0.0.1) and as client,
-// since every protoactor remote is both.
-func (ca *tlsCA) config(t *testing.T, subject pkix.Name) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(certSerial.Add(1)), Subject: subject,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, RootCAs: ca.pool}
-}
 
 // startMTLSSystem starts an ActorSystem whose remote endpoint (hardened by
 // remoteguard.Config) speaks mutual TLS only.
@@ -89,7 +28,7 @@ func startMTLSSystem(t *testing.T, cfg *tls.Config) *actor.ActorSystem {
 	if err != nil {
 		t.Fatal(err)
 	}
-	system := newSystem(t)
+	system := testutil.NewSystem(t)
 	r := remote.NewRemote(system, remoteguard.Config("127.0.0.1", 0, opts...))
 	r.Start()
 	t.Cleanup(func() { r.Shutdown(false) })
@@ -101,10 +40,10 @@ func startMTLSSystem(t *testing.T, cfg *tls.Config) *actor.ActorSystem {
 // UNAUTHENTICATED; a token still wins; and a caller cannot claim another
 // subject by sending the peer-subject header itself.
 func TestTLSSubjectPrincipalOverRemote(t *testing.T) {
-	if raceEnabled {
+	if testutil.RaceEnabled {
 		t.Skip("several remotes in one process race inside protoactor (grpclog.SetLoggerV2 on every start); covered without -race")
 	}
-	ca := newTLSCA(t)
+	ca := testutil.NewCA(t, "test CA")
 	subjectOf := func(cn string) pkix.Name { return pkix.Name{CommonName: cn, Organization: []string{"Example"}} }
 	// What the policy lists is exactly what pkix.Name.String writes.
 	subjectA, subjectB := subjectOf("client-a").String(), subjectOf("client-b").String()
@@ -129,13 +68,14 @@ principals:
 `
 
 	// The remote starts before Spawn: the node's address is the endpoint's.
-	server := startMTLSSystem(t, ca.config(t, subjectOf("node-1")))
+	server := startMTLSSystem(t, ca.Config(ca.IssueSubject(t, subjectOf("node-1"))))
 	self := []cluster.Peer{{ID: "n1", Address: server.Address()}}
-	cfg := nodeConfig(t, t.TempDir(), "g", "n1", self)
+	h := grouptest.NewGroups(t, grouptest.WithSystem(server))
+	cfg := h.Config("g", "n1", self)
 	cfg.Security = policies.Config{Policy: []byte(policy)}
 	cfg.Node.ClusterKey = []byte("cluster-key-0123456789abcdef")
-	g := spawn(t, server, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	g := h.Spawn(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitFor)
 	defer cancel()
 	if _, err := g.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
@@ -146,9 +86,9 @@ principals:
 	// connection.
 	door := func() *actor.PID { return self[0].FrontDoor("g") }
 
-	clientA := startMTLSSystem(t, ca.config(t, subjectOf("client-a")))
-	clientB := startMTLSSystem(t, ca.config(t, subjectOf("client-b")))
-	stranger := startMTLSSystem(t, ca.config(t, subjectOf("stranger")))
+	clientA := startMTLSSystem(t, ca.Config(ca.IssueSubject(t, subjectOf("client-a"))))
+	clientB := startMTLSSystem(t, ca.Config(ca.IssueSubject(t, subjectOf("client-b"))))
+	stranger := startMTLSSystem(t, ca.Config(ca.IssueSubject(t, subjectOf("stranger"))))
 
 	// call sends req to the door from system, with header on the envelope
 	// (nil for none), and returns the reply's error.
@@ -208,7 +148,7 @@ principals:
 
 	// Only the allowed writes reached the state machine.
 	for key, want := range map[string]bool{"by-a": true, "by-token": true, "by-bad-token": false, "forged-by-b": false, "forged-by-stranger": false} {
-		rr, ok := ask(t, clientA, door(), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get(key), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
+		rr, ok := grouptest.NewCaller(t, clientA).Ask(door(), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get(key), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
 		if !ok || rr.Error.Err() != nil {
 			t.Fatalf("read %s as client-a: %v", key, rr.GetError())
 		}

@@ -2,43 +2,16 @@ package limiter_test
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/goleak"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/limiter"
 )
-
-// waitFor bounds every wait of these tests: a hang fails the test instead of
-// the run, and no assertion depends on how fast anything is.
-const waitFor = 20 * time.Second
-
-// verifyNoLeaks fails the test if goroutines it started outlive it.
-// protoactor's dead-letter throttle goroutine ends by itself a second after
-// the last dead letter; it is not ours.
-func verifyNoLeaks(t *testing.T) {
-	t.Helper()
-	opts := []goleak.Option{
-		goleak.IgnoreCurrent(),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-	}
-	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
-}
-
-func newSystem(t *testing.T) *actor.ActorSystem {
-	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	t.Cleanup(system.Shutdown)
-	return system
-}
 
 // fakeNode stands in for the node actor: it holds the requests it gets
 // until the test lets them go, panics on the command "panic", and answers
@@ -163,8 +136,8 @@ type stageFixture struct {
 
 func newStage(t *testing.T, cfg limiter.Config) *stageFixture {
 	t.Helper()
-	verifyNoLeaks(t)
-	f := &stageFixture{system: newSystem(t), node: newFakeNode(), metrics: &outcomes{}}
+	testutil.VerifyNoLeaks(t)
+	f := &stageFixture{system: testutil.NewSystem(t), node: newFakeNode(), metrics: &outcomes{}}
 	f.nodePID = f.system.Root.Spawn(f.node.props())
 	metrics := f.system.Root.Spawn(actor.PropsFromFunc(f.metrics.receive))
 	if cfg.PollInterval == 0 {
@@ -179,7 +152,7 @@ func newStage(t *testing.T, cfg limiter.Config) *stageFixture {
 // send sends req to the limiter as the authorizer would (principal in the
 // header) and returns the future of its reply.
 func (f *stageFixture) send(principal string, req actors.Request) *actor.Future {
-	return f.sendWithin(principal, req, waitFor)
+	return f.sendWithin(principal, req, testutil.WaitFor)
 }
 
 // sendWithin is send with a future that gives up after timeout.
@@ -207,22 +180,10 @@ func (f *stageFixture) stats(t *testing.T) *actors.LimiterStats {
 	return f.ask(t, &actors.LimiterStatsRequest{}).(*actors.LimiterStatsResponse).Stats
 }
 
-// eventually polls cond until it holds or waitFor passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %v", what, waitFor)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (f *stageFixture) waitIdle(t *testing.T) *actors.LimiterStats {
 	t.Helper()
 	var st *actors.LimiterStats
-	eventually(t, "counters back to zero", func() bool {
+	testutil.Eventually(t, "counters back to zero", func() bool {
 		st = f.stats(t)
 		return st.InFlight == 0 && st.BytesInFlight == 0
 	})
@@ -286,7 +247,7 @@ func TestStageAdmitsRefusesAndReleases(t *testing.T) {
 	// Another principal has its own budget.
 	b1 := f.send("bob", write("b1", time.Minute))
 	<-f.node.arrived
-	eventually(t, "the refusal reported to the observers", func() bool { return f.metrics.limiterRefusals() == 1 })
+	testutil.Eventually(t, "the refusal reported to the observers", func() bool { return f.metrics.limiterRefusals() == 1 })
 	if st := f.stats(t); st.InFlight != 3 || st.Write.InFlight != 3 || st.RefusedByLimit["write_concurrency_per_principal"] != 1 {
 		t.Fatalf("stats %v: want 3 writes in flight, one refusal", st)
 	}
@@ -353,7 +314,7 @@ func TestRaftBacklogBackpressure(t *testing.T) {
 	f := newStage(t, limiter.Config{RaftBacklog: 10})
 	f.node.setBacklog(11)
 	var refused *actors.Error
-	eventually(t, "writes refused for the backlog", func() bool {
+	testutil.Eventually(t, "writes refused for the backlog", func() bool {
 		refused = f.tryWrite(t)
 		return refused != nil
 	})
@@ -366,7 +327,7 @@ func TestRaftBacklogBackpressure(t *testing.T) {
 	}
 	f.node.answerAll(f.system)
 	f.node.setBacklog(10)
-	eventually(t, "writes admitted once the backlog drained", func() bool { return f.tryWrite(t) == nil })
+	testutil.Eventually(t, "writes admitted once the backlog drained", func() bool { return f.tryWrite(t) == nil })
 	f.waitIdle(t)
 }
 

@@ -13,7 +13,8 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
-	"github.com/protoraft/protoraft/faults"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/limiter"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
@@ -23,36 +24,16 @@ import (
 // memory, one ActorSystem), behind the group's own authorizer and in front
 // of its own node.
 
-func spawnGroup(t *testing.T, system *actor.ActorSystem, group, id string, boot []string, cfg limiter.Config,
-	timeouts raftactor.Timeouts, faults *faults.Network) *cluster.Group {
-	t.Helper()
-	var peers []cluster.Peer
-	for _, p := range boot {
-		peers = append(peers, cluster.Peer{ID: p, Address: actors.LocalSystemAddress})
-	}
-	g, err := cluster.Spawn(system, cluster.Config{
-		Node: raftactor.Config{
-			Group:           group,
-			ID:              id,
-			InMemory:        true,
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Timeouts:        timeouts,
-			RequestTimeout:  3 * time.Second,
-			RPCTimeout:      500 * time.Millisecond,
-			Faults:          faults,
-		},
-		Bootstrap: peers,
-		Limits:    cfg,
+// spawnVoters spawns voters n1..nN of group in h, in memory, with the
+// limits cfg and the Raft timeouts given.
+func spawnVoters(h *grouptest.Groups, group string, n int, cfg limiter.Config, timeouts raftactor.Timeouts) []*cluster.Group {
+	h.T().Helper()
+	_, groups := h.SpawnVoters(group, n, func(c *cluster.Config) {
+		c.Node.InMemory, c.Node.DataDir = true, ""
+		c.Node.Timeouts = timeouts
+		c.Limits = cfg
 	})
-	if err != nil {
-		t.Fatalf("spawn %s/%s: %v", group, id, err)
-	}
-	t.Cleanup(func() {
-		if err := g.Stop(); err != nil {
-			t.Errorf("stop %s/%s: %v", group, id, err)
-		}
-	})
-	return g
+	return groups
 }
 
 // limiterOf is the limiter stage of a group node (cluster's fixed child
@@ -60,15 +41,6 @@ func spawnGroup(t *testing.T, system *actor.ActorSystem, group, id string, boot 
 // header, to act as many principals without configuring credentials.
 func limiterOf(system *actor.ActorSystem, group, id string) *actor.PID {
 	return actor.NewPID(system.Address(), "protoraft/"+group+"/"+id+"/limiter")
-}
-
-func askPID(t *testing.T, system *actor.ActorSystem, to *actor.PID, req actors.Request) actors.Response {
-	t.Helper()
-	res, err := system.Root.RequestFuture(to, req, waitFor).Result()
-	if err != nil {
-		t.Fatalf("ask %s %T: %v", to, req, err)
-	}
-	return res.(actors.Response)
 }
 
 // sendAs sends req to pid with principal in the header and waits for the
@@ -85,30 +57,23 @@ func sendAs(system *actor.ActorSystem, pid *actor.PID, principal string, req act
 	return r
 }
 
-func groupStats(t *testing.T, system *actor.ActorSystem, door *actor.PID) *actors.LimiterStatsResponse {
-	t.Helper()
-	r := askPID(t, system, door, &actors.LimiterStatsRequest{Meta: actors.NewMeta(waitFor)}).(*actors.LimiterStatsResponse)
+func groupStats(h *grouptest.Groups, door *actor.PID) *actors.LimiterStatsResponse {
+	h.T().Helper()
+	r := h.Ask(door, &actors.LimiterStatsRequest{Meta: actors.NewMeta(testutil.WaitFor)}).(*actors.LimiterStatsResponse)
 	if r.Error != nil {
-		t.Fatalf("limiter stats: %v", r.Error)
+		h.T().Fatalf("limiter stats: %v", r.Error)
 	}
 	return r
 }
 
-func waitGroupIdle(t *testing.T, system *actor.ActorSystem, door *actor.PID) *actors.LimiterStats {
-	t.Helper()
+func waitGroupIdle(h *grouptest.Groups, door *actor.PID) *actors.LimiterStats {
+	h.T().Helper()
 	var st *actors.LimiterStats
-	eventually(t, "limiter counters back to zero", func() bool {
-		st = groupStats(t, system, door).Stats
+	testutil.Eventually(h.T(), "limiter counters back to zero", func() bool {
+		st = groupStats(h, door).Stats
 		return st.InFlight == 0 && st.BytesInFlight == 0
 	})
 	return st
-}
-
-var oneNodeTimeouts = raftactor.Timeouts{
-	Heartbeat:   250 * time.Millisecond,
-	Election:    250 * time.Millisecond,
-	LeaderLease: 150 * time.Millisecond,
-	Commit:      5 * time.Millisecond,
 }
 
 // Many clients flood writes and reads; each is held to its own share, an
@@ -116,19 +81,18 @@ var oneNodeTimeouts = raftactor.Timeouts{
 // Client, honouring retry-after) completes every write, and the counters
 // return to zero when the flood ends.
 func TestFloodAdminAndWellBehavedClientGetThrough(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
+	h := grouptest.NewGroups(t)
 	cfg := limiter.Config{
 		Write: limiter.ClassLimits{Concurrency: 16, PrincipalConcurrency: 2, PrincipalRPS: 200, PrincipalBurst: 20},
 		Read:  limiter.ClassLimits{Concurrency: 16, PrincipalConcurrency: 2, PrincipalRPS: 200, PrincipalBurst: 20},
 	}
-	g := spawnGroup(t, system, "flood", "n1", []string{"n1"}, cfg, oneNodeTimeouts, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	g := spawnVoters(h, "flood", 1, cfg, grouptest.FastTimeouts)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitFor)
 	defer cancel()
 	if _, err := g.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lim := limiterOf(system, "flood", "n1")
+	lim := limiterOf(h.System, "flood", "n1")
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -143,7 +107,7 @@ func TestFloodAdminAndWellBehavedClientGetThrough(t *testing.T) {
 				if n%2 == 1 {
 					req = &actors.ReadRequest{Meta: actors.NewMeta(time.Second), Query: kvstore.Get(who)}
 				}
-				r := sendAs(system, lim, who, req, 2*time.Second)
+				r := sendAs(h.System, lim, who, req, 2*time.Second)
 				sent.Add(1)
 				if r != nil && actors.CodeOf(r.GetError()) == actors.Code_RESOURCE_EXHAUSTED {
 					refused.Add(1)
@@ -151,17 +115,17 @@ func TestFloodAdminAndWellBehavedClientGetThrough(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "the flood refused", func() bool { return refused.Load() > 100 })
+	testutil.Eventually(t, "the flood refused", func() bool { return refused.Load() > 100 })
 
 	// Administrative: through the front door, first try, during the flood.
 	for range 5 {
-		st := askPID(t, system, g.FrontDoor(), &actors.StatusRequest{Meta: actors.NewMeta(5 * time.Second)}).(*actors.StatusResponse)
+		st := h.Ask(g.FrontDoor(), &actors.StatusRequest{Meta: actors.NewMeta(5 * time.Second)}).(*actors.StatusResponse)
 		if st.Error != nil {
 			t.Fatalf("status during the flood: %v", st.Error)
 		}
 	}
 	// Well-behaved: the Client, one write at a time.
-	client := cluster.NewClient(system, "flood", []cluster.Peer{g.Self()})
+	client := cluster.NewClient(h.System, "flood", []cluster.Peer{g.Self()})
 	for i := range 10 {
 		if _, err := client.Write(ctx, kvstore.Put(fmt.Sprintf("good-%d", i), []byte("v"))); err != nil {
 			t.Fatalf("well-behaved write %d during the flood: %v", i, err)
@@ -172,7 +136,7 @@ func TestFloodAdminAndWellBehavedClientGetThrough(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
-	st := waitGroupIdle(t, system, g.FrontDoor())
+	st := waitGroupIdle(h, g.FrontDoor())
 	t.Logf("flood: %d requests sent, %d refused; limiter: %d admitted, %d refused %v, %d reclaimed",
 		sent.Load(), refused.Load(), st.Admitted, st.Refused, st.RefusedByLimit, st.Reclaimed)
 	if st.Admin.Refused != 0 {
@@ -183,36 +147,35 @@ func TestFloodAdminAndWellBehavedClientGetThrough(t *testing.T) {
 // Limits sent to the front door take effect on the next request; invalid
 // ones are refused naming the field, and the old ones stay.
 func TestRunTimeLimitsThroughTheFrontDoor(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	g := spawnGroup(t, system, "limits", "n1", []string{"n1"}, limiter.Config{}, oneNodeTimeouts, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	h := grouptest.NewGroups(t)
+	g := spawnVoters(h, "limits", 1, limiter.Config{}, grouptest.FastTimeouts)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitFor)
 	defer cancel()
 	if _, err := g.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
 	big := &actors.WriteRequest{Meta: actors.NewMeta(5 * time.Second), Command: kvstore.Put("k", make([]byte, 4096))}
-	if r := askPID(t, system, g.FrontDoor(), big).(*actors.WriteResponse); r.Error != nil {
+	if r := h.Ask(g.FrontDoor(), big).(*actors.WriteResponse); r.Error != nil {
 		t.Fatalf("write before the change: %v", r.Error)
 	}
-	up := askPID(t, system, g.FrontDoor(), &actors.UpdateLimitsRequest{Meta: actors.NewMeta(5 * time.Second),
+	up := h.Ask(g.FrontDoor(), &actors.UpdateLimitsRequest{Meta: actors.NewMeta(5 * time.Second),
 		Limits: &actors.Limits{Write: &actors.ClassLimits{RequestBytes: 1024}}}).(*actors.UpdateLimitsResponse)
 	if up.Error != nil {
 		t.Fatalf("update: %v", up.Error)
 	}
-	r := askPID(t, system, g.FrontDoor(), big).(*actors.WriteResponse)
+	r := h.Ask(g.FrontDoor(), big).(*actors.WriteResponse)
 	if e := r.Error; actors.CodeOf(e) != actors.Code_INVALID_ARGUMENT || e.Limit != "write_request_bytes" {
 		t.Fatalf("large write after the change answered %v, want INVALID_ARGUMENT naming write_request_bytes", e)
 	}
-	bad := askPID(t, system, g.FrontDoor(), &actors.UpdateLimitsRequest{Meta: actors.NewMeta(5 * time.Second),
+	bad := h.Ask(g.FrontDoor(), &actors.UpdateLimitsRequest{Meta: actors.NewMeta(5 * time.Second),
 		Limits: &actors.Limits{Read: &actors.ClassLimits{Burst: 5}}}).(*actors.UpdateLimitsResponse)
 	if e := bad.Error; actors.CodeOf(e) != actors.Code_INVALID_ARGUMENT || e.Field != "limits.read.burst" {
 		t.Fatalf("invalid update answered %v, want INVALID_ARGUMENT naming limits.read.burst", e)
 	}
-	if l := groupStats(t, system, g.FrontDoor()).Limits; l.Write.RequestBytes != 1024 || l.Read.Burst != 0 {
+	if l := groupStats(h, g.FrontDoor()).Limits; l.Write.RequestBytes != 1024 || l.Read.Burst != 0 {
 		t.Fatalf("limits in force %v", l)
 	}
-	waitGroupIdle(t, system, g.FrontDoor())
+	waitGroupIdle(h, g.FrontDoor())
 }
 
 // A leader cut off from its followers appends writes it cannot commit: they
@@ -220,19 +183,17 @@ func TestRunTimeLimitsThroughTheFrontDoor(t *testing.T) {
 // and once the backlog is over the bound further writes are refused at the
 // door until the partition heals.
 func TestDeadlineInRaftAndBacklogBackpressure(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
-	faults := faults.NewNetwork(1)
+	h := grouptest.NewGroups(t)
 	// A lease long enough that the cut-off leader keeps leading while the
 	// test looks at it.
 	timeouts := raftactor.Timeouts{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: 2 * time.Second, Commit: 5 * time.Millisecond}
 	cfg := limiter.Config{RaftBacklog: 3, PollInterval: 10 * time.Millisecond}
 	ids := []string{"n1", "n2", "n3"}
 	groups := map[string]*cluster.Group{}
-	for _, id := range ids {
-		groups[id] = spawnGroup(t, system, "backlog", id, ids, cfg, timeouts, faults)
+	for _, g := range spawnVoters(h, "backlog", len(ids), cfg, timeouts) {
+		groups[g.Self().ID] = g
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitFor)
 	defer cancel()
 	leader, err := groups["n1"].WaitLeader(ctx)
 	if err != nil {
@@ -245,11 +206,11 @@ func TestDeadlineInRaftAndBacklogBackpressure(t *testing.T) {
 			others = append(others, raft.ServerID(id))
 		}
 	}
-	client := cluster.NewClient(system, "backlog", []cluster.Peer{lg.Self()})
+	client := cluster.NewClient(h.System, "backlog", []cluster.Peer{lg.Self()})
 	if _, err := client.Write(ctx, kvstore.Put("before", []byte("v"))); err != nil {
 		t.Fatal(err)
 	}
-	faults.Partition([]raft.ServerID{raft.ServerID(leader.Id)}, others)
+	h.Faults.Partition([]raft.ServerID{raft.ServerID(leader.Id)}, others)
 
 	var wg sync.WaitGroup
 	codes := make([]actors.Code, 5)
@@ -257,7 +218,7 @@ func TestDeadlineInRaftAndBacklogBackpressure(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := askPID(t, system, lg.FrontDoor(), &actors.WriteRequest{Meta: actors.NewMeta(300 * time.Millisecond),
+			r := h.Ask(lg.FrontDoor(), &actors.WriteRequest{Meta: actors.NewMeta(300 * time.Millisecond),
 				Command: kvstore.Put(fmt.Sprint("stuck", i), []byte("v"))})
 			codes[i] = actors.CodeOf(r.GetError())
 		}()
@@ -268,26 +229,26 @@ func TestDeadlineInRaftAndBacklogBackpressure(t *testing.T) {
 			t.Fatalf("write %d in a leader without quorum answered %v, want DEADLINE_EXCEEDED", i, c)
 		}
 	}
-	waitGroupIdle(t, system, lg.FrontDoor())
+	waitGroupIdle(h, lg.FrontDoor())
 
 	var refusal *actors.Error
-	eventually(t, "writes refused for the backlog", func() bool {
-		r := askPID(t, system, lg.FrontDoor(), &actors.WriteRequest{Meta: actors.NewMeta(50 * time.Millisecond), Command: kvstore.Put("more", nil)})
+	testutil.Eventually(t, "writes refused for the backlog", func() bool {
+		r := h.Ask(lg.FrontDoor(), &actors.WriteRequest{Meta: actors.NewMeta(50 * time.Millisecond), Command: kvstore.Put("more", nil)})
 		refusal = r.GetError()
 		return actors.CodeOf(refusal) == actors.Code_RESOURCE_EXHAUSTED
 	})
 	if refusal.Limit != limiter.LimitRaftBacklog {
 		t.Fatalf("refused with %v, want raft_backlog", refusal)
 	}
-	if st := groupStats(t, system, lg.FrontDoor()).Stats; st.RaftBacklog <= 3 {
+	if st := groupStats(h, lg.FrontDoor()).Stats; st.RaftBacklog <= 3 {
 		t.Fatalf("stats report a backlog of %d, want over 3", st.RaftBacklog)
 	}
 
-	faults.Heal()
+	h.Faults.Heal()
 	if _, err := client.Write(ctx, kvstore.Put("after", []byte("v"))); err != nil {
 		t.Fatalf("write after the partition healed: %v", err)
 	}
 	for _, id := range ids {
-		waitGroupIdle(t, system, groups[id].FrontDoor())
+		waitGroupIdle(h, groups[id].FrontDoor())
 	}
 }

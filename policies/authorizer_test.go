@@ -1,9 +1,9 @@
 package policies
 
 import (
-	"io"
-	"log/slog"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/testutil"
 )
 
 // requests has one request of every operation the front door can see.
@@ -142,10 +143,8 @@ type doorHarness struct {
 
 func newDoor(t *testing.T, cfg Config) *doorHarness {
 	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	t.Cleanup(system.Shutdown)
+	testutil.VerifyNoLeaks(t)
+	system := testutil.NewSystem(t)
 	core, logs := observer.New(zap.InfoLevel)
 	cfg.AuditLogger = zap.New(core)
 	a, err := New(cfg, "g", "n1", nil)
@@ -215,7 +214,7 @@ func TestMatrix(t *testing.T) {
 			t.Fatalf("%s reached the next stage without a principal", s.op)
 		}
 	}
-	waitFor(t, func() bool { return h.metrics.len() == denied })
+	testutil.Eventually(t, "an outcome told for every denial", func() bool { return h.metrics.len() == denied })
 	for _, o := range h.metrics.got {
 		if o.Stage != "authorizer" || o.Code != actors.Code_PERMISSION_DENIED || o.Principal == "" || o.Op == "" {
 			t.Fatalf("outcome %+v", o)
@@ -252,7 +251,7 @@ func TestUnauthenticated(t *testing.T) {
 	if got := h.audit.FilterField(zap.String("principal", "unauthenticated")).Len(); got != 5 {
 		t.Fatalf("%d audit records of unauthenticated removals, want 5", got)
 	}
-	waitFor(t, func() bool { return h.metrics.len() == 10 })
+	testutil.Eventually(t, "an outcome told for every refusal", func() bool { return h.metrics.len() == 10 })
 }
 
 // A caller cannot name its own principal: the door overwrites the header.
@@ -286,10 +285,16 @@ func TestBadPolicyUpdate(t *testing.T) {
 	}
 }
 
+var insecureRuns atomic.Int64
+
 // The insecure door lets everything through as "anonymous".
 func TestInsecure(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	a, err := New(Config{Insecure: true}, "g", "n1", zap.New(core))
+	// The warning comes once per group and process: a group of its own
+	// for every run (go test -count=N runs this test N times in one
+	// process).
+	group := fmt.Sprintf("insecure-%d", insecureRuns.Add(1))
+	a, err := New(Config{Insecure: true}, group, "n1", zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,16 +307,5 @@ func TestInsecure(t *testing.T) {
 	h := newDoor(t, Config{})
 	if err := h.ask(t, &actors.SnapshotRequest{}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

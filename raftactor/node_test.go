@@ -17,6 +17,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -440,8 +441,7 @@ func TestUnknownFormatVersionRefused(t *testing.T) {
 	if !errors.Is(err, raftactor.ErrUnknownFormat) || !strings.Contains(err.Error(), "99") {
 		t.Fatalf("CheckDataDir: %v", err)
 	}
-	system := actor.NewActorSystem()
-	defer system.Shutdown()
+	system := testutil.NewSystem(t)
 	props, err := raftactor.Props(raftactor.Config{Group: "g", ID: "n1", DataDir: dir,
 		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() }})
 	if err != nil {

@@ -7,11 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/telemetry"
 )
 
 func TestBridgeRaftMetricsIsOptInAndRemovable(t *testing.T) {
-	verifyNoLeaks(t)
+	testutil.VerifyNoLeaks(t)
 	if _, err := telemetry.BridgeRaftMetrics(nil); err == nil {
 		t.Fatal("a nil registry was accepted")
 	}
@@ -39,7 +40,7 @@ func TestBridgeRaftMetricsIsOptInAndRemovable(t *testing.T) {
 		}
 		return n
 	}
-	h.eventually("hashicorp/raft's metrics in the bridged registry", func() bool { return raftFamilies() > 0 })
+	testutil.Eventually(t, "hashicorp/raft's metrics in the bridged registry", func() bool { return raftFamilies() > 0 })
 	// Nothing of go-metrics reaches the group's own registry.
 	mfs, _ := h.reg.Gather()
 	for _, mf := range mfs {

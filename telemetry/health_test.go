@@ -13,17 +13,17 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/telemetry"
 )
 
 func TestHealthFollowsIsolationAndHeal(t *testing.T) {
-	verifyNoLeaks(t)
 	h := newHarness(t, 3)
 	lid := h.leader().Self().ID
 	allHealthy := func() {
 		t.Helper()
 		for id := range h.groups {
-			h.eventually(id+" healthy with failure tolerance 1", func() bool {
+			testutil.Eventually(t, id+" healthy with failure tolerance 1", func() bool {
 				hr := h.health(id)
 				return hr.Status == actors.HealthStatus_HEALTHY && hr.Score == 100 && hr.FailureTolerance == 1 &&
 					hr.Voters == 3 && hr.ReachableVoters == 3 && len(hr.Reasons) == 0
@@ -35,43 +35,43 @@ func TestHealthFollowsIsolationAndHeal(t *testing.T) {
 	// One follower cut off from everyone: the rest keep a quorum with no
 	// room for another failure; the cut-off node has no leader.
 	cut := others(h, lid)[0]
-	h.faults.Isolate(raft.ServerID(cut))
-	h.eventually("leader degraded", func() bool {
+	h.Faults.Isolate(raft.ServerID(cut))
+	testutil.Eventually(t, "leader degraded", func() bool {
 		hr := h.health(lid)
 		return hr.Status == actors.HealthStatus_DEGRADED && hr.FailureTolerance == 0 && hr.ReachableVoters == 2 &&
 			hr.Score < 100 && hr.Score > 0 && hasReason(hr, "quorum at risk")
 	})
-	h.eventually("cut-off node unhealthy", func() bool {
+	testutil.Eventually(t, "cut-off node unhealthy", func() bool {
 		hr := h.health(cut)
 		return hr.Status == actors.HealthStatus_UNHEALTHY && hr.Score == 0 && hr.FailureTolerance == 0 &&
 			hr.NoLeaderReason != actors.NoLeaderReason_NO_LEADER_REASON_NONE
 	})
 	// An election cannot succeed without a quorum: in time, that is what
 	// the node says.
-	h.eventually("no quorum reachable", func() bool {
+	testutil.Eventually(t, "no quorum reachable", func() bool {
 		return h.health(cut).NoLeaderReason == actors.NoLeaderReason_NO_QUORUM_REACHABLE
 	})
-	h.eventually("health gauges of the cut-off node", func() bool {
+	testutil.Eventually(t, "health gauges of the cut-off node", func() bool {
 		at := labels("group", "g", "node", cut, "status", "unhealthy")
 		return value(t, h.reg, "protoraft_health_status", at) == 1 &&
 			value(t, h.reg, "protoraft_leaderless_seconds", labels("group", "g", "node", cut)) > 0
 	})
 
 	// Over HTTP: 503 for the unhealthy node, 200 for a degraded one.
-	if code, body := serve(telemetry.HealthHandler(h.system, h.groups[cut].Metrics(), time.Second)); code != http.StatusServiceUnavailable ||
+	if code, body := serve(telemetry.HealthHandler(h.System, h.groups[cut].Metrics(), time.Second)); code != http.StatusServiceUnavailable ||
 		body["status"] != "UNHEALTHY" {
 		t.Fatalf("/health of the cut-off node: %d %v", code, body)
 	}
-	if code, body := serve(telemetry.HealthHandler(h.system, h.groups[lid].Metrics(), time.Second)); code != http.StatusOK ||
+	if code, body := serve(telemetry.HealthHandler(h.System, h.groups[lid].Metrics(), time.Second)); code != http.StatusOK ||
 		body["status"] != "DEGRADED" || body["failure_tolerance"] != 0.0 {
 		t.Fatalf("/health of the leader: %d %v", code, body)
 	}
-	if code, body := serve(telemetry.StatusHandler(h.system, h.groups[lid].Node(), time.Second)); code != http.StatusOK ||
+	if code, body := serve(telemetry.StatusHandler(h.System, h.groups[lid].Node(), time.Second)); code != http.StatusOK ||
 		body["state"] != "Leader" || len(body["members"].([]any)) != 3 {
 		t.Fatalf("/status of the leader: %d %v", code, body)
 	}
 
-	h.faults.Heal()
+	h.Faults.Heal()
 	allHealthy()
 }
 

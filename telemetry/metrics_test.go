@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 	"github.com/protoraft/protoraft/telemetry"
 )
@@ -52,7 +53,6 @@ var wantTypes = map[string]string{
 }
 
 func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
-	verifyNoLeaks(t)
 	h := newHarness(t, 3)
 	leader := h.leader()
 	lid := leader.Self().ID
@@ -65,12 +65,12 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 	for _, k := range []string{"a", "b", "c", "d", "e"} {
 		h.put(k, "v")
 	}
-	h.eventually("write counters and histograms", func() bool {
+	testutil.Eventually(t, "write counters and histograms", func() bool {
 		return value(t, h.reg, "protoraft_requests_total", at(lid, "stage", "node", "op", "write", "code", "OK")) >= 5 &&
 			value(t, h.reg, "protoraft_request_duration_seconds", at(lid, "stage", "node", "op", "write")) >= 5
 	})
 	for id := range h.groups {
-		h.eventually("fsm metrics on "+id, func() bool {
+		testutil.Eventually(t, "fsm metrics on "+id, func() bool {
 			return value(t, h.reg, "protoraft_fsm_applied_entries_total", at(id)) >= 5 &&
 				value(t, h.reg, "protoraft_fsm_apply_duration_seconds", at(id)) >= 1
 		})
@@ -81,7 +81,7 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 	}
 
 	// Polled gauges: the leader's view and each follower's lag.
-	h.eventually("polled gauges", func() bool {
+	testutil.Eventually(t, "polled gauges", func() bool {
 		return value(t, h.reg, "protoraft_is_leader", at(lid)) == 1 &&
 			value(t, h.reg, "protoraft_term", at(lid)) >= 1 &&
 			value(t, h.reg, "protoraft_commit_index", at(lid)) >= 5 &&
@@ -93,7 +93,7 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 			value(t, h.reg, "protoraft_health_status", at(lid, "status", "healthy")) == 1
 	})
 	for _, f := range others(h, lid) {
-		h.eventually("replication lag of "+f, func() bool {
+		testutil.Eventually(t, "replication lag of "+f, func() bool {
 			return seriesCount(t, h, "protoraft_replication_lag_entries", at(lid, "follower", f)) == 1
 		})
 	}
@@ -101,12 +101,12 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 	// Linearizable reads: the leader's confirmations, as its status counts
 	// them, polled into counters.
 	for range 5 {
-		rr := h.ask(leader.FrontDoor(), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get("a"), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
+		rr := h.Ask(leader.FrontDoor(), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get("a"), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
 		if rr.Error.Err() != nil {
 			t.Fatalf("linearizable read: %v", rr.Error)
 		}
 	}
-	h.eventually("read confirmation counters", func() bool {
+	testutil.Eventually(t, "read confirmation counters", func() bool {
 		return value(t, h.reg, "protoraft_read_confirmation_waits_total", at(lid)) >= 5 &&
 			value(t, h.reg, "protoraft_read_confirmation_rounds_total", at(lid)) >= 1 &&
 			value(t, h.reg, "protoraft_read_confirmation_round_seconds_total", at(lid)) > 0 &&
@@ -114,23 +114,23 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 	})
 
 	// Snapshots: counted, sized, timed.
-	if sr := h.ask(leader.Node(), &actors.SnapshotRequest{Meta: meta()}).(*actors.SnapshotResponse); sr.Error.Err() != nil {
+	if sr := h.Ask(leader.Node(), &actors.SnapshotRequest{Meta: meta()}).(*actors.SnapshotResponse); sr.Error.Err() != nil {
 		t.Fatalf("snapshot: %v", sr.Error)
 	}
-	h.eventually("snapshot metrics", func() bool {
+	testutil.Eventually(t, "snapshot metrics", func() bool {
 		return value(t, h.reg, "protoraft_snapshots_total", at(lid)) >= 1 &&
 			value(t, h.reg, "protoraft_snapshot_size_bytes", at(lid)) > 0 &&
 			value(t, h.reg, "protoraft_snapshot_duration_seconds", at(lid)) >= 1
 	})
 
 	// Refusals and denials, as the limiter and the authorizer tell them.
-	h.system.Root.Send(leader.Metrics(), &actors.Outcomes{List: []actors.Outcome{
+	h.System.Root.Send(leader.Metrics(), &actors.Outcomes{List: []actors.Outcome{
 		{Stage: "limiter", Op: "write", Code: actors.Code_RESOURCE_EXHAUSTED, Detail: "limits.write.rps"},
 		{Stage: "limiter", Op: "write", Code: actors.Code_RESOURCE_EXHAUSTED},
 	}})
-	h.system.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "authorizer", Op: "write", Code: actors.Code_PERMISSION_DENIED})
-	h.system.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "authorizer", Op: "status", Code: actors.Code_UNAUTHENTICATED})
-	h.eventually("refusal and denial counters", func() bool {
+	h.System.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "authorizer", Op: "write", Code: actors.Code_PERMISSION_DENIED})
+	h.System.Root.Send(leader.Metrics(), &actors.Outcome{Stage: "authorizer", Op: "status", Code: actors.Code_UNAUTHENTICATED})
+	testutil.Eventually(t, "refusal and denial counters", func() bool {
 		return value(t, h.reg, "protoraft_limiter_refusals_total", at(lid, "reason", "limits.write.rps")) == 1 &&
 			value(t, h.reg, "protoraft_limiter_refusals_total", at(lid, "reason", "unknown")) == 1 &&
 			value(t, h.reg, "protoraft_authorization_denials_total", at(lid, "op", "write", "code", "PERMISSION_DENIED")) == 1 &&
@@ -154,7 +154,7 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 	}
 	delete(h.groups, lid)
 	next := h.leader().Self().ID
-	h.eventually("leader change and election metrics on the survivors", func() bool {
+	testutil.Eventually(t, "leader change and election metrics on the survivors", func() bool {
 		c, e := 0.0, 0.0
 		for _, f := range others(h, lid) {
 			c += value(t, h.reg, "protoraft_leader_changes_total", at(f))
@@ -167,13 +167,13 @@ func TestMetricsMoveWithTrafficAndLeaderChanges(t *testing.T) {
 	}
 	// One voter of three down: no failure tolerance left.
 	for id := range h.groups {
-		h.eventually("failure tolerance 0 on "+id, func() bool {
+		testutil.Eventually(t, "failure tolerance 0 on "+id, func() bool {
 			hr := h.health(id)
 			return hr.FailureTolerance == 0 && hr.Status == actors.HealthStatus_DEGRADED && hr.ReachableVoters == 2
 		})
 	}
 	if value(t, h.reg, "protoraft_is_leader", at(next)) != 1 {
-		h.eventually("is_leader of "+next, func() bool { return value(t, h.reg, "protoraft_is_leader", at(next)) == 1 })
+		testutil.Eventually(t, "is_leader of "+next, func() bool { return value(t, h.reg, "protoraft_is_leader", at(next)) == 1 })
 	}
 }
 

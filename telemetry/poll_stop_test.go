@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/telemetry"
 )
 
@@ -14,8 +15,8 @@ import (
 // that poll at once: nothing it started outlives it, even with a poll
 // timeout far longer than the test.
 func TestStoppedMetricsActorEndsItsPoll(t *testing.T) {
-	verifyNoLeaks(t)
-	system := newSystem(t)
+	testutil.VerifyNoLeaks(t)
+	system := testutil.NewSystem(t)
 	asked := make(chan struct{}, 1)
 	silent, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*actors.StatusRequest); ok {
@@ -36,7 +37,7 @@ func TestStoppedMetricsActorEndsItsPoll(t *testing.T) {
 	pid := system.Root.Spawn(telemetry.Props(m, silent))
 	select {
 	case <-asked:
-	case <-time.After(waitFor):
+	case <-time.After(testutil.WaitFor):
 		t.Fatal("the metrics actor never polled its node")
 	}
 	if err := system.Root.StopFuture(pid).Wait(); err != nil {

@@ -113,25 +113,29 @@ func (g *Nodes) Voters(ids ...string) []raftactor.Voter {
 // Add defines node id without starting it; bootstrap is nil for a node
 // that joins later.
 func (g *Nodes) Add(id string, bootstrap []raftactor.Voter) *Node {
-	nd := &Node{
-		ID: id,
-		Config: raftactor.Config{
-			Group:           Group,
-			ID:              id,
-			DataDir:         filepath.Join(g.Dir, id),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Bootstrap:       bootstrap,
-			Timeouts:        FastTimeouts,
-			RequestTimeout:  3 * time.Second,
-			RPCTimeout:      500 * time.Millisecond,
-			WALSegmentSize:  256 << 10,
-			Faults:          g.Faults,
-			Logger:          testutil.Logger(g.t, id),
-		},
-	}
+	nd := &Node{ID: id, Config: nodeConfig(g.t, Group, id, filepath.Join(g.Dir, id), g.Faults)}
+	nd.Config.Bootstrap = bootstrap
 	g.nodes[id] = nd
 	g.order = append(g.order, id)
 	return nd
+}
+
+// nodeConfig is what every node of this package's groups runs with: a
+// key-value store in dir, FastTimeouts, bounded requests and RPCs, small
+// log segments, the shared faults and the test's logger.
+func nodeConfig(t testing.TB, group, id, dir string, faults *faults.Network) raftactor.Config {
+	return raftactor.Config{
+		Group:           group,
+		ID:              id,
+		DataDir:         dir,
+		NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+		Timeouts:        FastTimeouts,
+		RequestTimeout:  3 * time.Second,
+		RPCTimeout:      500 * time.Millisecond,
+		WALSegmentSize:  256 << 10,
+		Faults:          faults,
+		Logger:          testutil.Logger(t, group+"/"+id),
+	}
 }
 
 // T is the test the group belongs to.

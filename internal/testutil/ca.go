@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,7 +19,8 @@ type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	// Pool holds the CA's certificate, for RootCAs and ClientCAs.
-	Pool *x509.CertPool
+	Pool   *x509.CertPool
+	serial atomic.Int64
 }
 
 // NewCA makes a CA whose certificate names name.
@@ -43,19 +45,29 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &CA{cert: cert, key: key, Pool: pool}
+	ca := &CA{cert: cert, key: key, Pool: pool}
+	ca.serial.Store(1)
+	return ca
 }
 
 // Issue makes a leaf certificate with subject CN=name for 127.0.0.1,
 // usable as server and client.
 func (ca *CA) Issue(t testing.TB, name string) tls.Certificate {
 	t.Helper()
+	return ca.IssueSubject(t, pkix.Name{CommonName: name})
+}
+
+// IssueSubject is Issue for a whole subject, for tests that read more of
+// it than the common name (mutual TLS principals are the subject's
+// string form).
+func (ca *CA) IssueSubject(t testing.TB, subject pkix.Name) tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: subject,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},

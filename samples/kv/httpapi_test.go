@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
-	"github.com/protoraft/protoraft/raftactor"
+	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -80,38 +80,31 @@ func TestErrorMapping(t *testing.T) {
 	}
 }
 
-// startOneNode runs a one-node group in its own ActorSystem and returns
-// the API in front of it, ready: the node leads.
+// oneNode runs a one-node group "kvtest" (grouptest.Groups) with its
+// config changed by configure (when not nil), and returns it, once it
+// leads, with a Client of it.
+func oneNode(t *testing.T, configure func(*cluster.Config)) (*grouptest.Groups, *cluster.Group, *cluster.Client) {
+	t.Helper()
+	h := grouptest.NewGroups(t)
+	cfg := h.Config("kvtest", "n1", grouptest.Peers("n1"))
+	if configure != nil {
+		configure(&cfg)
+	}
+	g := h.Spawn(cfg)
+	client := cluster.NewClient(h.System, "kvtest", []cluster.Peer{g.Self()})
+	if _, err := waitLeader(context.Background(), client, testutil.WaitFor); err != nil {
+		t.Fatal(err)
+	}
+	return h, g, client
+}
+
+// startOneNode runs a one-node group and returns the API in front of it,
+// ready: the node leads.
 func startOneNode(t *testing.T) *httptest.Server {
 	t.Helper()
-	system := actor.NewActorSystem()
-	t.Cleanup(system.Shutdown)
-	self := cluster.Peer{ID: "n1", Address: actors.LocalSystemAddress}
-	g, err := cluster.Spawn(system, cluster.Config{
-		Node: raftactor.Config{
-			Group:           "kvtest",
-			ID:              self.ID,
-			DataDir:         t.TempDir(),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Timeouts:        raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond},
-			Logger:          zaptest.NewLogger(t),
-		},
-		Bootstrap: []cluster.Peer{self},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := g.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	client := cluster.NewClient(system, "kvtest", []cluster.Peer{self})
-	if _, err := waitLeader(context.Background(), client, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	h, g, client := oneNode(t, nil)
 	srv := httptest.NewServer(newAPI(apiConfig{
-		group: "kvtest", system: system, client: client,
+		group: "kvtest", system: h.System, client: client,
 		local: map[string]*actor.PID{"n1": g.FrontDoor()},
 	}))
 	t.Cleanup(srv.Close)

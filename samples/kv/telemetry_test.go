@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,12 +10,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
-	"github.com/protoraft/protoraft/raftactor"
-	"github.com/protoraft/protoraft/raftactor/kvstore"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/telemetry"
 )
 
@@ -24,36 +20,12 @@ import (
 // mounts: /metrics in Prometheus' text format with the writes counted, and
 // /health in JSON.
 func TestAPIServesMetricsAndHealth(t *testing.T) {
-	system := actor.NewActorSystem()
-	t.Cleanup(system.Shutdown)
 	reg := prometheus.NewRegistry()
-	self := cluster.Peer{ID: "n1", Address: actors.LocalSystemAddress}
-	g, err := cluster.Spawn(system, cluster.Config{
-		Node: raftactor.Config{
-			Group:           "kvtest",
-			ID:              self.ID,
-			DataDir:         t.TempDir(),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Timeouts:        raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond},
-			Logger:          zaptest.NewLogger(t),
-		},
-		Bootstrap: []cluster.Peer{self},
-		Telemetry: telemetry.Config{Registry: reg, PollInterval: 50 * time.Millisecond},
+	h, g, client := oneNode(t, func(cfg *cluster.Config) {
+		cfg.Telemetry = telemetry.Config{Registry: reg, PollInterval: 50 * time.Millisecond}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := g.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	client := cluster.NewClient(system, "kvtest", []cluster.Peer{self})
-	if _, err := waitLeader(context.Background(), client, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	srv := httptest.NewServer(newAPI(apiConfig{
-		group: "kvtest", system: system, client: client,
+		group: "kvtest", system: h.System, client: client,
 		local:   map[string]*actor.PID{"n1": g.FrontDoor()},
 		metrics: reg, health: map[string]*actor.PID{"n1": g.Metrics()},
 	}))
@@ -62,17 +34,10 @@ func TestAPIServesMetricsAndHealth(t *testing.T) {
 	if status, body := do(t, "PUT", srv.URL+"/kv/a", "1"); status != http.StatusOK {
 		t.Fatalf("put: %d %v", status, body)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, "/health says HEALTHY", func() bool {
 		status, body := do(t, "GET", srv.URL+"/health", "")
-		if status == http.StatusOK && body["status"] == "HEALTHY" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/health: %d %v", status, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return status == http.StatusOK && body["status"] == "HEALTHY"
+	})
 	if status, body := do(t, "GET", srv.URL+"/health?node=n9", ""); status != http.StatusBadRequest || body["field"] != "node" {
 		t.Fatalf("/health of a node not local: %d %v", status, body)
 	}

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/internal/testutil"
 )
 
 // TestSingletonFollowsLeaderWithFencing moves leadership twice while a job
@@ -21,8 +20,8 @@ import (
 func TestSingletonFollowsLeaderWithFencing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	system := actor.NewActorSystem()
-	defer system.Shutdown()
+	testutil.VerifyNoLeaks(t)
+	system := testutil.NewSystem(t)
 	groups, err := startGroups(system, t.TempDir(), 3)
 	if err != nil {
 		t.Fatal(err)
@@ -59,13 +58,9 @@ func TestSingletonFollowsLeaderWithFencing(t *testing.T) {
 
 	waitEntries := func(n int) {
 		t.Helper()
-		for ctx.Err() == nil {
-			if len(readLedger(t, ctx, client).Entries) >= n {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatalf("ledger never reached %d entries", n)
+		testutil.Eventually(t, fmt.Sprintf("%d ledger entries", n), func() bool {
+			return len(readLedger(t, ctx, client).Entries) >= n
+		})
 	}
 	waitEntries(3)
 	for i := 0; i < 2; i++ {
