@@ -722,13 +722,7 @@ func TestRemovalBelowReachableQuorumRefused(t *testing.T) {
 		}
 	}
 	c.Faults.Isolate(raft.ServerID(cut))
-	deadline := time.Now().Add(20 * time.Second)
-	for c.Status(cut).GetLeader() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still follows a leader while cut off", cut)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, cut+" follows no leader once cut off", func() bool { return c.Status(cut).GetLeader() == nil })
 	last := c.Status(leader).LastIndex
 	for _, op := range []actors.MembershipOp{actors.MembershipOp_REMOVE, actors.MembershipOp_DEMOTE} {
 		mr := c.MustAsk(leader, &actors.MembershipRequest{Meta: grouptest.Meta(5 * time.Second), Op: op, Id: healthy}).(*actors.MembershipResponse)

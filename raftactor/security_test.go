@@ -131,14 +131,8 @@ func TestPolicyReplicatedThroughRaft(t *testing.T) {
 		t.Fatalf("policy update: %v", r.Error)
 	}
 	want := fmt.Sprintf("p1@%d", r.Index)
-	deadline := time.Now().Add(10 * time.Second)
 	for _, id := range c.IDs() {
-		for pl.last(id) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s has policy %q, want %q", id, pl.last(id), want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.Eventually(t, fmt.Sprintf("node %s has policy %q", id, want), func() bool { return pl.last(id) == want })
 	}
 	c.Put("k", "v") // the state machine still works after a system entry
 	if s := c.MustAsk(follower, &actors.SnapshotRequest{Meta: grouptest.Meta(3 * time.Second)}).(*actors.SnapshotResponse); s.Error.Err() != nil {
@@ -149,13 +143,7 @@ func TestPolicyReplicatedThroughRaft(t *testing.T) {
 	delete(pl.docs, follower)
 	pl.mu.Unlock()
 	c.Start(follower)
-	deadline = time.Now().Add(10 * time.Second)
-	for pl.last(follower) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted node has policy %q, want %q from its snapshot", pl.last(follower), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, fmt.Sprintf("the restarted node has policy %q from its snapshot", want), func() bool { return pl.last(follower) == want })
 }
 
 // With a cluster key the group works, and an RPC without the key's MAC is
