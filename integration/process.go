@@ -22,6 +22,9 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/protoraft/protoraft/actors"
 )
 
 // The process mode runs every node as an OS process of the samples/kv
@@ -398,16 +401,8 @@ func (c *procCluster) exits() []string {
 	return append([]string(nil), c.unexpected...)
 }
 
-// procStatus is the part of GET /status the harness uses.
-type procStatus struct {
-	Node         *struct{ ID string } `json:"node"`
-	State        string               `json:"state"`
-	Term         uint64               `json:"term"`
-	Leader       *struct{ ID string } `json:"leader"`
-	CommitIndex  uint64               `json:"commit_index"`
-	AppliedIndex uint64               `json:"applied_index"`
-	LastIndex    uint64               `json:"last_index"`
-}
+// procStatus is a node's GET /status: its StatusResponse, in protojson.
+type procStatus = actors.StatusResponse
 
 var procHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second}}
 
@@ -427,8 +422,8 @@ func (c *procCluster) status(ctx context.Context, n *procNode) (*procStatus, err
 		return nil, fmt.Errorf("GET /status of %s: %d %s", n.id, code, body)
 	}
 	var st procStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, err
+	if err := protojson.Unmarshal(body, &st); err != nil {
+		return nil, fmt.Errorf("GET /status of %s: %w", n.id, err)
 	}
 	return &st, nil
 }

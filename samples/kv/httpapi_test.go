@@ -244,7 +244,7 @@ func TestAPIRoundTrip(t *testing.T) {
 		t.Errorf("leader: %d %v", status, body)
 	}
 	status, body = do(t, "GET", srv.URL+"/members", "")
-	if m, _ := body["members"].([]any); status != 200 || len(m) != 1 {
+	if m, _ := body["members"].([]any); status != 200 || len(m) != 1 || m[0].(map[string]any)["suffrage"] != "VOTER" {
 		t.Errorf("members: %d %v", status, body)
 	}
 	// Removing the only voter is refused by the group, and the refusal

@@ -34,14 +34,18 @@
 //	                                                → {"key","value","revision","applied_index"}
 //	DELETE /kv/{key}                                → {"key","index","deleted"}
 //	GET    /kv?prefix=p&limit=n                     → {"entries":[...],"more"}
-//	GET    /status                                  → the local node's view of the group
+//	GET    /status                                  → the local node's view of the group (protojson)
+//	GET    /health                                  → the local node's health (protojson)
 //	GET    /leader                                  → {"leader":{"id","address"},"term"}
 //	GET    /members                                 → {"index","members":[...]}
-//	POST   /members  {"id","address"[,"suffrage":"nonvoter"]}
+//	POST   /members  {"id","address"[,"suffrage":"NONVOTER"]}
 //	DELETE /members/{id}
 //	POST   /leader/transfer [{"id"}]
 //
-// Errors carry the protoraft code in a JSON body
+// /status and /health answer with protoraft's StatusResponse and
+// HealthResponse in protojson: the .proto files' snake_case field names,
+// enum values by their names ("VOTER", "HEALTHY"), 64-bit integers as
+// strings. Errors carry the protoraft code in a JSON body
 // ({"code","message","field","leader","retry_after_ms"}) and an HTTP
 // status that matches it: NOT_LEADER 421, INVALID_ARGUMENT 400,
 // RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504, and 404
