@@ -15,14 +15,14 @@ func TestInjectedNodeFailureRestartsTheNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.shutdown()
+	defer c.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	old, err := c.waitLeader(ctx)
+	old, err := waitLeader(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := c.status(old)
+	st, err := c.status(ctx, old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,14 +32,14 @@ func TestInjectedNodeFailureRestartsTheNode(t *testing.T) {
 	for ctx.Err() == nil {
 		// The restarted node may well win the next election itself: what
 		// matters is that its old term ended and it answers again.
-		if l := c.leader(); l != nil {
-			if lst, err := c.status(l); err == nil && lst.Term > st.Term {
-				if _, err := c.status(old); err == nil {
+		if l := leaderOf(ctx, c); l != "" {
+			if lst, err := c.status(ctx, l); err == nil && lst.Term > st.Term {
+				if _, err := c.status(ctx, old); err == nil {
 					return
 				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no leader of a newer term, or %s did not answer again, after its injected failure", old.id)
+	t.Fatalf("no leader of a newer term, or %s did not answer again, after its injected failure", old)
 }

@@ -1,32 +1,47 @@
 // Package integration is protoraft's verification suite: it runs whole
 // groups under a seeded, bounded workload of concurrent clients while a
-// seeded schedule of faults (nemeses) partitions, slows, stops, restarts and
-// reconfigures them, and then checks the recorded history.
+// seeded schedule of faults (nemeses) partitions, slows, stops, kills,
+// pauses, restarts and reconfigures them, and then checks the recorded
+// history.
 //
-// It owns:
-//   - the workload (workload.go): concurrent cluster.Clients doing puts,
-//     deletes, compare-and-sets and reads at every consistency on a small key
-//     space, each operation recorded with its call and return time, input and
-//     outcome (ok, failed, unknown); eight read-only clients share one
-//     Client, so reads stalled by a fault go out as read batches;
-//   - the nemeses and their schedules (nemesis.go, cluster.go): partitions,
-//     one-way cuts, message loss and delay, stopped and restarted nodes,
-//     supervisor restarts, membership changes, snapshot catch-up and run-time
-//     timeout changes, against an in-process group whose nodes share one
-//     ActorSystem and one raftactor.Faults;
-//   - the checkers (model.go, check.go): linearizability with porcupine,
-//     monotonic stale reads, durability of acknowledged writes, convergence of
-//     every node after the final heal, and the stale-read probe on an isolated
-//     old leader;
-//   - the process mode (process.go): samples/kv nodes as OS processes on
-//     127.0.0.1, driven over HTTP by concurrent clients, under SIGKILL (of
-//     a random node or the leader, restarted from its data directory),
-//     SIGSTOP/SIGCONT of the leader and graceful restarts, checked by the
-//     same checkers (TestProcessVerify, TestProcessReplay);
-//   - the artifacts of a failed run (run.go): seed, schedule, history and
-//     porcupine's HTML visualisation, and the command that replays the seed.
+// One runner (runner.go) drives every run, whatever carries the group: it
+// draws the schedule, runs the workload's clients, plays the nemeses and
+// heals after each step (nemesis.go), checks the final state (final.go),
+// adds up the report and saves the artifacts of a failed run
+// (artifacts.go). A carrier (the carrier interface, carrier.go) is what it
+// needs of a group: start, stop and kill a node, ask a node's status and
+// state, make the workload's clients, read the final state; the faults
+// beyond those are small interfaces a carrier implements or not, and a
+// nemesis runs only on carriers that offer what it needs. There are two:
+//   - in-process (inproc.go, inproc_workload.go; Run, TestVerify): nodes
+//     sharing one ActorSystem, network faults through one faults.Network
+//     (partitions, one-way cuts, loss, delay), supervisor restarts,
+//     membership changes, snapshot catch-up, run-time timeout changes and
+//     the stale-read probe on an isolated old leader, under a workload of
+//     cluster.Clients (puts, deletes, compare-and-sets, reads at every
+//     consistency; eight readers share one Client, so reads stalled by a
+//     fault go out as read batches);
+//   - processes (process_carrier.go, process_workload.go; RunProcess,
+//     TestProcessVerify): samples/kv binaries as OS processes on 127.0.0.1,
+//     started by internal/proctest behind forwarders that keep every node's
+//     addresses across restarts, under an HTTP workload, with SIGKILL of a
+//     random node or the leader (restarted from its data directory),
+//     SIGSTOP/SIGCONT of the leader and graceful restarts.
 //
-// The tests run a short profile inside `go test ./...` and a long one with
-// PROTORAFT_SOAK=1 (see README.md, "Verification"). Nothing imports this
-// package; it imports cluster and below.
+// It also owns the schedules (schedule.go: Schedule, ProcessSchedule, a
+// seed always draws the same kinds), the model and checkers (model.go,
+// check.go: linearizability with porcupine, monotonic stale reads,
+// durability of acknowledged writes; final.go: convergence of every node
+// after the final heal) and the profiles' summary (summary.go).
+//
+// The tests run short profiles inside `go test ./...` and long ones with
+// PROTORAFT_SOAK=1 (see docs/verification.md); PROTORAFT_SEED and
+// PROTORAFT_PROC_SEED replay one seed of either carrier.
+//
+// It must never: be imported (it imports cluster and below; the process
+// carrier reaches samples/kv through its binary only); call raftactor or
+// cluster outside the in-process carrier's two files; send traffic beyond
+// 127.0.0.0/8; pick a port for a process (proctest hands out listeners it
+// holds); or count a harness failure (a group that did not start) as a
+// violation, or a checker's timeout as a pass.
 package integration

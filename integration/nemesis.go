@@ -6,123 +6,24 @@ import (
 	"math/rand"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/types/known/durationpb"
-
-	"github.com/protoraft/protoraft/actors"
-	"github.com/protoraft/protoraft/cluster"
-	"github.com/protoraft/protoraft/raftactor"
-	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
-// Kind names a nemesis: one kind of fault.
-type Kind string
-
-// The nemeses of the in-process mode.
-const (
-	// KindIsolateLeader cuts the leader off in both directions, and probes
-	// it with linearizable reads sent straight to its node actor: once the
-	// majority has a new leader, none of them may succeed.
-	KindIsolateLeader Kind = "isolate-leader"
-	// KindPartitionMinority splits off a random minority (possibly with
-	// the leader in it).
-	KindPartitionMinority Kind = "partition-minority"
-	// KindPartitionMajority leaves the leader on the minority side, so the
-	// majority must elect a new leader while the old one keeps running.
-	KindPartitionMajority Kind = "partition-majority"
-	// KindRing lets each node talk only to its neighbours on a random ring
-	// (with three nodes: a line, whose middle node sees both ends).
-	KindRing Kind = "ring"
-	// KindOneWay cuts one direction only: the leader to every follower or
-	// every follower to the leader.
-	KindOneWay Kind = "one-way-cut"
-	// KindDrop loses a percentage of every RPC.
-	KindDrop Kind = "drop"
-	// KindDelay holds every RPC of one node or of all for a delay with
-	// jitter.
-	KindDelay Kind = "delay"
-	// KindStopLeader stops the leader's group (Group.Stop) for the step and
-	// spawns it again from its data directory afterwards.
-	KindStopLeader Kind = "stop-leader"
-	// KindCrash makes the group's supervisor restart a node actor, as a
-	// panic in it would.
-	KindCrash Kind = "node-crash"
-	// KindRestart restarts a node from disk: cut off (so it dies without
-	// saying goodbye), stopped, healed and spawned again at once.
-	KindRestart Kind = "restart"
-	// KindMembership adds, removes or replaces a node under load, the
-	// leader and a partitioned node included.
-	KindMembership Kind = "membership"
-	// KindSnapshot cuts a follower off long enough for the leader to
-	// compact its log past it, so that healing brings it back by snapshot
-	// install.
-	KindSnapshot Kind = "snapshot-catch-up"
-	// KindTimeouts changes the Raft timeouts at run time on every node and
-	// restores them after the step.
-	KindTimeouts Kind = "timeouts"
-)
-
-// AllKinds are every in-process nemesis, in a fixed order so that a seed
-// always picks the same ones.
-var AllKinds = []Kind{
-	KindIsolateLeader, KindPartitionMinority, KindPartitionMajority, KindRing, KindOneWay,
-	KindDrop, KindDelay, KindStopLeader, KindCrash, KindRestart, KindMembership, KindSnapshot, KindTimeouts,
-}
-
-// composable are the nemeses that may be added on top of another one in the
-// same step: they degrade the network without changing who is up.
-var composable = []Kind{KindDrop, KindDelay}
-
-// Step is one entry of a schedule: faults held for Hold, then everything
-// healed for Quiet. Param picks targets and sizes at run time, when the
-// leader and the members are known.
-type Step struct {
-	Kinds []Kind        `json:"kinds"`
-	Hold  time.Duration `json:"hold"`
-	Quiet time.Duration `json:"quiet"`
-	Param int64         `json:"param"`
-}
-
-// Schedule builds a random schedule from seed that fills about d.
-func Schedule(seed int64, d time.Duration, kinds []Kind) []Step {
-	rng := rand.New(rand.NewSource(seed))
-	var steps []Step
-	var total time.Duration
-	for total < d {
-		s := Step{
-			Kinds: []Kind{kinds[rng.Intn(len(kinds))]},
-			Hold:  time.Duration(600+rng.Intn(900)) * time.Millisecond,
-			Quiet: time.Duration(300+rng.Intn(500)) * time.Millisecond,
-			Param: rng.Int63(),
-		}
-		if rng.Intn(4) == 0 {
-			extra := composable[rng.Intn(len(composable))]
-			if extra != s.Kinds[0] {
-				s.Kinds = append(s.Kinds, extra)
-			}
-		}
-		steps = append(steps, s)
-		total += s.Hold + s.Quiet
-	}
-	return steps
-}
-
-// Event is what a nemesis actually did, at run time.
-type Event struct {
-	At     int64  `json:"at"`
-	Step   int    `json:"step"`
-	Kind   Kind   `json:"kind"`
-	Detail string `json:"detail"`
-}
-
-// nemesis applies a schedule to an in-process group.
+// nemesis applies a schedule to a group through its carrier. Each step
+// draws its targets and sizes from its own Param, in the same order on
+// every run, so a seed (or a pinned schedule) picks the same victims as
+// far as the group's state (who leads) is the same.
 type nemesis struct {
-	c   *inproc
-	rec *recorder
-	wl  *workload
-	// admin is the nemesis's own Client, for membership and timeouts.
-	admin *cluster.Client
+	c    carrier
+	rec  *recorder
+	logf func(string, ...any)
+	// The carrier's optional faults; nil when it has none of that kind.
+	net     network
+	pause   pauser
+	crash   crasher
+	members reconfigurer
+	snap    snapshotter
+	retime  retimer
+	probe   prober
 
 	mu         sync.Mutex
 	events     []Event
@@ -138,8 +39,39 @@ type probeStats struct {
 	AfterNewLeader    int `json:"after_new_leader"`
 }
 
-func newNemesis(c *inproc, rec *recorder, wl *workload) *nemesis {
-	return &nemesis{c: c, rec: rec, wl: wl, admin: newClientFor(c, c.peers()), faults: map[Kind]int{}}
+func newNemesis(c carrier, rec *recorder, logf func(string, ...any)) *nemesis {
+	n := &nemesis{c: c, rec: rec, logf: logf, faults: map[Kind]int{}}
+	n.net, _ = c.(network)
+	n.pause, _ = c.(pauser)
+	n.crash, _ = c.(crasher)
+	n.members, _ = c.(reconfigurer)
+	n.snap, _ = c.(snapshotter)
+	n.retime, _ = c.(retimer)
+	n.probe, _ = c.(prober)
+	return n
+}
+
+// supports reports whether the carrier can inject k.
+func (n *nemesis) supports(k Kind) bool {
+	switch k {
+	case KindStopLeader, KindRestart, KindSigkill, KindSigkillLeader, KindGracefulRestart:
+		return true
+	case KindIsolateLeader:
+		return n.net != nil && n.probe != nil
+	case KindPartitionMinority, KindPartitionMajority, KindRing, KindOneWay, KindDrop, KindDelay:
+		return n.net != nil
+	case KindCrash:
+		return n.crash != nil
+	case KindMembership:
+		return n.members != nil && n.net != nil
+	case KindSnapshot:
+		return n.snap != nil && n.net != nil
+	case KindTimeouts:
+		return n.retime != nil
+	case KindSigstopLeader:
+		return n.pause != nil
+	}
+	return false
 }
 
 func (n *nemesis) event(step int, k Kind, format string, args ...any) {
@@ -147,7 +79,7 @@ func (n *nemesis) event(step int, k Kind, format string, args ...any) {
 	n.mu.Lock()
 	n.events = append(n.events, e)
 	n.mu.Unlock()
-	n.c.logf("nemesis %d %s: %s", step, k, e.Detail)
+	n.logf("nemesis %d %s: %s", step, k, e.Detail)
 }
 
 func (n *nemesis) count(k Kind) {
@@ -180,7 +112,7 @@ func (n *nemesis) play(ctx context.Context, i int, s Step) {
 	rng := rand.New(rand.NewSource(s.Param))
 	var undo []func()
 	for _, k := range s.Kinds {
-		if u := n.apply(ctx, i, k, rng, s.Hold); u != nil {
+		if u := n.apply(ctx, i, k, rng); u != nil {
 			undo = append(undo, u)
 		}
 	}
@@ -190,64 +122,70 @@ func (n *nemesis) play(ctx context.Context, i int, s Step) {
 	}
 }
 
-// apply starts one fault and returns what ends it (beyond Heal), or nil.
-func (n *nemesis) apply(ctx context.Context, i int, k Kind, rng *rand.Rand, hold time.Duration) func() {
-	f := n.c.faults
-	running := n.c.running()
+// apply starts one fault and returns what ends it (beyond heal), or nil.
+func (n *nemesis) apply(ctx context.Context, i int, k Kind, rng *rand.Rand) func() {
+	running := runningNodes(n.c)
 	if len(running) == 0 {
+		n.event(i, k, "skipped: no node up")
 		return nil
 	}
-	leader := n.c.leader()
-	var followers []*member
-	for _, m := range running {
-		if m != leader {
-			followers = append(followers, m)
+	leader := leaderOf(ctx, n.c)
+	var followers []string
+	for _, id := range running {
+		if id != leader {
+			followers = append(followers, id)
+		}
+	}
+	restartAfter := func(id string) func() {
+		return func() {
+			err := n.c.start(ctx, id)
+			n.event(i, k, "restarted %s from its data directory: %s", id, errText(err))
 		}
 	}
 	switch k {
 	case KindIsolateLeader:
-		if leader == nil {
+		if leader == "" {
 			n.event(i, k, "no leader to isolate")
 			return nil
 		}
-		st, _ := n.c.status(leader)
-		f.Isolate(raft.ServerID(leader.id))
+		st, _ := n.c.status(ctx, leader)
+		n.net.isolate(leader)
 		n.count(k)
-		n.event(i, k, "isolated %s (term %d)", leader.id, st.GetTerm())
-		return n.probe(ctx, i, leader, st.GetTerm(), followers)
+		n.event(i, k, "isolated %s (term %d)", leader, st.GetTerm())
+		return n.probeIsolated(ctx, i, leader, st.GetTerm(), followers)
 	case KindPartitionMinority, KindPartitionMajority:
-		live := n.c.live()
+		live := n.c.nodes()
 		if len(live) < 3 {
 			return nil
 		}
 		shuffled := shuffle(rng, live)
 		size := rng.Intn((len(live)-1)/2) + 1
-		var minority []*member
-		if k == KindPartitionMajority && leader != nil {
+		var minority []string
+		if k == KindPartitionMajority && leader != "" {
 			minority = append(minority, leader)
-			for _, m := range shuffled {
-				if len(minority) < size && m != leader {
-					minority = append(minority, m)
+			for _, id := range shuffled {
+				if len(minority) < size && id != leader {
+					minority = append(minority, id)
 				}
 			}
 		} else {
 			minority = shuffled[:size]
 		}
-		in := map[*member]bool{}
-		for _, m := range minority {
-			in[m] = true
+		in := map[string]bool{}
+		for _, id := range minority {
+			in[id] = true
 		}
-		var majority []*member
-		for _, m := range live {
-			if !in[m] {
-				majority = append(majority, m)
+		var majority []string
+		for _, id := range live {
+			if !in[id] {
+				majority = append(majority, id)
 			}
 		}
-		f.Partition(ids(minority), ids(majority))
+		n.net.partition(minority, majority)
 		n.count(k)
-		n.event(i, k, "%v | %v", ids(minority), ids(majority))
+		n.event(i, k, "%v | %v", minority, majority)
 	case KindRing:
-		live := shuffle(rng, n.c.live())
+		live := shuffle(rng, n.c.nodes())
 		if len(live) < 3 {
 			return nil
 		}
@@ -255,122 +193,167 @@ func (n *nemesis) apply(ctx context.Context, i int, k Kind, rng *rand.Rand, hold
 			d := (a - b + len(live)) % len(live)
 			return d == 1 || d == len(live)-1
 		}
-		var cut [][2]raft.ServerID
+		var cut [][2]string
 		if len(live) == 3 {
 			// Three nodes on a ring all neighbour each other: cut the ends
 			// of a line instead, so the middle one bridges them.
-			a, b := raft.ServerID(live[0].id), raft.ServerID(live[2].id)
-			cut = append(cut, [2]raft.ServerID{a, b}, [2]raft.ServerID{b, a})
+			a, b := live[0], live[2]
+			cut = append(cut, [2]string{a, b}, [2]string{b, a})
 		}
 		for a := range live {
 			for b := range live {
 				if len(live) > 3 && a != b && !neighbour(a, b) {
-					cut = append(cut, [2]raft.ServerID{raft.ServerID(live[a].id), raft.ServerID(live[b].id)})
+					cut = append(cut, [2]string{live[a], live[b]})
 				}
 			}
 		}
 		for _, p := range cut {
-			f.Cut(p[0], p[1])
+			n.net.cut(p[0], p[1])
 		}
 		n.count(k)
-		n.event(i, k, "ring %v, cut %v", ids(live), cut)
+		n.event(i, k, "ring %v, cut %v", live, cut)
 	case KindOneWay:
-		if leader == nil {
+		if leader == "" {
 			return nil
 		}
 		if rng.Intn(2) == 0 {
-			f.Cut(raft.ServerID(leader.id), raftactorAny)
-			n.event(i, k, "%s -> everyone cut", leader.id)
+			n.net.cut(leader, anyNode)
+			n.event(i, k, "%s -> everyone cut", leader)
 		} else {
-			f.Cut(raftactorAny, raft.ServerID(leader.id))
-			n.event(i, k, "everyone -> %s cut", leader.id)
+			n.net.cut(anyNode, leader)
+			n.event(i, k, "everyone -> %s cut", leader)
 		}
 		n.count(k)
 	case KindDrop:
 		pct := float64(5 + rng.Intn(30))
-		f.Drop(raftactorAny, raftactorAny, pct)
+		n.net.drop(anyNode, anyNode, pct)
 		n.count(k)
 		n.event(i, k, "drop %.0f%% of all RPCs", pct)
 	case KindDelay:
 		d := time.Duration(2+rng.Intn(40)) * time.Millisecond
 		j := time.Duration(1+rng.Intn(40)) * time.Millisecond
 		if rng.Intn(2) == 0 {
-			f.Delay(raftactorAny, raftactorAny, d, j)
+			n.net.delay(anyNode, anyNode, d, j)
 			n.event(i, k, "delay all RPCs %v + up to %v", d, j)
 		} else {
-			m := running[rng.Intn(len(running))]
-			f.Delay(raft.ServerID(m.id), raftactorAny, d, j)
-			f.Delay(raftactorAny, raft.ServerID(m.id), d, j)
-			n.event(i, k, "delay %s's RPCs %v + up to %v", m.id, d, j)
+			id := running[rng.Intn(len(running))]
+			n.net.delay(id, anyNode, d, j)
+			n.net.delay(anyNode, id, d, j)
+			n.event(i, k, "delay %s's RPCs %v + up to %v", id, d, j)
 		}
 		n.count(k)
 	case KindStopLeader:
-		if leader == nil {
+		if leader == "" {
 			return nil
 		}
-		if err := n.c.stop(leader); err != nil {
-			n.event(i, k, "stop %s: %v", leader.id, err)
-		} else {
-			n.event(i, k, "stopped %s", leader.id)
-		}
+		err := n.c.stop(ctx, leader)
 		n.count(k)
+		n.event(i, k, "stopped %s (the heal starts it again): %s", leader, errText(err))
 	case KindCrash:
-		m := leader
-		if m == nil || rng.Intn(2) == 0 {
-			m = running[rng.Intn(len(running))]
+		id := leader
+		if id == "" || rng.Intn(2) == 0 {
+			id = running[rng.Intn(len(running))]
 		}
-		err := n.c.crash(m)
+		err := n.crash.crash(id)
 		n.count(k)
-		n.event(i, k, "supervisor restart of %s (leader %v): %v", m.id, m == leader, errText(err))
-		return func() { n.c.bumpWhenUp(ctx, m) }
+		n.event(i, k, "supervisor restart of %s (leader %v): %v", id, id == leader, errText(err))
+		return func() { n.crash.recovered(ctx, id) }
 	case KindRestart:
-		m := running[rng.Intn(len(running))]
-		f.Isolate(raft.ServerID(m.id))
-		err := n.c.stop(m)
-		f.Heal()
+		id := running[rng.Intn(len(running))]
+		err := n.c.kill(id)
 		if err == nil {
-			err = n.c.start(m)
+			err = n.c.start(ctx, id)
 		}
 		n.count(k)
-		n.event(i, k, "restarted %s from disk (leader %v): %v", m.id, m == leader, errText(err))
+		n.event(i, k, "restarted %s from disk (leader %v): %v", id, id == leader, errText(err))
 	case KindMembership:
 		n.count(k)
 		n.membership(ctx, i, rng, leader, followers)
 	case KindSnapshot:
-		if leader == nil || len(followers) == 0 {
+		if leader == "" || len(followers) == 0 {
 			return nil
 		}
-		m := followers[rng.Intn(len(followers))]
-		before, _ := n.c.status(m)
-		f.Isolate(raft.ServerID(m.id))
+		id := followers[rng.Intn(len(followers))]
+		before, _ := n.c.status(ctx, id)
+		n.net.isolate(id)
 		n.count(k)
-		n.event(i, k, "isolated %s (last index %d, snapshot %d)", m.id, before.GetLastIndex(), before.GetLastSnapshotIndex())
-		return func() { n.snapshotCatchUp(ctx, i, m, before) }
+		n.event(i, k, "isolated %s (last index %d, snapshot %d)", id, before.GetLastIndex(), before.GetLastSnapshotIndex())
+		return func() { n.snapshotCatchUp(ctx, i, id, before.GetLastSnapshotIndex()) }
 	case KindTimeouts:
 		hb := time.Duration(250+rng.Intn(400)) * time.Millisecond
 		el := hb + time.Duration(rng.Intn(300))*time.Millisecond
-		t := &actors.Timeouts{Heartbeat: durationpb.New(hb), Election: durationpb.New(el), SnapshotThreshold: uint64(50 + rng.Intn(300))}
+		t := raftTimeouts{Heartbeat: hb, Election: el, SnapshotThreshold: uint64(50 + rng.Intn(300))}
 		n.count(k)
-		n.event(i, k, "heartbeat %v election %v snapshot threshold %d: %s", hb, el, t.SnapshotThreshold, n.setTimeouts(ctx, t))
+		n.event(i, k, "heartbeat %v election %v snapshot threshold %d: %s", hb, el, t.SnapshotThreshold, errText(n.setTimeouts(ctx, t)))
 		return func() {
-			n.event(i, k, "restored: %s", n.setTimeouts(ctx, timeoutsProto(testTimeouts)))
+			n.event(i, k, "restored: %s", errText(n.setTimeouts(ctx, n.retime.defaultTimeouts())))
 		}
+	case KindSigkill, KindSigkillLeader:
+		victim := running[rng.Intn(len(running))]
+		if k == KindSigkillLeader {
+			if victim = n.leaderOrSkip(ctx, i, k, leader); victim == "" {
+				return nil
+			}
+		}
+		err := n.c.kill(victim)
+		n.count(k)
+		n.event(i, k, "killed %s: %s", victim, errText(err))
+		return restartAfter(victim)
+	case KindSigstopLeader:
+		l := n.leaderOrSkip(ctx, i, k, leader)
+		if l == "" {
+			return nil
+		}
+		st, _ := n.c.status(ctx, l)
+		if err := n.pause.pause(l); err != nil {
+			n.event(i, k, "pause %s: %v", l, err)
+			return nil
+		}
+		n.count(k)
+		term := st.GetTerm()
+		n.event(i, k, "paused leader %s (term %d)", l, term)
+		return func() {
+			// Say whether the others elected a new leader meanwhile: that
+			// is the case the check is about.
+			if nl := leaderOf(ctx, n.c); nl != "" {
+				if nst, err := n.c.status(ctx, nl); err == nil && nst.GetTerm() > term {
+					n.event(i, k, "new leader %s at term %d while %s was paused", nl, nst.GetTerm(), l)
+				}
+			}
+			n.event(i, k, "resumed %s: %s", l, errText(n.pause.resume(l)))
+		}
+	case KindGracefulRestart:
+		victim := running[rng.Intn(len(running))]
+		err := n.c.stop(ctx, victim)
+		n.count(k)
+		n.event(i, k, "stopped %s: %s", victim, errText(err))
+		restartAfter(victim)()
+	default:
+		n.event(i, k, "unknown nemesis")
 	}
 	return nil
 }
 
-// raftactorAny matches every node in a Faults rule.
-const raftactorAny = raft.ServerID("*")
+// leaderOrSkip returns leader, or waits a little for one, or records that
+// the step is skipped and returns "".
+func (n *nemesis) leaderOrSkip(ctx context.Context, i int, k Kind, leader string) string {
+	if leader != "" {
+		return leader
+	}
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	l, err := waitLeader(lctx, n.c)
+	if err != nil {
+		n.event(i, k, "skipped: %v", err)
+	}
+	return l
+}
 
-// probe sends linearizable reads straight to an isolated leader's node
-// actor until the step ends, and reports any that succeeds after the rest
+// probeIsolated sends linearizable reads straight to an isolated leader's
+// node until the step ends, and reports any that succeeds after the rest
 // of the group elected a newer leader: two nodes would then serve reads as
 // leader, and the old one's could miss acknowledged writes.
-func (n *nemesis) probe(ctx context.Context, i int, old *member, term uint64, others []*member) func() {
-	g := old.g
-	if g == nil {
-		return nil
-	}
+func (n *nemesis) probeIsolated(ctx context.Context, i int, old string, term uint64, others []string) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -383,30 +366,30 @@ func (n *nemesis) probe(ctx context.Context, i int, old *member, term uint64, ot
 			case <-time.After(20 * time.Millisecond):
 			}
 			if newLeaderAt.IsZero() {
-				for _, m := range others {
-					if st, err := n.c.status(m); err == nil && st.State == "Leader" && st.Term > term {
+				for _, id := range others {
+					if st, err := n.c.status(ctx, id); err == nil && st.GetState() == "Leader" && st.GetTerm() > term {
 						newLeaderAt = time.Now()
-						n.event(i, KindIsolateLeader, "%s leads in term %d while %s is cut off", m.id, st.Term, old.id)
+						n.event(i, KindIsolateLeader, "%s leads in term %d while %s is cut off", id, st.GetTerm(), old)
 						// A write through the new leader makes a read that the
 						// old one might still serve observably stale.
 						wctx, cancel := context.WithTimeout(ctx, time.Second)
-						_, _ = n.admin.Write(wctx, kvstore.Put("probe", []byte(fmt.Sprint(n.rec.now()))))
+						_ = n.probe.probeWrite(wctx, fmt.Sprint(n.rec.now()))
 						cancel()
 						break
 					}
 				}
 			}
 			sent := time.Now()
-			resp, err := n.c.ask(g.Node(), &actors.ReadRequest{Meta: actors.NewMeta(300 * time.Millisecond),
-				Query: kvstore.Get("probe"), Consistency: actors.Consistency_LINEARIZABLE})
-			ok := err == nil && resp != nil
+			rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			ok := n.probe.probeRead(rctx, old) == nil
+			cancel()
 			n.mu.Lock()
 			n.probes.Sent++
 			switch {
 			case ok && !newLeaderAt.IsZero() && sent.After(newLeaderAt):
 				n.probes.AfterNewLeader++
 				n.mu.Unlock()
-				n.violation("stale-read probe: isolated old leader %s (term %d) served a linearizable read sent after a new leader was elected", old.id, term)
+				n.violation("stale-read probe: isolated old leader %s (term %d) served a linearizable read sent after a new leader was elected", old, term)
 				continue
 			case ok:
 				n.probes.OKBeforeNewLeader++
@@ -423,27 +406,22 @@ func (n *nemesis) probe(ctx context.Context, i int, old *member, term uint64, ot
 // membership changes the group under load: grow, shrink, or replace a
 // follower, the leader or a partitioned follower (add a new node, then
 // remove the old one).
-func (n *nemesis) membership(ctx context.Context, i int, rng *rand.Rand, leader *member, followers []*member) {
-	live := n.c.live()
+func (n *nemesis) membership(ctx context.Context, i int, rng *rand.Rand, leader string, followers []string) {
+	live := n.c.nodes()
 	mctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	add := func() *member {
-		m, err := n.c.add(mctx)
-		n.wl.setMembers(n.c.peers())
-		n.admin.SetMembers(n.c.peers())
+	add := func() bool {
+		id, err := n.members.add(mctx)
 		if err != nil {
-			m.joining = true
-			n.event(i, KindMembership, "add %s: %v", m.id, err)
-			return nil
+			n.event(i, KindMembership, "add %s: %v", id, err)
+			return false
 		}
-		n.event(i, KindMembership, "added %s", m.id)
-		return m
+		n.event(i, KindMembership, "added %s", id)
+		return true
 	}
-	remove := func(m *member, why string) {
-		err := n.c.remove(mctx, m, n.admin)
-		n.wl.setMembers(n.c.peers())
-		n.admin.SetMembers(n.c.peers())
-		n.event(i, KindMembership, "remove %s (%s): %s", m.id, why, errText(err))
+	remove := func(id, why string) {
+		err := n.members.remove(mctx, id)
+		n.event(i, KindMembership, "remove %s (%s): %s", id, why, errText(err))
 	}
 	choice := rng.Intn(5)
 	switch {
@@ -451,108 +429,95 @@ func (n *nemesis) membership(ctx context.Context, i int, rng *rand.Rand, leader 
 		add()
 	case choice == 1 && len(live) > 3 && len(followers) > 0:
 		remove(followers[rng.Intn(len(followers))], "shrink")
-	case choice == 2 && leader != nil:
-		if add() != nil {
+	case choice == 2 && leader != "":
+		if add() {
 			remove(leader, "replace the leader")
 		}
 	case choice == 3 && len(followers) > 0:
-		m := followers[rng.Intn(len(followers))]
-		n.c.faults.Isolate(raft.ServerID(m.id))
-		n.event(i, KindMembership, "isolated %s before replacing it", m.id)
-		if add() != nil {
-			remove(m, "replace a partitioned follower")
+		id := followers[rng.Intn(len(followers))]
+		n.net.isolate(id)
+		n.event(i, KindMembership, "isolated %s before replacing it", id)
+		if add() {
+			remove(id, "replace a partitioned follower")
 		}
 	case len(followers) > 0:
-		m := followers[rng.Intn(len(followers))]
-		if add() != nil {
-			remove(m, "replace a follower")
+		id := followers[rng.Intn(len(followers))]
+		if add() {
+			remove(id, "replace a follower")
 		}
 	}
 }
 
-// snapshotCatchUp makes the leader snapshot while m is cut off, heals m and
-// waits for it to catch up.
-func (n *nemesis) snapshotCatchUp(ctx context.Context, i int, m *member, before *actors.StatusResponse) {
+// snapshotCatchUp makes the leader snapshot while id is cut off, heals the
+// network and waits for id to catch up.
+func (n *nemesis) snapshotCatchUp(ctx context.Context, i int, id string, snapshotBefore uint64) {
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	snap, err := n.admin.Snapshot(sctx)
-	n.event(i, KindSnapshot, "leader snapshot at %d: %s", snap.GetIndex(), errText(err))
-	n.c.faults.Heal()
-	leader := n.c.leader()
-	if leader == nil {
+	index, err := n.snap.snapshot(sctx)
+	n.event(i, KindSnapshot, "leader snapshot at %d: %s", index, errText(err))
+	n.net.healNetwork()
+	leader := leaderOf(sctx, n.c)
+	if leader == "" {
 		return
 	}
-	lst, err := n.c.status(leader)
+	lst, err := n.c.status(sctx, leader)
 	if err != nil {
 		return
 	}
 	for sctx.Err() == nil {
-		st, err := n.c.status(m)
-		if err == nil && st.AppliedIndex >= lst.CommitIndex {
-			n.event(i, KindSnapshot, "%s caught up to %d (snapshot index %d -> %d)", m.id, st.AppliedIndex,
-				before.GetLastSnapshotIndex(), st.GetLastSnapshotIndex())
+		st, err := n.c.status(sctx, id)
+		if err == nil && st.GetAppliedIndex() >= lst.GetCommitIndex() {
+			n.event(i, KindSnapshot, "%s caught up to %d (snapshot index %d -> %d)", id, st.GetAppliedIndex(),
+				snapshotBefore, st.GetLastSnapshotIndex())
 			return
 		}
 		sleepCtx(sctx, 50*time.Millisecond)
 	}
-	n.event(i, KindSnapshot, "%s did not catch up to %d within 10s", m.id, lst.CommitIndex)
+	n.event(i, KindSnapshot, "%s did not catch up to %d within 10s", id, lst.GetCommitIndex())
 }
 
-// setTimeouts changes the timeouts of the leader through the Client and of
-// every other running node at its front door (timeouts are per node).
-func (n *nemesis) setTimeouts(ctx context.Context, t *actors.Timeouts) string {
+// setTimeouts changes every running node's timeouts, bounded.
+func (n *nemesis) setTimeouts(ctx context.Context, t raftTimeouts) error {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var errs []string
-	if _, err := n.admin.UpdateTimeouts(tctx, t); err != nil {
-		errs = append(errs, "leader: "+err.Error())
-	}
-	for _, m := range n.c.running() {
-		if _, err := n.c.ask(m.g.FrontDoor(), &actors.UpdateTimeoutsRequest{Meta: actors.NewMeta(askTimeout * 9 / 10), Timeouts: t}); err != nil {
-			errs = append(errs, m.id+": "+err.Error())
-		}
-	}
-	if len(errs) == 0 {
-		return "ok"
-	}
-	return fmt.Sprint(errs)
+	return n.retime.setTimeouts(tctx, t)
 }
 
-// timeoutsProto is the reloadable part of t, to put a node back to it.
-func timeoutsProto(t raftactor.Timeouts) *actors.Timeouts {
-	return &actors.Timeouts{
-		Heartbeat:         durationpb.New(t.Heartbeat),
-		Election:          durationpb.New(t.Election),
-		SnapshotThreshold: t.SnapshotThreshold,
-	}
-}
-
-// heal removes every network fault, starts every member that is not
-// running and finishes interrupted joins.
+// heal removes every network fault, resumes every paused node, starts
+// every node that is not running and finishes interrupted joins.
 func (n *nemesis) heal(ctx context.Context, i int) {
-	n.c.faults.Heal()
-	for _, m := range n.c.live() {
-		if m.g == nil {
-			if err := n.c.start(m); err != nil {
-				n.event(i, "heal", "start %s: %v", m.id, err)
-			}
-		}
+	if n.net != nil {
+		n.net.healNetwork()
 	}
-	for _, m := range n.c.live() {
-		if m.joining && m.g != nil {
-			jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			err := m.g.Join(jctx, n.c.peers()...)
-			cancel()
-			if err == nil {
-				m.joining = false
-			}
-			n.event(i, "heal", "join %s again: %s", m.id, errText(err))
+	for _, id := range n.c.nodes() {
+		if n.pause != nil && n.pause.paused(id) {
+			n.event(i, kindHeal, "resume %s: %s", id, errText(n.pause.resume(id)))
 		}
+		if n.c.running(id) {
+			continue
+		}
+		var err error
+		for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+			if err = n.c.start(ctx, id); err == nil {
+				break
+			}
+			sleepCtx(ctx, 200*time.Millisecond)
+		}
+		n.event(i, kindHeal, "start %s: %s", id, errText(err))
+	}
+	if n.members == nil {
+		return
+	}
+	for _, id := range n.members.joining() {
+		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := n.members.join(jctx, id)
+		cancel()
+		n.event(i, kindHeal, "join %s again: %s", id, errText(err))
 	}
 }
 
-func shuffle(rng *rand.Rand, ms []*member) []*member {
-	out := append([]*member(nil), ms...)
+func shuffle(rng *rand.Rand, ids []string) []string {
+	out := append([]string(nil), ids...)
 	rng.Shuffle(len(out), func(a, b int) { out[a], out[b] = out[b], out[a] })
 	return out
 }

@@ -8,44 +8,27 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/protoraft/protoraft/internal/proctest"
 )
 
-// selectProcessProfile is the process mode's profile: two seeds (a 3- and
-// a 5-node group) in every `go test ./integration/`, more with
-// PROTORAFT_SOAK=1. PROTORAFT_PROC_RUNS, PROTORAFT_PROC_SEED_BASE and
-// PROTORAFT_PROC_DURATION override it, apart from the in-process profile's
-// variables.
+// selectProcessProfile is the process carrier's profile: two seeds (a 3-
+// and a 5-node group) in every `go test ./integration/`, more with
+// PROTORAFT_SOAK=1. PROTORAFT_RUNS, PROTORAFT_SEED_BASE and
+// PROTORAFT_DURATION change it as they change the in-process profile;
+// PROTORAFT_PROC_RUNS, PROTORAFT_PROC_SEED_BASE and PROTORAFT_PROC_DURATION
+// change it alone, and win.
 func selectProcessProfile(t *testing.T) profile {
 	p := profile{name: "short", runs: 2, seedBase: 1000, duration: 8 * time.Second}
 	if os.Getenv("PROTORAFT_SOAK") != "" {
 		p = profile{name: "long", runs: 20, seedBase: time.Now().UnixNano() % 1_000_000_000, duration: 30 * time.Second}
 	}
-	if v := os.Getenv("PROTORAFT_PROC_RUNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("PROTORAFT_PROC_RUNS: %v", err)
-		}
-		p.runs = n
-	}
-	if v := os.Getenv("PROTORAFT_PROC_SEED_BASE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			t.Fatalf("PROTORAFT_PROC_SEED_BASE: %v", err)
-		}
-		p.seedBase = n
-	}
-	if v := os.Getenv("PROTORAFT_PROC_DURATION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("PROTORAFT_PROC_DURATION: %v", err)
-		}
-		p.duration = d
-	}
+	p.override(t, "")
+	p.override(t, "PROC_")
 	return p
 }
 
@@ -54,7 +37,7 @@ func selectProcessProfile(t *testing.T) profile {
 func buildKVForTest(t *testing.T) string {
 	t.Helper()
 	began := time.Now()
-	bin, err := BuildKV("..", t.TempDir())
+	bin, err := proctest.BuildKV(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,51 +50,37 @@ func buildKVForTest(t *testing.T) string {
 // each group size with and without links.
 func linkFor(seed int64) bool { return (seed+seed/2)%2 == 0 }
 
-// runProcessSeed runs one seed of the process mode as a subtest; steps,
-// when given, are the schedule instead of one drawn from the seed.
-func runProcessSeed(t *testing.T, sum *Summary, bin string, seed int64, duration time.Duration, steps ...Step) {
-	t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-		replay := fmt.Sprintf("PROTORAFT_PROC_SEED=%d PROTORAFT_PROC_DURATION=%s go test -count=1 -run TestProcessReplay -v ./integration/", seed, duration)
-		nodes := nodesFor(seed)
-		cfg := ProcConfig{
-			Binary:       bin,
-			Seed:         seed,
-			Nodes:        nodes,
-			Link:         linkFor(seed),
-			Duration:     duration,
-			Steps:        steps,
-			Clients:      4 + nodes/2,
-			Keys:         4,
-			Dir:          t.TempDir(),
-			ResultsDir:   filepath.Join(resultsDir(), "process"),
-			CheckTimeout: 30 * time.Second,
-			Replay:       replay,
-			// Registered after t.TempDir, so the processes die before
-			// their data directories go.
+// onProcesses runs a Config on the process carrier with the binary bin.
+func onProcesses(bin string) runner {
+	return func(t *testing.T, ctx context.Context, cfg Config) (*Report, error) {
+		return RunProcess(ctx, cfg, Processes{
+			Binary: bin,
+			Link:   linkFor(cfg.Seed),
+			// Registered after the subtest's t.TempDir, so the processes
+			// die before their data directories go.
 			OnStart: func(killAll func()) { t.Cleanup(killAll) },
-			Logf: func(format string, args ...any) {
-				if os.Getenv("PROTORAFT_TEST_LOG") != "" {
-					t.Logf(format, args...)
-				}
-			},
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		rep, err := RunProcess(ctx, cfg)
-		if err != nil {
-			t.Fatalf("seed %d: the run could not start: %v\nreplay: %s", seed, err, replay)
-		}
-		sum.Add(rep)
-		t.Logf("seed %d: %d processes (raft link %t), ops %v, faults %v, linearizable %s, took %v",
-			seed, nodes, linkFor(seed), rep.Ops, rep.Faults, rep.Linearizable, rep.Took.Round(time.Millisecond))
-		if rep.Failed() {
-			t.Errorf("seed %d: %d violation(s):\n  %s\nartifacts: %s\nreplay: %s",
-				seed, len(rep.Violations), strings.Join(rep.Violations, "\n  "), rep.Artifacts, replay)
-		}
-	})
+		})
+	}
 }
 
-// TestProcessVerify runs the process mode's profile: samples/kv nodes as
+// processSeedConfig is the process run of seed; steps, when given, are the
+// schedule instead of one drawn from the seed.
+func processSeedConfig(seed int64, duration time.Duration, steps ...Step) Config {
+	nodes := nodesFor(seed)
+	return Config{
+		Seed:         seed,
+		Nodes:        nodes,
+		Duration:     duration,
+		Steps:        steps,
+		Clients:      4 + nodes/2,
+		Keys:         4,
+		ResultsDir:   filepath.Join(resultsDir(), "process"),
+		CheckTimeout: 30 * time.Second,
+		Replay:       fmt.Sprintf("PROTORAFT_PROC_SEED=%d PROTORAFT_PROC_DURATION=%s go test -count=1 -run TestProcessReplay -v ./integration/", seed, duration),
+	}
+}
+
+// TestProcessVerify runs the process carrier's profile: samples/kv nodes as
 // OS processes under an HTTP workload while a seeded schedule SIGKILLs,
 // SIGSTOPs and restarts them; every run is checked for linearizability,
 // stale-read monotonicity, durability and convergence.
@@ -123,18 +92,13 @@ func TestProcessVerify(t *testing.T) {
 		t.Skip("a replay runs its seed alone")
 	}
 	p := selectProcessProfile(t)
-	bin := buildKVForTest(t)
+	run := onProcesses(buildKVForTest(t))
 	sum := NewSummary()
 	t.Logf("process profile %s: %d runs from seed %d, %v of faults each", p.name, p.runs, p.seedBase, p.duration)
 	for i := range p.runs {
-		runProcessSeed(t, sum, bin, p.seedBase+int64(i), p.duration)
+		runSeed(t, sum, processSeedConfig(p.seedBase+int64(i), p.duration), run)
 	}
-	line := fmt.Sprintf("process profile %s: %s", p.name, sum)
-	t.Log(line)
-	fmt.Println(line)
-	if err := os.MkdirAll(resultsDir(), 0o755); err == nil {
-		_ = os.WriteFile(filepath.Join(resultsDir(), "summary-process-"+p.name+".txt"), []byte(line+"\n"), 0o644)
-	}
+	reportProfile(t, "process profile "+p.name, "process-"+p.name, sum)
 }
 
 // TestProcessReplay runs the one seed in PROTORAFT_PROC_SEED, as printed by
@@ -149,9 +113,8 @@ func TestProcessReplay(t *testing.T) {
 		t.Fatalf("PROTORAFT_PROC_SEED: %v", err)
 	}
 	p := selectProcessProfile(t)
-	bin := buildKVForTest(t)
 	sum := NewSummary()
-	runProcessSeed(t, sum, bin, seed, p.duration)
+	runSeed(t, sum, processSeedConfig(seed, p.duration), onProcesses(buildKVForTest(t)))
 	t.Log(sum)
 }
 
@@ -197,14 +160,13 @@ func TestProcessScenarioPausedLeaderServesNoStaleLeaseRead(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs samples/kv processes")
 	}
-	bin := buildKVForTest(t)
-	sum := NewSummary()
 	pause := Step{Kinds: []Kind{KindSigstopLeader}, Hold: 3 * time.Second, Quiet: 500 * time.Millisecond}
 	var steps []Step
 	for i := range 6 {
 		pause.Param = int64(i + 1)
 		steps = append(steps, pause)
 	}
-	runProcessSeed(t, sum, bin, 559272473, 10*time.Second, steps...)
+	sum := NewSummary()
+	runSeed(t, sum, processSeedConfig(559272473, 10*time.Second, steps...), onProcesses(buildKVForTest(t)))
 	t.Log(sum)
 }

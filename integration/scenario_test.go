@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"context"
-	"strings"
 	"testing"
 	"time"
 )
@@ -12,20 +10,10 @@ import (
 // seeds draw.
 func runScenario(t *testing.T, seed int64, nodes int, steps []Step) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, Config{
+	runSeed(t, NewSummary(), Config{
 		Seed: seed, Nodes: nodes, Clients: 4, Keys: 5, Steps: steps,
-		Dir: t.TempDir(), ResultsDir: resultsDir(),
 		Replay: "go test -count=1 -v -run '" + t.Name() + "' ./integration/",
-	})
-	if err != nil {
-		t.Fatalf("the run could not start: %v", err)
-	}
-	t.Logf("ops %v, faults %v, linearizable %s, probe %+v", rep.Ops, rep.Faults, rep.Linearizable, rep.Probe)
-	if rep.Failed() {
-		t.Errorf("%d violation(s):\n  %s\nartifacts: %s", len(rep.Violations), strings.Join(rep.Violations, "\n  "), rep.Artifacts)
-	}
+	}, inProcess)
 }
 
 func scenarioStep(hold time.Duration, param int64, kinds ...Kind) Step {

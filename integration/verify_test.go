@@ -19,6 +19,33 @@ type profile struct {
 	duration time.Duration
 }
 
+// override applies the environment's PROTORAFT_<prefix>RUNS,
+// PROTORAFT_<prefix>SEED_BASE and PROTORAFT_<prefix>DURATION to p.
+func (p *profile) override(t *testing.T, prefix string) {
+	t.Helper()
+	if v := os.Getenv("PROTORAFT_" + prefix + "RUNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("PROTORAFT_%sRUNS: %v", prefix, err)
+		}
+		p.runs = n
+	}
+	if v := os.Getenv("PROTORAFT_" + prefix + "SEED_BASE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("PROTORAFT_%sSEED_BASE: %v", prefix, err)
+		}
+		p.seedBase = n
+	}
+	if v := os.Getenv("PROTORAFT_" + prefix + "DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("PROTORAFT_%sDURATION: %v", prefix, err)
+		}
+		p.duration = d
+	}
+}
+
 // Profiles. The short one runs in every `go test ./...` and must stay well
 // under a minute and a half on two busy cores; the long one is for soaking
 // (PROTORAFT_SOAK=1) and takes its base seed from the clock unless told.
@@ -27,27 +54,7 @@ func selectProfile(t *testing.T) profile {
 	if os.Getenv("PROTORAFT_SOAK") != "" {
 		p = profile{name: "long", runs: 100, seedBase: time.Now().UnixNano() % 1_000_000_000, duration: 8 * time.Second}
 	}
-	if v := os.Getenv("PROTORAFT_RUNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("PROTORAFT_RUNS: %v", err)
-		}
-		p.runs = n
-	}
-	if v := os.Getenv("PROTORAFT_SEED_BASE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			t.Fatalf("PROTORAFT_SEED_BASE: %v", err)
-		}
-		p.seedBase = n
-	}
-	if v := os.Getenv("PROTORAFT_DURATION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("PROTORAFT_DURATION: %v", err)
-		}
-		p.duration = d
-	}
+	p.override(t, "")
 	return p
 }
 
@@ -69,44 +76,70 @@ func resultsDir() string {
 	return filepath.Join("..", "results")
 }
 
-// runSeed runs one seed as a subtest and fails it on any violation, with
-// the artifacts' location and the command that replays it.
-func runSeed(t *testing.T, sum *Summary, seed int64, duration time.Duration, kinds []Kind) {
-	t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-		replay := fmt.Sprintf("PROTORAFT_SEED=%d PROTORAFT_DURATION=%s go test -count=1 -run TestReplay -v ./integration/", seed, duration)
-		if kinds != nil {
-			replay = fmt.Sprintf("go test -count=1 -run '%s' -v ./integration/", t.Name())
+// runner runs one seed's Config on a carrier, from inside its subtest.
+type runner func(t *testing.T, ctx context.Context, cfg Config) (*Report, error)
+
+// inProcess runs a Config on the in-process carrier.
+func inProcess(_ *testing.T, ctx context.Context, cfg Config) (*Report, error) { return Run(ctx, cfg) }
+
+// runSeed runs cfg (its seed, schedule and workload) as a subtest and fails
+// it on any violation, with the artifacts' location and the command that
+// replays it. The subtest sets the directories and the log.
+func runSeed(t *testing.T, sum *Summary, cfg Config, run runner) {
+	t.Run(fmt.Sprintf("seed=%d", cfg.Seed), func(t *testing.T) {
+		cfg.Dir = t.TempDir()
+		if cfg.ResultsDir == "" {
+			cfg.ResultsDir = resultsDir()
 		}
-		cfg := Config{
-			Seed:       seed,
-			Nodes:      nodesFor(seed),
-			Duration:   duration,
-			Clients:    4 + nodesFor(seed)/2,
-			Keys:       5,
-			Kinds:      kinds,
-			Dir:        t.TempDir(),
-			ResultsDir: resultsDir(),
-			Replay:     replay,
-			Logf: func(format string, args ...any) {
-				if os.Getenv("PROTORAFT_TEST_LOG") != "" {
-					t.Logf(format, args...)
-				}
-			},
+		cfg.Logf = func(format string, args ...any) {
+			if os.Getenv("PROTORAFT_TEST_LOG") != "" {
+				t.Logf(format, args...)
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		rep, err := Run(ctx, cfg)
+		rep, err := run(t, ctx, cfg)
 		if err != nil {
-			t.Fatalf("seed %d: the run could not start: %v\nreplay: %s", seed, err, replay)
+			t.Fatalf("seed %d: the run could not start: %v\nreplay: %s", cfg.Seed, err, cfg.Replay)
 		}
 		sum.Add(rep)
-		t.Logf("seed %d: %d nodes, ops %v, faults %v, linearizable %s, probe %+v, took %v",
-			seed, cfg.Nodes, rep.Ops, rep.Faults, rep.Linearizable, rep.Probe, rep.Took.Round(time.Millisecond))
+		t.Logf("seed %d: %d nodes, %s, ops %v, faults %v, linearizable %s, probe %+v, took %v",
+			cfg.Seed, cfg.Nodes, rep.Carrier, rep.Ops, rep.Faults, rep.Linearizable, rep.Probe, rep.Took.Round(time.Millisecond))
 		if rep.Failed() {
 			t.Errorf("seed %d: %d violation(s):\n  %s\nartifacts: %s\nreplay: %s",
-				seed, len(rep.Violations), strings.Join(rep.Violations, "\n  "), rep.Artifacts, replay)
+				cfg.Seed, len(rep.Violations), strings.Join(rep.Violations, "\n  "), rep.Artifacts, cfg.Replay)
 		}
 	})
+}
+
+// seedConfig is the in-process run of seed: its group size, its workload
+// and the command that replays it. kinds, when set, narrow the schedule,
+// and the replay runs the calling test instead.
+func seedConfig(t *testing.T, seed int64, duration time.Duration, kinds []Kind) Config {
+	replay := fmt.Sprintf("PROTORAFT_SEED=%d PROTORAFT_DURATION=%s go test -count=1 -run TestReplay -v ./integration/", seed, duration)
+	if kinds != nil {
+		replay = fmt.Sprintf("go test -count=1 -run '%s/seed=%d' -v ./integration/", t.Name(), seed)
+	}
+	return Config{
+		Seed:     seed,
+		Nodes:    nodesFor(seed),
+		Duration: duration,
+		Clients:  4 + nodesFor(seed)/2,
+		Keys:     5,
+		Kinds:    kinds,
+		Replay:   replay,
+	}
+}
+
+// reportProfile logs a profile's summary line, prints it (go test shows it
+// without -v too) and writes it to results/summary-<file>.txt.
+func reportProfile(t *testing.T, label, file string, sum *Summary) {
+	line := fmt.Sprintf("%s: %s", label, sum)
+	t.Log(line)
+	fmt.Println(line)
+	if err := os.MkdirAll(resultsDir(), 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(resultsDir(), "summary-"+file+".txt"), []byte(line+"\n"), 0o644)
+	}
 }
 
 // TestVerify runs the selected profile: seeded runs of every nemesis under
@@ -121,14 +154,9 @@ func TestVerify(t *testing.T) {
 	sum := NewSummary()
 	t.Logf("profile %s: %d runs from seed %d, %v of faults each", p.name, p.runs, p.seedBase, p.duration)
 	for i := range p.runs {
-		runSeed(t, sum, p.seedBase+int64(i), p.duration, nil)
+		runSeed(t, sum, seedConfig(t, p.seedBase+int64(i), p.duration, nil), inProcess)
 	}
-	line := fmt.Sprintf("profile %s: %s", p.name, sum)
-	t.Log(line)
-	fmt.Println(line)
-	if err := os.MkdirAll(resultsDir(), 0o755); err == nil {
-		_ = os.WriteFile(filepath.Join(resultsDir(), "summary-"+p.name+".txt"), []byte(line+"\n"), 0o644)
-	}
+	reportProfile(t, "profile "+p.name, p.name, sum)
 }
 
 // TestReplay runs the one seed in PROTORAFT_SEED, as printed by a failure.
@@ -143,7 +171,7 @@ func TestReplay(t *testing.T) {
 	}
 	p := selectProfile(t)
 	sum := NewSummary()
-	runSeed(t, sum, seed, p.duration, nil)
+	runSeed(t, sum, seedConfig(t, seed, p.duration, nil), inProcess)
 	t.Log(sum)
 }
 
@@ -153,7 +181,7 @@ func TestReplay(t *testing.T) {
 func TestStaleReadProbe(t *testing.T) {
 	sum := NewSummary()
 	for _, seed := range []int64{100, 101} {
-		runSeed(t, sum, seed, 3*time.Second, []Kind{KindIsolateLeader})
+		runSeed(t, sum, seedConfig(t, seed, 3*time.Second, []Kind{KindIsolateLeader}), inProcess)
 	}
 	t.Log(sum)
 	if sum.ProbeReads == 0 {

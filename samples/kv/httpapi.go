@@ -17,6 +17,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
@@ -120,10 +122,12 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// serverJSON is a member of the group as the API shows it.
+// serverJSON is a member of the group as /leader and /members show it: the
+// fields of actors.Server, named and valued as /status names them.
 type serverJSON struct {
-	ID       string `json:"id"`
-	Address  string `json:"address"`
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	// Suffrage is the protocol's name of it: VOTER or NONVOTER.
 	Suffrage string `json:"suffrage,omitempty"`
 }
 
@@ -131,7 +135,7 @@ func serverOf(s *actors.Server) *serverJSON {
 	if s == nil || s.Id == "" {
 		return nil
 	}
-	return &serverJSON{ID: s.Id, Address: s.Address, Suffrage: strings.ToLower(s.Suffrage.String())}
+	return &serverJSON{ID: s.Id, Address: s.Address, Suffrage: s.Suffrage.String()}
 }
 
 func serversOf(ss []*actors.Server) []*serverJSON {
@@ -396,55 +400,6 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, cmd []byte) (writeRe
 	return writeResult{index: res.Index, result: kr}, true
 }
 
-// statusJSON is one node's view of the group.
-type statusJSON struct {
-	Node               *serverJSON   `json:"node"`
-	State              string        `json:"state"`
-	Term               uint64        `json:"term"`
-	Leader             *serverJSON   `json:"leader"`
-	CommitIndex        uint64        `json:"commit_index"`
-	AppliedIndex       uint64        `json:"applied_index"`
-	LastIndex          uint64        `json:"last_index"`
-	LastContact        string        `json:"last_contact,omitempty"`
-	LastSnapshotIndex  uint64        `json:"last_snapshot_index"`
-	ConfigurationIndex uint64        `json:"configuration_index"`
-	Members            []*serverJSON `json:"members"`
-	Timeouts           *timeoutsJSON `json:"timeouts,omitempty"`
-}
-
-// timeoutsJSON shows durations as Go duration strings ("500ms"), the form
-// people type.
-type timeoutsJSON struct {
-	Heartbeat         string `json:"heartbeat"`
-	Election          string `json:"election"`
-	LeaderLease       string `json:"leader_lease"`
-	Commit            string `json:"commit"`
-	SnapshotInterval  string `json:"snapshot_interval"`
-	SnapshotThreshold uint64 `json:"snapshot_threshold"`
-	TrailingLogs      uint64 `json:"trailing_logs"`
-}
-
-func statusOf(s *actors.StatusResponse) statusJSON {
-	out := statusJSON{
-		Node: serverOf(s.Node), State: s.State, Term: s.Term, Leader: serverOf(s.Leader),
-		CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, LastIndex: s.LastIndex,
-		LastSnapshotIndex: s.LastSnapshotIndex, ConfigurationIndex: s.ConfigurationIndex,
-		Members: serversOf(s.Members),
-	}
-	if s.LastContactUnixNano != 0 {
-		out.LastContact = time.Unix(0, s.LastContactUnixNano).UTC().Format(time.RFC3339Nano)
-	}
-	if t := s.Timeouts; t != nil {
-		out.Timeouts = &timeoutsJSON{
-			Heartbeat: t.Heartbeat.AsDuration().String(), Election: t.Election.AsDuration().String(),
-			LeaderLease: t.LeaderLease.AsDuration().String(), Commit: t.Commit.AsDuration().String(),
-			SnapshotInterval:  t.SnapshotInterval.AsDuration().String(),
-			SnapshotThreshold: t.SnapshotThreshold, TrailingLogs: t.TrailingLogs,
-		}
-	}
-	return out
-}
-
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
 	node, aerr := a.localNode(r)
 	if aerr != nil {
@@ -470,7 +425,26 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, statusOf(st))
+	writeProtoJSON(w, http.StatusOK, st)
+}
+
+// protoJSON renders /status as telemetry's handlers render /health: the
+// .proto files' field names, enum values by name, zero values included, so
+// the two read alike and a client decodes either with protojson into the
+// message itself.
+var protoJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Multiline: true}
+
+// writeProtoJSON writes m with protoJSON.
+func writeProtoJSON(w http.ResponseWriter, code int, m proto.Message) {
+	b, err := protoJSON.Marshal(m)
+	if err != nil {
+		writeError(w, actors.Errorf(actors.Code_INTERNAL, "encoding %T: %v", m, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func (a *api) leader(w http.ResponseWriter, r *http.Request) {
@@ -526,7 +500,7 @@ type addMemberRequest struct {
 	// Raft address: the handler derives that, so callers never have to know
 	// how node actors are named.
 	Address string `json:"address"`
-	// Suffrage is "voter" (the default) or "nonvoter".
+	// Suffrage is VOTER (the default) or NONVOTER, in any case.
 	Suffrage string `json:"suffrage,omitempty"`
 }
 
@@ -555,7 +529,7 @@ func (a *api) addMember(w http.ResponseWriter, r *http.Request) {
 	case "nonvoter":
 		res, err = a.client.AddNonvoter(r.Context(), req.ID, raftAddr)
 	default:
-		badRequest(w, "suffrage", "suffrage %q is not voter or nonvoter", req.Suffrage)
+		badRequest(w, "suffrage", "suffrage %q is not VOTER or NONVOTER", req.Suffrage)
 		return
 	}
 	if err != nil {

@@ -239,7 +239,7 @@ func TestAPIRoundTrip(t *testing.T) {
 		t.Errorf("leader: %d %v", status, body)
 	}
 	status, body = do(t, "GET", srv.URL+"/members", "")
-	if m, _ := body["members"].([]any); status != 200 || len(m) != 1 {
+	if m, _ := body["members"].([]any); status != 200 || len(m) != 1 || m[0].(map[string]any)["suffrage"] != "VOTER" {
 		t.Errorf("members: %d %v", status, body)
 	}
 	// Removing the only voter is refused by the group, and the refusal
@@ -259,6 +259,11 @@ func TestParseFlags(t *testing.T) {
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers},
 		{"--id", "n4", "--bind", "127.0.0.1:7004", "--join", "n1=127.0.0.1:7001"},
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0"},
+		// Behind forwarders: listen anywhere, be known by the advertised
+		// addresses.
+		{"--id", "n1", "--bind", "127.0.0.1:0", "--advertise", "127.0.0.1:7001", "--peers", peers},
+		{"--id", "n1", "--bind", "0.0.0.0:7101", "--advertise", "127.0.0.1:7001", "--peers", peers,
+			"--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:7201"},
 	}
 	for _, args := range good {
 		if _, err := parseFlags(args, io.Discard); err != nil {
@@ -278,6 +283,15 @@ func TestParseFlags(t *testing.T) {
 		{"extra"},
 		{"--link", "127.0.0.1:0"},
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1"},
+		// Port 0 cannot be dialed: only a bind behind --advertise may use it.
+		{"--id", "n1", "--bind", "127.0.0.1:0", "--peers", peers},
+		{"--id", "n1", "--bind", "127.0.0.1:0", "--advertise", "0.0.0.0:7001", "--peers", peers},
+		{"--id", "n1", "--bind", "127.0.0.1:0", "--advertise", "127.0.0.1:0", "--peers", peers},
+		// --peers names this node by what the others dial.
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--advertise", "127.0.0.1:7101", "--peers", peers},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link-advertise", "127.0.0.1:7201"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:0"},
+		{"--link-advertise", "127.0.0.1:7201"},
 	}
 	for _, args := range bad {
 		if _, err := parseFlags(args, io.Discard); err == nil {

@@ -17,6 +17,12 @@
 //
 //	go run ./samples/kv --id n4 --bind 127.0.0.1:7004 --http 127.0.0.1:8084 --join n1=127.0.0.1:7001
 //
+// Behind a forwarder or NAT, --advertise is the address the other nodes dial
+// (and the one in --peers) while --bind is where the process listens; with
+// --advertise, --bind may be port 0. Every process prints the addresses it
+// listens on before it serves: "remote: ADDR", "link: ADDR" with --link, and
+// "http: URL" last.
+//
 // Every node's HTTP endpoint serves every request: writes and
 // linearizable or lease reads reach the leader through the cluster Client,
 // while stale reads (?consistency=stale) and /status answer from the local
@@ -28,14 +34,18 @@
 //	                                                → {"key","value","revision","applied_index"}
 //	DELETE /kv/{key}                                → {"key","index","deleted"}
 //	GET    /kv?prefix=p&limit=n                     → {"entries":[...],"more"}
-//	GET    /status                                  → the local node's view of the group
+//	GET    /status                                  → the local node's view of the group (protojson)
+//	GET    /health                                  → the local node's health (protojson)
 //	GET    /leader                                  → {"leader":{"id","address"},"term"}
 //	GET    /members                                 → {"index","members":[...]}
-//	POST   /members  {"id","address"[,"suffrage":"nonvoter"]}
+//	POST   /members  {"id","address"[,"suffrage":"NONVOTER"]}
 //	DELETE /members/{id}
 //	POST   /leader/transfer [{"id"}]
 //
-// Errors carry the protoraft code in a JSON body
+// /status and /health answer with protoraft's StatusResponse and
+// HealthResponse in protojson: the .proto files' snake_case field names,
+// enum values by their names ("VOTER", "HEALTHY"), 64-bit integers as
+// strings. Errors carry the protoraft code in a JSON body
 // ({"code","message","field","leader","retry_after_ms"}) and an HTTP
 // status that matches it: NOT_LEADER 421, INVALID_ARGUMENT 400,
 // RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504, and 404
@@ -115,9 +125,22 @@ type options struct {
 	token  string
 	// processMode is one node per process; otherwise three in this one.
 	processMode bool
+	// advertise is the remote address other nodes dial when it is not
+	// bind (a forwarder, NAT): PIDs and the Raft address carry it. Empty:
+	// bind is advertised.
+	advertise string
 	// link is where this process serves its Raft link; empty: none, Raft
-	// RPCs go through remote only.
-	link string
+	// RPCs go through remote only. linkAdvertise is the link address peers
+	// dial when it is not link.
+	link, linkAdvertise string
+}
+
+// self is this node's remote address as the other nodes know it.
+func (o options) self() string {
+	if o.advertise != "" {
+		return o.advertise
+	}
+	return o.bind
 }
 
 func main() {
@@ -146,7 +169,8 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	var peers, join string
 	fs.StringVar(&o.group, "group", defaultGroup, "Raft group name (the same on every node)")
 	fs.StringVar(&o.id, "id", "", "this node's ID; with --bind, run one node per process")
-	fs.StringVar(&o.bind, "bind", "", "host:port of this node's protoactor remote endpoint (e.g. 127.0.0.1:7001)")
+	fs.StringVar(&o.bind, "bind", "", "host:port of this node's protoactor remote endpoint (e.g. 127.0.0.1:7001); with --advertise, where it listens (port 0: any free one)")
+	fs.StringVar(&o.advertise, "advertise", "", "host:port the other nodes dial for this node's remote endpoint, when it is not --bind (a forwarder, NAT); --peers names this node with it")
 	fs.StringVar(&peers, "peers", "", "initial voters, id=host:port,... including this node (first start only)")
 	fs.StringVar(&join, "join", "", "members of a running cluster to join, id=host:port,...")
 	fs.StringVar(&o.data, "data", "", "data directory (default: $TMPDIR/protoraft-kv, or $TMPDIR/protoraft-kv-<id> per process)")
@@ -154,10 +178,11 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "log at info level (default: warnings and errors only)")
 	fs.StringVar(&o.policy, "policy", "", "security policy file (YAML or JSON, see package policies); without it the group runs insecure, with a warning")
 	fs.StringVar(&o.link, "link", "", "host:port of this node's Raft link, a direct connection for Raft RPCs between processes that serve one, faster than remote (e.g. 127.0.0.1:0; one node per process only)")
+	fs.StringVar(&o.linkAdvertise, "link-advertise", "", "host:port peers dial for this node's Raft link, when it is not --link")
 	fs.StringVar(&o.token, "token", os.Getenv("PROTORAFT_TOKEN"), "bearer token the HTTP API presents to the group (default $PROTORAFT_TOKEN)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage:\n  kv                                   three nodes in this process\n"+
-			"  kv --id ID --bind HOST:PORT (--peers LIST | --join LIST) [--http ADDR] [--data DIR]\n\nflags:\n")
+			"  kv --id ID --bind HOST:PORT [--advertise HOST:PORT] (--peers LIST | --join LIST) [--http ADDR] [--data DIR]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -169,9 +194,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if err := actors.ValidateNodeID("--group", o.group); err != nil {
 		return o, err
 	}
-	o.processMode = o.id != "" || o.bind != "" || peers != "" || join != ""
+	o.processMode = o.id != "" || o.bind != "" || o.advertise != "" || peers != "" || join != ""
 	if !o.processMode {
-		if o.link != "" {
+		if o.link != "" || o.linkAdvertise != "" {
 			return o, errors.New("--link needs one node per process (--id, --bind): the three nodes of one process reach each other without a network")
 		}
 		if o.data == "" {
@@ -183,12 +208,30 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if err := actors.ValidateNodeID("--id", o.id); err != nil {
 		return o, err
 	}
-	if err := actors.ValidateHostPort("--bind", o.bind); err != nil {
-		return o, err
+	if o.advertise == "" {
+		// --bind is what the other nodes dial: a real, specific address.
+		if err := actors.ValidateHostPort("--bind", o.bind); err != nil {
+			return o, err
+		}
+	} else {
+		if err := actors.ValidateHostPort("--advertise", o.advertise); err != nil {
+			return o, err
+		}
+		if err := validateListen("--bind", o.bind); err != nil {
+			return o, err
+		}
 	}
 	if o.link != "" {
-		if _, _, err := net.SplitHostPort(o.link); err != nil {
-			return o, fmt.Errorf("--link %q is not host:port: %w", o.link, err)
+		if err := validateListen("--link", o.link); err != nil {
+			return o, err
+		}
+	}
+	if o.linkAdvertise != "" {
+		if o.link == "" {
+			return o, errors.New("--link-advertise needs --link: it is the address of a link this node serves")
+		}
+		if err := actors.ValidateHostPort("--link-advertise", o.linkAdvertise); err != nil {
+			return o, err
 		}
 	}
 	var err error
@@ -201,10 +244,14 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 		}
 		i := slices.IndexFunc(o.peers, func(p cluster.Peer) bool { return p.ID == o.id })
 		if i < 0 {
-			return o, fmt.Errorf("--peers must include this node (%s=%s)", o.id, o.bind)
+			return o, fmt.Errorf("--peers must include this node (%s=%s)", o.id, o.self())
 		}
-		if o.peers[i].Address != o.bind {
-			return o, fmt.Errorf("--peers gives %s the address %s but --bind is %s", o.id, o.peers[i].Address, o.bind)
+		if o.peers[i].Address != o.self() {
+			flag := "--bind"
+			if o.advertise != "" {
+				flag = "--advertise"
+			}
+			return o, fmt.Errorf("--peers gives %s the address %s but %s is %s", o.id, o.peers[i].Address, flag, o.self())
 		}
 	case join != "":
 		if o.join, err = parsePeers("--join", join); err != nil {
@@ -223,6 +270,20 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 		o.http = "127.0.0.1:0"
 	}
 	return o, nil
+}
+
+// validateListen checks an address to listen on: host:port, port 0 to
+// 65535 (0: any free port). Unlike an advertised address it may be a
+// wildcard, since nobody dials it as written.
+func validateListen(flagName, addr string) error {
+	_, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q is not host:port: %w", flagName, addr, err)
+	}
+	if port, err := strconv.Atoi(portText); err != nil || port < 0 || port > 65535 {
+		return fmt.Errorf("%s %q: port must be 0-65535", flagName, addr)
+	}
+	return nil
 }
 
 // parsePeers parses "id=host:port,...". Addresses must be what each peer
@@ -410,26 +471,35 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 }
 
 // startProcess starts this process's one node: remote first, because the
-// node's Raft address is the system's address and must be the bind address
-// from the very first message.
+// node's Raft address is the system's address and must be the advertised
+// address from the very first message. It prints where remote and the link
+// listen ("remote: ", "link: ") before the HTTP address, so whoever starts
+// the process knows every port it bound once it knows the last one.
 func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error {
-	host, portText, _ := net.SplitHostPort(o.bind) // validated by parseFlags
-	port, _ := strconv.Atoi(portText)
-	if err := n.startRemote(host, port); err != nil {
+	fmt.Fprintf(out, "protoraft kv: node %s of group %q\n", o.id, o.group)
+	listen, err := n.startRemote(o.bind, o.advertise)
+	if err != nil {
 		return err
 	}
-	if got := n.system.Address(); got != o.bind {
-		return fmt.Errorf("remote listens as %s, not --bind %s", got, o.bind)
+	if got := n.system.Address(); got != o.self() {
+		return fmt.Errorf("remote listens as %s, not %s", got, o.self())
 	}
-	fmt.Fprintf(out, "protoraft kv: node %s of group %q, remote on %s\n", o.id, o.group, o.bind)
+	fmt.Fprintf(out, "remote: %s%s\n", listen, advertisedAs(listen, o.self()))
 	if o.link != "" {
-		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Logger: n.log})
+		before, scanErr := listeningSockets()
+		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Advertise: o.linkAdvertise, Logger: n.log})
 		if err != nil {
 			return err
 		}
 		n.link = l
+		listen := l.Addr()
+		if o.linkAdvertise != "" {
+			if listen, err = boundAddress(o.link, before, scanErr); err != nil {
+				return fmt.Errorf("raft link: %w", err)
+			}
+		}
 		n.metrics.MustRegister(linkMetrics(l)...)
-		fmt.Fprintln(out, "raft link on", l.Addr())
+		fmt.Fprintf(out, "link: %s%s\n", listen, advertisedAs(listen, l.Addr()))
 	}
 	fmt.Fprintln(out, "data directory:", o.data)
 
@@ -489,18 +559,62 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 }
 
 // startRemote starts protoactor remote with protoraft's hardened
-// configuration. remote panics when it cannot listen; that is a plain
-// startup error here (port taken, address not local).
-func (n *node) startRemote(host string, port int) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("start remote on %s: %v", net.JoinHostPort(host, strconv.Itoa(port)), r)
-		}
-	}()
-	r := remote.NewRemote(n.system, remoteguard.Config(host, port))
-	r.Start()
-	n.remote = r
-	return nil
+// configuration on bind, advertised as advertise unless that is empty, and
+// returns the address it listens on. remote panics when it cannot listen;
+// that is a plain startup error here (port taken, address not local).
+func (n *node) startRemote(bind, advertise string) (listen string, err error) {
+	host, portText, _ := net.SplitHostPort(bind) // validated by parseFlags
+	port, _ := strconv.Atoi(portText)
+	var opts []remote.ConfigOption
+	if advertise != "" {
+		opts = append(opts, remote.WithAdvertisedHost(advertise))
+	}
+	before, scanErr := listeningSockets()
+	start := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("start remote on %s: %v", bind, r)
+			}
+		}()
+		r := remote.NewRemote(n.system, remoteguard.Config(host, port, opts...))
+		r.Start()
+		n.remote = r
+		return nil
+	}
+	if err := start(); err != nil {
+		return "", err
+	}
+	if advertise == "" {
+		// Without an advertised address remote names itself by the
+		// address it listens on.
+		return n.system.Address(), nil
+	}
+	if listen, err = boundAddress(bind, before, scanErr); err != nil {
+		return "", fmt.Errorf("remote: %w", err)
+	}
+	return listen, nil
+}
+
+// boundAddress is where a listener asked to bind addr listens: addr itself
+// when it names a port, else the listening socket that is new since before
+// (see newListener). scanErr is the error of the scan that made before.
+func boundAddress(addr string, before map[string]bool, scanErr error) (string, error) {
+	if _, port, _ := net.SplitHostPort(addr); port != "0" {
+		return addr, nil
+	}
+	if scanErr != nil {
+		return "", fmt.Errorf("%s: which port was bound is unknown (%w); name a port", addr, scanErr)
+	}
+	return newListener(before)
+}
+
+// advertisedAs says, for the startup lines, under which address a listener
+// is known when that is not where it listens.
+func advertisedAs(listen, advertised string) string {
+	if advertised == listen {
+		return ""
+	}
+	return " (advertised as " + advertised + ")"
 }
 
 // linkMetrics exports the Raft link's counts with the node's metrics, so

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -6,15 +8,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/proctest"
 )
 
 // TestThreeProcesses is the sample's promise end to end: three OS
@@ -23,57 +25,55 @@ import (
 // new leader, and the killed process, restarted from its data directory,
 // catches up: every acknowledged write is then read back from every node's
 // own state.
+//
+// Every node listens on ports the kernel picked and is known by the
+// addresses of forwarders the test holds (--advertise, --link-advertise),
+// so the test also shows that remote and the link carry everything through
+// them: PIDs name the advertised addresses, and the restarted process,
+// on new ports, is reached at its old ones.
 func TestThreeProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three OS processes; skipped with -short")
 	}
 	start := time.Now()
 	tmp := t.TempDir() // before any process: cleanups run in reverse, so processes die before it goes
-	bin := buildSample(t, tmp)
-
+	bin, err := proctest.BuildKV(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ids := []string{"n1", "n2", "n3"}
-	binds := map[string]string{}
-	var peerList []string
-	for i, port := range freePorts(t, len(ids)) {
-		binds[ids[i]] = fmt.Sprintf("127.0.0.1:%d", port)
-		peerList = append(peerList, ids[i]+"="+binds[ids[i]])
+	g, err := proctest.NewGroup(proctest.Config{
+		Binary: bin, Dir: tmp, IDs: ids, Args: []string{"-v"},
+		// n1 and n2 talk Raft on their links, n3 over remote with both: a
+		// group may mix nodes with and without a link.
+		Link: func(id string) bool { return id != "n3" },
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	peers := strings.Join(peerList, ",")
-	args := func(id string) []string {
-		a := []string{"--id", id, "--bind", binds[id], "--http", "127.0.0.1:0",
-			"--data", filepath.Join(tmp, id), "--peers", peers, "-v"}
-		if id != "n3" {
-			// n1 and n2 talk Raft on their links, n3 over remote with
-			// both: a group may mix nodes with and without a link.
-			a = append(a, "--link", "127.0.0.1:0")
-		}
-		return a
-	}
-
-	procs := map[string]*process{}
 	t.Cleanup(func() {
-		for _, p := range procs {
-			p.kill()
-		}
+		g.Close()
 		if t.Failed() {
-			for _, id := range ids {
-				if p := procs[id]; p != nil {
-					t.Logf("---- output of %s (last run) ----\n%s", id, p.tail(60))
-				}
+			for _, n := range g.Nodes() {
+				t.Logf("---- log of %s ----\n%s", n.ID(), n.Log(60))
 			}
 		}
 	})
-	for _, id := range ids {
-		procs[id] = startProcess(t, bin, id, args(id))
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	up := map[string]*proctest.Node{}
+	for _, n := range g.Nodes() {
+		up[n.ID()] = n
 	}
 
-	leader := waitForLeader(t, procs, "", 20*time.Second)
+	leader := waitForLeader(t, up, "", 20*time.Second)
 	t.Logf("leader %s after %v", leader, time.Since(start).Round(time.Millisecond))
 
 	acked := map[string]string{}
 	put := func(i int) {
 		key, value := fmt.Sprintf("key-%03d", i), fmt.Sprintf("value-%03d-%d", i, time.Now().UnixNano())
-		if putWithRetry(t, procs, key, value, 20*time.Second) {
+		if putWithRetry(t, up, key, value, 20*time.Second) {
 			acked[key] = value
 		}
 	}
@@ -86,11 +86,33 @@ func TestThreeProcesses(t *testing.T) {
 		t.Fatalf("only %d of 50 writes acknowledged with a healthy cluster", len(acked))
 	}
 
+	// Every node knows every member by its advertised address, and every
+	// remote forwarder has carried connections (votes and their answers at
+	// the election, at least): nobody dialed a real port.
+	for _, n := range g.Nodes() {
+		st, err := nodeStatus(n)
+		if err != nil {
+			t.Fatalf("status of %s: %v", n.ID(), err)
+		}
+		if len(st.GetMembers()) != len(ids) {
+			t.Errorf("%s knows members %v, want %d", n.ID(), st.GetMembers(), len(ids))
+		}
+		for _, m := range st.GetMembers() {
+			if want := g.Node(m.GetId()).Addr() + "/"; !strings.HasPrefix(m.GetAddress(), want) {
+				t.Errorf("%s knows %s at %s, not at its advertised address %s", n.ID(), m.GetId(), m.GetAddress(), want)
+			}
+		}
+		if remote, _ := n.Forwarders(); remote.Stats().Joined == 0 {
+			t.Errorf("no connection reached %s's remote through its forwarder: %+v", n.ID(), remote.Stats())
+		}
+	}
+
 	// n1 and n2 show their links' counts; n3 has none. While n1 or n2
-	// leads, the other one receives its Raft RPCs on its link.
-	leader = waitForLeader(t, procs, "", 10*time.Second)
+	// leads, the other one receives its Raft RPCs on its link, which the
+	// leader dialed at the address the link advertised: its forwarder.
+	leader = waitForLeader(t, up, "", 10*time.Second)
 	for _, id := range ids {
-		_, ok := linkMetric(t, procs[id], "protoraft_link_connections")
+		_, ok := linkMetric(t, up[id], "protoraft_link_connections")
 		if ok != (id != "n3") {
 			t.Errorf("%s: protoraft_link_connections exposed %v, want %v", id, ok, id != "n3")
 		}
@@ -99,7 +121,7 @@ func TestThreeProcesses(t *testing.T) {
 		other := map[string]string{"n1": "n2", "n2": "n1"}[leader]
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			if n, _ := linkMetric(t, procs[other], "protoraft_link_requests_received_total"); n > 0 {
+			if n, _ := linkMetric(t, up[other], "protoraft_link_requests_received_total"); n > 0 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -107,17 +129,20 @@ func TestThreeProcesses(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		if _, link := up[other].Forwarders(); link.Stats().Joined == 0 {
+			t.Errorf("%s received on its link, but not through its forwarder: %+v", other, link.Stats())
+		}
 	}
 
 	// Find the leader again: leadership may have moved during the writes.
-	leader = waitForLeader(t, procs, "", 10*time.Second)
-	t.Logf("killing leader %s (pid %d) with SIGKILL", leader, procs[leader].cmd.Process.Pid)
-	killed := procs[leader]
-	killed.kill()
-	delete(procs, leader)
+	leader = waitForLeader(t, up, "", 10*time.Second)
+	killed := up[leader]
+	t.Logf("killing leader %s (pid %d) with SIGKILL", leader, killed.PID())
+	killed.Kill()
+	delete(up, leader)
 	killedAt := time.Now()
 
-	newLeader := waitForLeader(t, procs, leader, 20*time.Second)
+	newLeader := waitForLeader(t, up, leader, 20*time.Second)
 	t.Logf("new leader %s, %v after the kill", newLeader, time.Since(killedAt).Round(time.Millisecond))
 	writesAt = time.Now()
 	for i := 50; i < 70; i++ {
@@ -128,23 +153,33 @@ func TestThreeProcesses(t *testing.T) {
 		t.Fatalf("only %d of 70 writes acknowledged; 20 with two of three nodes up", len(acked))
 	}
 
-	procs[leader] = startProcess(t, bin, leader, args(leader))
+	joinedBefore := joinedThrough(killed)
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	up[leader] = killed
 	restartedAt := time.Now()
-	t.Logf("restarted %s from %s", leader, filepath.Join(tmp, leader))
+	t.Logf("restarted %s from %s", leader, killed.DataDir())
 
 	// Stale reads answer from each node's own state, so they show what that
 	// node holds, not what the leader does.
 	deadline := time.Now().Add(30 * time.Second)
 	for _, id := range ids {
-		missing := waitForKeys(procs[id], acked, deadline)
+		missing := waitForKeys(up[id], acked, deadline)
 		if len(missing) > 0 {
 			t.Errorf("node %s: %d of %d acknowledged writes not readable (stale) by the deadline, e.g. %s", id, len(missing), len(acked), missing[0])
 		}
 	}
 	t.Logf("every node holds all %d acknowledged writes, %v after the restart", len(acked), time.Since(restartedAt).Round(time.Millisecond))
+	// The restarted process listens on new ports; its peers, which caught
+	// it up, reached it through the same forwarders.
+	if got := joinedThrough(killed); got <= joinedBefore {
+		t.Errorf("no connection reached the restarted %s through its forwarders (%d joined before, %d after)", leader, joinedBefore, got)
+	}
 	// And the group as a whole serves them linearizably from any endpoint.
+	base, _ := killed.HTTP()
 	for key, want := range acked {
-		got, status, err := getKey(procs[leader].baseURL(), key, "linearizable")
+		got, status, err := getKey(base, key, "linearizable")
 		if err != nil || status != http.StatusOK || got != want {
 			t.Errorf("linearizable read of %s through %s: status %d value %q err %v, want %q", key, leader, status, got, err, want)
 			break
@@ -153,12 +188,17 @@ func TestThreeProcesses(t *testing.T) {
 
 	// Graceful stop: SIGTERM, and each process must exit on its own, with
 	// status 0.
+	if exits := g.Exits(); len(exits) > 0 {
+		t.Errorf("processes exited on their own: %v", exits)
+	}
 	for _, id := range ids {
-		_ = procs[id].cmd.Process.Signal(syscall.SIGTERM)
+		if err := up[id].Terminate(); err != nil {
+			t.Error(err)
+		}
 	}
 	stopAt := time.Now()
 	for _, id := range ids {
-		if err := procs[id].wait(15 * time.Second); err != nil {
+		if err := up[id].Wait(15 * time.Second); err != nil {
 			t.Errorf("node %s after SIGTERM: %v", id, err)
 		}
 	}
@@ -166,199 +206,74 @@ func TestThreeProcesses(t *testing.T) {
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
 }
 
-// buildSample builds this package once with the toolchain running the test.
-// go test puts its own GOROOT/bin first in PATH, so "go" is that toolchain.
-func buildSample(t *testing.T, dir string) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("no go command to build the sample with: %v", err)
-	}
-	bin := filepath.Join(dir, "kv")
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freePorts returns ports that were free a moment ago. Listening on :0 and
-// closing leaves a small window for another program to take one; on a
-// test machine that is rare enough, and far simpler than passing listeners.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
-	return ports
-}
-
-// process is one running node of the sample.
-type process struct {
-	id   string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done
-
-	mu   sync.Mutex
-	out  bytes.Buffer // stdout and stderr, interleaved
-	base string       // HTTP base URL, once printed
-}
-
-// Write collects the process's stderr, so a failed test can show it.
-func (p *process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-// baseURL is where the process serves HTTP, once it said so.
-func (p *process) baseURL() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.base
-}
-
-// tail returns the last n lines of the process's output.
-func (p *process) tail(n int) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(p.out.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// kill ends the process at once (SIGKILL: no cleanup, as in a crash) and
-// waits for it to be gone.
-func (p *process) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// wait waits for the process to exit on its own and returns its exit error.
-func (p *process) wait(timeout time.Duration) error {
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(timeout):
-		p.kill()
-		return fmt.Errorf("did not exit within %v; killed", timeout)
-	}
-}
-
-// startProcess starts one node and waits until its HTTP endpoint is up.
-func startProcess(t *testing.T, bin, id string, args []string) *process {
-	t.Helper()
-	p := &process{id: id, cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stderr = p
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = p.Write([]byte(line + "\n"))
-			if base, ok := strings.CutPrefix(line, "http: "); ok && p.baseURL() == "" {
-				p.mu.Lock()
-				p.base = strings.TrimSpace(base)
-				p.mu.Unlock()
-				close(ready)
-			}
-		}
-		// Drain: Wait must not run before the pipe is read to its end.
-		_, _ = io.Copy(io.Discard, stdout)
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	select {
-	case <-ready:
-		return p
-	case <-p.done:
-		t.Fatalf("node %s exited before serving HTTP: %v\n%s", id, p.err, p.tail(40))
-	case <-time.After(20 * time.Second):
-		p.kill()
-		t.Fatalf("node %s did not serve HTTP within 20s\n%s", id, p.tail(40))
-	}
-	return nil
-}
-
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// nodeStatus is the part of GET /status the test needs.
-type nodeStatus struct {
-	Node   struct{ ID string }  `json:"node"`
-	State  string               `json:"state"`
-	Leader *struct{ ID string } `json:"leader"`
+// joinedThrough counts the connections n's forwarders (remote and link)
+// joined to its processes so far.
+func joinedThrough(n *proctest.Node) int64 {
+	remote, link := n.Forwarders()
+	joined := remote.Stats().Joined
+	if link != nil {
+		joined += link.Stats().Joined
+	}
+	return joined
+}
+
+// nodeStatus asks n's own node for its status: GET /status, protojson.
+func nodeStatus(n *proctest.Node) (*actors.StatusResponse, error) {
+	base, _ := n.HTTP()
+	if base == "" {
+		return nil, fmt.Errorf("%s is down", n.ID())
+	}
+	resp, err := httpClient.Get(base + "/status")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /status: %s: %s", resp.Status, body)
+	}
+	var st actors.StatusResponse
+	if err := protojson.Unmarshal(body, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // waitForLeader polls every running process's own status until one says it
 // leads, and returns its ID. not, when set, must not be the answer: a
 // killed leader's stale belief in itself is not the new leader.
-func waitForLeader(t *testing.T, procs map[string]*process, not string, within time.Duration) string {
+func waitForLeader(t *testing.T, nodes map[string]*proctest.Node, not string, within time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		for id, p := range procs {
-			var st nodeStatus
-			if err := getJSON(p.baseURL()+"/status", &st); err != nil {
-				continue
-			}
-			if st.State == "Leader" && id != not {
+		for id, n := range nodes {
+			if st, err := nodeStatus(n); err == nil && st.GetState() == "Leader" && id != not {
 				return id
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("no leader among %d processes within %v", len(procs), within)
+	t.Fatalf("no leader among %d processes within %v", len(nodes), within)
 	return ""
-}
-
-func getJSON(url string, v any) error {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // putWithRetry writes key=value through whichever process answers,
 // moving on to the next one on a retryable failure, and reports whether a
 // write was acknowledged (200). Repeating a Put of the same value is
 // harmless, so an unknown outcome (504, a lost connection) is retried too.
-func putWithRetry(t *testing.T, procs map[string]*process, key, value string, within time.Duration) bool {
+func putWithRetry(t *testing.T, nodes map[string]*proctest.Node, key, value string, within time.Duration) bool {
 	t.Helper()
 	var last string
 	deadline := time.Now().Add(within)
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		for _, p := range procs {
-			req, err := http.NewRequest(http.MethodPut, p.baseURL()+"/kv/"+key, strings.NewReader(value))
+		for id, n := range nodes {
+			base, _ := n.HTTP()
+			req, err := http.NewRequest(http.MethodPut, base+"/kv/"+key, strings.NewReader(value))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,9 +288,9 @@ func putWithRetry(t *testing.T, procs map[string]*process, key, value string, wi
 			case http.StatusOK:
 				return true
 			case http.StatusMisdirectedRequest, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
-				last = fmt.Sprintf("%s via %s: %s", resp.Status, p.id, bytes.TrimSpace(body))
+				last = fmt.Sprintf("%s via %s: %s", resp.Status, id, bytes.TrimSpace(body))
 			default:
-				t.Fatalf("PUT %s via %s: %s: %s", key, p.id, resp.Status, body)
+				t.Fatalf("PUT %s via %s: %s: %s", key, id, resp.Status, body)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -384,17 +299,16 @@ func putWithRetry(t *testing.T, procs map[string]*process, key, value string, wi
 	return false
 }
 
-// getKey reads key through base at consistency and returns its value and
-// the HTTP status.
-// linkMetric reads one unlabelled protoraft_link_* sample from p's
-// /metrics; false when p does not expose it.
-func linkMetric(t *testing.T, p *process, name string) (float64, bool) {
+// linkMetric reads one unlabelled protoraft_link_* sample from n's
+// /metrics; false when n does not expose it.
+func linkMetric(t *testing.T, n *proctest.Node, name string) (float64, bool) {
 	t.Helper()
-	resp, err := httpClient.Get(p.baseURL() + "/metrics")
+	base, _ := n.HTTP()
+	resp, err := httpClient.Get(base + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -409,6 +323,8 @@ func linkMetric(t *testing.T, p *process, name string) (float64, bool) {
 	return 0, false
 }
 
+// getKey reads key through base at consistency and returns its value and
+// the HTTP status.
 func getKey(base, key, consistency string) (string, int, error) {
 	resp, err := httpClient.Get(base + "/kv/" + key + "?consistency=" + consistency)
 	if err != nil {
@@ -426,16 +342,17 @@ func getKey(base, key, consistency string) (string, int, error) {
 	return body.Value, resp.StatusCode, nil
 }
 
-// waitForKeys polls p's stale reads until it holds every key of want with
+// waitForKeys polls n's stale reads until it holds every key of want with
 // its value, or the deadline passes; it returns what is still missing.
-func waitForKeys(p *process, want map[string]string, deadline time.Time) []string {
+func waitForKeys(n *proctest.Node, want map[string]string, deadline time.Time) []string {
 	pending := map[string]string{}
 	for k, v := range want {
 		pending[k] = v
 	}
+	base, _ := n.HTTP()
 	for {
 		for key, value := range pending {
-			got, status, err := getKey(p.baseURL(), key, "stale")
+			got, status, err := getKey(base, key, "stale")
 			if err == nil && status == http.StatusOK && got == value {
 				delete(pending, key)
 			}

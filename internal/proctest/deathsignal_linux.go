@@ -1,4 +1,4 @@
-package integration
+package proctest
 
 import (
 	"os/exec"

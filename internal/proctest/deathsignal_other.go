@@ -1,9 +1,9 @@
 //go:build unix && !linux
 
-package integration
+package proctest
 
 import "os/exec"
 
 // setDeathSignal does nothing where the kernel cannot kill a child with its
-// parent; t.Cleanup still kills every node.
+// parent; Group.Close still kills every node.
 func setDeathSignal(*exec.Cmd) {}

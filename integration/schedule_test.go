@@ -1,0 +1,37 @@
+package integration
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestSchedulesStayTheSame pins what a seed draws: a failure's printed
+// seed must replay the same faults in every later version of the suite,
+// so the two schedules' first steps for the short profiles' first seeds
+// are written down here as they were drawn when the seeds were chosen.
+func TestSchedulesStayTheSame(t *testing.T) {
+	cases := []struct {
+		name string
+		got  []Step
+		want []Step
+	}{
+		{"in-process seed 1", Schedule(1, 3*time.Second, AllKinds), []Step{
+			{Kinds: []Kind{KindMembership}, Hold: 687 * time.Millisecond, Quiet: 647 * time.Millisecond, Param: 4037200794235010051},
+			{Kinds: []Kind{KindDelay, KindDrop}, Hold: 625 * time.Millisecond, Quiet: 340 * time.Millisecond, Param: 894385949183117216},
+			{Kinds: []Kind{KindOneWay}, Hold: 1062 * time.Millisecond, Quiet: 389 * time.Millisecond, Param: 2933568871211445515},
+		}},
+		{"process seed 1000", ProcessSchedule(1000, 8*time.Second, ProcessKinds), []Step{
+			{Kinds: []Kind{KindGracefulRestart}, Hold: 678 * time.Millisecond, Quiet: 868 * time.Millisecond, Param: 325298467681248557},
+			{Kinds: []Kind{KindSigkillLeader}, Hold: 893 * time.Millisecond, Quiet: 906 * time.Millisecond, Param: 7032292737873750770},
+			{Kinds: []Kind{KindSigkill}, Hold: 765 * time.Millisecond, Quiet: 931 * time.Millisecond, Param: 7987586158641625680},
+			{Kinds: []Kind{KindSigstopLeader}, Hold: 1891 * time.Millisecond, Quiet: 951 * time.Millisecond, Param: 3516189491112757117},
+			{Kinds: []Kind{KindSigkillLeader}, Hold: 488 * time.Millisecond, Quiet: 760 * time.Millisecond, Param: 205430166179835574},
+		}},
+	}
+	for _, c := range cases {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s draws\n%v\nwant\n%v", c.name, c.got, c.want)
+		}
+	}
+}

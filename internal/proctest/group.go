@@ -1,0 +1,162 @@
+//go:build unix
+
+package proctest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// KVPackage is the import path of the sample the harness runs.
+const KVPackage = "github.com/protoraft/protoraft/samples/kv"
+
+// BuildKV builds samples/kv into dir with the go command on PATH (under go
+// test, the toolchain running the test) and returns the binary's path. The
+// package is named by its import path, so the caller may sit anywhere in
+// the module.
+func BuildKV(dir string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("proctest: no go command to build samples/kv with: %w", err)
+	}
+	bin := filepath.Join(dir, "kv")
+	cmd := exec.Command(goBin, "build", "-o", bin, KVPackage)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("proctest: go build %s: %w\n%s", KVPackage, err, out)
+	}
+	return bin, nil
+}
+
+// Config describes a group of samples/kv processes on 127.0.0.1.
+type Config struct {
+	// Binary is the samples/kv binary (see BuildKV).
+	Binary string
+	// Dir holds the nodes' data directories (Dir/<id>) and their logs
+	// (Dir/logs/<id>.log).
+	Dir string
+	// IDs are the nodes, all of them initial voters (--peers).
+	IDs []string
+	// Link says which nodes serve a Raft link (--link); nil means none.
+	Link func(id string) bool
+	// Args are further flags for every process, e.g. -v.
+	Args []string
+}
+
+// Group is a group of samples/kv nodes, each behind forwarders that the
+// group holds until Close. Nothing runs until a node is started.
+type Group struct {
+	cfg   Config
+	peers string
+	nodes []*Node
+
+	mu         sync.Mutex
+	closed     bool
+	unexpected []string
+}
+
+// NewGroup binds every node's forwarders and works out --peers from their
+// addresses; it starts no process.
+func NewGroup(cfg Config) (*Group, error) {
+	if cfg.Binary == "" || cfg.Dir == "" || len(cfg.IDs) == 0 {
+		return nil, errors.New("proctest: a group needs a binary, a directory and node IDs")
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("proctest: %w", err)
+	}
+	g := &Group{cfg: cfg}
+	var peers []string
+	for _, id := range cfg.IDs {
+		n := &Node{id: id, g: g, data: filepath.Join(cfg.Dir, id), logPath: filepath.Join(cfg.Dir, "logs", id+".log")}
+		g.nodes = append(g.nodes, n)
+		var err error
+		if n.remote, err = NewForwarder(); err == nil && cfg.Link != nil && cfg.Link(id) {
+			n.link, err = NewForwarder()
+		}
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		peers = append(peers, id+"="+n.Addr())
+	}
+	g.peers = strings.Join(peers, ",")
+	return g, nil
+}
+
+// Nodes returns the nodes in the order of Config.IDs.
+func (g *Group) Nodes() []*Node { return append([]*Node(nil), g.nodes...) }
+
+// Node returns the node with ID id, or nil.
+func (g *Group) Node(id string) *Node {
+	for _, n := range g.nodes {
+		if n.id == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// Peers is the --peers every node starts with: each ID at its advertised
+// remote address.
+func (g *Group) Peers() string { return g.peers }
+
+// Start starts every node that is not running, one after another.
+func (g *Group) Start() error {
+	for _, n := range g.nodes {
+		if err := n.Start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close kills every process and closes every forwarder. It may be called
+// more than once and from any goroutine; no node starts after it.
+func (g *Group) Close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range g.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.Kill()
+		}()
+	}
+	wg.Wait()
+	for _, n := range g.nodes {
+		if n.remote != nil {
+			_ = n.remote.Close()
+		}
+		if n.link != nil {
+			_ = n.link.Close()
+		}
+	}
+}
+
+// Exits lists the processes that exited without the harness asking (no
+// Kill, Terminate or Close before), in the order they did.
+func (g *Group) Exits() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.unexpected...)
+}
+
+func (g *Group) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+func (g *Group) unexpectedExit(what string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.unexpected = append(g.unexpected, what)
+	}
+}

@@ -1,0 +1,330 @@
+//go:build unix
+
+package proctest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// StartTimeout bounds a process's start: from exec until it reports its
+// HTTP address, its last startup line.
+const StartTimeout = 30 * time.Second
+
+// The startup lines of samples/kv that the harness reads, each followed by
+// an address: its remote listener, its Raft link's listener and its HTTP
+// base URL, the last of them.
+const (
+	remoteLine = "remote: "
+	linkLine   = "link: "
+	httpLine   = "http: "
+)
+
+// Node is one node of a group: its fixed identity (ID, data directory,
+// advertised addresses) and its current process, if any. Its methods are
+// safe for concurrent use.
+type Node struct {
+	id, data, logPath string
+	g                 *Group
+	remote, link      *Forwarder // link is nil without a Raft link
+
+	mu          sync.Mutex
+	cmd         *exec.Cmd
+	done        chan struct{} // closed once the current process exited
+	exitErr     error         // its exit status, once done
+	base        string        // HTTP base URL of the current process, "" when down
+	incarnation int
+	paused      bool
+	// expectExit is set before the harness ends the process, so an exit
+	// without it is the process dying on its own.
+	expectExit bool
+}
+
+// ID is the node's ID (--id).
+func (n *Node) ID() string { return n.id }
+
+// Addr is the node's advertised remote address: the one in --peers, in its
+// PIDs and in its Raft address. It stays the same across restarts.
+func (n *Node) Addr() string { return n.remote.Addr() }
+
+// DataDir is the node's data directory (--data), kept across restarts.
+func (n *Node) DataDir() string { return n.data }
+
+// Forwarders returns the forwarders in front of the node's remote endpoint
+// and of its Raft link (nil without one).
+func (n *Node) Forwarders() (remote, link *Forwarder) { return n.remote, n.link }
+
+// HTTP returns the current process's HTTP base URL ("" while it is down)
+// and the number of the process's start (its incarnation). A process gets a
+// new HTTP port on every start.
+func (n *Node) HTTP() (base string, incarnation int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.base, n.incarnation
+}
+
+// Running reports whether the node has a process that has not exited,
+// paused or not.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.done == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Paused reports whether the current process is stopped by SIGSTOP.
+func (n *Node) Paused() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.paused
+}
+
+// PID is the current process's ID, 0 when none was started.
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// args are the flags of the node's every start: remote and link on ports
+// the kernel picks, advertised at the forwarders' addresses.
+func (n *Node) args() []string {
+	a := []string{"--id", n.id, "--bind", "127.0.0.1:0", "--advertise", n.remote.Addr(),
+		"--http", "127.0.0.1:0", "--data", n.data, "--peers", n.g.peers}
+	if n.link != nil {
+		a = append(a, "--link", "127.0.0.1:0", "--link-advertise", n.link.Addr())
+	}
+	return append(a, n.g.cfg.Args...)
+}
+
+// Start starts a process for the node, unless one runs, and returns once
+// it serves HTTP; the forwarders send new connections to its ports as soon
+// as it reports them.
+func (n *Node) Start() error {
+	if n.Running() {
+		return nil
+	}
+	logFile, err := os.OpenFile(n.logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("proctest: log of %s: %w", n.id, err)
+	}
+	cmd := exec.Command(n.g.cfg.Binary, n.args()...)
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("proctest: stdout of %s: %w", n.id, err)
+	}
+	setDeathSignal(cmd)
+	// Under the node's lock from the check to the start, so that a Close
+	// either comes first and no process starts, or kills this one.
+	n.mu.Lock()
+	if n.g.isClosed() {
+		n.mu.Unlock()
+		_ = logFile.Close()
+		return errors.New("proctest: group closed")
+	}
+	n.incarnation++
+	inc := n.incarnation
+	fmt.Fprintf(logFile, "---- %s incarnation %d starting at %s ----\n", n.id, inc, time.Now().Format(time.RFC3339Nano))
+	if err := cmd.Start(); err != nil {
+		n.mu.Unlock()
+		_ = logFile.Close()
+		return fmt.Errorf("proctest: start %s: %w", n.id, err)
+	}
+	done := make(chan struct{})
+	n.cmd, n.done, n.exitErr, n.base, n.paused, n.expectExit = cmd, done, nil, "", false, false
+	n.mu.Unlock()
+
+	ready := make(chan string, 1)
+	go n.follow(cmd, stdout, logFile, inc, done, ready)
+	select {
+	case base := <-ready:
+		n.mu.Lock()
+		if n.incarnation == inc {
+			n.base = base
+		}
+		n.mu.Unlock()
+		return nil
+	case <-done:
+		return fmt.Errorf("proctest: %s exited before serving HTTP: %v (see %s)", n.id, n.waitErr(), n.logPath)
+	case <-time.After(StartTimeout):
+		n.Kill()
+		return fmt.Errorf("proctest: %s did not serve HTTP within %v (see %s)", n.id, StartTimeout, n.logPath)
+	}
+}
+
+// follow copies the process's stdout into its log, routes the forwarders
+// to the ports it reports, hands its HTTP base URL to ready, and, once the
+// process exited, routes the forwarders nowhere (its ports may go to
+// someone else) and records whether anyone asked it to exit.
+func (n *Node) follow(cmd *exec.Cmd, stdout io.Reader, logFile *os.File, inc int, done chan struct{}, ready chan<- string) {
+	sc := bufio.NewScanner(stdout)
+	sent := false
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(logFile, line)
+		switch {
+		case strings.HasPrefix(line, remoteLine):
+			n.remote.Route(firstField(line, remoteLine))
+		case strings.HasPrefix(line, linkLine) && n.link != nil:
+			n.link.Route(firstField(line, linkLine))
+		case strings.HasPrefix(line, httpLine) && !sent:
+			ready <- firstField(line, httpLine)
+			sent = true
+		}
+	}
+	// Wait must not run before the pipe is read to its end.
+	_, _ = io.Copy(logFile, stdout)
+	err := cmd.Wait()
+	n.remote.Route("")
+	if n.link != nil {
+		n.link.Route("")
+	}
+	fmt.Fprintf(logFile, "---- %s incarnation %d exited at %s: %v ----\n", n.id, inc, time.Now().Format(time.RFC3339Nano), err)
+	_ = logFile.Close()
+	n.mu.Lock()
+	expected := n.expectExit
+	n.exitErr = err
+	if n.incarnation == inc {
+		n.base = ""
+		n.paused = false
+	}
+	n.mu.Unlock()
+	close(done)
+	if !expected {
+		n.g.unexpectedExit(fmt.Sprintf("%s (incarnation %d) exited on its own: %v (see logs/%s.log)", n.id, inc, err, n.id))
+	}
+}
+
+func firstField(line, prefix string) string {
+	f := strings.Fields(strings.TrimPrefix(line, prefix))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+func (n *Node) current() (*exec.Cmd, chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd, n.done
+}
+
+func (n *Node) waitErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.exitErr
+}
+
+// Kill ends the current process with SIGKILL (no shutdown, nothing flushed
+// beyond what it synced: a crash), paused or not, and returns once it is
+// gone.
+func (n *Node) Kill() {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.expectExit = true
+	n.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Terminate asks the current process to stop, as an operator would: SIGTERM,
+// and SIGCONT after it if the process is paused, so it can act on it. Wait
+// says when and how it ended.
+func (n *Node) Terminate() error {
+	n.mu.Lock()
+	cmd, paused := n.cmd, n.paused
+	n.expectExit = true
+	n.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return errors.New("proctest: " + n.id + " was never started")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("proctest: SIGTERM %s: %w", n.id, err)
+	}
+	if paused {
+		if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			return fmt.Errorf("proctest: SIGCONT %s: %w", n.id, err)
+		}
+	}
+	return nil
+}
+
+// Wait waits for the current process to exit and returns its exit error
+// (nil for status 0). A process still running after timeout is killed,
+// and Wait says so.
+func (n *Node) Wait(timeout time.Duration) error {
+	cmd, done := n.current()
+	if cmd == nil {
+		return nil
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return n.waitErr()
+	case <-t.C:
+		n.Kill()
+		return fmt.Errorf("proctest: %s did not exit within %v; killed", n.id, timeout)
+	}
+}
+
+// Pause freezes the current process with SIGSTOP: its sockets stay open and
+// its peers' bytes wait in the kernel, as with a process that stalls.
+func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused process run on with SIGCONT.
+func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
+
+func (n *Node) signal(sig syscall.Signal) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return errors.New("proctest: " + n.id + " is not running")
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("proctest: %v to %s: %w", sig, n.id, err)
+	}
+	n.paused = sig == syscall.SIGSTOP
+	return nil
+}
+
+// Log returns the last lines of the node's log (every process's stdout and
+// stderr, one after another); lines <= 0 returns all of it.
+func (n *Node) Log(lines int) string {
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if lines > 0 && len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// LogPath is where the node's log is written.
+func (n *Node) LogPath() string { return filepath.Clean(n.logPath) }
