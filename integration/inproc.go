@@ -375,9 +375,10 @@ func (c *inproc) healNetwork() { c.faults.Heal() }
 // supervisor: the node's mailbox is suspended and the supervisor is told
 // the node failed, so the group's own strategy decides and restarts it
 // (Raft shut down without handover, state machine rebuilt from the data
-// directory). cluster.Config offers no public way to add receiver
-// middleware to the node's props, which would let a real panic be raised
-// inside Receive; this is the same supervision path minus the panic itself.
+// directory). It takes the same supervision path a real panic inside
+// Receive would (raftactor's own tests raise one with receiver middleware,
+// cluster.Config.NodeOptions), minus the panic itself, on demand and
+// without wrapping every message of every node of a run.
 func (c *inproc) crash(id string) error {
 	m := c.member(id)
 	if m == nil {
