@@ -369,8 +369,8 @@ func TestLeaveOfTheLeaderMovesLeadershipAndRemovesIt(t *testing.T) {
 	if err := rest[0].Leave(testContext(t)); err != nil {
 		t.Fatalf("leave of %s: %v", rest[0].Self().ID, err)
 	}
-	if err := rest[1].Leave(testContext(t)); !fieldIs(err, "node_id") {
-		t.Fatalf("leave of the last voter: %v, want INVALID_ARGUMENT naming node_id", err)
+	if err := rest[1].Leave(testContext(t)); !fieldIs(err, "node.id") {
+		t.Fatalf("leave of the last voter: %v, want INVALID_ARGUMENT naming node.id", err)
 	}
 }
 

@@ -106,7 +106,7 @@ func (g *Group) Leave(ctx context.Context) error {
 			return nil
 		}
 		if me.Suffrage == actors.Suffrage_VOTER && countVoters(st.Members) == 1 {
-			return actors.InvalidArgument("node_id", "node %s is the last voter of group %s; the group would have no quorum", id, g.cfg.Node.Group)
+			return actors.InvalidArgument("node.id", "node %s is the last voter of group %s; the group would have no quorum", id, g.cfg.Node.Group)
 		}
 		if st.GetNode().GetId() == id {
 			resp, err := g.ask(ctx, door, func(m *actors.RequestMeta) actors.Request {
