@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -22,7 +23,8 @@ type Config struct {
 	// timeouts, batching, reads, the cluster key and the logger, which the
 	// whole group logs to. Leave Node.Bootstrap empty (Spawn makes it from
 	// Bootstrap) and the wiring fields below Node.Logger unset (Spawn
-	// wires the node to the stages; Node.Faults excepted, a test hook).
+	// wires the node to the stages); Node.Faults and Node.Clock, test
+	// hooks, may be set.
 	Node raftactor.Config
 	// Bootstrap is the initial voter list, this node included, with each
 	// member's ActorSystem address. It is used only while the data
@@ -115,7 +117,7 @@ func (c Config) validate() *actors.Error {
 // isBootstrapField reports whether the node named a field of the bootstrap
 // list Spawn made from Bootstrap, which already has the path of Config.
 func isBootstrapField(field string) bool {
-	return field == "bootstrap" || len(field) > 10 && field[:10] == "bootstrap["
+	return field == "bootstrap" || strings.HasPrefix(field, "bootstrap[")
 }
 
 // nodeConfig is the node actor's configuration, without the wiring Spawn

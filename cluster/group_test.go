@@ -56,6 +56,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"lease over heartbeat", func(c *cluster.Config) {
 			c.Node.Timeouts = raftactor.Timeouts{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, LeaderLease: time.Second}
 		}, "node.timeouts.leader_lease"},
+		{"node wiring set", func(c *cluster.Config) { c.Node.OnPolicy = func([]byte, uint64) {} }, "node"},
 		{"node bootstrap set", func(c *cluster.Config) { c.Node.Bootstrap = []raftactor.Voter{{ID: "n1", Address: "nonhost/x"}} }, "node.bootstrap"},
 		{"negative session ttl", func(c *cluster.Config) { c.Node.SessionTTL = -time.Second }, "node.session_ttl"},
 		{"request timeout too long", func(c *cluster.Config) { c.Node.RequestTimeout = time.Hour }, "node.request_timeout"},

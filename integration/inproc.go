@@ -178,21 +178,31 @@ func (c *inproc) start(_ context.Context, id string) error {
 	return c.startMember(m)
 }
 
+// endIncarnation counts a new incarnation of member id, whose group is
+// about to go away (stopped or crashed), and returns the member and its
+// group (nil when it is not running).
+func (c *inproc) endIncarnation(id string) (*member, *cluster.Group, error) {
+	m := c.member(id)
+	if m == nil {
+		return nil, nil, fmt.Errorf("no member %s", id)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.incarnation++
+	return m, m.g, nil
+}
+
 // stop stops a running member (Group.Stop: a leader hands over first); its
 // data directory stays.
 func (c *inproc) stop(_ context.Context, id string) error {
-	m := c.member(id)
-	if m == nil {
-		return fmt.Errorf("no member %s", id)
+	m, g, err := c.endIncarnation(id)
+	if err != nil {
+		return err
 	}
-	c.mu.Lock()
-	g := m.g
-	m.incarnation++
-	c.mu.Unlock()
 	if g == nil {
 		return nil
 	}
-	err := g.Stop()
+	err = g.Stop()
 	c.mu.Lock()
 	m.g = nil
 	c.mu.Unlock()
@@ -380,14 +390,10 @@ func (c *inproc) healNetwork() { c.faults.Heal() }
 // cluster.Config.NodeOptions), minus the panic itself, on demand and
 // without wrapping every message of every node of a run.
 func (c *inproc) crash(id string) error {
-	m := c.member(id)
-	if m == nil {
-		return fmt.Errorf("no member %s", id)
+	_, g, err := c.endIncarnation(id)
+	if err != nil {
+		return err
 	}
-	c.mu.Lock()
-	g := m.g
-	m.incarnation++
-	c.mu.Unlock()
 	if g == nil {
 		return errors.New("not running")
 	}

@@ -123,6 +123,23 @@ func (pc *procClient) write(in Input) {
 	if in.Kind == OpDelete {
 		method, body = http.MethodDelete, ""
 	}
+	pc.attempts(deadline, func(n *proctest.Node, base string) bool {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		op := Op{Client: pc.id, Input: in, Call: pc.rec.now(), Node: n.ID(), Incarnation: -1}
+		code, b, err := httpDo(ctx, method, base+"/kv/"+in.Key, body)
+		op.Return = pc.rec.now()
+		cancel()
+		var retry bool
+		op.Output, retry = pc.writeOutput(in, n.ID(), code, b, err)
+		pc.rec.add(op)
+		return retry
+	})
+}
+
+// attempts tries one node after another (another than the last when there
+// is one) until try says it is done, the deadline passes or procMaxAttempts
+// are used; while no node is up it pauses before it looks again.
+func (pc *procClient) attempts(deadline time.Time, try func(n *proctest.Node, base string) (again bool)) {
 	last := ""
 	for range procMaxAttempts {
 		if time.Now().After(deadline) {
@@ -138,15 +155,7 @@ func (pc *procClient) write(in Input) {
 		if base == "" {
 			continue
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		op := Op{Client: pc.id, Input: in, Call: pc.rec.now(), Node: n.ID(), Incarnation: -1}
-		code, b, err := httpDo(ctx, method, base+"/kv/"+in.Key, body)
-		op.Return = pc.rec.now()
-		cancel()
-		var retry bool
-		op.Output, retry = pc.writeOutput(in, n.ID(), code, b, err)
-		pc.rec.add(op)
-		if !retry {
+		if !try(n, base) {
 			return
 		}
 	}
@@ -210,38 +219,19 @@ func (pc *procClient) read(key, consistency string) {
 	deadline := time.Now().Add(pc.timeout())
 	op := Op{Client: pc.id, Input: Input{Kind: OpGet, Key: key, Consistency: consistency}, Call: pc.rec.now(), Incarnation: -1}
 	op.Output = Output{Outcome: OutcomeFailed, Error: "no node up"}
-	last := ""
-	for range procMaxAttempts {
-		if time.Now().After(deadline) {
-			break
-		}
-		n := pc.pick(last)
-		if n == nil {
-			sleepCtx(context.Background(), 50*time.Millisecond)
-			continue
-		}
-		last = n.ID()
-		base, _ := n.HTTP()
-		if base == "" {
-			continue
-		}
+	pc.attempts(deadline, func(n *proctest.Node, base string) bool {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		code, b, err := httpDo(ctx, http.MethodGet, base+"/kv/"+key+"?consistency="+strings.ToLower(consistency), "")
 		cancel()
 		op.Node = n.ID()
 		if err != nil {
 			op.Output = Output{Outcome: OutcomeFailed, Error: err.Error()}
-			if notSent(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) {
-				continue
-			}
-			break
+			return notSent(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)
 		}
 		out, ok := readOutcome(code, b)
 		op.Output = out
-		if ok || (code != http.StatusMisdirectedRequest && code != http.StatusServiceUnavailable) {
-			break
-		}
-	}
+		return !ok && (code == http.StatusMisdirectedRequest || code == http.StatusServiceUnavailable)
+	})
 	op.Return = pc.rec.now()
 	pc.rec.add(op)
 }

@@ -2,6 +2,7 @@ package raftactor_test
 
 import (
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,11 @@ func TestRequestsDuringAStartAreAnsweredUnavailable(t *testing.T) {
 	c.Stop("n1")
 	gate := make(chan struct{})
 	n1 := c.Node("n1")
-	n1.Config.NewStateMachine = func() raftactor.StateMachine { return gatedRestore{StateMachine: kvstore.New(), gate: gate} }
+	var starts atomic.Int32
+	n1.Config.NewStateMachine = func() raftactor.StateMachine {
+		starts.Add(1)
+		return gatedRestore{StateMachine: kvstore.New(), gate: gate}
+	}
 	props, err := raftactor.Props(n1.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +53,7 @@ func TestRequestsDuringAStartAreAnsweredUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := c.System.Root.RequestFuture(n1.PID, raftactor.AwaitStart{}, 30*time.Second)
+	c.System.Root.Send(n1.PID, raftactor.AwaitStart{}) // no one to answer: ignored
 
 	res, err := c.System.Root.RequestFuture(n1.PID, &actors.LeaderRequest{}, 5*time.Second).Result()
 	if err != nil {
@@ -64,6 +70,9 @@ func TestRequestsDuringAStartAreAnsweredUnavailable(t *testing.T) {
 	c.WaitLeader()
 	if rr, qr := c.Get("n1", "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil || string(qr.Value) != "v" {
 		t.Fatalf("after the start: %v %v", rr.Error, qr)
+	}
+	if n := starts.Load(); n != 1 {
+		t.Fatalf("the node started %d times: it restarted", n)
 	}
 }
 

@@ -93,6 +93,9 @@ func (n *Node) Receive(ctx actor.Context) {
 		n.fail(actors.Errorf(actors.Code_UNAVAILABLE, "node %s is restarting", n.cfg.ID))
 		n.end(false)
 	case AwaitStart:
+		if ctx.Sender() == nil {
+			return // told, not asked: no one to answer
+		}
 		if n.run == nil && n.startErr == nil && !n.stopping {
 			n.keep.await(ctx.Sender())
 			return

@@ -407,7 +407,7 @@ func TestPipelineBoundsRPCsInFlight(t *testing.T) {
 	// Every future times out, but none frees a slot before raft took it:
 	// the extra append is made and waits for a slot, and its RPC is not
 	// sent meanwhile.
-	tcWait(t, 10*time.Second, "the first RPCs at the peer", func() bool { return got.Load() == depth })
+	testutil.Eventually(t, "the first RPCs at the peer", func() bool { return got.Load() == depth })
 	select {
 	case <-waiting:
 	case <-time.After(10 * time.Second):
@@ -428,7 +428,7 @@ func TestPipelineBoundsRPCsInFlight(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("append not admitted after raft took a future")
 	}
-	tcWait(t, 10*time.Second, "the next RPC at the peer", func() bool { return got.Load() == depth+1 })
+	testutil.Eventually(t, "the next RPC at the peer", func() bool { return got.Load() == depth+1 })
 }
 
 // raft stops reading a pipeline as soon as one reply fails and may send
@@ -578,7 +578,7 @@ func (c *tcCluster) applyMany(prefix string, n int) {
 
 func (c *tcCluster) waitConverged() {
 	c.t.Helper()
-	tcWait(c.t, 20*time.Second, "all nodes applying the same commands", func() bool {
+	testutil.Eventually(c.t, "all nodes applying the same commands", func() bool {
 		want, _ := c.nodes[0].fsm.state()
 		for _, n := range c.nodes[1:] {
 			if got, _ := n.fsm.state(); !reflect.DeepEqual(got, want) {
@@ -613,7 +613,7 @@ func TestPipelineClusterRecoversFromDroppedRPCs(t *testing.T) {
 	var plog pipelineLog
 	c.start(3, plog.tune)
 	c.applyMany("before", 200)
-	tcWait(t, 10*time.Second, "pipelined replication", func() bool { return plog.started.Load() > 0 })
+	testutil.Eventually(t, "pipelined replication", func() bool { return plog.started.Load() > 0 })
 
 	c.faults.Delay(faults.AnyNode, faults.AnyNode, 0, 3*time.Millisecond)
 	c.faults.Drop(faults.AnyNode, faults.AnyNode, 10)
@@ -632,7 +632,7 @@ func TestPipelineClusterRecoversFromDroppedRPCs(t *testing.T) {
 	c.waitConverged()
 	// Each follower's pipeline logs its start and its end, so with one
 	// leader and two followers caught up, two are running.
-	tcWait(t, 10*time.Second, "both followers pipelined again after the heal", func() bool {
+	testutil.Eventually(t, "both followers pipelined again after the heal", func() bool {
 		return plog.started.Load()-plog.aborted.Load() == 2
 	})
 	state, _ := c.nodes[0].fsm.state()

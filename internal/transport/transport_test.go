@@ -196,18 +196,6 @@ func (c *tcCluster) shutdown() {
 	c.system.Shutdown()
 }
 
-// tcWait polls cond until it holds or the deadline passes.
-func tcWait(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // leader returns the single node that is leader, among the nodes not in
 // exclude, or nil.
 func (c *tcCluster) leader(exclude ...raft.ServerID) *tcNode {
@@ -232,7 +220,7 @@ outer:
 func (c *tcCluster) waitLeader(exclude ...raft.ServerID) *tcNode {
 	c.t.Helper()
 	var l *tcNode
-	tcWait(c.t, 10*time.Second, "a leader", func() bool { l = c.leader(exclude...); return l != nil })
+	testutil.Eventually(c.t, "a leader", func() bool { l = c.leader(exclude...); return l != nil })
 	return l
 }
 
@@ -242,7 +230,7 @@ func (c *tcCluster) waitApplied(count int, nodes ...*tcNode) {
 		nodes = c.nodes
 	}
 	for _, n := range nodes {
-		tcWait(c.t, 10*time.Second, fmt.Sprintf("%d commands on %s", count, n.id), func() bool { return n.fsm.count() >= count })
+		testutil.Eventually(c.t, fmt.Sprintf("%d commands on %s", count, n.id), func() bool { return n.fsm.count() >= count })
 	}
 }
 
