@@ -49,7 +49,9 @@ func CodeOf(e *Error) Code {
 // Retryable reports whether a request that failed with code may be sent
 // again unchanged. NOT_LEADER is retryable against the hinted leader; a
 // DEADLINE_EXCEEDED write is retryable only with the same client ID and
-// sequence, which makes the retry exactly-once.
+// sequence, which makes the retry exactly-once. SESSION_EXPIRED is not: a
+// retry can never be told from a new write again, so the write's outcome
+// stays unknown.
 func Retryable(code Code) bool {
 	switch code {
 	case Code_NOT_LEADER, Code_UNAVAILABLE, Code_DEADLINE_EXCEEDED, Code_RESOURCE_EXHAUSTED:
@@ -89,6 +91,13 @@ func ResourceExhausted(limit string, retryAfter time.Duration, format string, ar
 		RetryAfter: durationpb.New(retryAfter),
 		Message:    fmt.Sprintf(format, args...),
 	}
+}
+
+// SessionExpired builds the SESSION_EXPIRED error of a registered write
+// whose session the group does not know (any more): the write was not
+// applied by this attempt, and its outcome is unknown.
+func SessionExpired(format string, args ...any) *Error {
+	return &Error{Code: Code_SESSION_EXPIRED, Message: fmt.Sprintf(format, args...)}
 }
 
 // DeadlineExceeded builds the DEADLINE_EXCEEDED error for a request whose

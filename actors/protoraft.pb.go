@@ -12,12 +12,13 @@
 package actors
 
 import (
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
+
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 )
 
 const (
@@ -53,6 +54,14 @@ const (
 	Code_UNAVAILABLE Code = 7
 	// INTERNAL: a bug or a storage failure.
 	Code_INTERNAL Code = 8
+	// SESSION_EXPIRED: a write of a registered session (RequestMeta.
+	// registered_session) whose session the group does not know: it expired,
+	// or was reopened above the write's sequence. The write was not applied
+	// by this attempt, but an earlier attempt of it may have been: its
+	// outcome is unknown. Not retryable: a retry can never be matched to the
+	// first attempt again. Open the session anew (open_session) for the next
+	// write.
+	Code_SESSION_EXPIRED Code = 9
 )
 
 // Enum value maps for Code.
@@ -67,6 +76,7 @@ var (
 		6: "DEADLINE_EXCEEDED",
 		7: "UNAVAILABLE",
 		8: "INTERNAL",
+		9: "SESSION_EXPIRED",
 	}
 	Code_value = map[string]int32{
 		"OK":                 0,
@@ -78,6 +88,7 @@ var (
 		"DEADLINE_EXCEEDED":  6,
 		"UNAVAILABLE":        7,
 		"INTERNAL":           8,
+		"SESSION_EXPIRED":    9,
 	}
 )
 
@@ -370,9 +381,21 @@ type RequestMeta struct {
 	Sequence uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// acked_below tells the session table that the client has the reply of
 	// every sequence below it, so their results may be forgotten.
-	AckedBelow    uint64 `protobuf:"varint,6,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AckedBelow uint64 `protobuf:"varint,6,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
+	// open_session, on a WriteRequest with an empty command, opens the
+	// session client_id (or refreshes it when the group knows it) with
+	// sequence as its floor: every sequence of the client below it is
+	// refused from then on. It applies nothing to the state machine, so a
+	// retried open is harmless.
+	OpenSession bool `protobuf:"varint,7,opt,name=open_session,json=openSession,proto3" json:"open_session,omitempty"`
+	// registered_session says the write belongs to a session opened with
+	// open_session: a group that does not know the session refuses it with
+	// SESSION_EXPIRED instead of starting one. Without it (clients from
+	// before sessions were opened explicitly) an unknown session is started
+	// by the write, and a retry after the session expired is applied again.
+	RegisteredSession bool `protobuf:"varint,8,opt,name=registered_session,json=registeredSession,proto3" json:"registered_session,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *RequestMeta) Reset() {
@@ -445,6 +468,20 @@ func (x *RequestMeta) GetAckedBelow() uint64 {
 		return x.AckedBelow
 	}
 	return 0
+}
+
+func (x *RequestMeta) GetOpenSession() bool {
+	if x != nil {
+		return x.OpenSession
+	}
+	return false
+}
+
+func (x *RequestMeta) GetRegisteredSession() bool {
+	if x != nil {
+		return x.RegisteredSession
+	}
+	return false
 }
 
 // Server is one member of the group's Raft configuration.
@@ -2050,7 +2087,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\tR\x05limit\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xd6\x01\n" +
+	"retryAfter\"\xa8\x02\n" +
 	"\vRequestMeta\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12,\n" +
@@ -2059,7 +2096,9 @@ const file_protoraft_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vacked_below\x18\x06 \x01(\x04R\n" +
-	"ackedBelow\"f\n" +
+	"ackedBelow\x12!\n" +
+	"\fopen_session\x18\a \x01(\bR\vopenSession\x12-\n" +
+	"\x12registered_session\x18\b \x01(\bR\x11registeredSession\"f\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +
@@ -2169,7 +2208,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1a\n" +
 	"\bobserver\x18\x02 \x01(\tR\bobserver\x12,\n" +
 	"\x06leader\x18\x03 \x01(\v2\x14.protoraft.v1.ServerR\x06leader\x12\x12\n" +
-	"\x04term\x18\x04 \x01(\x04R\x04term*\xae\x01\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term*\xc3\x01\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2180,7 +2219,8 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x10INVALID_ARGUMENT\x10\x05\x12\x15\n" +
 	"\x11DEADLINE_EXCEEDED\x10\x06\x12\x0f\n" +
 	"\vUNAVAILABLE\x10\a\x12\f\n" +
-	"\bINTERNAL\x10\b*#\n" +
+	"\bINTERNAL\x10\b\x12\x13\n" +
+	"\x0fSESSION_EXPIRED\x10\t*#\n" +
 	"\bSuffrage\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\f\n" +
 	"\bNONVOTER\x10\x01*5\n" +

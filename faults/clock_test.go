@@ -17,3 +17,20 @@ func TestClockJumpsByWhatItIsTold(t *testing.T) {
 		t.Fatalf("a nil clock is %v off the real one", d)
 	}
 }
+
+func TestClockAdvanceMovesBothReadingsAndJumpOnlyTheWall(t *testing.T) {
+	c := NewClock()
+	mono := c.Monotonic()
+	c.Jump(-3 * time.Hour)
+	if back := c.Monotonic() - mono; back < 0 || back > time.Second {
+		t.Fatalf("a wall jump moved the monotonic reading by %v", back)
+	}
+	c.Advance(time.Hour)
+	c.Advance(-time.Hour) // ignored: monotonic time never goes back
+	if got := c.Monotonic() - mono; got < time.Hour || got > time.Hour+time.Second {
+		t.Fatalf("monotonic reading moved %v after Advance(1h), want 1h", got)
+	}
+	if behind := time.Until(c.Now()); behind < -2*time.Hour-time.Second || behind > -2*time.Hour+time.Second {
+		t.Fatalf("wall clock %v off after -3h and Advance(1h), want -2h", behind)
+	}
+}

@@ -26,6 +26,14 @@ func (n *Node) admit(req actors.Request, now time.Time) *actors.Error {
 		if l := len(m.GetCommand()); l > n.cfg.MaxCommandSize {
 			return actors.InvalidArgument("command", "command is %d bytes, larger than %d", l, n.cfg.MaxCommandSize)
 		}
+		if md := m.GetMeta(); md.GetOpenSession() || md.GetRegisteredSession() {
+			if md.GetClientId() == "" {
+				return actors.InvalidArgument("meta.client_id", "a session open or a registered write needs a client ID")
+			}
+			if md.GetOpenSession() && len(m.GetCommand()) > 0 {
+				return actors.InvalidArgument("command", "a session open carries no command")
+			}
+		}
 	case *actors.ReadRequest:
 		if l := len(m.GetQuery()); l > n.cfg.MaxQuerySize {
 			return actors.InvalidArgument("query", "query is %d bytes, larger than %d", l, n.cfg.MaxQuerySize)

@@ -15,6 +15,13 @@ import (
 // node from writing them).
 const systemBatch = "batch"
 
+// systemSession is the EntryMeta.system value of a session open: the
+// entry opens the session client_id with sequence as its floor, and its
+// data is empty. Builds before explicit opens skip it, so a group must run
+// a build that reads it on every node before a client opens sessions
+// (docs/operations.md).
+const systemSession = "session"
+
 // commandResult is what applying a user command returns: the state
 // machine's result and the command index it was applied at.
 type commandResult struct {
@@ -23,8 +30,9 @@ type commandResult struct {
 }
 
 // batchResults is what applying a batch entry returns: one result per
-// command, in the batch's order (commandResult, duplicateWrite or
-// staleSequence), or nil when the batch could not be decoded.
+// command, in the batch's order (commandResult, duplicateWrite,
+// staleSequence or sessionExpired), or nil when the batch could not be
+// decoded.
 type batchResults []any
 
 // decodeEntryMeta decodes a log entry's metadata; nil when it has none. An
@@ -53,6 +61,11 @@ func (f *fsm) applyEntry(l *raft.Log) any {
 	case systemPolicy:
 		f.system.setPolicy(l.Data, l.Index)
 		return nil
+	case systemSession:
+		if m.GetClientId() == "" {
+			return nil
+		}
+		return f.sessions.open(m)
 	default:
 		// A newer build's system entry: not for the user's state machine,
 		// and nothing this build can do with it.
@@ -84,7 +97,8 @@ func (f *fsm) applyBatch(l *raft.Log, m *wire.EntryMeta) any {
 	for i, w := range b.Writes {
 		var wm *wire.EntryMeta
 		if w.ClientId != "" {
-			wm = &wire.EntryMeta{ClientId: w.ClientId, Sequence: w.Sequence, AckedBelow: w.AckedBelow, LeaderUnixNano: m.GetLeaderUnixNano()}
+			wm = &wire.EntryMeta{ClientId: w.ClientId, Sequence: w.Sequence, AckedBelow: w.AckedBelow,
+				Registered: w.Registered, LeaderUnixNano: m.GetLeaderUnixNano()}
 		}
 		out[i] = f.applyCommand(l.Index, w.Command, wm)
 	}

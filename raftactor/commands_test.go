@@ -55,7 +55,7 @@ func testWrite(command, client string, seq uint64) pendingWrite {
 
 func entryAt(t *testing.T, index uint64, writes ...pendingWrite) *raft.Log {
 	t.Helper()
-	l, err := logEntry(writes, time.Unix(1700000000, 0))
+	l, err := logEntry(writes, time.Unix(1700000000, 0).UnixNano())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,5 +216,102 @@ func TestLeaseHeldOnlyWithinTheLeaseOfAConfirmationOfThisTerm(t *testing.T) {
 		if got := b.leaseHeld(c.term, lease, c.now); got != c.want {
 			t.Errorf("term %d at %v: lease held %v, want %v", c.term, c.now, got, c.want)
 		}
+	}
+}
+
+// oldEntry is a session write as builds before explicit session opens
+// wrote it: no registered mark, stamped with the leader's wall clock.
+func oldEntry(t *testing.T, index uint64, wall time.Time, client string, seq, acked uint64, cmd string) *raft.Log {
+	t.Helper()
+	ext, err := proto.Marshal(&wire.EntryMeta{ClientId: client, Sequence: seq, AckedBelow: acked, LeaderUnixNano: wall.UnixNano()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: []byte(cmd), Extensions: ext}
+}
+
+// Logs written before explicit opens replay to the state they always had:
+// an unmarked write starts its session, and after the session expired by
+// the (then wall-clock) stamps, a retry starts it again and is applied.
+func TestOldFormatSessionWritesReplayAsBefore(t *testing.T) {
+	sm := &indexLog{}
+	f := newFSM(sm, time.Minute)
+	t0 := time.Unix(1700000000, 0)
+	if _, ok := applyOne(f, oldEntry(t, 1, t0, "c", 1, 0, "a")).(commandResult); !ok {
+		t.Fatal("first write not applied")
+	}
+	if _, ok := applyOne(f, oldEntry(t, 2, t0.Add(time.Second), "c", 1, 0, "a")).(duplicateWrite); !ok {
+		t.Fatal("retry within the TTL not answered from the table")
+	}
+	applyOne(f, oldEntry(t, 3, t0.Add(2*time.Minute), "other", 1, 1, "b"))
+	if _, ok := applyOne(f, oldEntry(t, 4, t0.Add(2*time.Minute), "c", 1, 0, "a")).(commandResult); !ok {
+		t.Fatal("an unmarked write of an expired session was not applied as before")
+	}
+	if fmt.Sprint(sm.applied) != "[1:a 3:b 4:a]" {
+		t.Fatalf("applied %v", sm.applied)
+	}
+	tb := f.sessions.table()
+	if tb.Clock != t0.Add(2*time.Minute).UnixNano() || len(tb.Sessions) != 2 || tb.Sessions[0].ClientId != "c" || tb.Sessions[0].Floor != 0 {
+		t.Fatalf("session table %v", tb)
+	}
+}
+
+// sessionEntry is what the leader writes for one request now.
+func sessionEntry(t *testing.T, index uint64, stamp int64, md *actors.RequestMeta, cmd string) *raft.Log {
+	t.Helper()
+	w := pendingWrite{req: &actors.WriteRequest{Meta: md, Command: []byte(cmd)}}
+	l, err := logEntry([]pendingWrite{w}, stamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Index, l.Term, l.Type = index, 1, raft.LogCommand
+	return &l
+}
+
+func TestRegisteredWritesNeedAnOpenSession(t *testing.T) {
+	sm := &indexLog{}
+	f := newFSM(sm, time.Minute)
+	reg := func(seq, acked uint64) *actors.RequestMeta {
+		return &actors.RequestMeta{ClientId: "c", Sequence: seq, AckedBelow: acked, RegisteredSession: true}
+	}
+	open := func(floor uint64) *actors.RequestMeta {
+		return &actors.RequestMeta{ClientId: "c", Sequence: floor, OpenSession: true}
+	}
+	if r, ok := applyOne(f, sessionEntry(t, 1, 0, reg(5, 0), "x")).(sessionExpired); !ok || r.reopened {
+		t.Fatalf("registered write of an unknown session: %#v", r)
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 2, 0, open(5), "")).(sessionOpened); !ok {
+		t.Fatal("open not applied")
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 3, 0, open(5), "")).(sessionOpened); !ok {
+		t.Fatal("a retried open not applied")
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 4, 0, reg(5, 5), "a")).(commandResult); !ok {
+		t.Fatal("registered write of the open session not applied")
+	}
+	// A registered write in a batch is checked the same way.
+	res := applyOne(f, entryAt(t, 5, pendingWrite{req: &actors.WriteRequest{Meta: reg(6, 5), Command: []byte("b")}},
+		pendingWrite{req: &actors.WriteRequest{Meta: &actors.RequestMeta{ClientId: "d", Sequence: 1, RegisteredSession: true}, Command: []byte("never")}})).(batchResults)
+	if _, ok := res[0].(commandResult); !ok {
+		t.Fatalf("batched registered write: %#v", res[0])
+	}
+	if _, ok := res[1].(sessionExpired); !ok {
+		t.Fatalf("batched registered write of an unknown session: %#v", res[1])
+	}
+	// Reopened above its sequences, the session refuses them as expired,
+	// also after a snapshot.
+	applyOne(f, sessionEntry(t, 6, 0, open(10), ""))
+	f = restoreInto(t, f, sm)
+	if r, ok := applyOne(f, sessionEntry(t, 7, 0, reg(6, 0), "b")).(sessionExpired); !ok || !r.reopened {
+		t.Fatalf("sequence below the floor: %#v", r)
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 8, 0, reg(10, 10), "c")).(commandResult); !ok {
+		t.Fatal("first sequence of the reopened session not applied")
+	}
+	if fmt.Sprint(sm.applied) != "[4:a 5:b 8:c]" {
+		t.Fatalf("applied %v", sm.applied)
+	}
+	if wr := writeResponse(sessionExpired{}, &actors.WriteRequest{Meta: reg(6, 0)}); actors.CodeOf(wr.Error) != actors.Code_SESSION_EXPIRED {
+		t.Fatalf("response %v", wr)
 	}
 }

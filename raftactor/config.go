@@ -158,8 +158,9 @@ type Config struct {
 	// for peers far away.
 	RPCTimeout time.Duration
 	// SessionTTL is how long the exactly-once session of a client that
-	// stopped writing is kept, by the replicated clock. It must be the same
-	// on every node. Default 10 minutes.
+	// stopped writing is kept, by the replicated clock (time measured by
+	// leaders while they led; see leaderClock). It must be the same on
+	// every node. Default 10 minutes.
 	SessionTTL time.Duration
 
 	// MaxCommandSize bounds a write's command (and a policy document);
@@ -234,10 +235,12 @@ type Config struct {
 	// delay or cut Raft RPCs. A test hook: shared by all nodes of an
 	// in-process test, never set in production.
 	Faults *faults.Network
-	// Clock, when set, is the wall clock this node stamps the entries it
-	// writes as leader with (the replicated clock that expires sessions
-	// reads those stamps). A test hook, never set in production; nil reads
-	// the real clock.
+	// Clock, when set, is this node's clock as a test moves it: its wall
+	// reading (faults.Clock.Jump), which no replicated decision reads, and
+	// its monotonic reading (faults.Clock.Advance), from which the node
+	// stamps the replicated clock that expires sessions while it leads
+	// (leaderClock). A test hook, never set in production; nil reads the
+	// real clocks.
 	Clock *faults.Clock
 }
 

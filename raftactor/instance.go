@@ -25,6 +25,7 @@ type instance struct {
 	events    *eventPublisher
 	appender  *appender
 	ready     *termReadiness
+	clock     *leaderClock
 }
 
 // openInstance opens the data directory and starts Raft, bootstrapping a
@@ -34,7 +35,7 @@ type instance struct {
 // open would block it forever.
 func openInstance(cfg Config, timeouts Timeouts, system *actor.ActorSystem, addr raft.ServerAddress, log *zap.Logger) (*instance, error) {
 	defer slow(log, "start")()
-	inst := &instance{ready: &termReadiness{}}
+	inst := &instance{ready: &termReadiness{}, clock: &leaderClock{mono: cfg.Clock.Monotonic}}
 	opened := false
 	defer func() {
 		// Also when the user's state machine factory panicked.

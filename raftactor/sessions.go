@@ -21,10 +21,25 @@ const maxSessionResults = 1024
 // sequence applied before is answered with its first result instead of
 // being applied again.
 //
-// Everything here is a function of the log alone: the clock is the largest
-// leader timestamp seen in applied entries, so every node expires the same
-// sessions at the same log position. It is touched only on Raft's FSM
-// goroutine or under the fsm's write lock.
+// A session starts with an explicit open (a "session" entry, which raises
+// its floor) and lives while its client writes. A write marked registered
+// is refused, never applied, when the table does not know its client
+// (sessionExpired): after the session expired, the table cannot tell a
+// retry of an applied sequence from a new one, and applying it could apply
+// it twice. Unmarked writes, which every log written before explicit opens
+// holds, still start their session, so old logs replay to the state they
+// always had.
+//
+// Everything here is a function of the log alone. The clock is the
+// largest replicated time stamped on the session entries applied so far
+// (EntryMeta.leader_unix_nano). A leader stamps the replicated clock its
+// own state machine had reached when it began stamping in its term (after
+// an entry of its term applied, so every earlier entry had) plus the time
+// its monotonic clock measured since; never a wall-clock reading. So no
+// node's wall clock, however wrong, moves it; time without a leader does
+// not count, which lets sessions live longer, never shorter; and every
+// node expires the same sessions at the same log position. It is touched
+// only on Raft's FSM goroutine or under the fsm's write lock.
 type sessions struct {
 	ttl       int64
 	clock     int64
@@ -34,6 +49,9 @@ type sessions struct {
 
 type session struct {
 	ackedBelow uint64
+	// floor is the sequence of the session's last open: a sequence below it
+	// belongs to an earlier opening and is refused as expired.
+	floor      uint64
 	lastActive int64
 	results    map[uint64]rememberedResult
 }
@@ -48,17 +66,55 @@ type duplicateWrite rememberedResult
 // already acknowledged, so it is forgotten and cannot be answered.
 type staleSequence struct{}
 
+// sessionExpired is what Apply returns for a registered write whose
+// session the table does not know, or whose sequence lies below the floor
+// of the session's last open: it was not applied, and an earlier attempt
+// of it may have been.
+type sessionExpired struct {
+	// reopened: the session is known, opened again above the sequence.
+	reopened bool
+}
+
+// sessionOpened is what Apply returns for a session open.
+type sessionOpened struct{}
+
 func newSessions(ttl time.Duration) *sessions {
 	return &sessions{ttl: int64(ttl), byClient: map[string]*session{}}
 }
 
+// tick moves the replicated clock to an entry's stamp if it is later.
+func (s *sessions) tick(m *wire.EntryMeta) { s.clock = max(s.clock, m.GetLeaderUnixNano()) }
+
+// open starts the session of m's client, or refreshes it, and raises its
+// floor (and what it has acknowledged) to m's sequence, so no older
+// sequence of the client can be applied after it. Applying the same open
+// again changes nothing but the session's last activity.
+func (s *sessions) open(m *wire.EntryMeta) any {
+	s.tick(m)
+	c := s.byClient[m.GetClientId()]
+	if c == nil {
+		c = &session{results: map[uint64]rememberedResult{}}
+		s.byClient[m.GetClientId()] = c
+	}
+	c.lastActive = s.clock
+	if m.GetSequence() > c.floor {
+		c.floor = m.GetSequence()
+	}
+	c.acknowledge(c.floor)
+	return sessionOpened{}
+}
+
 // apply runs one session write through the table: a known sequence gets its
-// remembered result, a forgotten one staleSequence, a new one is applied by
-// run and remembered with the command index run applied it at.
+// remembered result, a forgotten one staleSequence, a registered write of
+// an unknown session or below its floor sessionExpired, a new one is
+// applied by run and remembered with the command index run applied it at.
 func (s *sessions) apply(m *wire.EntryMeta, run func() commandResult) any {
-	s.clock = max(s.clock, m.LeaderUnixNano)
+	s.tick(m)
 	c := s.byClient[m.ClientId]
 	if c == nil {
+		if m.GetRegistered() {
+			return sessionExpired{}
+		}
 		c = &session{results: map[uint64]rememberedResult{}}
 		s.byClient[m.ClientId] = c
 	}
@@ -66,19 +122,15 @@ func (s *sessions) apply(m *wire.EntryMeta, run func() commandResult) any {
 	if r, ok := c.results[m.Sequence]; ok {
 		return duplicateWrite(r)
 	}
+	if m.Sequence < c.floor {
+		return sessionExpired{reopened: true}
+	}
 	if m.Sequence < c.ackedBelow {
 		return staleSequence{}
 	}
 	res := run()
 	c.results[m.Sequence] = rememberedResult(res)
-	if m.AckedBelow > c.ackedBelow {
-		c.ackedBelow = m.AckedBelow
-		for seq := range c.results {
-			if seq < c.ackedBelow {
-				delete(c.results, seq)
-			}
-		}
-	}
+	c.acknowledge(m.AckedBelow)
 	if len(c.results) > maxSessionResults {
 		seqs := make([]uint64, 0, len(c.results))
 		for seq := range c.results {
@@ -91,6 +143,20 @@ func (s *sessions) apply(m *wire.EntryMeta, run func() commandResult) any {
 		c.ackedBelow = max(c.ackedBelow, seqs[len(seqs)-maxSessionResults])
 	}
 	return res
+}
+
+// acknowledge raises what the session's client acknowledged to below and
+// forgets the results under it.
+func (c *session) acknowledge(below uint64) {
+	if below <= c.ackedBelow {
+		return
+	}
+	c.ackedBelow = below
+	for seq := range c.results {
+		if seq < below {
+			delete(c.results, seq)
+		}
+	}
 }
 
 // expire drops sessions idle for longer than the TTL. It sweeps at most
@@ -112,7 +178,7 @@ func (s *sessions) expire() {
 func (s *sessions) table() *wire.SessionTable {
 	t := &wire.SessionTable{Clock: s.clock}
 	for id, c := range s.byClient {
-		ps := &wire.Session{ClientId: id, AckedBelow: c.ackedBelow, LastActive: c.lastActive}
+		ps := &wire.Session{ClientId: id, AckedBelow: c.ackedBelow, Floor: c.floor, LastActive: c.lastActive}
 		for seq, r := range c.results {
 			ps.Results = append(ps.Results, &wire.SessionResult{Sequence: seq, Result: r.result, Index: r.index})
 		}
@@ -128,7 +194,7 @@ func (s *sessions) restore(t *wire.SessionTable) {
 	s.clock, s.lastSweep = t.GetClock(), t.GetClock()
 	s.byClient = map[string]*session{}
 	for _, ps := range t.GetSessions() {
-		c := &session{ackedBelow: ps.AckedBelow, lastActive: ps.LastActive, results: map[uint64]rememberedResult{}}
+		c := &session{ackedBelow: ps.AckedBelow, floor: ps.Floor, lastActive: ps.LastActive, results: map[uint64]rememberedResult{}}
 		for _, r := range ps.Results {
 			c.results[r.Sequence] = rememberedResult{result: r.Result, index: r.Index}
 		}

@@ -72,28 +72,158 @@ func TestSessionAnswersRetryWithFirstResult(t *testing.T) {
 	}
 }
 
-// A session expires by the replicated clock, the leader's stamps on the
-// entries: once another client's writes carry it past the TTL, the session
-// is gone and its sequence is new again.
-func TestSessionsExpireByReplicatedClock(t *testing.T) {
-	c := grouptest.New(t, 0, nil)
+// openSession opens client's session with floor through the leader.
+func openSession(c *grouptest.Nodes, leader, client string, floor uint64) {
+	c.T().Helper()
+	m := grouptest.Meta(3 * time.Second)
+	m.ClientId, m.Sequence, m.OpenSession = client, floor, true
+	if wr := c.MustAsk(leader, &actors.WriteRequest{Meta: m}).(*actors.WriteResponse); wr.Error.Err() != nil {
+		c.T().Fatalf("open %s: %v", client, wr.Error)
+	}
+}
+
+// registeredWrite is sessionWrite for a session opened with openSession.
+func registeredWrite(c *grouptest.Nodes, leader, client string, seq, ackedBelow uint64, cmd []byte) *actors.WriteResponse {
+	c.T().Helper()
+	m := grouptest.Meta(3 * time.Second)
+	m.ClientId, m.Sequence, m.AckedBelow, m.RegisteredSession = client, seq, ackedBelow, true
+	return c.MustAsk(leader, &actors.WriteRequest{Meta: m, Command: cmd}).(*actors.WriteResponse)
+}
+
+// A session expires by the replicated clock, which moves by the time a
+// leader measured while it led (here Advance, the node's monotonic clock
+// moved forward): once another client's writes carry it past the TTL, the
+// retry of a write the session applied is refused with SESSION_EXPIRED,
+// never applied a second time, and stays refused after the client opened
+// its session again above it.
+func TestRetryAfterSessionExpiryIsRefusedAndAppliedOnce(t *testing.T) {
 	clock := faults.NewClock()
-	n1 := c.Add("n1", []raftactor.Voter{{ID: "n1", Address: c.Address("n1")}})
-	n1.Config.SessionTTL = time.Minute
-	n1.Config.Clock = clock
-	c.Start("n1")
+	c := grouptest.New(t, 1, func(cfg *raftactor.Config) {
+		cfg.SessionTTL = time.Minute
+		cfg.Clock = clock
+	})
+	leader := c.WaitLeader()
+	openSession(c, leader, "old", 1)
+	first := registeredWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
+	if first.Error.Err() != nil {
+		t.Fatal(first.Error)
+	}
+	if again := registeredWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v"))); again.Error.Err() != nil || again.Index != first.Index {
+		t.Fatalf("a retry within the TTL: %v at %d (first at %d)", again.Error, again.Index, first.Index)
+	}
+
+	// Time passes for the leader; the busy client's writes carry the
+	// replicated clock past the TTL. The leader counts time only once it
+	// took its term's base, so the loop lets time pass until the retry is
+	// refused; a refused retry changes nothing, so probing is harmless.
+	openSession(c, leader, "busy", 1)
+	var refused *actors.WriteResponse
+	for seq := uint64(1); refused == nil; seq++ {
+		if seq > 50 {
+			t.Fatal("the session never expired")
+		}
+		clock.Advance(2 * time.Minute)
+		if wr := registeredWrite(c, leader, "busy", seq, seq, kvstore.Put("b", []byte("x"))); wr.Error.Err() != nil {
+			t.Fatalf("busy write %d: %v", seq, wr.Error)
+		}
+		switch again := registeredWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v"))); actors.CodeOf(again.Error) {
+		case actors.Code_SESSION_EXPIRED:
+			refused = again
+		case actors.Code_OK:
+			if again.Index != first.Index {
+				t.Fatalf("retry applied again at %d (first at %d)", again.Index, first.Index)
+			}
+		default:
+			t.Fatalf("retry: %v", again.Error)
+		}
+	}
+	if rev := revision(t, c, leader, "k"); rev != first.Index {
+		t.Fatalf("k applied again: revision %d, first write at %d", rev, first.Index)
+	}
+	// The client opens its session again above every sequence it used: the
+	// old one stays refused, the next is applied.
+	openSession(c, leader, "old", 2)
+	if again := registeredWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v"))); actors.CodeOf(again.Error) != actors.Code_SESSION_EXPIRED {
+		t.Fatalf("sequence below the new floor: %v", again.Error)
+	}
+	if next := registeredWrite(c, leader, "old", 2, 2, kvstore.Put("k", []byte("v2"))); next.Error.Err() != nil {
+		t.Fatalf("first write of the reopened session: %v", next.Error)
+	}
+	if rr, qr := c.Get(leader, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil || string(qr.Value) != "v2" {
+		t.Fatalf("k after the reopened session's write: %v %q", rr.Error, qr.GetValue())
+	}
+}
+
+// A write of an opened session to a group that never knew the session is
+// refused before it is applied.
+func TestRegisteredWriteOfUnknownSessionIsRefused(t *testing.T) {
+	c := grouptest.New(t, 1, nil)
+	leader := c.WaitLeader()
+	wr := registeredWrite(c, leader, "never-opened", 7, 0, kvstore.Put("k", []byte("v")))
+	if actors.CodeOf(wr.Error) != actors.Code_SESSION_EXPIRED || actors.Retryable(wr.Error.Code) {
+		t.Fatalf("write of an unknown session: %v", wr.Error)
+	}
+	if _, qr := c.Get(leader, "k", actors.Consistency_LINEARIZABLE); qr.GetFound() {
+		t.Fatalf("the refused write was applied: %v", qr)
+	}
+	m := grouptest.Meta(time.Second)
+	m.OpenSession, m.ClientId = true, "c"
+	if wr := c.MustAsk(leader, &actors.WriteRequest{Meta: m, Command: []byte("x")}).(*actors.WriteResponse); actors.CodeOf(wr.Error) != actors.Code_INVALID_ARGUMENT || wr.Error.Field != "command" {
+		t.Fatalf("an open with a command: %v", wr.Error)
+	}
+	m = grouptest.Meta(time.Second)
+	m.OpenSession = true
+	if wr := c.MustAsk(leader, &actors.WriteRequest{Meta: m}).(*actors.WriteResponse); actors.CodeOf(wr.Error) != actors.Code_INVALID_ARGUMENT || wr.Error.Field != "meta.client_id" {
+		t.Fatalf("an open without a client ID: %v", wr.Error)
+	}
+}
+// No node's wall clock moves the replicated clock: a leader whose clock
+// jumps two hours ahead, then a new leader two hours behind, expire no
+// session, so a retry of an applied write is still answered with its first
+// result; and a write without the registered mark (a client from before
+// explicit opens) still starts its session as it always did.
+func TestWallClockJumpsDoNotExpireSessions(t *testing.T) {
+	clocks := map[string]*faults.Clock{}
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) {
+		cfg.SessionTTL = time.Minute
+		clocks[cfg.ID] = faults.NewClock()
+		cfg.Clock = clocks[cfg.ID]
+	})
 	leader := c.WaitLeader()
 	first := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
-	if again := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v"))); again.Index != first.Index {
-		t.Fatalf("a retry within the TTL was applied again at %d (first at %d)", again.Index, first.Index)
+	if first.Error.Err() != nil {
+		t.Fatal(first.Error)
 	}
-	// Another client's writes move the replicated clock past the TTL.
-	clock.Jump(2 * time.Minute)
-	for seq := uint64(1); seq <= 3; seq++ {
-		sessionWrite(c, leader, "busy", seq, seq, kvstore.Put("b", []byte("x")))
+	busy := uint64(0)
+	jumpAndProbe := func(leader string, d time.Duration) {
+		t.Helper()
+		clocks[leader].Jump(d)
+		for range 5 {
+			busy++
+			if wr := sessionWrite(c, leader, "busy", busy, busy, kvstore.Put("b", []byte("x"))); wr.Error.Err() != nil {
+				t.Fatalf("busy write %d: %v", busy, wr.Error)
+			}
+		}
+		again := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
+		if again.Error.Err() != nil || again.Index != first.Index {
+			t.Fatalf("after a wall clock jump of %v on leader %s the retry gave %v at %d (first at %d)", d, leader, again.Error, again.Index, first.Index)
+		}
 	}
-	again := sessionWrite(c, leader, "old", 1, 0, kvstore.Put("k", []byte("v")))
-	if again.Error.Err() != nil || again.Index == first.Index {
-		t.Fatalf("expired session still answered from the table: %v index %d", again.Error, again.Index)
+	jumpAndProbe(leader, 2*time.Hour)
+	var target string
+	for _, id := range c.IDs() {
+		if id != leader {
+			target = id
+			break
+		}
+	}
+	tr := c.MustAsk(leader, &actors.TransferLeadershipRequest{Meta: grouptest.Meta(5 * time.Second), Id: target}).(*actors.TransferLeadershipResponse)
+	if tr.Error.Err() != nil {
+		t.Fatal(tr.Error)
+	}
+	leader = c.WaitLeader()
+	jumpAndProbe(leader, -2*time.Hour)
+	if rev := revision(t, c, leader, "k"); rev != first.Index {
+		t.Fatalf("k applied again: revision %d, first write at %d", rev, first.Index)
 	}
 }

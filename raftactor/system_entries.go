@@ -81,7 +81,7 @@ func (n *Node) updatePolicy(ctx actor.Context, m *actors.PolicyUpdateRequest) {
 		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.NotLeader(leaderOf(r))})
 		return
 	}
-	ext, err := proto.Marshal(&wire.EntryMeta{System: systemPolicy, LeaderUnixNano: n.cfg.Clock.Now().UnixNano()})
+	ext, err := proto.Marshal(&wire.EntryMeta{System: systemPolicy, LeaderUnixNano: n.stamp()})
 	if err != nil {
 		n.respond(ctx, &actors.PolicyUpdateResponse{Error: actors.Errorf(actors.Code_INTERNAL, "%v", err)})
 		return

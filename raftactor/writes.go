@@ -60,7 +60,8 @@ func (n *Node) write(ctx actor.Context, m *actors.WriteRequest) {
 	}
 	w := pendingWrite{req: m, reply: rep, deadline: deadline}
 	size := len(m.GetCommand())
-	if n.cfg.MaxWriteBatch <= 1 || size >= maxWriteBatchBytes {
+	if n.cfg.MaxWriteBatch <= 1 || size >= maxWriteBatchBytes || m.GetMeta().GetOpenSession() {
+		// A session open is an entry of its own kind, never batched.
 		// Alone, but after the writes that arrived before it.
 		n.flushWrites(false)
 		n.apply([]pendingWrite{w})
@@ -129,7 +130,7 @@ func failWrites(writes []pendingWrite, err *actors.Error) {
 // each write with its own result once the entry is applied. A single write
 // keeps the entry format of builds before batching.
 func (n *Node) apply(writes []pendingWrite) {
-	entry, err := logEntry(writes, n.cfg.Clock.Now())
+	entry, err := logEntry(writes, n.stamp())
 	if err != nil {
 		failWrites(writes, actors.InvalidArgument("meta", "%v", err))
 		return
@@ -145,6 +146,12 @@ func (n *Node) apply(writes []pendingWrite) {
 	if !n.run.appender.append(job) {
 		failWrites(writes, actors.Errorf(actors.Code_UNAVAILABLE, "%d log entries are waiting for Raft already", appendQueue))
 	}
+}
+
+// stamp is the replicated time for the next entry this node writes as
+// leader (leaderClock).
+func (n *Node) stamp() int64 {
+	return n.run.clock.stamp(n.run.raft, n.run.fsm, n.run.ready, n.cfg.RequestTimeout)
 }
 
 // appendQueue bounds the entries waiting for Raft to take them.
@@ -225,18 +232,33 @@ func answer(r *raft.Raft, f raft.ApplyFuture, writes []pendingWrite) {
 	out.tell()
 }
 
-// logEntry builds the log entry of writes: a single write as its command
-// with its session in the extensions, several as a WriteBatch.
-func logEntry(writes []pendingWrite, now time.Time) (raft.Log, error) {
+// logEntry builds the log entry of writes, stamped with the replicated
+// time stamp: a single write as its command with its session in the
+// extensions, a session open as a "session" entry, several writes as a
+// WriteBatch.
+func logEntry(writes []pendingWrite, stamp int64) (raft.Log, error) {
 	if len(writes) == 1 {
 		m := writes[0].req
 		entry := raft.Log{Data: m.GetCommand()}
+		if md := m.GetMeta(); md.GetOpenSession() {
+			ext, err := proto.Marshal(&wire.EntryMeta{
+				System:         systemSession,
+				ClientId:       md.ClientId,
+				Sequence:       md.Sequence,
+				LeaderUnixNano: stamp,
+			})
+			if err != nil {
+				return raft.Log{}, err
+			}
+			return raft.Log{Extensions: ext}, nil
+		}
 		if md := m.GetMeta(); md.GetClientId() != "" {
 			ext, err := proto.Marshal(&wire.EntryMeta{
 				ClientId:       md.ClientId,
 				Sequence:       md.Sequence,
 				AckedBelow:     md.AckedBelow,
-				LeaderUnixNano: now.UnixNano(),
+				Registered:     md.RegisteredSession,
+				LeaderUnixNano: stamp,
 			})
 			if err != nil {
 				return raft.Log{}, err
@@ -253,13 +275,14 @@ func logEntry(writes []pendingWrite, now time.Time) (raft.Log, error) {
 			ClientId:   md.GetClientId(),
 			Sequence:   md.GetSequence(),
 			AckedBelow: md.GetAckedBelow(),
+			Registered: md.GetRegisteredSession(),
 		}
 	}
 	data, err := proto.Marshal(b)
 	if err != nil {
 		return raft.Log{}, err
 	}
-	ext, err := proto.Marshal(&wire.EntryMeta{System: systemBatch, LeaderUnixNano: now.UnixNano()})
+	ext, err := proto.Marshal(&wire.EntryMeta{System: systemBatch, LeaderUnixNano: stamp})
 	if err != nil {
 		return raft.Log{}, err
 	}
@@ -274,6 +297,15 @@ func writeResponse(res any, m *actors.WriteRequest) *actors.WriteResponse {
 		return &actors.WriteResponse{Result: res.result, Index: res.index}
 	case duplicateWrite:
 		return &actors.WriteResponse{Result: res.result, Index: res.index}
+	case sessionOpened:
+		return &actors.WriteResponse{}
+	case sessionExpired:
+		if res.reopened {
+			return &actors.WriteResponse{Error: actors.SessionExpired(
+				"sequence %d of client %s belongs to an earlier opening of its session: not applied now, its outcome unknown", m.GetMeta().GetSequence(), m.GetMeta().GetClientId())}
+		}
+		return &actors.WriteResponse{Error: actors.SessionExpired(
+			"the session of client %s expired or was never opened: sequence %d not applied now, its outcome unknown", m.GetMeta().GetClientId(), m.GetMeta().GetSequence())}
 	case staleSequence:
 		return &actors.WriteResponse{Error: actors.InvalidArgument("meta.sequence",
 			"sequence %d of client %s was acknowledged and forgotten", m.GetMeta().GetSequence(), m.GetMeta().GetClientId())}

@@ -41,7 +41,7 @@ func BenchmarkWriteBatching(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			f := newFSM(discardSM{}, time.Hour)
-			now := time.Now()
+			now := time.Now().UnixNano()
 			index := uint64(0)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {

@@ -35,17 +35,28 @@ type EntryMeta struct {
 	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// acked_below lets the session table forget results below it.
 	AckedBelow uint64 `protobuf:"varint,3,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
-	// leader_unix_nano is the leader's clock when it accepted the write; the
-	// maximum seen so far is the group's replicated clock, which expires
-	// sessions identically on every node.
+	// leader_unix_nano is the replicated time (nanoseconds) the leader
+	// stamped the entry with; the maximum seen so far is the group's
+	// replicated clock, which expires sessions identically on every node.
+	// Builds before the replicated clock stamped the leader's wall clock
+	// (unix nanoseconds); later ones stamp the clock the leader's state
+	// machine had reached when it began stamping in its term, plus the time
+	// its monotonic clock measured since (raftactor/clock.go), and 0 before
+	// that. The name stays for compatibility.
 	LeaderUnixNano int64 `protobuf:"varint,4,opt,name=leader_unix_nano,json=leaderUnixNano,proto3" json:"leader_unix_nano,omitempty"`
 	// system marks a protoraft system entry instead of a user command: the
 	// entry's data is for protoraft itself and never reaches the user's state
 	// machine. "policy": the data is a new authorization policy document.
 	// "batch": the data is a WriteBatch, several user commands in one entry
 	// (client_id, sequence and acked_below are then per command, in the
-	// batch; leader_unix_nano is the batch's).
-	System        string `protobuf:"bytes,5,opt,name=system,proto3" json:"system,omitempty"`
+	// batch; leader_unix_nano is the batch's). "session": the entry opens
+	// the session client_id with sequence as its floor; its data is empty.
+	System string `protobuf:"bytes,5,opt,name=system,proto3" json:"system,omitempty"`
+	// registered marks a write of a session opened by a "session" entry: it
+	// is refused, not applied, when the session table does not know its
+	// client. Entries without it (all written before sessions were opened
+	// explicitly) start an unknown session, as they always did.
+	Registered    bool `protobuf:"varint,6,opt,name=registered,proto3" json:"registered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -115,6 +126,13 @@ func (x *EntryMeta) GetSystem() string {
 	return ""
 }
 
+func (x *EntryMeta) GetRegistered() bool {
+	if x != nil {
+		return x.Registered
+	}
+	return false
+}
+
 // WriteBatch is the data of a "batch" entry: commands the leader received
 // together, applied in this order, each with its own command index and
 // result.
@@ -165,11 +183,13 @@ func (x *WriteBatch) GetWrites() []*BatchedWrite {
 // BatchedWrite is one command of a WriteBatch with its session metadata
 // (empty client_id: a write without a session).
 type BatchedWrite struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Sequence      uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	AckedBelow    uint64                 `protobuf:"varint,4,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Command    []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	ClientId   string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Sequence   uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	AckedBelow uint64                 `protobuf:"varint,4,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
+	// registered: as EntryMeta.registered, for this command.
+	Registered    bool `protobuf:"varint,5,opt,name=registered,proto3" json:"registered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -232,10 +252,18 @@ func (x *BatchedWrite) GetAckedBelow() uint64 {
 	return 0
 }
 
+func (x *BatchedWrite) GetRegistered() bool {
+	if x != nil {
+		return x.Registered
+	}
+	return false
+}
+
 // SessionTable is the replicated session state, saved in snapshots.
 type SessionTable struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// clock is the replicated clock (unix nanoseconds) at the snapshot.
+	// clock is the replicated clock (nanoseconds, see
+	// EntryMeta.leader_unix_nano) at the snapshot.
 	Clock    int64      `protobuf:"varint,1,opt,name=clock,proto3" json:"clock,omitempty"`
 	Sessions []*Session `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	// policy is the committed authorization policy; absent in snapshots
@@ -313,8 +341,12 @@ type Session struct {
 	ClientId   string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	AckedBelow uint64                 `protobuf:"varint,2,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
 	// last_active is the replicated clock at the client's last write.
-	LastActive    int64            `protobuf:"varint,3,opt,name=last_active,json=lastActive,proto3" json:"last_active,omitempty"`
-	Results       []*SessionResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	LastActive int64            `protobuf:"varint,3,opt,name=last_active,json=lastActive,proto3" json:"last_active,omitempty"`
+	Results    []*SessionResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	// floor is the sequence the session was last opened with: a write below
+	// it belongs to an earlier opening and is refused. 0 for sessions
+	// started by a write, and in snapshots from before explicit opens.
+	Floor         uint64 `protobuf:"varint,5,opt,name=floor,proto3" json:"floor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +407,13 @@ func (x *Session) GetResults() []*SessionResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *Session) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
 }
 
 // SessionResult is the remembered result of one write.
@@ -499,35 +538,42 @@ var File_entry_proto protoreflect.FileDescriptor
 
 const file_entry_proto_rawDesc = "" +
 	"\n" +
-	"\ventry.proto\x12\fprotoraft.v1\"\xa7\x01\n" +
+	"\ventry.proto\x12\fprotoraft.v1\"\xc7\x01\n" +
 	"\tEntryMeta\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vacked_below\x18\x03 \x01(\x04R\n" +
 	"ackedBelow\x12(\n" +
 	"\x10leader_unix_nano\x18\x04 \x01(\x03R\x0eleaderUnixNano\x12\x16\n" +
-	"\x06system\x18\x05 \x01(\tR\x06system\"@\n" +
+	"\x06system\x18\x05 \x01(\tR\x06system\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x06 \x01(\bR\n" +
+	"registered\"@\n" +
 	"\n" +
 	"WriteBatch\x122\n" +
-	"\x06writes\x18\x01 \x03(\v2\x1a.protoraft.v1.BatchedWriteR\x06writes\"\x82\x01\n" +
+	"\x06writes\x18\x01 \x03(\v2\x1a.protoraft.v1.BatchedWriteR\x06writes\"\xa2\x01\n" +
 	"\fBatchedWrite\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vacked_below\x18\x04 \x01(\x04R\n" +
-	"ackedBelow\"\xaf\x01\n" +
+	"ackedBelow\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x05 \x01(\bR\n" +
+	"registered\"\xaf\x01\n" +
 	"\fSessionTable\x12\x14\n" +
 	"\x05clock\x18\x01 \x01(\x03R\x05clock\x121\n" +
 	"\bsessions\x18\x02 \x03(\v2\x15.protoraft.v1.SessionR\bsessions\x121\n" +
 	"\x06policy\x18\x03 \x01(\v2\x19.protoraft.v1.PolicyStateR\x06policy\x12#\n" +
-	"\rcommand_index\x18\x04 \x01(\x04R\fcommandIndex\"\x9f\x01\n" +
+	"\rcommand_index\x18\x04 \x01(\x04R\fcommandIndex\"\xb5\x01\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vacked_below\x18\x02 \x01(\x04R\n" +
 	"ackedBelow\x12\x1f\n" +
 	"\vlast_active\x18\x03 \x01(\x03R\n" +
 	"lastActive\x125\n" +
-	"\aresults\x18\x04 \x03(\v2\x1b.protoraft.v1.SessionResultR\aresults\"Y\n" +
+	"\aresults\x18\x04 \x03(\v2\x1b.protoraft.v1.SessionResultR\aresults\x12\x14\n" +
+	"\x05floor\x18\x05 \x01(\x04R\x05floor\"Y\n" +
 	"\rSessionResult\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
