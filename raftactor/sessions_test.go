@@ -177,6 +177,7 @@ func TestRegisteredWriteOfUnknownSessionIsRefused(t *testing.T) {
 		t.Fatalf("an open without a client ID: %v", wr.Error)
 	}
 }
+
 // No node's wall clock moves the replicated clock: a leader whose clock
 // jumps two hours ahead, then a new leader two hours behind, expire no
 // session, so a retry of an applied write is still answered with its first
