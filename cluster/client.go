@@ -158,12 +158,9 @@ type Client struct {
 	cursor  int
 	leader  *actor.PID
 
-	// seqMu guards the write session: sequence numbers are taken and
-	// registered as in flight in one step, so no concurrent Write can compute
-	// an acked_below that passes a sequence not yet registered.
-	seqMu    sync.Mutex
-	lastSeq  uint64
-	inflight map[uint64]struct{}
+	// session is the write session, shared by pointer so that views of
+	// the Client write in one session.
+	session *writeSession
 
 	calls atomic.Uint64
 
@@ -190,15 +187,10 @@ func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...
 		o.clientID = randomClientID()
 	}
 	c := &Client{
-		system: system,
-		group:  group,
-		opts:   o,
-		// Sequences start at the wall clock, so a program restarted with the
-		// same WithClientID continues above the sequences its earlier run
-		// used instead of colliding with results the session table still
-		// remembers for them.
-		lastSeq:  uint64(time.Now().UnixNano()),
-		inflight: map[uint64]struct{}{},
+		system:  system,
+		group:   group,
+		opts:    o,
+		session: newWriteSession(),
 	}
 	for i := range c.reads {
 		c.reads[i] = readBatcher{c: c, consistency: actors.Consistency(i)}
@@ -243,25 +235,45 @@ func (c *Client) SetMembers(members []Peer) {
 // retry of this call carries the same sequence number, and the group answers
 // a sequence it already applied with the first result and index.
 //
+// The Client opens its session with the group before its first write (one
+// round trip, shared by concurrent first writes), and every write says it
+// belongs to that session. A group that no longer knows the session (it
+// expired after SessionTTL without writes, measured by the group's
+// replicated clock) refuses the write with SESSION_EXPIRED rather than
+// risk applying a retry twice: the write's outcome is unknown, as with
+// DEADLINE_EXCEEDED, and the Client does not retry it. The next Write opens
+// the session again, above every sequence used before, so no earlier write
+// still in flight can be applied after it.
+//
 // Exactly-once holds within one call. A call that ends with an error may
-// still have been applied (DEADLINE_EXCEEDED says so explicitly); calling
-// Write again is a new write. The group remembers a bounded number of
-// results per session (about a thousand): a write still unanswered after
-// that many later writes of the same Client were applied can fail with
-// INVALID_ARGUMENT on field "meta.sequence", its outcome unknown.
+// still have been applied (DEADLINE_EXCEEDED and SESSION_EXPIRED say so
+// explicitly); calling Write again is a new write. The group remembers a
+// bounded number of results per session (about a thousand): a write still
+// unanswered after that many later writes of the same Client were applied
+// can fail with INVALID_ARGUMENT on field "meta.sequence", its outcome
+// unknown.
 func (c *Client) Write(ctx context.Context, command []byte) (*actors.WriteResponse, error) {
 	// Retries, and attempts still queued at a node after this call gave
 	// up, read the command; a private copy keeps the caller free to reuse
 	// its buffer as soon as Write returns.
 	command = bytes.Clone(command)
-	seq := c.beginWrite()
-	defer c.endWrite(seq)
-	return clientCall[*actors.WriteResponse](ctx, c, callSpec{op: "write", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
+	s := c.session
+	seq, err := s.begin(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer s.end(seq)
+	resp, err := clientCall[*actors.WriteResponse](ctx, c, callSpec{op: "write", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
 		meta.ClientId = c.opts.clientID
 		meta.Sequence = seq
-		meta.AckedBelow = c.ackedBelow()
+		meta.AckedBelow = s.ackedBelow()
+		meta.RegisteredSession = true
 		return &actors.WriteRequest{Meta: meta, Command: command}
 	}, nil)
+	if actors.CodeOf(resp.GetError()) == actors.Code_SESSION_EXPIRED {
+		s.expired(seq)
+	}
+	return resp, err
 }
 
 // Read answers query from the state machine at the chosen consistency
@@ -384,33 +396,134 @@ func (c *Client) Snapshot(ctx context.Context) (*actors.SnapshotResponse, error)
 	}, nil)
 }
 
-// beginWrite takes the next sequence and marks it in flight.
-func (c *Client) beginWrite() uint64 {
-	c.seqMu.Lock()
-	defer c.seqMu.Unlock()
-	c.lastSeq++
-	c.inflight[c.lastSeq] = struct{}{}
-	return c.lastSeq
+// writeSession is a Client's exactly-once session with the group: its
+// sequence numbers, the writes in flight and whether the group has the
+// session open.
+type writeSession struct {
+	// mu guards everything below: sequence numbers are taken and registered
+	// as in flight in one step, so no concurrent Write can compute an
+	// acked_below that passes a sequence not yet registered; and only while
+	// the session is open, so every sequence lies at or above the floor of
+	// the open it belongs to.
+	mu       sync.Mutex
+	lastSeq  uint64
+	inflight map[uint64]struct{}
+	// open says the group has the session open, since the open with floor.
+	open  bool
+	floor uint64
+	// opening is the open in flight, which concurrent first writes share.
+	opening *sessionOpen
 }
 
-// endWrite marks seq done, whatever its outcome: the Client never sends it
+// sessionOpen is one open of the session; done is closed when it ended,
+// err says how.
+type sessionOpen struct {
+	floor uint64
+	done  chan struct{}
+	err   error
+}
+
+func newWriteSession() *writeSession {
+	return &writeSession{
+		// Sequences start at the wall clock, so a program restarted with the
+		// same WithClientID continues above the sequences its earlier run
+		// used; its open raises the session's floor above them anyway.
+		lastSeq:  uint64(time.Now().UnixNano()),
+		inflight: map[uint64]struct{}{},
+	}
+}
+
+// begin takes the next sequence and marks it in flight, once the session
+// is open: the first caller after the session was closed opens it (with
+// the next sequence as its floor) and the others wait for that open.
+func (s *writeSession) begin(ctx context.Context, c *Client) (uint64, error) {
+	for {
+		s.mu.Lock()
+		if s.open {
+			s.lastSeq++
+			s.inflight[s.lastSeq] = struct{}{}
+			seq := s.lastSeq
+			s.mu.Unlock()
+			return seq, nil
+		}
+		op := s.opening
+		mine := op == nil
+		if mine {
+			op = &sessionOpen{floor: s.lastSeq + 1, done: make(chan struct{})}
+			s.opening = op
+		}
+		s.mu.Unlock()
+		if mine {
+			s.finishOpen(op, c.openSession(ctx, op.floor))
+		}
+		select {
+		case <-op.done:
+		case <-ctx.Done():
+			return 0, clientGaveUp("write", ctx.Err(), 0, nil)
+		}
+		if op.err != nil && (mine || ctx.Err() != nil) {
+			// The open failed with this caller's own deadline or error;
+			// others waiting for it try again with theirs.
+			return 0, op.err
+		}
+	}
+}
+
+// finishOpen records how op ended.
+func (s *writeSession) finishOpen(op *sessionOpen, err error) {
+	s.mu.Lock()
+	op.err = err
+	if s.opening == op {
+		s.opening = nil
+		if err == nil {
+			s.open, s.floor = true, op.floor
+		}
+	}
+	s.mu.Unlock()
+	close(op.done)
+}
+
+// expired closes the session after the group refused seq with
+// SESSION_EXPIRED, unless it was refused for belonging to an opening
+// before the current one: the next write opens the session again.
+func (s *writeSession) expired(seq uint64) {
+	s.mu.Lock()
+	if s.open && seq >= s.floor {
+		s.open = false
+	}
+	s.mu.Unlock()
+}
+
+// end marks seq done, whatever its outcome: the Client never sends it
 // again, so the group may forget its result.
-func (c *Client) endWrite(seq uint64) {
-	c.seqMu.Lock()
-	delete(c.inflight, seq)
-	c.seqMu.Unlock()
+func (s *writeSession) end(seq uint64) {
+	s.mu.Lock()
+	delete(s.inflight, seq)
+	s.mu.Unlock()
 }
 
 // ackedBelow is the lowest sequence still in flight (or the next one when
 // none is): every sequence below it has its answer, so the session table
 // may drop their results. The scan is linear in the writes in flight, which
 // the session table bounds to about a thousand anyway.
-func (c *Client) ackedBelow() uint64 {
-	c.seqMu.Lock()
-	defer c.seqMu.Unlock()
-	low := c.lastSeq + 1
-	for seq := range c.inflight {
+func (s *writeSession) ackedBelow() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	low := s.lastSeq + 1
+	for seq := range s.inflight {
 		low = min(low, seq)
 	}
 	return low
+}
+
+// openSession opens the Client's session in the group with floor: an open
+// applies nothing, so retrying it is as safe as retrying a read.
+func (c *Client) openSession(ctx context.Context, floor uint64) error {
+	_, err := clientCall[*actors.WriteResponse](ctx, c, callSpec{op: "open_session", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
+		meta.ClientId = c.opts.clientID
+		meta.Sequence = floor
+		meta.OpenSession = true
+		return &actors.WriteRequest{Meta: meta}
+	}, nil)
+	return err
 }

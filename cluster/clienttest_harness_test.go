@@ -12,6 +12,7 @@ import (
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
 	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -44,8 +45,15 @@ type clientHarness struct {
 // newClientHarness starts n voters bootstrapped together.
 func newClientHarness(t *testing.T, n int) *clientHarness {
 	t.Helper()
+	return newClientHarnessWith(t, n, nil)
+}
+
+// newClientHarnessWith is newClientHarness with configure applied to every
+// node's configuration.
+func newClientHarnessWith(t *testing.T, n int, configure func(*raftactor.Config)) *clientHarness {
+	t.Helper()
 	h := &clientHarness{}
-	h.Nodes = grouptest.New(t, n, nil, grouptest.WithDoor(func(id string, node *actor.PID) actor.Actor {
+	h.Nodes = grouptest.New(t, n, configure, grouptest.WithDoor(func(id string, node *actor.PID) actor.Actor {
 		return &clientTestDoor{h: h, id: id, node: node}
 	}))
 	for _, id := range h.IDs() {

@@ -54,6 +54,10 @@ func httpStatus(code actors.Code) int {
 		return http.StatusGatewayTimeout
 	case actors.Code_UNAVAILABLE:
 		return http.StatusServiceUnavailable
+	case actors.Code_SESSION_EXPIRED:
+		// 409: the write conflicts with the group's session state; its
+		// outcome is unknown, and sending it again is a new write.
+		return http.StatusConflict
 	default:
 		return http.StatusInternalServerError
 	}

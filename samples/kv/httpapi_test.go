@@ -44,6 +44,7 @@ func TestErrorMapping(t *testing.T) {
 		{"deadline exceeded", actors.DeadlineExceeded("write"), 504, "DEADLINE_EXCEEDED", "", "", 0, ""},
 		{"unavailable", actors.Errorf(actors.Code_UNAVAILABLE, "no quorum"), 503, "UNAVAILABLE", "", "", 0, "1"},
 		{"internal", actors.Errorf(actors.Code_INTERNAL, "disk"), 500, "INTERNAL", "", "", 0, ""},
+		{"session expired", actors.SessionExpired("gone"), 409, "SESSION_EXPIRED", "", "", 0, ""},
 		{"wrapped", errors.Join(errors.New("context"), actors.InvalidArgument("value", "big")), 400, "INVALID_ARGUMENT", "value", "", 0, ""},
 		{"context deadline", context.DeadlineExceeded, 504, "DEADLINE_EXCEEDED", "", "", 0, ""},
 		{"foreign error", errors.New("boom"), 500, "INTERNAL", "", "", 0, ""},
