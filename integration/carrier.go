@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/faults"
 )
 
 // carrier is what the runner needs of a group under test: it starts,
@@ -139,6 +140,11 @@ type retimer interface {
 	setTimeouts(ctx context.Context, t raftTimeouts) error
 	// defaultTimeouts are those the nodes started with.
 	defaultTimeouts() raftTimeouts
+}
+
+// clocker is a carrier whose nodes read a clock it can move.
+type clocker interface {
+	clock(id string) *faults.Clock
 }
 
 // prober is a carrier that can send a linearizable read straight to one

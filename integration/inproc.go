@@ -65,6 +65,8 @@ type member struct {
 	// joining is set while a Join has not completed, so the heal
 	// finishes it.
 	joining bool
+	// wall is the node's clock (KindClock), kept across its restarts.
+	wall *faults.Clock
 }
 
 // inproc is a group whose nodes all live in one ActorSystem and talk through
@@ -98,6 +100,7 @@ func newInproc(seed int64, n int, dir string, logf func(string, ...any)) (*inpro
 	}
 	for _, p := range boot {
 		m := &member{id: p.ID, cfg: c.config(p.ID, boot)}
+		m.wall = m.cfg.Node.Clock
 		c.members[p.ID] = m
 		if err := c.startMember(m); err != nil {
 			c.close()
@@ -120,6 +123,7 @@ func (c *inproc) config(id string, boot []cluster.Peer) cluster.Config {
 			RPCTimeout:      time.Second,
 			WALSegmentSize:  1 << 20,
 			Faults:          c.faults,
+			Clock:           faults.NewClock(),
 		},
 		Bootstrap: boot,
 	}
@@ -451,6 +455,7 @@ func (c *inproc) add(ctx context.Context) (string, error) {
 	c.next++
 	m := &member{id: id}
 	m.cfg = c.config(id, nil)
+	m.wall = m.cfg.Node.Clock
 	c.members[id] = m
 	c.mu.Unlock()
 	defer c.membersChanged()
@@ -597,4 +602,14 @@ func (c *inproc) probeRead(ctx context.Context, id string) error {
 func (c *inproc) probeWrite(ctx context.Context, value string) error {
 	_, err := c.admin.Write(ctx, kvstore.Put(probeKey, []byte(value)))
 	return err
+}
+
+// clock is node id's clock, which its every incarnation reads.
+func (c *inproc) clock(id string) *faults.Clock {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.members[id]; m != nil {
+		return m.wall
+	}
+	return nil
 }

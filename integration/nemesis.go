@@ -24,6 +24,7 @@ type nemesis struct {
 	snap    snapshotter
 	retime  retimer
 	probe   prober
+	clocks  clocker
 
 	mu         sync.Mutex
 	events     []Event
@@ -48,6 +49,7 @@ func newNemesis(c carrier, rec *recorder, logf func(string, ...any)) *nemesis {
 	n.snap, _ = c.(snapshotter)
 	n.retime, _ = c.(retimer)
 	n.probe, _ = c.(prober)
+	n.clocks, _ = c.(clocker)
 	return n
 }
 
@@ -116,9 +118,61 @@ func (n *nemesis) play(ctx context.Context, i int, s Step) {
 			undo = append(undo, u)
 		}
 	}
+	if u := n.clockOverlay(ctx, i, s.Param); u != nil {
+		undo = append(undo, u)
+	}
 	sleepCtx(ctx, s.Hold)
 	for j := len(undo) - 1; j >= 0; j-- {
 		undo[j]()
+	}
+}
+
+// clockSalt separates the clock overlay's draws from the step's own, so
+// adding it changed no victim or size any pinned seed draws.
+const clockSalt = 0x636c6f636b
+
+// clockDrawn says whether the step of param moves a clock.
+func clockDrawn(param int64) bool {
+	return rand.New(rand.NewSource(param^clockSalt)).Intn(3) == 0
+}
+
+// clockOverlay moves one node's wall clock for a third of the steps, by
+// one second to two hours, forward or back, drawn from the step's Param;
+// what it returns moves the clock back. The group must behave as if
+// nothing happened: no session expires early, no result changes.
+func (n *nemesis) clockOverlay(ctx context.Context, i int, param int64) func() {
+	if n.clocks == nil {
+		return nil
+	}
+	if !clockDrawn(param) {
+		return nil
+	}
+	rng := rand.New(rand.NewSource(param ^ clockSalt))
+	rng.Intn(3)
+	running := runningNodes(n.c)
+	if len(running) == 0 {
+		return nil
+	}
+	id := running[rng.Intn(len(running))]
+	if rng.Intn(2) == 0 {
+		if leader := leaderOf(ctx, n.c); leader != "" {
+			id = leader
+		}
+	}
+	d := time.Second * time.Duration(1+rng.Intn(2*3600))
+	if rng.Intn(2) == 0 {
+		d = -d
+	}
+	clk := n.clocks.clock(id)
+	if clk == nil {
+		return nil
+	}
+	clk.Jump(d)
+	n.count(KindClock)
+	n.event(i, KindClock, "moved the wall clock of %s by %v", id, d)
+	return func() {
+		clk.Jump(-d)
+		n.event(i, KindClock, "moved the wall clock of %s back", id)
 	}
 }
 

@@ -69,6 +69,13 @@ const (
 	// process) and starts it again at once: a restart with no partition
 	// and no crash.
 	KindGracefulRestart Kind = "graceful-restart"
+	// KindClock moves one node's wall clock seconds to hours forward or
+	// back for the step (the leader's half of the time), as a node whose
+	// clock is set wrong or stepped by NTP: it must change no result. It
+	// is not drawn by the schedules, whose draws are pinned: it rides on
+	// top of a third of the in-process steps, chosen from the step's Param
+	// (clockOverlay).
+	KindClock Kind = "clock"
 )
 
 // kindHeal marks the events of the heal after every step.

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"reflect"
 	"testing"
 	"time"
@@ -34,4 +35,24 @@ func TestSchedulesStayTheSame(t *testing.T) {
 			t.Errorf("%s draws\n%v\nwant\n%v", c.name, c.got, c.want)
 		}
 	}
+}
+
+// The clock overlay rides on some steps of the short profile's seeds, so
+// every `go test` moves nodes' wall clocks while the checkers watch.
+func TestShortProfileMovesClocks(t *testing.T) {
+	moved := 0
+	for seed := int64(1); seed <= 10; seed++ {
+		for _, s := range Schedule(seed, 3*time.Second, AllKinds) {
+			if n := (&nemesis{}).clockOverlay(context.Background(), 0, s.Param); n != nil {
+				t.Fatal("an overlay ran without a carrier of clocks")
+			}
+			if clockDrawn(s.Param) {
+				moved++
+			}
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no step of the short profile moves a clock")
+	}
+	t.Logf("%d steps of the short profile move a clock", moved)
 }
