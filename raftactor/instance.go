@@ -34,6 +34,9 @@ type instance struct {
 // open would block it forever.
 func openInstance(cfg Config, timeouts Timeouts, system *actor.ActorSystem, addr raft.ServerAddress, log *zap.Logger) (*instance, error) {
 	defer slow(log, "start")()
+	if err := cfg.checkReachable(system); err != nil {
+		return nil, err
+	}
 	inst := &instance{ready: &termReadiness{}}
 	opened := false
 	defer func() {
