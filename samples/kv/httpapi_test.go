@@ -256,14 +256,17 @@ func TestParseFlags(t *testing.T) {
 	peers := "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"
 	good := [][]string{
 		{},
-		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers},
-		{"--id", "n4", "--bind", "127.0.0.1:7004", "--join", "n1=127.0.0.1:7001"},
-		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--insecure"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--secrets", "/any/dir"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers,
+			"--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca", "--cluster-key-file", "key"},
+		{"--id", "n4", "--bind", "127.0.0.1:7004", "--join", "n1=127.0.0.1:7001", "--insecure"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0", "--insecure"},
 		// Behind forwarders: listen anywhere, be known by the advertised
 		// addresses.
-		{"--id", "n1", "--bind", "127.0.0.1:0", "--advertise", "127.0.0.1:7001", "--peers", peers},
+		{"--id", "n1", "--bind", "127.0.0.1:0", "--advertise", "127.0.0.1:7001", "--peers", peers, "--insecure"},
 		{"--id", "n1", "--bind", "0.0.0.0:7101", "--advertise", "127.0.0.1:7001", "--peers", peers,
-			"--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:7201"},
+			"--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:7201", "--insecure"},
 	}
 	for _, args := range good {
 		if _, err := parseFlags(args, io.Discard); err != nil {
@@ -292,6 +295,15 @@ func TestParseFlags(t *testing.T) {
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link-advertise", "127.0.0.1:7201"},
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:0"},
 		{"--link-advertise", "127.0.0.1:7201"},
+		// One node per process is secured or explicitly insecure, never
+		// insecure by default or half secured.
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--cluster-key-file", "key"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--secrets", "/any/dir", "--insecure"},
+		// The one-process cluster has no network between its nodes.
+		{"--secrets", "/any/dir"},
+		{"--insecure"},
 	}
 	for _, args := range bad {
 		if _, err := parseFlags(args, io.Discard); err == nil {

@@ -133,6 +133,10 @@ type options struct {
 	// RPCs go through remote only. linkAdvertise is the link address peers
 	// dial when it is not link.
 	link, linkAdvertise string
+	// files name this node's TLS identity and cluster key (process mode);
+	// secure is what they hold once loaded.
+	files  securityFiles
+	secure security
 }
 
 // self is this node's remote address as the other nodes know it.
@@ -144,6 +148,17 @@ func (o options) self() string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "certs" {
+		err := runCerts(os.Args[2:], os.Stdout, os.Stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kv:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -180,6 +195,13 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.link, "link", "", "host:port of this node's Raft link, a direct connection for Raft RPCs between processes that serve one, faster than remote (e.g. 127.0.0.1:0; one node per process only)")
 	fs.StringVar(&o.linkAdvertise, "link-advertise", "", "host:port peers dial for this node's Raft link, when it is not --link")
 	fs.StringVar(&o.token, "token", os.Getenv("PROTORAFT_TOKEN"), "bearer token the HTTP API presents to the group (default $PROTORAFT_TOKEN)")
+	fs.StringVar(&o.files.secrets, "secrets", "", "directory made by `kv certs`: this node's certificate, the CA, the cluster key and the policy (one node per process)")
+	fs.StringVar(&o.files.cert, "tls-cert", "", "PEM certificate of this node, for mutual TLS between nodes (default from --secrets)")
+	fs.StringVar(&o.files.key, "tls-key", "", "PEM key of --tls-cert (default from --secrets)")
+	fs.StringVar(&o.files.ca, "tls-ca", "", "PEM CA that signs every node's certificate (default from --secrets)")
+	fs.StringVar(&o.files.clusterKey, "cluster-key-file", "", "file holding the cluster key, hex or raw, at least 16 bytes, the same on every node (default from --secrets)")
+	fs.StringVar(&o.files.nodeToken, "node-token-file", "", "file holding the token this node presents when it joins (--join) a group with a policy (default from --secrets)")
+	fs.BoolVar(&o.files.insecure, "insecure", false, "one node per process without TLS or cluster key: anyone who reaches the ports can disrupt the group (trusted test networks only)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage:\n  kv                                   three nodes in this process\n"+
 			"  kv --id ID --bind HOST:PORT [--advertise HOST:PORT] (--peers LIST | --join LIST) [--http ADDR] [--data DIR]\n\nflags:\n")
@@ -188,6 +210,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	fs.Visit(func(f *flag.Flag) { o.files.policySet = o.files.policySet || f.Name == "policy" })
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
@@ -198,6 +221,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if !o.processMode {
 		if o.link != "" || o.linkAdvertise != "" {
 			return o, errors.New("--link needs one node per process (--id, --bind): the three nodes of one process reach each other without a network")
+		}
+		if f := o.files; f.secrets != "" || f.cert != "" || f.key != "" || f.ca != "" || f.clusterKey != "" || f.nodeToken != "" || f.insecure {
+			return o, errors.New("--secrets, --tls-*, --cluster-key-file and --insecure need one node per process (--id, --bind): the three nodes of one process reach each other without a network")
 		}
 		if o.data == "" {
 			o.data = filepath.Join(os.TempDir(), "protoraft-kv")
@@ -262,6 +288,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 		}
 	default:
 		return o, errors.New("one node per process needs --peers (a new cluster) or --join (a running one)")
+	}
+	if err := o.files.resolve(o.id, &o.policy); err != nil {
+		return o, err
 	}
 	if o.data == "" {
 		o.data = filepath.Join(os.TempDir(), "protoraft-kv-"+o.id)
@@ -477,7 +506,14 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 // the process knows every port it bound once it knows the last one.
 func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "protoraft kv: node %s of group %q\n", o.id, o.group)
-	listen, err := n.startRemote(o.bind, o.advertise)
+	secure, err := o.files.load(o.policy)
+	if err != nil {
+		return err
+	}
+	if secure.tls == nil {
+		fmt.Fprintln(out, "INSECURE: no TLS and no cluster key between nodes (--insecure); anyone who reaches this node's ports can disrupt the group")
+	}
+	listen, err := n.startRemote(o.bind, o.advertise, secure)
 	if err != nil {
 		return err
 	}
@@ -487,7 +523,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	fmt.Fprintf(out, "remote: %s%s\n", listen, advertisedAs(listen, o.self()))
 	if o.link != "" {
 		before, scanErr := listeningSockets()
-		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Advertise: o.linkAdvertise, Logger: n.log})
+		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Advertise: o.linkAdvertise, TLS: secure.tls, Logger: n.log})
 		if err != nil {
 			return err
 		}
@@ -505,16 +541,19 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 
 	g, err := cluster.Spawn(n.system, cluster.Config{
 		Node: raftactor.Config{
-			Group:           o.group,
-			ID:              o.id,
-			DataDir:         o.data,
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Timeouts:        timeouts,
-			Logger:          n.log,
+			Group:             o.group,
+			ID:                o.id,
+			DataDir:           o.data,
+			NewStateMachine:   func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:          timeouts,
+			Logger:            n.log,
+			ClusterKey:        secure.clusterKey,
+			InsecureTransport: secure.clusterKey == nil,
 		},
-		Bootstrap: o.peers,
-		Security:  policies.Config{PolicyFile: o.policy},
-		Telemetry: telemetry.Config{Registry: n.metrics},
+		Bootstrap:   o.peers,
+		Security:    policies.Config{PolicyFile: secure.policy},
+		Credentials: secure.credentials,
+		Telemetry:   telemetry.Config{Registry: n.metrics},
 	})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", o.id, err)
@@ -562,10 +601,17 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 // configuration on bind, advertised as advertise unless that is empty, and
 // returns the address it listens on. remote panics when it cannot listen;
 // that is a plain startup error here (port taken, address not local).
-func (n *node) startRemote(bind, advertise string) (listen string, err error) {
+func (n *node) startRemote(bind, advertise string, secure security) (listen string, err error) {
 	host, portText, _ := net.SplitHostPort(bind) // validated by parseFlags
 	port, _ := strconv.Atoi(portText)
 	var opts []remote.ConfigOption
+	if secure.tls != nil {
+		tlsOpts, err := remoteguard.MutualTLS(secure.tls)
+		if err != nil {
+			return "", err
+		}
+		opts = append(opts, tlsOpts...)
+	}
 	if advertise != "" {
 		opts = append(opts, remote.WithAdvertisedHost(advertise))
 	}
