@@ -7,15 +7,24 @@
 //	go run ./samples/kv
 //
 // With --id and --bind it runs one node per OS process, nodes talking over
-// protoactor remote. Three terminals make a real three-process cluster:
+// protoactor remote behind mutual TLS, every Raft RPC signed with the
+// cluster key. `kv certs` makes the secrets once (a development CA, a
+// certificate per node, the cluster key, an admin and a node token, the
+// policy); then three terminals make a real three-process cluster:
 //
-//	go run ./samples/kv --id n1 --bind 127.0.0.1:7001 --http 127.0.0.1:8081 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
-//	go run ./samples/kv --id n2 --bind 127.0.0.1:7002 --http 127.0.0.1:8082 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
-//	go run ./samples/kv --id n3 --bind 127.0.0.1:7003 --http 127.0.0.1:8083 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv certs --dir /tmp/kv-secrets --nodes n1,n2,n3
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n1 --bind 127.0.0.1:7001 --http 127.0.0.1:8081 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n2 --bind 127.0.0.1:7002 --http 127.0.0.1:8082 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n3 --bind 127.0.0.1:7003 --http 127.0.0.1:8083 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
 //
-// A fourth node joins a running cluster with --join instead of --peers:
+// A fourth node gets a certificate (kv certs --dir /tmp/kv-secrets --nodes
+// n4) and joins a running cluster with --join instead of --peers:
 //
-//	go run ./samples/kv --id n4 --bind 127.0.0.1:7004 --http 127.0.0.1:8084 --join n1=127.0.0.1:7001
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n4 --bind 127.0.0.1:7004 --http 127.0.0.1:8084 --join n1=127.0.0.1:7001
+//
+// One node per process does not start without mutual TLS and a cluster
+// key (--secrets, or --tls-cert, --tls-key, --tls-ca and
+// --cluster-key-file) unless --insecure says so.
 //
 // Behind a forwarder or NAT, --advertise is the address the other nodes dial
 // (and the one in --peers) while --bind is where the process listens; with
