@@ -71,7 +71,8 @@ func WithClientID(id string) ClientOption {
 }
 
 // WithCredentials sets the token sent with every request, so a group with
-// authentication turned on knows who is asking.
+// authentication turned on knows who is asking. To present other
+// credentials for some calls, use As.
 func WithCredentials(token string) ClientOption {
 	return func(o *clientOptions) { o.credentials = token }
 }
@@ -147,7 +148,20 @@ func WithConsistency(c actors.Consistency) ReadOption {
 // the calling goroutine until the reply, so do not call them from inside an
 // actor's Receive: that would stall the actor's mailbox for as long as a
 // failover takes. Call them from a goroutine and send the result to the actor.
+//
+// A Client presents one set of credentials (WithCredentials); As gives a
+// view of the same Client that presents another, for a program that acts
+// on behalf of several callers.
 type Client struct {
+	// core is what every view of the Client shares (As): routing,
+	// session, options, read batches.
+	*clientCore
+	// credentials are what this view presents (WithCredentials, As).
+	credentials string
+}
+
+// clientCore is the state a Client and the views As returns share.
+type clientCore struct {
 	system *actor.ActorSystem
 	group  string
 	opts   clientOptions
@@ -167,8 +181,11 @@ type Client struct {
 
 	calls atomic.Uint64
 
-	// reads batches concurrent Read calls, by consistency.
-	reads [3]readBatcher
+	// batchMu guards batchers: the read batchers in use, one per
+	// consistency and credentials, so reads batch only with reads that
+	// present the same credentials. An entry lives while a read uses it.
+	batchMu  sync.Mutex
+	batchers map[batchKey]*readBatcher
 }
 
 // NewClient returns a Client for group, whose members are reached through
@@ -189,7 +206,7 @@ func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...
 	if o.clientID == "" {
 		o.clientID = randomClientID()
 	}
-	c := &Client{
+	c := &Client{clientCore: &clientCore{
 		system: system,
 		group:  group,
 		opts:   o,
@@ -199,12 +216,28 @@ func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...
 		// remembers for them.
 		lastSeq:  uint64(time.Now().UnixNano()),
 		inflight: map[uint64]struct{}{},
-	}
-	for i := range c.reads {
-		c.reads[i] = readBatcher{c: c, consistency: actors.Consistency(i)}
-	}
+		batchers: map[batchKey]*readBatcher{},
+	}, credentials: o.credentials}
 	c.SetMembers(members)
 	return c
+}
+
+// As returns a Client that presents credentials instead of c's own, and
+// shares everything else with c: its members, the leader it knows, its
+// write session (client ID and sequence numbers) and its options. It is
+// the way to act for several callers through one Client, such as an HTTP
+// front that passes each request's bearer token on: the group
+// authenticates and authorizes every call by the credentials of the
+// Client it was made through. c is unchanged, and a leader learned
+// through either is used by both; SetMembers on either changes both.
+//
+// As is cheap (one small allocation), so a view per request is fine.
+// Reads batch only with reads that present the same credentials, through
+// any view, so no request ever carries another caller's queries. An empty
+// credentials presents none: under a policy such a call is
+// UNAUTHENTICATED unless a TLS identity vouches for the process.
+func (c *Client) As(credentials string) *Client {
+	return &Client{clientCore: c.clientCore, credentials: credentials}
 }
 
 // randomClientID returns 16 random bytes in hex: enough that two Clients
@@ -276,8 +309,10 @@ func (c *Client) Read(ctx context.Context, query []byte, opts ...ReadOption) (*a
 		opt(&ro)
 	}
 	query = bytes.Clone(query)
-	if i := int(ro.consistency); c.opts.readBatch > 1 && i >= 0 && i < len(c.reads) {
-		return c.reads[i].read(ctx, query)
+	if c.opts.readBatch > 1 && validConsistency(ro.consistency) {
+		b := c.batcher(ro.consistency)
+		defer c.releaseBatcher(b)
+		return b.read(ctx, query)
 	}
 	return c.readAlone(ctx, query, ro.consistency)
 }

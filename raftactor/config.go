@@ -165,8 +165,8 @@ type Config struct {
 
 	// MaxCommandSize bounds a write's command (and a policy document);
 	// MaxQuerySize bounds a read's query. Larger requests are refused with
-	// INVALID_ARGUMENT before Raft. Defaults 1 MiB and 64 KiB, at most
-	// 8 MiB.
+	// INVALID_ARGUMENT before Raft. Defaults DefaultMaxCommandSize (1 MiB
+	// and 64 KiB) and DefaultMaxQuerySize (64 KiB), at most 8 MiB.
 	MaxCommandSize int
 	MaxQuerySize   int
 	// MaxWriteBatch is how many writes waiting together in the leader's
@@ -267,10 +267,10 @@ func (c Config) withDefaults() Config {
 		c.SnapshotRetain = 2
 	}
 	if c.MaxCommandSize == 0 {
-		c.MaxCommandSize = defaultMaxCommandSize
+		c.MaxCommandSize = DefaultMaxCommandSize
 	}
 	if c.MaxQuerySize == 0 {
-		c.MaxQuerySize = defaultMaxQuerySize
+		c.MaxQuerySize = DefaultMaxQuerySize
 	}
 	if c.MaxWriteBatch == 0 {
 		c.MaxWriteBatch = defaultMaxWriteBatch

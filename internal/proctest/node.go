@@ -118,7 +118,7 @@ func (n *Node) args() []string {
 		a = append(a, "--link", "127.0.0.1:0", "--link-advertise", n.link.Addr())
 	}
 	if n.g.secrets != "" {
-		a = append(a, "--secrets", n.g.secrets, "--token", n.g.token)
+		a = append(a, "--secrets", n.g.secrets)
 	} else {
 		a = append(a, "--insecure")
 	}

@@ -92,7 +92,7 @@ func oneNode(t *testing.T, configure func(*cluster.Config)) (*grouptest.Groups, 
 	}
 	g := h.Spawn(cfg)
 	client := cluster.NewClient(h.System, "kvtest", []cluster.Peer{g.Self()})
-	if _, err := waitLeader(context.Background(), client, testutil.WaitFor); err != nil {
+	if _, err := waitGroupLeader(context.Background(), g, testutil.WaitFor); err != nil {
 		t.Fatal(err)
 	}
 	return h, g, client

@@ -51,15 +51,44 @@
 //	DELETE /members/{id}
 //	POST   /leader/transfer [{"id"}]
 //
+// Every request acts as its caller: the token of its "Authorization:
+// Bearer <token>" header is presented to the group's front door on every
+// request (writes, reads, administration, stale reads and /status of a
+// local node), and /metrics and /health are decided by the same policy
+// (operations "metrics" and "health"). The process has no credentials of
+// its own. Under a policy (--policy), a request without a token or with a
+// wrong one is 401 UNAUTHENTICATED with "WWW-Authenticate: Bearer", one
+// whose principal lacks the role 403 PERMISSION_DENIED; without a policy
+// every request is allowed. Audit records of administrative decisions go
+// to stderr, or to --audit-log, as JSON lines, whatever -v says.
+//
+// A key is the rest of the path after /kv/ exactly as sent, unescaped once:
+// /kv/a//b is the key "a//b", /kv/../x the key "../x", /kv/a%2Fb the key
+// "a/b". Nothing is cleaned or redirected, so a request never reaches
+// another key. A key or value that is not UTF-8 is answered as key_base64
+// or value_base64 instead of key or value, so every byte comes back.
+//
 // /status and /health answer with protoraft's StatusResponse and
 // HealthResponse in protojson: the .proto files' snake_case field names,
 // enum values by their names ("VOTER", "HEALTHY"), 64-bit integers as
 // strings. Errors carry the protoraft code in a JSON body
 // ({"code","message","field","leader","retry_after_ms"}) and an HTTP
-// status that matches it: NOT_LEADER 421, INVALID_ARGUMENT 400,
-// RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504, and 404
-// with code NOT_FOUND for a missing key. State lives in --data and
-// survives restarts; Ctrl-C stops the nodes gracefully.
+// status that matches it: NOT_LEADER 421, INVALID_ARGUMENT 400 (a value
+// over kvstore.MaxValueSize among them), UNAUTHENTICATED 401,
+// PERMISSION_DENIED 403, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503,
+// DEADLINE_EXCEEDED 504, 404 with code NOT_FOUND for a missing key or
+// route, 405 with code METHOD_NOT_ALLOWED. Every answer of the API is
+// JSON; the one exception is what Go's HTTP server answers before any
+// handler runs, which cannot be hooked: a malformed request line or Host,
+// 431 for headers over 64 KiB, in plain text.
+//
+// The HTTP server bounds what clients can hold (server.go): 5 s to send
+// the headers, 20 s for headers and body, 30 s for the whole exchange, 30 s
+// idle between keep-alive requests, and at most a quarter of the
+// process's descriptor limit, 1024 at most, of connections at once (the
+// next one waits until one closes), so clients never starve the nodes of
+// descriptors for their own files. State lives in --data and survives
+// restarts; Ctrl-C stops the nodes gracefully.
 package main
 
 import (
@@ -109,10 +138,6 @@ var timeouts = raftactor.Timeouts{Heartbeat: 500 * time.Millisecond, Election: 5
 // latency of a healthy group on one machine.
 var clientOptions = []cluster.ClientOption{cluster.WithAttemptTimeout(time.Second)}
 
-// credentials is the --token the HTTP API presents on the requests it
-// sends to a local node's front door itself (stale reads, per-node status).
-var credentials string
-
 // joinAttempt bounds one Join call. Join itself waits for this node to catch
 // up before it asks for a vote; the bound only makes a Join stuck on an
 // unreachable member try again.
@@ -128,10 +153,10 @@ type options struct {
 	data    string
 	http    string
 	verbose bool
-	// policy is the security policy file; token the bearer token this
-	// process's HTTP API presents. Without --policy the group is insecure.
-	policy string
-	token  string
+	// policy is the security policy file; without it the group is
+	// insecure. auditLog is where audit records go ("": stderr).
+	policy   string
+	auditLog string
 	// processMode is one node per process; otherwise three in this one.
 	processMode bool
 	// advertise is the remote address other nodes dial when it is not
@@ -203,7 +228,6 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.policy, "policy", "", "security policy file (YAML or JSON, see package policies); without it the group runs insecure, with a warning")
 	fs.StringVar(&o.link, "link", "", "host:port of this node's Raft link, a direct connection for Raft RPCs between processes that serve one, faster than remote (e.g. 127.0.0.1:0; one node per process only)")
 	fs.StringVar(&o.linkAdvertise, "link-advertise", "", "host:port peers dial for this node's Raft link, when it is not --link")
-	fs.StringVar(&o.token, "token", os.Getenv("PROTORAFT_TOKEN"), "bearer token the HTTP API presents to the group (default $PROTORAFT_TOKEN)")
 	fs.StringVar(&o.files.secrets, "secrets", "", "directory made by `kv certs`: this node's certificate, the CA, the cluster key and the policy (one node per process)")
 	fs.StringVar(&o.files.cert, "tls-cert", "", "PEM certificate of this node, for mutual TLS between nodes (default from --secrets)")
 	fs.StringVar(&o.files.key, "tls-key", "", "PEM key of --tls-cert (default from --secrets)")
@@ -211,6 +235,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.files.clusterKey, "cluster-key-file", "", "file holding the cluster key, hex or raw, at least 16 bytes, the same on every node (default from --secrets)")
 	fs.StringVar(&o.files.nodeToken, "node-token-file", "", "file holding the token this node presents when it joins (--join) a group with a policy (default from --secrets)")
 	fs.BoolVar(&o.files.insecure, "insecure", false, "one node per process without TLS or cluster key: anyone who reaches the ports can disrupt the group (trusted test networks only)")
+	fs.StringVar(&o.auditLog, "audit-log", "", "file the audit records are appended to, one JSON object a line, whatever -v says (default: stderr)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage:\n  kv                                   three nodes in this process\n"+
 			"  kv --id ID --bind HOST:PORT [--advertise HOST:PORT] (--peers LIST | --join LIST) [--http ADDR] [--data DIR]\n\nflags:\n")
@@ -389,6 +414,8 @@ type node struct {
 	client *cluster.Client
 	server *http.Server
 	log    *zap.Logger
+	// audit receives the front doors' audit records, at info level always.
+	audit *zap.Logger
 	// metrics holds every local node's protoraft_* metrics (GET /metrics).
 	metrics *prometheus.Registry
 	closed  bool
@@ -404,7 +431,13 @@ func run(ctx context.Context, release func(), o options, out io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	n := &node{log: log, metrics: prometheus.NewRegistry()}
+	audit, err := newAuditLogger(o.auditLog)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = audit.Sync() }()
+
+	n := &node{log: log, audit: audit, metrics: prometheus.NewRegistry()}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }))
 	defer func() { _ = n.close() }()
 
@@ -455,7 +488,7 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		peers = append(peers, cluster.Peer{ID: id, Address: actors.LocalSystemAddress})
 	}
-	local, health := map[string]*actor.PID{}, map[string]*actor.PID{}
+	local, health, authz := map[string]*actor.PID{}, map[string]*actor.PID{}, map[string]*policies.Authorizer{}
 	for _, p := range peers {
 		g, err := cluster.Spawn(n.system, cluster.Config{
 			Node: raftactor.Config{
@@ -469,7 +502,7 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 			// Ignored by a node whose directory holds state: a second run
 			// restarts the same group instead of founding a new one.
 			Bootstrap: peers,
-			Security:  policies.Config{PolicyFile: o.policy},
+			Security:  policies.Config{PolicyFile: o.policy, AuditLogger: n.audit},
 			Telemetry: telemetry.Config{Registry: n.metrics},
 		})
 		if err != nil {
@@ -478,9 +511,9 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 		n.groups = append(n.groups, g)
 		local[p.ID] = g.FrontDoor()
 		health[p.ID] = g.Metrics()
+		authz[p.ID] = g.Authorizer()
 	}
-	credentials = o.token
-	n.client = cluster.NewClient(n.system, o.group, peers, append(clientOptions, cluster.WithCredentials(o.token))...)
+	n.client = cluster.NewClient(n.system, o.group, peers, clientOptions...)
 
 	addr := o.http
 	if addr == "" {
@@ -496,10 +529,10 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 		return fmt.Errorf("http: %w", err)
 	}
 	base := n.serve(ln, apiConfig{group: o.group, system: n.system, client: n.client, local: local,
-		metrics: n.metrics, health: health})
+		metrics: n.metrics, health: health, authorizers: authz})
 	fmt.Fprintln(out, "http:", base)
 
-	leader, err := waitLeader(ctx, n.client, 30*time.Second)
+	leader, err := waitGroupLeader(ctx, n.groups[0], 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -560,7 +593,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 			InsecureTransport: secure.clusterKey == nil,
 		},
 		Bootstrap:   o.peers,
-		Security:    policies.Config{PolicyFile: secure.policy},
+		Security:    policies.Config{PolicyFile: secure.policy, AuditLogger: n.audit},
 		Credentials: secure.credentials,
 		Telemetry:   telemetry.Config{Registry: n.metrics},
 	})
@@ -573,8 +606,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	if len(o.join) > 0 {
 		members = append(slices.Clone(o.join), g.Self())
 	}
-	credentials = o.token
-	n.client = cluster.NewClient(n.system, o.group, members, append(clientOptions, cluster.WithCredentials(o.token))...)
+	n.client = cluster.NewClient(n.system, o.group, members, clientOptions...)
 
 	ln, err := net.Listen("tcp", o.http)
 	if err != nil {
@@ -584,6 +616,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 		group: o.group, system: n.system, client: n.client,
 		local: map[string]*actor.PID{o.id: g.FrontDoor()}, defaultNode: o.id,
 		metrics: n.metrics, health: map[string]*actor.PID{o.id: g.Metrics()},
+		authorizers: map[string]*policies.Authorizer{o.id: g.Authorizer()},
 	})
 	fmt.Fprintln(out, "http:", base)
 
@@ -596,7 +629,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 			}
 			fmt.Fprintln(out, "joined the group through", peerList(o.join))
 		}
-		leader, err := waitLeader(ctx, n.client, 24*time.Hour)
+		leader, err := waitGroupLeader(ctx, g, 24*time.Hour)
 		if err != nil {
 			return
 		}
@@ -719,18 +752,9 @@ func joinUntilDone(ctx context.Context, g *cluster.Group, members []cluster.Peer
 	}
 }
 
-// serve starts the HTTP server on ln and returns its base URL.
+// serve starts the HTTP server on ln (server.go) and returns its base URL.
 func (n *node) serve(ln net.Listener, cfg apiConfig) string {
-	n.server = &http.Server{
-		Handler:           newAPI(cfg),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          zap.NewStdLog(n.log),
-	}
-	go func() {
-		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("http server stopped", zap.Error(err))
-		}
-	}()
+	n.server = startServer(ln, newAPI(cfg), defaultServerLimits(), n.log)
 	return "http://" + ln.Addr().String()
 }
 
