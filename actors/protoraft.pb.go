@@ -370,7 +370,12 @@ type RequestMeta struct {
 	Sequence uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// acked_below tells the session table that the client has the reply of
 	// every sequence below it, so their results may be forgotten.
-	AckedBelow    uint64 `protobuf:"varint,6,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
+	AckedBelow uint64 `protobuf:"varint,6,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
+	// token_only says the request is relayed for a caller who authenticates
+	// by credentials alone (an HTTP front passing on its callers' tokens):
+	// the door must not take the subject of the connection's TLS
+	// certificate, which is the relaying process's own, for the caller.
+	TokenOnly     bool `protobuf:"varint,7,opt,name=token_only,json=tokenOnly,proto3" json:"token_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -445,6 +450,13 @@ func (x *RequestMeta) GetAckedBelow() uint64 {
 		return x.AckedBelow
 	}
 	return 0
+}
+
+func (x *RequestMeta) GetTokenOnly() bool {
+	if x != nil {
+		return x.TokenOnly
+	}
+	return false
 }
 
 // Server is one member of the group's Raft configuration.
@@ -2050,7 +2062,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\tR\x05limit\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xd6\x01\n" +
+	"retryAfter\"\xf5\x01\n" +
 	"\vRequestMeta\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12,\n" +
@@ -2059,7 +2071,9 @@ const file_protoraft_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vacked_below\x18\x06 \x01(\x04R\n" +
-	"ackedBelow\"f\n" +
+	"ackedBelow\x12\x1d\n" +
+	"\n" +
+	"token_only\x18\a \x01(\bR\ttokenOnly\"f\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +

@@ -158,6 +158,9 @@ type Client struct {
 	*clientCore
 	// credentials are what this view presents (WithCredentials, As).
 	credentials string
+	// relayed is set on the views As returns: their calls are
+	// authenticated by credentials alone (RequestMeta.token_only).
+	relayed bool
 }
 
 // clientCore is the state a Client and the views As returns share.
@@ -233,11 +236,15 @@ func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...
 //
 // As is cheap (one small allocation), so a view per request is fine.
 // Reads batch only with reads that present the same credentials, through
-// any view, so no request ever carries another caller's queries. An empty
-// credentials presents none: under a policy such a call is
-// UNAUTHENTICATED unless a TLS identity vouches for the process.
+// any view, so no request ever carries another caller's queries.
+//
+// A call through the view is authenticated by credentials alone: the TLS
+// identity of this process's connections, which a policy may name as a
+// principal, never stands in for the caller (RequestMeta.token_only). An
+// empty credentials presents none, so under a policy such a call is
+// UNAUTHENTICATED.
 func (c *Client) As(credentials string) *Client {
-	return &Client{clientCore: c.clientCore, credentials: credentials}
+	return &Client{clientCore: c.clientCore, credentials: credentials, relayed: true}
 }
 
 // randomClientID returns 16 random bytes in hex: enough that two Clients

@@ -187,6 +187,7 @@ func (c *Client) meta(requestID string, deadline time.Time) *actors.RequestMeta 
 		RequestId:        requestID,
 		DeadlineUnixNano: deadline.UnixNano(),
 		Credentials:      c.credentials,
+		TokenOnly:        c.relayed,
 	}
 }
 

@@ -337,6 +337,7 @@ func (a *api) askLocal(ctx context.Context, node string, req actors.Request) (ac
 	}
 	req.GetMeta().DeadlineUnixNano = deadline.UnixNano()
 	req.GetMeta().Credentials = credentialsOf(ctx)
+	req.GetMeta().TokenOnly = true
 	res, err := a.system.Root.RequestFuture(a.local[node], req, timeout).Result()
 	if err != nil {
 		return nil, actors.Errorf(actors.Code_UNAVAILABLE, "node %s did not answer: %v", node, err)

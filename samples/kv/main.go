@@ -565,7 +565,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	fmt.Fprintf(out, "remote: %s%s\n", listen, advertisedAs(listen, o.self()))
 	if o.link != "" {
 		before, scanErr := listeningSockets()
-		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Advertise: o.linkAdvertise, TLS: secure.tls, Logger: n.log})
+		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Advertise: o.linkAdvertise, TLS: secure.tls, Key: secure.clusterKey, Logger: n.log})
 		if err != nil {
 			return err
 		}
