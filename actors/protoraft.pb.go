@@ -209,7 +209,15 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_protoraft_proto_rawDescGZIP(), []int{2}
 }
 
-// MembershipOp is a change to the Raft configuration.
+// MembershipOp is a change to the Raft configuration. ADD_VOTER and
+// PROMOTE are guarded: a server becomes a voter only once it answers the
+// leader, following it, having applied what the leader had committed when
+// the leader began to wait for it. ADD_VOTER of a new server adds it as a
+// non-voter first. A server that has not caught up by the request's
+// deadline is not promoted (it stays a non-voter, which counts toward no
+// quorum) and the reply is UNAVAILABLE, naming it. DEMOTE and REMOVE of a
+// voter are refused (INVALID_ARGUMENT) when the voters left could not reach
+// a quorum among themselves.
 type MembershipOp int32
 
 const (

@@ -325,8 +325,16 @@ func (c *Client) Read(ctx context.Context, query []byte, opts ...ReadOption) (*a
 }
 
 // AddVoter adds a voting member with its Raft address (Peer.RaftAddress).
-// A retry of an add that committed already is harmless: Raft treats adding
-// the same ID at the same address again as a no-op.
+// The add is guarded: the leader adds a new node as a non-voter, waits
+// (within the request's deadline) until the node itself answers that it
+// follows the leader and has applied what the leader had committed, and
+// only then promotes it. A node that has not caught up by then (it does not
+// run, cannot be reached, or is still copying the log) stays a non-voter,
+// harmless to the quorum, and the leader answers UNAVAILABLE: the Client
+// retries that until ctx ends and then returns DEADLINE_EXCEEDED carrying
+// it. Remove takes such a node away again.
+// A retry of an add that committed already is harmless: adding a voter
+// again at the same address is a no-op.
 func (c *Client) AddVoter(ctx context.Context, id, raftAddress string) (*actors.MembershipResponse, error) {
 	return c.membership(ctx, actors.MembershipOp_ADD_VOTER, id, raftAddress)
 }
@@ -338,7 +346,9 @@ func (c *Client) AddNonvoter(ctx context.Context, id, raftAddress string) (*acto
 	return c.membership(ctx, actors.MembershipOp_ADD_NONVOTER, id, raftAddress)
 }
 
-// Promote makes a non-voting member a voter.
+// Promote makes a non-voting member a voter, guarded as AddVoter is: only
+// once the member has caught up (UNAVAILABLE until then, and it stays a
+// non-voter).
 func (c *Client) Promote(ctx context.Context, id string) (*actors.MembershipResponse, error) {
 	return c.membership(ctx, actors.MembershipOp_PROMOTE, id, "")
 }

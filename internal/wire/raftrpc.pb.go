@@ -1320,8 +1320,18 @@ type LeadershipProbeAnswer struct {
 	// is a heartbeat timeout old the receiver votes for no one else, which is
 	// what a lease rests on.
 	ContactAgeNanos int64 `protobuf:"varint,2,opt,name=contact_age_nanos,json=contactAgeNanos,proto3" json:"contact_age_nanos,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// applied_index is the receiver's applied index: the last log entry it
+	// has applied, and so knows committed and holds as the leader does. A
+	// leader promotes a non-voter only once it answers, following it in its
+	// term, with at least the commit index the leader had when it began to
+	// wait: from then on the node acknowledges new entries as fast as any
+	// follower, so counting it toward the quorum cannot stall the group. Its
+	// last log index would not do: entries beyond the commit index may be
+	// left over from an older term and differ from the leader's. Releases
+	// before it sent none, which reads as 0: never caught up.
+	AppliedIndex  uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeadershipProbeAnswer) Reset() {
@@ -1364,6 +1374,13 @@ func (x *LeadershipProbeAnswer) GetTerm() uint64 {
 func (x *LeadershipProbeAnswer) GetContactAgeNanos() int64 {
 	if x != nil {
 		return x.ContactAgeNanos
+	}
+	return 0
+}
+
+func (x *LeadershipProbeAnswer) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
 	}
 	return 0
 }
@@ -2032,10 +2049,11 @@ const file_raftrpc_proto_rawDesc = "" +
 	"link_query\x18\x11 \x01(\v2\x17.protoraft.v1.LinkQueryH\x00R\tlinkQueryB\x06\n" +
 	"\x04body\"!\n" +
 	"\x0fLeadershipProbe\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"|\n" +
 	"\x15LeadershipProbeAnswer\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12*\n" +
-	"\x11contact_age_nanos\x18\x02 \x01(\x03R\x0fcontactAgeNanos\"\"\n" +
+	"\x11contact_age_nanos\x18\x02 \x01(\x03R\x0fcontactAgeNanos\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\"\n" +
 	"\x10ReadIndexRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"T\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
