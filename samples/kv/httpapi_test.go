@@ -311,3 +311,26 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// POST /members with a voter that nothing serves does not wedge a
+// one-voter group: the new member stays a non-voter that was never
+// promoted, the answer is an error, and writes and its removal go on.
+func TestAddingAnUnreachableVoterKeepsTheGroupWritable(t *testing.T) {
+	srv := startOneNode(t)
+	status, body := do(t, http.MethodPost, srv.URL+"/members", `{"id":"n9","address":"127.0.0.1:7999"}`)
+	if status == http.StatusOK {
+		t.Fatalf("adding an unreachable voter answered 200: %v", body)
+	}
+	_, members := do(t, http.MethodGet, srv.URL+"/members", "")
+	for _, m := range members["members"].([]any) {
+		if m := m.(map[string]any); m["id"] == "n9" && m["suffrage"] != "NONVOTER" {
+			t.Fatalf("n9 became %v", m["suffrage"])
+		}
+	}
+	if status, body := do(t, http.MethodPut, srv.URL+"/kv/after-add", "v"); status != http.StatusOK {
+		t.Fatalf("write after the add: %d %v", status, body)
+	}
+	if status, body := do(t, http.MethodDelete, srv.URL+"/members/n9", ""); status != http.StatusOK {
+		t.Fatalf("remove n9: %d %v", status, body)
+	}
+}
