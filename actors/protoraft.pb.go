@@ -12,13 +12,12 @@
 package actors
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -220,7 +219,15 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_protoraft_proto_rawDescGZIP(), []int{2}
 }
 
-// MembershipOp is a change to the Raft configuration.
+// MembershipOp is a change to the Raft configuration. ADD_VOTER and
+// PROMOTE are guarded: a server becomes a voter only once it answers the
+// leader, following it, having applied what the leader had committed when
+// the leader began to wait for it. ADD_VOTER of a new server adds it as a
+// non-voter first. A server that has not caught up by the request's
+// deadline is not promoted (it stays a non-voter, which counts toward no
+// quorum) and the reply is UNAVAILABLE, naming it. DEMOTE and REMOVE of a
+// voter are refused (INVALID_ARGUMENT) when the voters left could not reach
+// a quorum among themselves.
 type MembershipOp int32
 
 const (
@@ -382,18 +389,23 @@ type RequestMeta struct {
 	// acked_below tells the session table that the client has the reply of
 	// every sequence below it, so their results may be forgotten.
 	AckedBelow uint64 `protobuf:"varint,6,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
+	// token_only says the request is relayed for a caller who authenticates
+	// by credentials alone (an HTTP front passing on its callers' tokens):
+	// the door must not take the subject of the connection's TLS
+	// certificate, which is the relaying process's own, for the caller.
+	TokenOnly bool `protobuf:"varint,7,opt,name=token_only,json=tokenOnly,proto3" json:"token_only,omitempty"`
 	// open_session, on a WriteRequest with an empty command, opens the
 	// session client_id (or refreshes it when the group knows it) with
 	// sequence as its floor: every sequence of the client below it is
 	// refused from then on. It applies nothing to the state machine, so a
 	// retried open is harmless.
-	OpenSession bool `protobuf:"varint,7,opt,name=open_session,json=openSession,proto3" json:"open_session,omitempty"`
+	OpenSession bool `protobuf:"varint,8,opt,name=open_session,json=openSession,proto3" json:"open_session,omitempty"`
 	// registered_session says the write belongs to a session opened with
 	// open_session: a group that does not know the session refuses it with
 	// SESSION_EXPIRED instead of starting one. Without it (clients from
 	// before sessions were opened explicitly) an unknown session is started
 	// by the write, and a retry after the session expired is applied again.
-	RegisteredSession bool `protobuf:"varint,8,opt,name=registered_session,json=registeredSession,proto3" json:"registered_session,omitempty"`
+	RegisteredSession bool `protobuf:"varint,9,opt,name=registered_session,json=registeredSession,proto3" json:"registered_session,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -468,6 +480,13 @@ func (x *RequestMeta) GetAckedBelow() uint64 {
 		return x.AckedBelow
 	}
 	return 0
+}
+
+func (x *RequestMeta) GetTokenOnly() bool {
+	if x != nil {
+		return x.TokenOnly
+	}
+	return false
 }
 
 func (x *RequestMeta) GetOpenSession() bool {
@@ -2087,7 +2106,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\tR\x05limit\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xa8\x02\n" +
+	"retryAfter\"\xc7\x02\n" +
 	"\vRequestMeta\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12,\n" +
@@ -2096,9 +2115,11 @@ const file_protoraft_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vacked_below\x18\x06 \x01(\x04R\n" +
-	"ackedBelow\x12!\n" +
-	"\fopen_session\x18\a \x01(\bR\vopenSession\x12-\n" +
-	"\x12registered_session\x18\b \x01(\bR\x11registeredSession\"f\n" +
+	"ackedBelow\x12\x1d\n" +
+	"\n" +
+	"token_only\x18\a \x01(\bR\ttokenOnly\x12!\n" +
+	"\fopen_session\x18\b \x01(\bR\vopenSession\x12-\n" +
+	"\x12registered_session\x18\t \x01(\bR\x11registeredSession\"f\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +

@@ -133,6 +133,9 @@ func startProtoraft(dir, kind string, t raftactor.Timeouts, readBatch int) (*pro
 				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
 				Timeouts:        t,
 				Faults:          p.faults,
+				// As every deployment whose nodes other processes can
+				// reach: every RPC carries the key's MAC.
+				ClusterKey: benchClusterKey,
 			},
 			Bootstrap: peers,
 		}
@@ -146,6 +149,9 @@ func startProtoraft(dir, kind string, t raftactor.Timeouts, readBatch int) (*pro
 	}
 	return p, nil
 }
+
+// benchClusterKey is the cluster key of the benchmarked groups.
+var benchClusterKey = []byte("bench-cluster-key-0123456789abcdef")
 
 func (p *protoraft) Name() string { return p.name }
 

@@ -71,7 +71,8 @@ func WithClientID(id string) ClientOption {
 }
 
 // WithCredentials sets the token sent with every request, so a group with
-// authentication turned on knows who is asking.
+// authentication turned on knows who is asking. To present other
+// credentials for some calls, use As.
 func WithCredentials(token string) ClientOption {
 	return func(o *clientOptions) { o.credentials = token }
 }
@@ -147,7 +148,23 @@ func WithConsistency(c actors.Consistency) ReadOption {
 // the calling goroutine until the reply, so do not call them from inside an
 // actor's Receive: that would stall the actor's mailbox for as long as a
 // failover takes. Call them from a goroutine and send the result to the actor.
+//
+// A Client presents one set of credentials (WithCredentials); As gives a
+// view of the same Client that presents another, for a program that acts
+// on behalf of several callers.
 type Client struct {
+	// core is what every view of the Client shares (As): routing,
+	// session, options, read batches.
+	*clientCore
+	// credentials are what this view presents (WithCredentials, As).
+	credentials string
+	// relayed is set on the views As returns: their calls are
+	// authenticated by credentials alone (RequestMeta.token_only).
+	relayed bool
+}
+
+// clientCore is the state a Client and the views As returns share.
+type clientCore struct {
 	system *actor.ActorSystem
 	group  string
 	opts   clientOptions
@@ -164,8 +181,11 @@ type Client struct {
 
 	calls atomic.Uint64
 
-	// reads batches concurrent Read calls, by consistency.
-	reads [3]readBatcher
+	// batchMu guards batchers: the read batchers in use, one per
+	// consistency and credentials, so reads batch only with reads that
+	// present the same credentials. An entry lives while a read uses it.
+	batchMu  sync.Mutex
+	batchers map[batchKey]*readBatcher
 }
 
 // NewClient returns a Client for group, whose members are reached through
@@ -186,17 +206,37 @@ func NewClient(system *actor.ActorSystem, group string, members []Peer, opts ...
 	if o.clientID == "" {
 		o.clientID = randomClientID()
 	}
-	c := &Client{
-		system:  system,
-		group:   group,
-		opts:    o,
-		session: newWriteSession(),
-	}
-	for i := range c.reads {
-		c.reads[i] = readBatcher{c: c, consistency: actors.Consistency(i)}
-	}
+	c := &Client{clientCore: &clientCore{
+		system:   system,
+		group:    group,
+		opts:     o,
+		session:  newWriteSession(),
+		batchers: map[batchKey]*readBatcher{},
+	}, credentials: o.credentials}
 	c.SetMembers(members)
 	return c
+}
+
+// As returns a Client that presents credentials instead of c's own, and
+// shares everything else with c: its members, the leader it knows, its
+// write session (client ID and sequence numbers) and its options. It is
+// the way to act for several callers through one Client, such as an HTTP
+// front that passes each request's bearer token on: the group
+// authenticates and authorizes every call by the credentials of the
+// Client it was made through. c is unchanged, and a leader learned
+// through either is used by both; SetMembers on either changes both.
+//
+// As is cheap (one small allocation), so a view per request is fine.
+// Reads batch only with reads that present the same credentials, through
+// any view, so no request ever carries another caller's queries.
+//
+// A call through the view is authenticated by credentials alone: the TLS
+// identity of this process's connections, which a policy may name as a
+// principal, never stands in for the caller (RequestMeta.token_only). An
+// empty credentials presents none, so under a policy such a call is
+// UNAUTHENTICATED.
+func (c *Client) As(credentials string) *Client {
+	return &Client{clientCore: c.clientCore, credentials: credentials, relayed: true}
 }
 
 // randomClientID returns 16 random bytes in hex: enough that two Clients
@@ -288,15 +328,25 @@ func (c *Client) Read(ctx context.Context, query []byte, opts ...ReadOption) (*a
 		opt(&ro)
 	}
 	query = bytes.Clone(query)
-	if i := int(ro.consistency); c.opts.readBatch > 1 && i >= 0 && i < len(c.reads) {
-		return c.reads[i].read(ctx, query)
+	if c.opts.readBatch > 1 && validConsistency(ro.consistency) {
+		b := c.batcher(ro.consistency)
+		defer c.releaseBatcher(b)
+		return b.read(ctx, query)
 	}
 	return c.readAlone(ctx, query, ro.consistency)
 }
 
 // AddVoter adds a voting member with its Raft address (Peer.RaftAddress).
-// A retry of an add that committed already is harmless: Raft treats adding
-// the same ID at the same address again as a no-op.
+// The add is guarded: the leader adds a new node as a non-voter, waits
+// (within the request's deadline) until the node itself answers that it
+// follows the leader and has applied what the leader had committed, and
+// only then promotes it. A node that has not caught up by then (it does not
+// run, cannot be reached, or is still copying the log) stays a non-voter,
+// harmless to the quorum, and the leader answers UNAVAILABLE: the Client
+// retries that until ctx ends and then returns DEADLINE_EXCEEDED carrying
+// it. Remove takes such a node away again.
+// A retry of an add that committed already is harmless: adding a voter
+// again at the same address is a no-op.
 func (c *Client) AddVoter(ctx context.Context, id, raftAddress string) (*actors.MembershipResponse, error) {
 	return c.membership(ctx, actors.MembershipOp_ADD_VOTER, id, raftAddress)
 }
@@ -308,7 +358,9 @@ func (c *Client) AddNonvoter(ctx context.Context, id, raftAddress string) (*acto
 	return c.membership(ctx, actors.MembershipOp_ADD_NONVOTER, id, raftAddress)
 }
 
-// Promote makes a non-voting member a voter.
+// Promote makes a non-voting member a voter, guarded as AddVoter is: only
+// once the member has caught up (UNAVAILABLE until then, and it stays a
+// non-voter).
 func (c *Client) Promote(ctx context.Context, id string) (*actors.MembershipResponse, error) {
 	return c.membership(ctx, actors.MembershipOp_PROMOTE, id, "")
 }

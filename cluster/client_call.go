@@ -186,7 +186,8 @@ func (c *Client) meta(requestID string, deadline time.Time) *actors.RequestMeta 
 	return &actors.RequestMeta{
 		RequestId:        requestID,
 		DeadlineUnixNano: deadline.UnixNano(),
-		Credentials:      c.opts.credentials,
+		Credentials:      c.credentials,
+		TokenOnly:        c.relayed,
 	}
 }
 

@@ -36,10 +36,57 @@ func WithReadBatch(n int) ClientOption {
 	}
 }
 
-// readBatcher gathers the concurrent Read calls of one consistency.
+// batchKey names a read batcher: reads share a request only when they
+// have the same consistency and present the same credentials.
+type batchKey struct {
+	consistency actors.Consistency
+	credentials string
+}
+
+// validConsistency reports whether c is a consistency reads batch by.
+func validConsistency(c actors.Consistency) bool {
+	return c == actors.Consistency_LINEARIZABLE || c == actors.Consistency_LEASE || c == actors.Consistency_STALE
+}
+
+// batcher returns the batcher of this view's credentials and consistency,
+// making it if no read uses one now, and counts the caller as its user
+// until releaseBatcher. Batchers live only while used, so the Client holds
+// one per credentials with reads in flight, not one per credentials ever
+// presented.
+func (c *Client) batcher(consistency actors.Consistency) *readBatcher {
+	key := batchKey{consistency: consistency, credentials: c.credentials}
+	c.batchMu.Lock()
+	defer c.batchMu.Unlock()
+	b := c.batchers[key]
+	if b == nil {
+		b = &readBatcher{c: c, consistency: consistency}
+		c.batchers[key] = b
+	}
+	b.users++
+	return b
+}
+
+// releaseBatcher ends a read's use of b, forgetting b once nobody uses it.
+// A batch still in flight for reads that gave up finishes on its own.
+func (c *Client) releaseBatcher(b *readBatcher) {
+	c.batchMu.Lock()
+	defer c.batchMu.Unlock()
+	b.users--
+	if b.users == 0 {
+		key := batchKey{consistency: b.consistency, credentials: b.c.credentials}
+		if c.batchers[key] == b {
+			delete(c.batchers, key)
+		}
+	}
+}
+
+// readBatcher gathers the concurrent Read calls of one consistency and
+// one credentials. c is a view presenting those credentials.
 type readBatcher struct {
 	c           *Client
 	consistency actors.Consistency
+	// users counts the reads using it; guarded by the Client's batchMu.
+	users int
 
 	mu      sync.Mutex
 	waiting []*batchedRead

@@ -595,6 +595,39 @@ func TestClientAdministration(t *testing.T) {
 	}
 }
 
+// AddVoter of a node nothing serves (the kv sample's POST /members with a
+// wrong address) leaves it a non-voter: the Client retries the leader's
+// UNAVAILABLE until its context ends, the one-voter group keeps
+// committing, and the node can be removed.
+func TestClientAddVoterOfANodeNothingServesLeavesANonvoter(t *testing.T) {
+	h := newClientHarness(t, 1)
+	c := h.client()
+	clientLeaderID(t, c)
+
+	short, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err := c.AddVoter(short, "n9", h.Address("n9"))
+	cancel()
+	// The error is the Client's DEADLINE_EXCEEDED; the last attempt's
+	// error it carries may be the leader's UNAVAILABLE, or an attempt cut
+	// short by the end of the call.
+	var ae *actors.Error
+	if !errors.As(err, &ae) || ae.Code != actors.Code_DEADLINE_EXCEEDED {
+		t.Fatalf("add voter n9 that nothing serves: %v, want DEADLINE_EXCEEDED after retrying the leader's UNAVAILABLE", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ms, err := c.Members(ctx)
+	if err != nil || suffrageOf(ms.Members, "n9") != "NONVOTER" {
+		t.Fatalf("members after the add: %v, %v; want n9 a non-voter", ms, err)
+	}
+	if r, _ := clientMustPut(t, c, "after-add", "x"); !r.Ok {
+		t.Fatalf("write after the add refused: %s", r.Error)
+	}
+	if _, err := c.Remove(ctx, "n9"); err != nil {
+		t.Fatalf("remove n9: %v", err)
+	}
+}
+
 // Regression (found by the integration soak, seeds 105884437, 105884441,
 // 105884489 and 105884523): a write whose first attempt committed but whose
 // reply was lost, and whose retry then reached the node after the retry's

@@ -43,6 +43,14 @@ type Config struct {
 	// at start: fine for tests and samples, never for production, which
 	// must set a policy (and Node.ClusterKey).
 	Security policies.Config
+	// Credentials is the bearer token this node presents on the requests
+	// it sends to the group itself: Join's and Leave's, to the leader's
+	// front door. Under a policy it must be a principal's token with the
+	// permissions they ask for: status, leader, members, add_nonvoter and
+	// promote for Join; demote, remove and transfer_leadership too for
+	// Leave. Empty: no token; then only the subject of this process's TLS
+	// certificate, if the policy lists it, authenticates them.
+	Credentials string
 	// Telemetry configures the node's metrics (the Prometheus registry
 	// they go to: a private one when nil) and the thresholds of its
 	// health. The zero value works.

@@ -156,6 +156,13 @@ func (g *Group) FrontDoor() *actor.PID { return g.kids.door }
 // authorization and limits; for tests and advanced use.
 func (g *Group) Node() *actor.PID { return g.kids.node }
 
+// Authorizer is the node's authorizer: the policy its front door enforces.
+// Its Decide answers, by that policy, whether credentials may do an
+// operation served outside the message path, such as the "metrics" and
+// "health" endpoints of an HTTP front, so such a front needs no policy
+// logic of its own.
+func (g *Group) Authorizer() *policies.Authorizer { return g.shared.authz }
+
 // Self is this node as a Peer: its ID and its ActorSystem's address. Give
 // it to other nodes' Bootstrap lists or Join calls.
 func (g *Group) Self() Peer { return g.self }

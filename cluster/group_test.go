@@ -293,6 +293,53 @@ func TestJoinAddsANonvoterAndPromotesItOnceCaughtUp(t *testing.T) {
 	h.WaitValue(n4.FrontDoor(), "with", "four")
 }
 
+// A joiner that has caught up by its own account is still promoted only
+// once the leader hears that from it: while its answers do not reach the
+// leader, the leader refuses the promotion (UNAVAILABLE), Join asks again
+// until its context ends, and the node stays a non-voter. Once the leader
+// hears it, Join finishes.
+func TestJoinPromotesOnlyWhenTheLeaderHearsTheJoiner(t *testing.T) {
+	h := grouptest.NewGroups(t)
+	_, groups := h.SpawnVoters("g", 3, nil)
+	leader := h.WaitLeader(groups...)
+	for i := range 10 {
+		h.Put(leader.FrontDoor(), fmt.Sprintf("k%d", i), "v")
+	}
+
+	// An earlier Join was interrupted after n4 became a non-voter, and n4
+	// has caught up since.
+	n4 := h.Spawn(h.Config("g", "n4", nil))
+	mr := h.Ask(leader.FrontDoor(), &actors.MembershipRequest{Meta: meta(), Op: actors.MembershipOp_ADD_NONVOTER, Id: "n4", Address: n4.RaftAddress()}).(*actors.MembershipResponse)
+	if err := mr.Error.Err(); err != nil {
+		t.Fatalf("add n4 as a non-voter: %v", err)
+	}
+	h.WaitValue(n4.FrontDoor(), "k9", "v")
+
+	// n4 hears the leader, the leader does not hear n4.
+	h.Faults.Cut("n4", faults.AnyNode)
+	short, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	err := n4.Join(short, groups[0].Self())
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("join of a node the leader cannot hear: %v, want the context's deadline", err)
+	}
+	leader = h.WaitLeader(groups...)
+	if s := suffrageOf(h.Status(leader).Members, "n4"); s != "NONVOTER" {
+		t.Fatalf("n4 is %s while the leader cannot hear it, want NONVOTER", s)
+	}
+	h.Put(leader.FrontDoor(), "during", "join")
+
+	h.Faults.Heal()
+	if err := n4.Join(testContext(t), groups[1].Self()); err != nil {
+		t.Fatalf("join once healed: %v", err)
+	}
+	leader = h.WaitLeader(append(groups, n4)...)
+	if s := suffrageOf(h.Status(leader).Members, "n4"); s != "VOTER" {
+		t.Fatalf("n4 is %s after Join, want VOTER", s)
+	}
+	h.WaitValue(n4.FrontDoor(), "during", "join")
+}
+
 func TestJoinIsRefusedForAnIDInUseBeforeRaftIsTouched(t *testing.T) {
 	h := grouptest.NewGroups(t)
 	_, groups := h.SpawnVoters("g", 3, nil)

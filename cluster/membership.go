@@ -202,6 +202,10 @@ func (g *Group) leaderStatus(ctx context.Context, seeds []*actor.PID) (*actors.S
 		switch {
 		case err != nil:
 			last = err
+		case resp.GetError().Err() != nil && !actors.Retryable(resp.GetError().GetCode()):
+			// A refusal (no credentials, no permission) holds at every
+			// member: asking on would only hide it behind a timeout.
+			return nil, nil, resp.GetError()
 		case resp.GetError().Err() != nil:
 			last = resp.GetError()
 			hint = resp.GetError().GetLeader()
@@ -245,7 +249,7 @@ func (g *Group) ask(ctx context.Context, to *actor.PID, build func(*actors.Reque
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	meta := &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(wait * 9 / 10).UnixNano()}
+	meta := &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(wait * 9 / 10).UnixNano(), Credentials: g.cfg.Credentials}
 	res, err := g.system.Root.RequestFuture(to, build(meta), wait).Result()
 	if err != nil {
 		return nil, err

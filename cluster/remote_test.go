@@ -31,8 +31,15 @@ func TestGroupsShareTheProcessRemoteEndpoint(t *testing.T) {
 	h := grouptest.NewGroups(t, grouptest.WithSystem(server))
 	c := grouptest.NewCaller(t, caller)
 	self := []cluster.Peer{{ID: "n1", Address: server.Address()}}
-	a := h.Spawn(h.Config("a", "n1", self))
-	b := h.Spawn(h.Config("b", "n1", self))
+	// Nodes other processes can reach need a cluster key; each group has
+	// its own.
+	keyed := func(group string) cluster.Config {
+		cfg := h.Config(group, "n1", self)
+		cfg.Node.ClusterKey = []byte("cluster-key-of-group-" + group)
+		return cfg
+	}
+	a := h.Spawn(keyed("a"))
+	b := h.Spawn(keyed("b"))
 	for name, g := range map[string]*cluster.Group{"a": a, "b": b} {
 		if !g.FrontDoor().Equal(self[0].FrontDoor(name)) || g.RaftAddress() != self[0].RaftAddress(name) {
 			t.Fatalf("group %s: front door %s, raft address %s on %s", name, g.FrontDoor(), g.RaftAddress(), server.Address())

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,5 +130,53 @@ func TestBadPolicyFileRefused(t *testing.T) {
 	}
 	if want := "line 3"; !strings.Contains(ae.Message, want) {
 		t.Fatalf("message %q does not name %s", ae.Message, want)
+	}
+}
+
+// Under a policy, Join's requests carry the node's Credentials: a node
+// without them is refused UNAUTHENTICATED and stays out, one with a token
+// of the join permissions becomes a voter.
+func TestJoinPresentsTheNodesCredentials(t *testing.T) {
+	const joinToken = "join-token-0123456789abcdef"
+	h := grouptest.NewGroups(t)
+	file := filepath.Join(h.Dir, "policy.yaml")
+	doc := `version: 1
+roles:
+  node: [status, leader, members, add_nonvoter, promote]
+principals:
+  - name: nodes
+    token_sha256: ` + policies.HashToken(joinToken) + `
+    roles: [node]
+`
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secured := func(cfg *cluster.Config) { cfg.Security = policies.Config{PolicyFile: file} }
+	_, groups := h.SpawnVoters("g", 3, secured)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitFor)
+	defer cancel()
+	if _, err := groups[0].WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	anonymous := h.Config("g", "n4", nil)
+	secured(&anonymous)
+	n4 := h.Spawn(anonymous)
+	var ae *actors.Error
+	if err := n4.Join(ctx, groups[0].Self()); !errors.As(err, &ae) || ae.Code != actors.Code_UNAUTHENTICATED {
+		t.Fatalf("join without credentials: %v, want UNAUTHENTICATED", err)
+	}
+	withToken := h.Config("g", "n5", nil)
+	secured(&withToken)
+	withToken.Credentials = joinToken
+	n5 := h.Spawn(withToken)
+	if err := n5.Join(ctx, groups[0].Self()); err != nil {
+		t.Fatalf("join with the node token: %v", err)
+	}
+	// The harness holds no token: it asks the node behind the door.
+	st := h.Ask(groups[0].Node(), &actors.StatusRequest{Meta: meta()}).(*actors.StatusResponse)
+	for _, m := range st.Members {
+		if m.Id == "n4" {
+			t.Fatalf("n4 joined without credentials: %v", st.Members)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -146,8 +147,23 @@ principals:
 		t.Fatalf("stranger forging client-a's subject: %v, want UNAUTHENTICATED", err)
 	}
 
+	// A request relayed for a caller (token_only, as Client.As sends) is
+	// not taken for the relaying process: client-a's certificate does not
+	// vouch for a caller without a token.
+	relayed := write("relayed-by-a")
+	relayed.Meta.TokenOnly = true
+	if err := call(clientA, nil, relayed); actors.CodeOf(err) != actors.Code_UNAUTHENTICATED {
+		t.Fatalf("relayed write without a token through client-a: %v, want UNAUTHENTICATED", err)
+	}
+	viaAs, werr := cluster.NewClient(clientA, "g", self).As("").Write(ctx, kvstore.Put("as-by-a", []byte("v")))
+	var ae *actors.Error
+	if !errors.As(werr, &ae) || ae.Code != actors.Code_UNAUTHENTICATED {
+		t.Fatalf("Client.As(\"\") through client-a: %v %v, want UNAUTHENTICATED", viaAs, werr)
+	}
+
 	// Only the allowed writes reached the state machine.
-	for key, want := range map[string]bool{"by-a": true, "by-token": true, "by-bad-token": false, "forged-by-b": false, "forged-by-stranger": false} {
+	for key, want := range map[string]bool{"by-a": true, "by-token": true, "by-bad-token": false, "forged-by-b": false, "forged-by-stranger": false,
+		"relayed-by-a": false, "as-by-a": false} {
 		rr, ok := grouptest.NewCaller(t, clientA).Ask(door(), &actors.ReadRequest{Meta: meta(), Query: kvstore.Get(key), Consistency: actors.Consistency_LINEARIZABLE}).(*actors.ReadResponse)
 		if !ok || rr.Error.Err() != nil {
 			t.Fatalf("read %s as client-a: %v", key, rr.GetError())

@@ -186,7 +186,7 @@ func (c *processes) get(ctx context.Context, id, path string) (int, []byte, erro
 	if base == "" {
 		return 0, nil, errors.New(id + " is down")
 	}
-	return httpDo(ctx, http.MethodGet, base+path, "")
+	return httpDo(ctx, n.Token(), http.MethodGet, base+path, "")
 }
 
 // status asks id's own node (not the leader) for its status.
@@ -275,9 +275,10 @@ func (c *processes) close() { c.g.Close() }
 
 var procHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second}}
 
-// httpDo sends one request and returns the status and body. A body is
-// sent as the request's; "" sends none.
-func httpDo(ctx context.Context, method, url, body string) (int, []byte, error) {
+// httpDo sends one request, with token as its bearer token unless that is
+// empty, and returns the status and body. A body is sent as the request's;
+// "" sends none.
+func httpDo(ctx context.Context, token, method, url, body string) (int, []byte, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -285,6 +286,9 @@ func httpDo(ctx context.Context, method, url, body string) (int, []byte, error) 
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return 0, nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := procHTTP.Do(req)
 	if err != nil {

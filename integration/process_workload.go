@@ -126,7 +126,7 @@ func (pc *procClient) write(in Input) {
 	pc.attempts(deadline, func(n *proctest.Node, base string) bool {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		op := Op{Client: pc.id, Input: in, Call: pc.rec.now(), Node: n.ID(), Incarnation: -1}
-		code, b, err := httpDo(ctx, method, base+"/kv/"+in.Key, body)
+		code, b, err := httpDo(ctx, n.Token(), method, base+"/kv/"+in.Key, body)
 		op.Return = pc.rec.now()
 		cancel()
 		var retry bool
@@ -221,7 +221,7 @@ func (pc *procClient) read(key, consistency string) {
 	op.Output = Output{Outcome: OutcomeFailed, Error: "no node up"}
 	pc.attempts(deadline, func(n *proctest.Node, base string) bool {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		code, b, err := httpDo(ctx, http.MethodGet, base+"/kv/"+key+"?consistency="+strings.ToLower(consistency), "")
+		code, b, err := httpDo(ctx, n.Token(), http.MethodGet, base+"/kv/"+key+"?consistency="+strings.ToLower(consistency), "")
 		cancel()
 		op.Node = n.ID()
 		if err != nil {
@@ -250,7 +250,7 @@ func (pc *procClient) staleRead(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), procStaleTimeout)
 	defer cancel()
 	op := Op{Client: pc.id, Input: Input{Kind: OpGet, Key: key, Consistency: "STALE"}, Call: pc.rec.now(), Node: n.ID(), Incarnation: inc}
-	code, b, err := httpDo(ctx, http.MethodGet, base+"/kv/"+key+"?consistency=stale", "")
+	code, b, err := httpDo(ctx, n.Token(), http.MethodGet, base+"/kv/"+key+"?consistency=stale", "")
 	op.Return = pc.rec.now()
 	if err != nil {
 		op.Output = Output{Outcome: OutcomeFailed, Error: err.Error()}

@@ -43,7 +43,7 @@ func (d *door) Receive(ctx actor.Context) {
 	// guard: do not list tls_subjects in the policy of a group served by
 	// one.
 	var subject string
-	if h := ctx.MessageHeader(); h != nil {
+	if h := ctx.MessageHeader(); h != nil && !req.GetMeta().GetTokenOnly() {
 		subject = h.Get(actors.HeaderPeerSubject)
 	}
 	principal, err := d.a.DecidePeer(req.GetMeta().GetCredentials(), subject, op)

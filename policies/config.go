@@ -29,9 +29,10 @@ type Config struct {
 	// Policy is the policy document itself, for programs that do not keep
 	// it in a file. Set at most one of PolicyFile and Policy.
 	Policy []byte
-	// AuditLogger receives one record per administrative decision; route
-	// it wherever audit records must go. Default: the group's logger,
-	// named "audit".
+	// AuditLogger receives one record per administrative decision, at
+	// info level; route it wherever audit records must go. Default: the
+	// group's logger, named "audit", which drops the records when it
+	// shows warnings only: give audit a logger of its own at info level.
 	AuditLogger *zap.Logger
 }
 

@@ -78,7 +78,10 @@
 // even over a certificate whose subject is in the policy. A request without
 // a token is the principal whose tls_subjects list the actors.HeaderPeerSubject
 // header of its envelope; without that either, it is UNAUTHENTICATED. A
-// revoked principal is refused both ways.
+// revoked principal is refused both ways. A request marked
+// RequestMeta.token_only (what cluster.Client.As sends for the callers it
+// relays, such as an HTTP front) is authenticated by its token alone: the
+// certificate is the relaying process's, not its caller's.
 //
 // The door takes the header as given. That is safe because the endpoint
 // guard of remoteguard.Config overwrites the header on every message

@@ -8,10 +8,13 @@ import (
 
 // Default request size bounds (Config.MaxCommandSize, Config.MaxQuerySize).
 // A command lives in every node's log and snapshot; a query is only read,
-// so it gets less room.
+// so it gets less room. A command has room for a 1 MiB payload and 64 KiB
+// of what a state machine wraps around it (its encoding, a key), so a
+// state machine that takes values of up to 1 MiB, like kvstore, takes them
+// with the defaults.
 const (
-	defaultMaxCommandSize = 1 << 20
-	defaultMaxQuerySize   = 64 << 10
+	DefaultMaxCommandSize = 1<<20 + 64<<10
+	DefaultMaxQuerySize   = 64 << 10
 )
 
 // admit checks a request before it can reach Raft: sizes, deadline and

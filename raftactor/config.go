@@ -11,6 +11,7 @@ import (
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/internal/hclogzap"
+	"github.com/protoraft/protoraft/internal/link"
 	"github.com/protoraft/protoraft/internal/transport"
 	"github.com/protoraft/protoraft/remoteguard"
 )
@@ -165,8 +166,8 @@ type Config struct {
 
 	// MaxCommandSize bounds a write's command (and a policy document);
 	// MaxQuerySize bounds a read's query. Larger requests are refused with
-	// INVALID_ARGUMENT before Raft. Defaults 1 MiB and 64 KiB, at most
-	// 8 MiB.
+	// INVALID_ARGUMENT before Raft. Defaults DefaultMaxCommandSize (1 MiB
+	// and 64 KiB) and DefaultMaxQuerySize (64 KiB), at most 8 MiB.
 	MaxCommandSize int
 	MaxQuerySize   int
 	// MaxWriteBatch is how many writes waiting together in the leader's
@@ -205,8 +206,17 @@ type Config struct {
 	// of the group (HMAC-SHA256 over each envelope): RPCs without a valid
 	// MAC are refused before Raft sees them, so a stranger who can reach a
 	// node's port can neither vote nor append. Every node of the group needs
-	// the same key, at least 16 bytes.
+	// the same key, at least 16 bytes. A node whose actor system can be
+	// reached over the network (protoactor remote or a Raft link is
+	// started in it when the node starts) refuses to start without one,
+	// unless InsecureTransport says so.
 	ClusterKey []byte
+	// InsecureTransport lets a node that can be reached over the network
+	// start without a ClusterKey. Anyone who can reach its ports can then
+	// send it votes and appends posing as a member: take over leadership,
+	// push the term up, stall the group. For trusted test networks only; a
+	// node of an actor system without remote or link needs neither.
+	InsecureTransport bool
 	// Logger receives the node's logs, hashicorp/raft's included. Default
 	// no logging.
 	Logger *zap.Logger
@@ -260,10 +270,10 @@ func (c Config) withDefaults() Config {
 		c.SnapshotRetain = 2
 	}
 	if c.MaxCommandSize == 0 {
-		c.MaxCommandSize = defaultMaxCommandSize
+		c.MaxCommandSize = DefaultMaxCommandSize
 	}
 	if c.MaxQuerySize == 0 {
-		c.MaxQuerySize = defaultMaxQuerySize
+		c.MaxQuerySize = DefaultMaxQuerySize
 	}
 	if c.MaxWriteBatch == 0 {
 		c.MaxWriteBatch = defaultMaxWriteBatch
@@ -352,6 +362,32 @@ func (c Config) Validate() error {
 	}
 	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < transport.MinClusterKeyLength {
 		return actors.InvalidArgument("cluster_key", "cluster key is %d bytes, shorter than %d", len(c.ClusterKey), transport.MinClusterKeyLength)
+	}
+	if len(c.ClusterKey) > 0 && c.InsecureTransport {
+		return actors.InvalidArgument("insecure_transport", "insecure transport cannot be combined with a cluster key")
+	}
+	return nil
+}
+
+// ErrNoClusterKey is why a node reachable over the network did not start:
+// it has no ClusterKey and InsecureTransport is not set.
+var ErrNoClusterKey = actors.InvalidArgument("cluster_key",
+	"this node can be reached over the network (its actor system runs protoactor remote or a Raft link) "+
+		"but has no cluster key, so anyone who reaches its port could vote and append as a member; "+
+		"set ClusterKey (the same on every node), or InsecureTransport for a trusted test network")
+
+// checkReachable refuses a node without a cluster key in an actor system
+// that other processes can reach. It is decided when the node starts, from
+// what runs in the system then: start remote (and the link) first, as
+// their documentation says.
+func (c Config) checkReachable(system *actor.ActorSystem) error {
+	if len(c.ClusterKey) > 0 || c.InsecureTransport {
+		return nil
+	}
+	// Remote gives the system its address; without remote it keeps the
+	// local one.
+	if system.Address() != actors.LocalSystemAddress || link.Of(system) != nil {
+		return ErrNoClusterKey
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ type instance struct {
 // open would block it forever.
 func openInstance(cfg Config, timeouts Timeouts, system *actor.ActorSystem, addr raft.ServerAddress, log *zap.Logger) (*instance, error) {
 	defer slow(log, "start")()
+	if err := cfg.checkReachable(system); err != nil {
+		return nil, err
+	}
 	inst := &instance{ready: &termReadiness{}, clock: &leaderClock{mono: cfg.Clock.Monotonic}}
 	opened := false
 	defer func() {

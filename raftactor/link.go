@@ -26,8 +26,21 @@ type LinkConfig struct {
 	// MutualTLS is; the cluster key authenticates every RPC on it either
 	// way.
 	TLS *tls.Config
-	// DialTimeout bounds one connection attempt, and the TLS handshake of
-	// a connection accepted. Default 2s.
+	// Key, when set, makes every connection open with a mutual proof of
+	// it: a challenge-response with HMAC-SHA256 in which each side proves,
+	// within the DialTimeout, that it holds the key. A peer that does not is
+	// refused (with a warning in the log) before the link reads a single
+	// frame from it, and a dial to a link with another key counts in
+	// DialsFailed, its RPCs staying on remote. Pass the group's cluster key
+	// (Config.ClusterKey), the same in every process: at least 16 bytes. A
+	// link with TLS may have a key too. A link with neither accepts any peer
+	// that speaks its protocol; the cluster key still authenticates every
+	// RPC inside, so such a peer can neither vote nor append, but it can
+	// take connection slots. The key proves who is at the other end; it
+	// neither encrypts nor protects what follows: that is TLS's job.
+	Key []byte
+	// DialTimeout bounds one connection attempt, TLS and link handshake
+	// included, and the same on a connection accepted. Default 2s.
 	DialTimeout time.Duration
 	// Logger receives connection events; nil logs nothing.
 	Logger *zap.Logger
@@ -68,7 +81,7 @@ type LinkStats struct {
 // key, and fault injection applies before a message reaches the link.
 func StartLink(system *actor.ActorSystem, cfg LinkConfig) (*Link, error) {
 	l, err := link.Start(system, link.Config{
-		Listen: cfg.Listen, Advertise: cfg.Advertise, TLS: cfg.TLS, DialTimeout: cfg.DialTimeout, Logger: cfg.Logger,
+		Listen: cfg.Listen, Advertise: cfg.Advertise, TLS: cfg.TLS, Key: cfg.Key, DialTimeout: cfg.DialTimeout, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err

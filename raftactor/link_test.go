@@ -9,6 +9,7 @@ import (
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -147,5 +148,61 @@ func TestPeerWithAnUndialableLinkStaysOnRemote(t *testing.T) {
 	c.replicated(fmt.Sprintf("k%d", next+9))
 	if got := peer.link.Stats().RequestsReceived; got != 0 {
 		t.Fatalf("the peer's undialable link received %d RPCs", got)
+	}
+}
+
+// Links hold a key (the cluster key here): a peer whose link has another
+// key is refused at the handshake, so the leader's dial to it fails and its
+// RPCs stay on remote, where it goes on applying every write; the peer
+// with the right key gets its RPCs over the link.
+func TestLinksRefuseAPeerWithAnotherKey(t *testing.T) {
+	clusterKey := []byte("a cluster key of the link group")
+	faults := faults.NewNetwork(1)
+	c := startRemoteClusterWith(t, "lk", func(i int) *raftactor.LinkConfig {
+		cfg := &raftactor.LinkConfig{Listen: "127.0.0.1:0", Key: clusterKey}
+		if i == 1 {
+			cfg.Key = []byte("the link key of another group")
+		}
+		return cfg
+	}, func(cfg *raftactor.Config) {
+		cfg.ClusterKey = clusterKey
+		cfg.Faults = faults
+	})
+	peer := c.procs[1]
+	leader := c.leader()
+	if leader == peer {
+		// A leader sends and is sent nothing: let another lead.
+		faults.Isolate(peer.id)
+		leader = c.leader(peer)
+		faults.Heal()
+	}
+	var member *remoteProcess
+	for _, p := range c.procs {
+		if p != leader && p != peer {
+			member = p
+		}
+	}
+	next := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for leader.link.Stats().DialsFailed == 0 || member.link.Stats().RequestsReceived == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader never failed to dial the peer with another key, or never used the member's link: leader %+v, member %+v", leader.link.Stats(), member.link.Stats())
+		}
+		c.write(leader, next, next+1)
+		next++
+	}
+	c.write(leader, next, next+10)
+	c.replicated(fmt.Sprintf("k%d", next+9))
+	if got := peer.link.Stats().RequestsReceived; got != 0 {
+		t.Fatalf("the link with another key received %d RPCs", got)
+	}
+}
+
+// StartLink refuses a key shorter than 16 bytes.
+func TestStartLinkRefusesAShortKey(t *testing.T) {
+	sys := testutil.NewSystem(t)
+	if l, err := raftactor.StartLink(sys, raftactor.LinkConfig{Listen: "127.0.0.1:0", Key: []byte("too short")}); err == nil {
+		_ = l.Close()
+		t.Fatal("StartLink accepted a 9-byte key")
 	}
 }

@@ -13,7 +13,11 @@ import (
 // replies once it committed. Changes are checked against the configuration
 // they apply to and submitted with its index, so a concurrent change makes
 // this one fail instead of silently building on a configuration it did not
-// see.
+// see. Two guards keep a change from taking the group's quorum away: a
+// voter is removed or demoted only when the voters left reach a quorum
+// (quorumAfterLosing), and a server becomes a voter (ADD_VOTER, PROMOTE)
+// only once it has caught up, answering for itself (promote); until then
+// ADD_VOTER leaves it a non-voter.
 func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) {
 	r := n.run.raft
 	op := m.GetOp()
@@ -54,19 +58,40 @@ func (n *Node) changeMembership(ctx actor.Context, m *actors.MembershipRequest) 
 			if found && current.Address != addr {
 				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is already a member at %s", id, current.Address)}
 			}
-			if op == actors.MembershipOp_ADD_VOTER {
-				f = r.AddVoter(id, addr, prev, timeout)
-			} else {
+			switch {
+			case op == actors.MembershipOp_ADD_NONVOTER:
 				if found && current.Suffrage == raft.Voter {
 					return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is a voter; demote it instead", id)}
 				}
 				f = r.AddNonvoter(id, addr, prev, timeout)
+			case found && current.Suffrage == raft.Voter:
+				// Already a voter at this address: Raft takes it as a no-op.
+				f = r.AddVoter(id, addr, prev, timeout)
+			default:
+				// A new voter joins as a non-voter and is promoted once it
+				// has caught up (catchup.go).
+				if !found {
+					if err := r.AddNonvoter(id, addr, prev, timeout).Error(); err != nil {
+						return &actors.MembershipResponse{Error: raftError(r, err)}
+					}
+				}
+				var err *actors.Error
+				if f, err = promote(r, probes, raft.Server{ID: id, Address: addr}, 2*heartbeat, deadline); err != nil {
+					return &actors.MembershipResponse{Error: err}
+				}
 			}
 		case actors.MembershipOp_PROMOTE:
 			if !found {
 				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is not a member", id)}
 			}
-			f = r.AddVoter(id, current.Address, prev, timeout)
+			if current.Suffrage == raft.Voter {
+				f = r.AddVoter(id, current.Address, prev, timeout)
+				break
+			}
+			var err *actors.Error
+			if f, err = promote(r, probes, current, 2*heartbeat, deadline); err != nil {
+				return &actors.MembershipResponse{Error: err}
+			}
 		case actors.MembershipOp_DEMOTE, actors.MembershipOp_REMOVE:
 			if !found {
 				return &actors.MembershipResponse{Error: actors.InvalidArgument("id", "node %s is not a member", id)}

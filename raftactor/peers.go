@@ -22,8 +22,8 @@ type peers struct {
 	timeout time.Duration
 }
 
-// probe sends a LeadershipProbe to the voter id at target and returns its
-// answer.
+// probe sends a LeadershipProbe to the server id at target (a voter, or a
+// non-voter about to be promoted) and returns its answer.
 func (p peers) probe(id raft.ServerID, target raft.ServerAddress) (*wire.LeadershipProbeAnswer, error) {
 	msg := &wire.RaftRPC{Body: &wire.RaftRPC_LeadershipProbe{LeadershipProbe: &wire.LeadershipProbe{Id: string(p.self)}}}
 	reply, err := p.t.Call(id, target, msg, p.timeout)
@@ -82,20 +82,22 @@ func (n *Node) peerHandler() transport.PeerHandler {
 }
 
 // answerProbe is a node's answer to a LeadershipProbe from the node from:
-// the current term, and the age of the last contact when the prober is the
-// leader this node follows. A node that knows no leader, or another one,
-// gives no age: it might vote for a new leader at once, so it can vouch for
-// no lease.
+// the current term, the age of the last contact when the prober is the
+// leader this node follows, and the applied index. A node that knows no
+// leader, or another one, gives no age: it might vote for a new leader at
+// once, so it can vouch for no lease.
 //
-// The order of the reads matters. The contact is read first and the term
-// last: a term still equal to the prober's at the end means this node voted
-// in no later election up to then, and a contact read before that is at
-// most as recent as the one that keeps it from voting, so the age errs long.
+// The order of the reads matters. The contact and the applied index are
+// read first and the term last: a term still equal to the prober's at the
+// end means this node voted in no later election up to then, and a contact
+// read before that is at most as recent as the one that keeps it from
+// voting, so the age errs long; the applied index only grows, so it errs
+// low.
 func answerProbe(r *raft.Raft, from raft.ServerID) *wire.LeadershipProbeAnswer {
-	contact := r.LastContact()
+	contact, applied := r.LastContact(), r.AppliedIndex()
 	_, leader := r.LeaderWithID()
 	following := leader == from && r.State() == raft.Follower
-	answer := &wire.LeadershipProbeAnswer{Term: r.CurrentTerm(), ContactAgeNanos: -1}
+	answer := &wire.LeadershipProbeAnswer{Term: r.CurrentTerm(), ContactAgeNanos: -1, AppliedIndex: applied}
 	if following {
 		answer.ContactAgeNanos = max(int64(time.Since(contact)), 0)
 	}

@@ -17,11 +17,14 @@ import (
 // voter follows the prober, the age of its last contact with it (peers.go
 // sends and answers them). Raft's own acknowledgements cannot serve: they
 // may describe messages the voter took before the question arose (see
-// confirm). Two rules read the answers:
+// confirm). Three rules read the answers:
 //   - a read confirmation (confirm, probeTally): a quorum of the voters in
 //     the leader's term, after the read index was noted;
 //   - the guard on removing or demoting a voter (quorumAfterLosing): enough
-//     of the remaining voters following this leader with a fresh contact.
+//     of the remaining voters following this leader with a fresh contact;
+//   - the guard on promoting a non-voter (awaitCaughtUp): the non-voter
+//     itself following this leader with a fresh contact, having applied
+//     the commit index the leader had when it began to wait.
 
 // prober sends leadership probes; peers is the real one.
 type prober interface {

@@ -18,6 +18,11 @@ import (
 	"github.com/protoraft/protoraft/remoteguard"
 )
 
+// remoteClusterKey is the cluster key of every remote cluster's nodes:
+// nodes that other processes can reach need one (configure may take it
+// away again, with InsecureTransport).
+var remoteClusterKey = []byte("remote-cluster-key-0123456789abcdef")
+
 // remoteProcess is one "process" of a remote cluster: an ActorSystem of its
 // own serving protoactor remote on 127.0.0.1, with one node actor.
 type remoteProcess struct {
@@ -96,6 +101,7 @@ func startRemoteClusterWith(t *testing.T, group string, links func(i int) *rafta
 			Timeouts:        grouptest.FastTimeouts,
 			WALSegmentSize:  1 << 20,
 			RPCTimeout:      time.Second,
+			ClusterKey:      remoteClusterKey,
 		}
 		for _, f := range configure {
 			f(&cfg)

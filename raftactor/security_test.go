@@ -58,15 +58,15 @@ func TestBadInputsRefusedBeforeRaft(t *testing.T) {
 		{"demote last voter", member(actors.MembershipOp_DEMOTE, leader, ""), "id"},
 		{"remove non-member", member(actors.MembershipOp_REMOVE, "n9", ""), "id"},
 		{"transfer to bad id", &actors.TransferLeadershipRequest{Meta: m(), Id: "no such!"}, "id"},
-		{"command size", &actors.WriteRequest{Meta: m(), Command: make([]byte, 1<<20+1)}, "command"},
-		{"query size", &actors.ReadRequest{Meta: m(), Query: make([]byte, 64<<10+1)}, "query"},
+		{"command size", &actors.WriteRequest{Meta: m(), Command: make([]byte, raftactor.DefaultMaxCommandSize+1)}, "command"},
+		{"query size", &actors.ReadRequest{Meta: m(), Query: make([]byte, raftactor.DefaultMaxQuerySize+1)}, "query"},
 		{"deadline too far", &actors.WriteRequest{Meta: &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(time.Hour).UnixNano()}, Command: kvstore.Put("a", nil)}, "meta.deadline_unix_nano"},
 		{"client id length", &actors.WriteRequest{Meta: &actors.RequestMeta{ClientId: strings.Repeat("c", 200), Sequence: 1}, Command: kvstore.Put("a", nil)}, "meta.client_id"},
 		{"request id length", &actors.ReadRequest{Meta: &actors.RequestMeta{RequestId: strings.Repeat("r", 300)}}, "meta.request_id"},
 		{"timeouts", &actors.UpdateTimeoutsRequest{Meta: m()}, "timeouts"},
 		{"empty policy", &actors.PolicyUpdateRequest{Meta: m()}, "document"},
 		{"bad policy", &actors.PolicyUpdateRequest{Meta: m(), Document: []byte("version: 1")}, "roles.r[0]"},
-		{"policy size", &actors.PolicyUpdateRequest{Meta: m(), Document: make([]byte, 1<<20+1)}, "document"},
+		{"policy size", &actors.PolicyUpdateRequest{Meta: m(), Document: make([]byte, raftactor.DefaultMaxCommandSize+1)}, "document"},
 	}
 	before := c.Status(leader)
 	for _, tc := range cases {

@@ -30,6 +30,9 @@ type Conn struct {
 	peer     string // the peer's actor system address (dialed), or its TCP address (accepted)
 	nc       net.Conn
 	accepted bool
+	idle     time.Duration // accepted side: the link's idle timeout
+	budget   *budget       // accepted side: the link's budget for frames being read
+	wait     time.Duration // accepted side: how long a reader waits for budget
 	replies  *actor.PID    // accepted side: the sender given to node actors
 	w        *bufio.Writer // used by the goroutine that set writing
 
@@ -164,12 +167,31 @@ func (c *Conn) write() {
 	}
 }
 
-// read reads frames until the connection fails or closes.
+// errBudget ends an accepted connection whose reader waited in vain for
+// budget to read a frame.
+var errBudget = errors.New("raft link: frames being read on the link's connections exceed its budget")
+
+// errIdle ends an accepted connection on which no frame arrived for the
+// idle timeout.
+var errIdle = errors.New("raft link: idle connection closed")
+
+// read reads frames until the connection fails or closes. On an accepted
+// connection a frame must arrive whole within the idle timeout after the
+// previous one (one above linkReadStep within linkFrameTimeout of its
+// length prefix), and its bytes count against the link's budget while it
+// is read.
 func (c *Conn) read() {
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var head [frameHeader]byte
 	for {
+		if c.idle > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.idle))
+		}
 		if _, err := io.ReadFull(r, head[:]); err != nil {
+			var ne net.Error
+			if c.idle > 0 && errors.As(err, &ne) && ne.Timeout() {
+				err = fmt.Errorf("%w: no frame for %v", errIdle, c.idle)
+			}
 			c.close(err)
 			return
 		}
@@ -178,13 +200,22 @@ func (c *Conn) read() {
 			c.close(fmt.Errorf("raft link frame of %d bytes exceeds %d", n, remoteguard.MaxMessageSize))
 			return
 		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(r, b); err != nil {
+		if c.idle > 0 && n > linkReadStep {
+			// A large frame must also arrive within what a sender allows
+			// itself to write it, so a peer that announces one and stalls
+			// holds its budget that long, not for the idle timeout.
+			_ = c.nc.SetReadDeadline(time.Now().Add(min(c.idle, linkFrameTimeout)))
+		}
+		b, held, err := c.readFrame(r, int(n))
+		if err != nil {
+			c.budget.give(held)
 			c.close(err)
 			return
 		}
 		f := &wire.LinkFrame{}
-		if err := proto.Unmarshal(b, f); err != nil {
+		err = proto.Unmarshal(b, f) // copies what it keeps: b can go
+		c.budget.give(held)
+		if err != nil {
 			c.close(fmt.Errorf("raft link frame: %w", err))
 			return
 		}
@@ -193,6 +224,38 @@ func (c *Conn) read() {
 			return
 		}
 	}
+}
+
+// readFrame reads a frame of n bytes into a buffer that grows as they
+// arrive: it starts at linkReadStep (or n, if smaller) and doubles only
+// once full, so a peer that announces a large frame and sends little of it
+// gets little allocated. On an accepted connection every growth takes its
+// bytes from the link's budget first; held is what the caller gives back.
+func (c *Conn) readFrame(r io.Reader, n int) (b []byte, held int, err error) {
+	for len(b) < n {
+		if len(b) == cap(b) {
+			size := min(n, max(2*cap(b), linkReadStep))
+			if c.accepted {
+				if !c.budget.take(size-held, c.wait, c.link.done) {
+					return nil, held, errBudget
+				}
+				held = size
+				c.link.countRead(size)
+			}
+			grown := make([]byte, len(b), size)
+			copy(grown, b)
+			b = grown
+		}
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, held, err
+		}
+	}
+	return b, held, nil
 }
 
 // handle takes one received frame: an answer on the dialing side, a
@@ -247,7 +310,11 @@ func (c *Conn) close(err error) {
 		c.link.system.ProcessRegistry.Remove(c.replies)
 	}
 	c.link.lost(c)
-	if !errors.Is(err, ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	switch {
+	case errors.Is(err, ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+	case errors.Is(err, errIdle):
+		c.link.log.Debug("raft link: idle connection closed", zap.String("peer", c.peer), zap.Duration("idle", c.idle))
+	default:
 		c.link.log.Info("raft link: connection closed", zap.String("peer", c.peer), zap.Bool("accepted", c.accepted), zap.Error(err))
 	}
 }

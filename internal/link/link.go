@@ -1,6 +1,7 @@
 package link
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -38,11 +39,42 @@ const (
 	// linkWriteTimeout closes a connection whose peer stopped reading, so
 	// its calls fail and RPCs go back to remote instead of piling up.
 	linkWriteTimeout = 10 * time.Second
-	// maxLinkAccepted bounds the connections a link holds open for peers,
-	// those still in their TLS handshake included: a group needs one per
-	// peer process, and a stranger that opens connections without end must
-	// not make it hold buffers and goroutines without end.
+	// linkFrameTimeout bounds the reading of a frame larger than
+	// linkReadStep on an accepted connection, from its length prefix on:
+	// twice what its sender allows itself to write it (linkWriteTimeout).
+	linkFrameTimeout = 2 * linkWriteTimeout
+	// maxLinkAccepted bounds the connections a link holds open for peers
+	// that passed the handshake: a group needs one per peer process, and
+	// one more is refused.
 	maxLinkAccepted = 256
+	// maxLinkPending bounds the accepted connections still in their TLS
+	// handshake or link handshake, apart from maxLinkAccepted: when it is
+	// full, a new connection closes the oldest pending one. A stranger that
+	// opens connections without end thus holds at most this many, each for
+	// at most the DialTimeout, and cannot keep a member out: the member's
+	// connection is pending only for its own handshake, a round trip or
+	// two, and is evicted only if maxLinkPending newer ones arrive meanwhile.
+	maxLinkPending = 16
+	// linkIdleTimeout closes an accepted connection on which no whole frame
+	// arrived for this long. A leader sends heartbeats many times a second;
+	// a connection that carries none is a former leader's, or a stranger's.
+	linkIdleTimeout = 2 * time.Minute
+	// linkFrameBudget bounds the bytes of the frames being read on all of a
+	// link's accepted connections together (each frame also being at most
+	// remoteguard.MaxMessageSize); linkReadStep is the size a frame's
+	// buffer starts at, and it doubles only once the bytes so far filled
+	// it, so a frame never holds more than twice what arrived of it, plus
+	// one step. A reader that cannot get budget waits at most
+	// linkBudgetWait, then its connection closes.
+	linkFrameBudget = 64 << 20
+	linkReadStep    = 64 << 10
+	linkBudgetWait  = time.Second
+	// acceptRetry is the wait after the listener fails to accept (out of
+	// file descriptors, say), doubling with every failure in a row up to
+	// acceptRetryMax, as net/http's Server.Serve does; the link goes on
+	// accepting until it closes.
+	acceptRetry    = 5 * time.Millisecond
+	acceptRetryMax = time.Second
 )
 
 // ErrClosed is what an RPC on a link gets when its connection closes
@@ -69,8 +101,20 @@ type Config struct {
 	// remote without MutualTLS is; the cluster key authenticates every RPC
 	// on it either way.
 	TLS *tls.Config
-	// DialTimeout bounds one connection attempt, and the TLS handshake of
-	// a connection accepted; zero means DefaultDialTimeout.
+	// Key, when set (at least MinKeyLength bytes, the same in every process
+	// of the group), makes every connection open with a mutual proof of it
+	// (wire.LinkHello): a peer that does not hold it is refused before the
+	// link reads a single frame from it, and a dial to a link with another
+	// key fails (the RPCs stay on remote). Pass the group's cluster key. A
+	// link with TLS may have a key too; a link with neither accepts any
+	// peer that speaks its protocol, and then only the cluster key, which
+	// authenticates every RPC inside, keeps strangers from voting or
+	// appending. The key proves who is at the other end; it neither
+	// encrypts nor protects what follows: that is TLS's job.
+	Key []byte
+	// DialTimeout bounds one connection attempt, TLS and link handshake
+	// included, and the same on a connection accepted; zero means
+	// DefaultDialTimeout.
 	DialTimeout time.Duration
 	// Logger receives connection events; nil logs nothing.
 	Logger *zap.Logger
@@ -108,19 +152,34 @@ type Link struct {
 	advertise string
 	serverTLS *tls.Config
 	clientTLS *tls.Config
+	key       []byte
 	dial      time.Duration
 	log       *zap.Logger
+	done      chan struct{} // closed by Close
 
 	mu          sync.Mutex // guards everything below
 	closed      bool
 	maxAccepted int                  // maxLinkAccepted; tests lower it
-	admitting   int                  // accepted connections still in admit (TLS handshake)
+	maxPending  int                  // maxLinkPending; tests lower it
+	idle        time.Duration        // linkIdleTimeout; tests lower it
+	budget      *budget              // of the frames accepted connections are reading; tests shrink it
+	budgetWait  time.Duration        // linkBudgetWait; tests lower it
+	pending     *list.List           // of *pendingConn, oldest first
 	targets     map[string]Handler   // by the ID of their node actor
 	peers       map[string]*linkPeer // by the peer's actor system address
 	accepted    map[*Conn]struct{}
 
 	wg    sync.WaitGroup
 	stats linkCounters
+	// readBytes counts the bytes of the read buffers accepted connections
+	// allocated, hellos included: a test hook.
+	readBytes atomic.Int64
+}
+
+// pendingConn is an accepted connection in its handshakes.
+type pendingConn struct {
+	nc      net.Conn
+	evicted bool // closed to make room for a newer one
 }
 
 // linkPeer is what a process knows of one peer process's link.
@@ -161,6 +220,11 @@ type Stats struct {
 // asking over remote, and only remote peers (another actor system address)
 // are reached through it.
 func Start(system *actor.ActorSystem, cfg Config) (*Link, error) {
+	return start(system, cfg, func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) })
+}
+
+// start is Start with the listener made by listen, which tests wrap.
+func start(system *actor.ActorSystem, cfg Config, listen func(addr string) (net.Listener, error)) (*Link, error) {
 	if system == nil {
 		return nil, errors.New("raft link: no actor system")
 	}
@@ -175,11 +239,21 @@ func Start(system *actor.ActorSystem, cfg Config) (*Link, error) {
 			return nil, e
 		}
 	}
+	if len(cfg.Key) > 0 && len(cfg.Key) < MinKeyLength {
+		return nil, actors.InvalidArgument("key", "link key is %d bytes, shorter than %d", len(cfg.Key), MinKeyLength)
+	}
 	l := &Link{
 		system:      system,
+		key:         append([]byte(nil), cfg.Key...),
 		dial:        cfg.DialTimeout,
 		log:         cfg.Logger,
+		done:        make(chan struct{}),
+		budget:      newBudget(linkFrameBudget),
 		maxAccepted: maxLinkAccepted,
+		maxPending:  maxLinkPending,
+		idle:        linkIdleTimeout,
+		budgetWait:  linkBudgetWait,
+		pending:     list.New(),
 		targets:     make(map[string]Handler),
 		peers:       make(map[string]*linkPeer),
 		accepted:    make(map[*Conn]struct{}),
@@ -197,7 +271,10 @@ func Start(system *actor.ActorSystem, cfg Config) (*Link, error) {
 		}
 		l.serverTLS, l.clientTLS = server, client
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	if len(l.key) == 0 {
+		l.key = nil
+	}
+	ln, err := listen(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("raft link: listen: %w", err)
 	}
@@ -271,6 +348,7 @@ func (l *Link) Close() error {
 		return nil
 	}
 	l.closed = true
+	close(l.done)
 	conns := make([]*Conn, 0, len(l.accepted)+len(l.peers))
 	for c := range l.accepted {
 		conns = append(conns, c)
@@ -280,8 +358,15 @@ func (l *Link) Close() error {
 			conns = append(conns, p.conn)
 		}
 	}
+	var pending []net.Conn
+	for e := l.pending.Front(); e != nil; e = e.Next() {
+		pending = append(pending, e.Value.(*pendingConn).nc)
+	}
 	l.mu.Unlock()
 	err := l.listener.Close()
+	for _, nc := range pending {
+		_ = nc.Close()
+	}
 	if Of(l.system) == l {
 		l.system.Extensions.Register(noLink{})
 	}
@@ -365,7 +450,11 @@ func (l *Link) Found(address, linkAddr string, err error) {
 		c, err = l.connect(address, linkAddr)
 		if failed = err != nil; failed {
 			l.stats.dialsFailed.Add(1)
-			l.log.Info("raft link: dial failed; staying on remote", zap.String("peer", address), zap.String("link", linkAddr), zap.Error(err))
+			if errors.Is(err, errKey) {
+				l.log.Warn("raft link: peer refused: it does not hold the link's key; staying on remote", zap.String("peer", address), zap.String("link", linkAddr), zap.Error(err))
+			} else {
+				l.log.Info("raft link: dial failed; staying on remote", zap.String("peer", address), zap.String("link", linkAddr), zap.Error(err))
+			}
 		}
 	}
 	l.mu.Lock()
@@ -399,7 +488,8 @@ func (l *Link) Found(address, linkAddr string, err error) {
 	go c.run()
 }
 
-// connect dials the link of the process at address.
+// connect dials the link of the process at address and completes both
+// handshakes within the dial timeout.
 func (l *Link) connect(address, linkAddr string) (*Conn, error) {
 	if e := actors.ValidateHostPort("link_address", linkAddr); e != nil {
 		return nil, e
@@ -424,6 +514,13 @@ func (l *Link) connect(address, linkAddr string) (*Conn, error) {
 		}
 		nc = tc
 	}
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	if err := Handshake(nc, l.key, linkAddr); err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
 	l.stats.dials.Add(1)
 	return newConn(l, address, nc, false), nil
 }
@@ -442,77 +539,138 @@ func (l *Link) lost(c *Conn) {
 	}
 }
 
-// accept serves the listener until Close.
+// accept serves the listener until Close. An error other than the
+// listener's closing (out of file descriptors, say) only pauses it, for
+// acceptRetry doubling up to acceptRetryMax, as net/http's Server.Serve
+// does.
 func (l *Link) accept() {
 	defer l.wg.Done()
+	var wait time.Duration
 	for {
 		nc, err := l.listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			wait = min(max(2*wait, acceptRetry), acceptRetryMax)
+			l.log.Warn("raft link: accept failed; retrying", zap.Duration("in", wait), zap.Error(err))
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-l.done:
+				t.Stop()
+				return
+			}
+			continue
+		}
+		wait = 0
+		p := &pendingConn{nc: nc}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			_ = nc.Close()
 			return
 		}
+		var evicted *pendingConn
+		limit := l.maxPending
+		if l.pending.Len() >= limit {
+			evicted = l.pending.Remove(l.pending.Front()).(*pendingConn)
+			evicted.evicted = true
+		}
+		e := l.pending.PushBack(p)
 		l.wg.Add(1)
+		l.mu.Unlock()
+		if evicted != nil {
+			l.log.Warn("raft link: too many connections in their handshake; closed the oldest",
+				zap.String("closed", evicted.nc.RemoteAddr().String()), zap.Int("pending", limit))
+			_ = evicted.nc.Close()
+		}
 		go func() {
 			defer l.wg.Done()
-			l.admit(nc)
+			l.admit(p, e)
 		}()
 	}
 }
 
-// admit completes an accepted connection's TLS handshake and starts it.
-// A connection holds its place in the bound from the start, so neither
-// handshakes that never finish nor many arriving at once can take more
-// than maxAccepted.
-func (l *Link) admit(nc net.Conn) {
-	l.mu.Lock()
-	full, limit := len(l.accepted)+l.admitting >= l.maxAccepted, l.maxAccepted
-	if !full {
-		l.admitting++
+// admit completes an accepted connection's TLS handshake and link
+// handshake, both within the dial timeout, and starts it if it passed and
+// an authenticated place is free. Until then it is pending (p, at e in
+// l.pending): it reads nothing but hellos, and a newer connection may evict
+// it.
+func (l *Link) admit(p *pendingConn, e *list.Element) {
+	nc := p.nc
+	from := nc.RemoteAddr().String()
+	leave := func() (evicted bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.pending.Remove(e) // a no-op once evicted
+		return p.evicted
 	}
-	l.mu.Unlock()
-	if full {
-		l.log.Warn("raft link: connection refused: too many open", zap.String("from", nc.RemoteAddr().String()), zap.Int("open", limit))
+	refuse := func(why string, err error) {
 		_ = nc.Close()
-		return
-	}
-	admitted := false
-	defer func() {
-		if !admitted {
-			l.mu.Lock()
-			l.admitting--
-			l.mu.Unlock()
+		if leave() || errors.Is(err, net.ErrClosed) {
+			return // evicted, or the link closed: said already
 		}
-	}()
+		l.log.Warn("raft link: connection refused: "+why, zap.String("from", from), zap.Error(err))
+	}
+	_ = nc.SetDeadline(time.Now().Add(l.dial))
 	if l.serverTLS != nil {
 		tc := tls.Server(nc, l.serverTLS)
-		ctx, cancel := context.WithTimeout(context.Background(), l.dial)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			l.log.Warn("raft link: connection refused: tls handshake failed", zap.String("from", nc.RemoteAddr().String()), zap.Error(err))
-			_ = nc.Close()
+		if err := tc.Handshake(); err != nil {
+			refuse("tls handshake failed", err)
 			return
 		}
 		nc = tc
 	}
-	c := newConn(l, nc.RemoteAddr().String(), nc, true)
+	if err := handshakeAccepted(nc, l.key, l.advertise, l.countRead); err != nil {
+		why := "link handshake failed"
+		if errors.Is(err, errKey) {
+			why = "the peer does not hold the link's key"
+		}
+		refuse(why, err)
+		return
+	}
+	c := newConn(l, from, nc, true)
 	if err := c.prepare(); err != nil {
+		leave()
 		c.close(err)
 		return
 	}
+	l.mu.Lock()
+	l.pending.Remove(e)
+	gone, full, limit := p.evicted || l.closed, len(l.accepted) >= l.maxAccepted, l.maxAccepted
+	if !gone && !full {
+		c.idle, c.budget, c.wait = l.idle, l.budget, l.budgetWait
+		l.accepted[c] = struct{}{}
+	}
+	l.mu.Unlock()
+	if gone || full {
+		if !gone {
+			l.log.Warn("raft link: connection refused: too many open", zap.String("from", from), zap.Int("open", limit))
+		}
+		c.close(ErrClosed)
+		return
+	}
+	if err := acceptHello(nc); err != nil {
+		c.close(err)
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		c.close(ErrClosed)
 		return
 	}
-	admitted = true
-	l.admitting--
-	l.accepted[c] = struct{}{}
 	l.wg.Add(1)
 	l.mu.Unlock()
 	go c.run()
 }
+
+// countRead is readHello's and the frames' test hook.
+func (l *Link) countRead(n int) { l.readBytes.Add(int64(n)) }

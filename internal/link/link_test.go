@@ -2,12 +2,16 @@ package link
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +37,29 @@ type wireConn struct {
 	r  *bufio.Reader
 }
 
+// dialWire dials the link at addr (through TLS with cfg) and completes the
+// link handshake without a key.
 func dialWire(t *testing.T, addr string, cfg *tls.Config) (*wireConn, error) {
+	t.Helper()
+	return dialWireKey(t, addr, cfg, nil)
+}
+
+// dialWireKey is dialWire with key for the handshake.
+func dialWireKey(t *testing.T, addr string, cfg *tls.Config, key []byte) (*wireConn, error) {
+	t.Helper()
+	w, err := dialRaw(t, addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := Handshake(w.nc, key, addr); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// dialRaw dials the link at addr (through TLS with cfg) and sends nothing,
+// as a stranger would.
+func dialRaw(t *testing.T, addr string, cfg *tls.Config) (*wireConn, error) {
 	t.Helper()
 	d := net.Dialer{Timeout: testTimeout}
 	var nc net.Conn
@@ -98,8 +124,17 @@ func (w *wireConn) ask(call uint32, target string) *wire.LinkFrame {
 func startTestLink(t *testing.T, cfg *tls.Config) *Link {
 	t.Helper()
 	testutil.VerifyNoLeaks(t)
+	return startTestLinkWith(t, Config{TLS: cfg})
+}
+
+// startTestLinkWith is startTestLink with cfg (its Listen set here) and no
+// leak check of its own: a test of several links checks once, before the
+// first.
+func startTestLinkWith(t *testing.T, cfg Config) *Link {
+	t.Helper()
 	sys := testutil.QuietSystem()
-	l, err := Start(sys, Config{Listen: "127.0.0.1:0", TLS: cfg})
+	cfg.Listen = "127.0.0.1:0"
+	l, err := Start(sys, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +230,7 @@ func TestLinkWithMutualTLS(t *testing.T) {
 	cfg.MinVersion = tls.VersionTLS10 // raised to 1.2 by the link
 	l := startTestLink(t, cfg)
 
-	plain, err := dialWire(t, l.Addr(), nil)
+	plain, err := dialRaw(t, l.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,6 +276,7 @@ func TestStartRefusesBadConfigurations(t *testing.T) {
 		"wildcard listen":    {Listen: "0.0.0.0:0"},
 		"tls without CA":     {Listen: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "n1")}}},
 		"tls without cert":   {Listen: "127.0.0.1:0", TLS: &tls.Config{RootCAs: ca.Pool}},
+		"short key":          {Listen: "127.0.0.1:0", Key: []byte("fifteen bytes..")},
 	} {
 		if l, err := Start(sys, cfg); err == nil {
 			_ = l.Close()
@@ -294,13 +330,8 @@ func TestLinkBoundsItsAcceptedConnections(t *testing.T) {
 		}
 		open = append(open, w)
 	}
-	extra, err := dialWire(t, l.Addr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = extra.write(&wire.LinkFrame{Call: 3, Target: "node", Rpc: &wire.RaftRPC{Group: "g"}})
-	if f, err := extra.read(); err == nil {
-		t.Fatalf("a connection past the bound got an answer: %v", f)
+	if _, err := dialWire(t, l.Addr(), nil); err == nil {
+		t.Fatal("a connection past the bound was accepted")
 	}
 	_ = open[0].nc.Close()
 	deadline := time.Now().Add(testTimeout)
@@ -364,53 +395,409 @@ func TestLinkBacksOffAPeerThatDoesNotAnswer(t *testing.T) {
 	}
 }
 
-// Connections still in their TLS handshake count against the bound too: a
-// stranger that opens connections and never completes a handshake cannot
-// make the link hold more than maxAccepted of them, and a member that
-// comes while it does is refused until a place frees.
-func TestLinkBoundCountsHandshakesInProgress(t *testing.T) {
-	ca := testutil.NewCA(t, "group-ca")
-	l := startTestLink(t, ca.Config(ca.Issue(t, "n1")))
+// testKey is a link key of the tests; otherKey is another group's.
+var (
+	testKey  = []byte("the link key of the test group")
+	otherKey = []byte("the link key of another group")
+)
+
+// answers is where a link delivers the answer to a Request of the tests.
+type answers chan any
+
+func (a answers) SendUserMessage(_ *actor.PID, m any) { a <- m }
+func (answers) SendSystemMessage(*actor.PID, any)     {}
+func (answers) Stop(*actor.PID)                       {}
+
+// peerAddress stands for the actor system address of the process whose
+// link a test dials: any remote-looking address does.
+const peerAddress = "127.0.0.1:1"
+
+// linkTo makes from find to's link as a node's transport would after a
+// LinkQuery, and returns the connection, or nil if the dial failed.
+func linkTo(t *testing.T, from, to *Link) *Conn {
+	t.Helper()
+	if _, query := from.Route(peerAddress); !query {
+		t.Fatal("Route asked for no query for a new peer")
+	}
+	from.Found(peerAddress, to.Addr(), nil)
+	c, _ := from.Route(peerAddress)
+	return c
+}
+
+// request sends a LinkQuery-like RPC for the node actor "node" on c and
+// waits for the answer.
+func request(t *testing.T, c *Conn) any {
+	t.Helper()
+	got := make(answers, 1)
+	rpc := &wire.RaftRPC{Group: "g", Body: &wire.RaftRPC_LinkQuery{LinkQuery: &wire.LinkQuery{}}}
+	if _, ok := c.Request("node", rpc, got); !ok {
+		t.Fatal("the connection closed before the request went out")
+	}
+	select {
+	case m := <-got:
+		return m
+	case <-time.After(testTimeout):
+		t.Fatal("no answer on the link")
+		return nil
+	}
+}
+
+// pending returns how many accepted connections are in their handshakes.
+func pendingConns(l *Link) int {
 	l.mu.Lock()
-	l.maxAccepted = 1
-	l.mu.Unlock()
-	stalled, err := dialWire(t, l.Addr(), nil) // TCP only: no handshake ever
+	defer l.mu.Unlock()
+	return l.pending.Len()
+}
+
+// acceptedConns returns how many accepted connections passed the handshake.
+func acceptedConns(l *Link) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.accepted)
+}
+
+// waitClosed waits until the link closed w's connection.
+func waitClosed(t *testing.T, w *wireConn, why string) {
+	t.Helper()
+	for {
+		_, err := w.read()
+		if err == nil {
+			continue // an answer sent before: read on
+		}
+		if errors.Is(err, io.EOF) || isReset(err) {
+			return
+		}
+		t.Fatalf("%s: read = %v, want the connection closed", why, err)
+	}
+}
+
+// A link with a key reads nothing but hellos of at most maxHelloSize
+// bytes from a connection before it proved the key: a stranger that sends
+// a 16 MiB length prefix first, one that sends a hello without a nonce and
+// then a large frame, and one that sends it in place of its proof are each
+// closed with no frame buffer allocated and no budget taken; a member is
+// answered after them.
+func TestLinkReadsNothingLargeBeforeTheHandshake(t *testing.T) {
+	testutil.VerifyNoLeaks(t)
+	l := startTestLinkWith(t, Config{Key: testKey})
+	big := binary.BigEndian.AppendUint32(nil, remoteguard.MaxMessageSize)
+	big = append(big, make([]byte, 1000)...)
+	hello := func(h *wire.LinkHello) []byte {
+		var b bytes.Buffer
+		if err := writeHello(&b, h); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	strangers := map[string]func(w *wireConn){
+		"a large prefix first": func(w *wireConn) { _ = w.writeRaw(big) },
+		"no nonce, then a large frame": func(w *wireConn) {
+			_ = w.writeRaw(append(hello(&wire.LinkHello{Version: linkVersion}), big...))
+		},
+		"a large frame for its proof": func(w *wireConn) {
+			_ = w.writeRaw(hello(&wire.LinkHello{Version: linkVersion, Nonce: newNonce()}))
+			if h, err := readHello(w.nc, nil); err != nil || len(h.GetProof()) == 0 {
+				t.Errorf("the acceptor's hello = %v, %v; want one with a proof", h, err)
+			}
+			_ = w.writeRaw(big)
+		},
+	}
+	for name, send := range strangers {
+		w, err := dialRaw(t, l.Addr(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(w)
+		waitClosed(t, w, name)
+	}
+	testutil.Eventually(t, "the strangers' connections are forgotten", func() bool { return pendingConns(l) == 0 })
+	if n := l.readBytes.Load(); n >= maxHelloSize {
+		t.Fatalf("the strangers made the link allocate %d bytes for reading, want only their hellos", n)
+	}
+	if used, peak := l.budget.inUse(); used != 0 || peak != 0 {
+		t.Fatalf("budget used %d, peak %d before any handshake completed; want none", used, peak)
+	}
+	w, err := dialWireKey(t, l.Addr(), nil, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitAdmitting(t, l, 1, "the stalled connection never began its handshake")
-	if w, err := dialWire(t, l.Addr(), ca.Config(ca.Issue(t, "n2"))); err == nil {
-		_ = w.write(&wire.LinkFrame{Call: 1, Target: "node", Rpc: &wire.RaftRPC{Group: "g"}})
-		if f, err := w.read(); err == nil {
-			t.Fatalf("a connection past the bound got an answer while another was in its handshake: %v", f)
+	if f := w.ask(1, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("answer to a member after the strangers = %v", f)
+	}
+}
+
+// After the handshake a frame's buffer grows as its bytes arrive, one
+// linkReadStep and then doubling: a peer that announces 16 MiB and sends a
+// little has one step allocated, and the budget comes back when its
+// connection closes.
+func TestLinkGrowsAFrameAsItsBytesArrive(t *testing.T) {
+	l := startTestLink(t, nil)
+	w, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := w.ask(1, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("answer = %v", f)
+	}
+	before := l.readBytes.Load()
+	if err := w.writeRaw(append(binary.BigEndian.AppendUint32(nil, remoteguard.MaxMessageSize), make([]byte, 1000)...)); err != nil {
+		t.Fatal(err)
+	}
+	used := func() int { u, _ := l.budget.inUse(); return u }
+	testutil.Eventually(t, "the frame's first step is taken", func() bool { return used() == linkReadStep })
+	if got := l.readBytes.Load() - before; got != linkReadStep {
+		t.Fatalf("allocated %d bytes for 1000 of a 16 MiB frame, want one step (%d)", got, linkReadStep)
+	}
+	if err := w.writeRaw(make([]byte, linkReadStep)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the buffer doubles once the first step filled", func() bool { return used() == 2*linkReadStep })
+	if got := l.readBytes.Load() - before; got != 3*linkReadStep {
+		t.Fatalf("allocated %d bytes for %d of a 16 MiB frame, want %d", got, 1000+linkReadStep, 3*linkReadStep)
+	}
+	_ = w.nc.Close()
+	testutil.Eventually(t, "the budget comes back when the connection closes", func() bool { return used() == 0 && acceptedConns(l) == 0 })
+}
+
+// The frames being read on all accepted connections share one budget: a
+// reader that cannot get its bytes waits, then its connection closes, and
+// the link goes on serving once the budget is back.
+func TestLinkBoundsTheBytesOfFramesBeingRead(t *testing.T) {
+	l := startTestLink(t, nil)
+	l.mu.Lock()
+	l.budget = newBudget(linkReadStep)
+	l.budgetWait = 10 * time.Millisecond
+	l.mu.Unlock()
+	largeStart := append(binary.BigEndian.AppendUint32(nil, 1<<20), make([]byte, 100)...)
+	holder, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.writeRaw(largeStart); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the first large frame takes the whole budget", func() bool { u, _ := l.budget.inUse(); return u == linkReadStep })
+	starved, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := starved.writeRaw(largeStart); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, starved, "a reader without budget")
+	_ = holder.nc.Close()
+	testutil.Eventually(t, "the budget comes back", func() bool { u, _ := l.budget.inUse(); return u == 0 })
+	w, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := w.ask(1, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("answer once the budget is back = %v", f)
+	}
+}
+
+// Two links talk only if they hold the same key, or both none: a dial to
+// a link with another key, or with a key on one side only, fails (the
+// dialer counts it, and its RPCs would stay on remote) and the acceptor
+// keeps no connection; with the same key the RPC goes over the link.
+func TestLinkRefusesAPeerWithoutItsKey(t *testing.T) {
+	testutil.VerifyNoLeaks(t)
+	for _, tc := range []struct {
+		name             string
+		acceptor, dialer []byte
+		ok               bool
+	}{
+		{"same key", testKey, testKey, true},
+		{"no key", nil, nil, true},
+		{"another key", testKey, otherKey, false},
+		{"dialer without key", testKey, nil, false},
+		{"acceptor without key", nil, testKey, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acceptor := startTestLinkWith(t, Config{Key: tc.acceptor})
+			dialer := startTestLinkWith(t, Config{Key: tc.dialer})
+			c := linkTo(t, dialer, acceptor)
+			if !tc.ok {
+				if c != nil || dialer.Stats().DialsFailed != 1 {
+					t.Fatalf("route %v, DialsFailed %d; want no route and one failed dial", c, dialer.Stats().DialsFailed)
+				}
+				testutil.Eventually(t, "the acceptor forgets the refused connection", func() bool {
+					return pendingConns(acceptor) == 0 && acceptedConns(acceptor) == 0
+				})
+				return
+			}
+			if c == nil {
+				t.Fatalf("no route after the dial: %+v", dialer.Stats())
+			}
+			m := request(t, c)
+			if r, ok := m.(*wire.RaftRPCReply); !ok || r.GetLinkAddress().GetAddress() != acceptor.Addr() {
+				t.Fatalf("answer over the link = %v", m)
+			}
+			if got := acceptor.Stats().RequestsReceived; got != 1 {
+				t.Fatalf("the acceptor received %d RPCs, want 1", got)
+			}
+		})
+	}
+}
+
+// A peer with another key fails the handshake, and one that sends back the
+// acceptor's own proof (reflected, with the acceptor's label) is closed.
+func TestLinkRefusesAWrongProof(t *testing.T) {
+	testutil.VerifyNoLeaks(t)
+	l2 := startTestLinkWith(t, Config{Key: testKey})
+	if _, err := dialWireKey(t, l2.Addr(), nil, otherKey); !errors.Is(err, errKey) {
+		t.Fatalf("handshake with another key = %v, want %v", err, errKey)
+	}
+	w, err := dialRaw(t, l2.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := newNonce()
+	if err := writeHello(w.nc, &wire.LinkHello{Version: linkVersion, Nonce: nonce}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := readHello(w.nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A proof made with the acceptor's label, as if reflected back.
+	reflected := proof(testKey, acceptorLabel, nonce, h.GetNonce(), l2.Addr())
+	if err := writeHello(w.nc, &wire.LinkHello{Proof: reflected}); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, w, "a reflected proof")
+}
+
+// 300 strangers that open connections and say nothing do not keep a member
+// out: each new connection evicts the oldest pending one once
+// maxLinkPending are, so the member's dial finds a place and its RPC goes
+// over the link.
+func TestLinkAdmitsAMemberPastIdleStrangers(t *testing.T) {
+	testutil.VerifyNoLeaks(t)
+	l := startTestLinkWith(t, Config{Key: testKey})
+	for range 300 {
+		if _, err := dialRaw(t, l.Addr(), nil); err != nil {
+			t.Fatal(err)
 		}
 	}
-	_ = stalled.nc.Close()
-	waitAdmitting(t, l, 0, "the failed handshake kept its place")
-	member, err := dialWire(t, l.Addr(), ca.Config(ca.Issue(t, "n3")))
+	member := startTestLinkWith(t, Config{Key: testKey})
+	c := linkTo(t, member, l)
+	if c == nil {
+		t.Fatalf("the member's dial failed past 300 idle strangers: %+v", member.Stats())
+	}
+	if r, ok := request(t, c).(*wire.RaftRPCReply); !ok || r.GetLinkAddress().GetAddress() != l.Addr() {
+		t.Fatalf("answer over the link = %v", r)
+	}
+	if n := pendingConns(l); n > maxLinkPending {
+		t.Fatalf("%d connections pending, more than %d", n, maxLinkPending)
+	}
+	if n := acceptedConns(l); n != 1 {
+		t.Fatalf("%d connections accepted, want the member's alone", n)
+	}
+}
+
+// A stranger stalled in its TLS handshake is pending too: when the pending
+// bound is full a member's connection evicts it, and is answered.
+func TestLinkEvictsTheOldestPendingConnection(t *testing.T) {
+	ca := testutil.NewCA(t, "group-ca")
+	l := startTestLink(t, ca.Config(ca.Issue(t, "n1")))
+	l.mu.Lock()
+	l.maxPending = 1
+	l.mu.Unlock()
+	stalled, err := dialRaw(t, l.Addr(), nil) // TCP only: no TLS handshake ever
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the stalled connection is pending", func() bool { return pendingConns(l) == 1 })
+	member, err := dialWire(t, l.Addr(), ca.Config(ca.Issue(t, "n2")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f := member.ask(2, "node"); !answersWithAddress(f, l) {
-		t.Fatalf("a member after the stalled connection left: answer %v", f)
+		t.Fatalf("a member while a stranger stalled: answer %v", f)
+	}
+	waitClosed(t, stalled, "the evicted stranger")
+}
+
+// An accepted connection on which no frame arrives for the idle timeout is
+// closed, and forgotten.
+func TestLinkClosesAnIdleConnection(t *testing.T) {
+	l := startTestLink(t, nil)
+	l.mu.Lock()
+	l.idle = 50 * time.Millisecond
+	l.mu.Unlock()
+	w, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := w.ask(1, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("answer = %v", f)
+	}
+	waitClosed(t, w, "an idle connection")
+	testutil.Eventually(t, "the idle connection is forgotten", func() bool { return l.Stats().Connections == 0 })
+}
+
+// failingListener fails its first fail Accepts as a process out of file
+// descriptors does (all of them, with fail < 0).
+type failingListener struct {
+	net.Listener
+	fail  int
+	calls atomic.Int64
+}
+
+func (f *failingListener) Accept() (net.Conn, error) {
+	n := f.calls.Add(1)
+	if f.fail < 0 || n <= int64(f.fail) {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: f.Listener.Addr(), Err: os.NewSyscallError("accept", syscall.EMFILE)}
+	}
+	return f.Listener.Accept()
+}
+
+// startFailing starts a link whose listener fails as f says.
+func startFailing(t *testing.T, fail int) (*Link, *failingListener) {
+	t.Helper()
+	testutil.VerifyNoLeaks(t)
+	sys := testutil.NewSystem(t)
+	var f *failingListener
+	l, err := start(sys, Config{Listen: "127.0.0.1:0"}, func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		f = &failingListener{Listener: ln, fail: fail}
+		return f, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &addressHandler{system: sys, link: l}
+	l.Serve("node", h)
+	t.Cleanup(func() { _ = l.Close() })
+	return l, f
+}
+
+// A listener that fails to accept (EMFILE) only pauses the link: after
+// five failures in a row it accepts a peer and answers it.
+func TestLinkAcceptsAfterAcceptErrors(t *testing.T) {
+	l, f := startFailing(t, 5)
+	w, err := dialWire(t, l.Addr(), nil)
+	if err != nil {
+		t.Fatalf("no handshake after the accept errors: %v", err)
+	}
+	if f := w.ask(1, "node"); !answersWithAddress(f, l) {
+		t.Fatalf("answer after the accept errors = %v", f)
+	}
+	if n := f.calls.Load(); n <= 5 {
+		t.Fatalf("%d accepts, want more than the 5 that failed", n)
 	}
 }
 
-// waitAdmitting waits until n accepted connections are in their handshake,
-// or fails the test with why.
-func waitAdmitting(t *testing.T, l *Link, n int, why string) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for {
-		l.mu.Lock()
-		pending := l.admitting
-		l.mu.Unlock()
-		if pending == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(why)
-		}
-		time.Sleep(time.Millisecond)
+// A link whose listener never stops failing still closes, promptly.
+func TestLinkClosesWhileAcceptFails(t *testing.T) {
+	l, f := startFailing(t, -1)
+	testutil.Eventually(t, "the listener is retried", func() bool { return f.calls.Load() >= 3 })
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(testTimeout):
+		t.Fatal("Close did not return while the listener failed")
 	}
 }

@@ -45,14 +45,21 @@ type Config struct {
 	Link func(id string) bool
 	// Args are further flags for every process, e.g. -v.
 	Args []string
+	// Insecure runs the nodes with --insecure: no TLS, no cluster key, no
+	// policy. Otherwise NewGroup makes a secrets directory (Dir/secrets,
+	// with `kv certs`) and every node starts with --secrets, as the README
+	// tells users to.
+	Insecure bool
 }
 
 // Group is a group of samples/kv nodes, each behind forwarders that the
 // group holds until Close. Nothing runs until a node is started.
 type Group struct {
-	cfg   Config
-	peers string
-	nodes []*Node
+	cfg     Config
+	peers   string
+	nodes   []*Node
+	secrets string // the secrets directory; "" when insecure
+	token   string // admin.token of secrets
 
 	mu         sync.Mutex
 	closed     bool
@@ -84,8 +91,37 @@ func NewGroup(cfg Config) (*Group, error) {
 		peers = append(peers, id+"="+n.Addr())
 	}
 	g.peers = strings.Join(peers, ",")
+	if !cfg.Insecure {
+		if err := g.makeSecrets(); err != nil {
+			g.Close()
+			return nil, err
+		}
+	}
 	return g, nil
 }
+
+// makeSecrets makes the group's secrets directory with the sample's own
+// `kv certs`, for every node of the group.
+func (g *Group) makeSecrets() error {
+	g.secrets = filepath.Join(g.cfg.Dir, "secrets")
+	cmd := exec.Command(g.cfg.Binary, "certs", "--dir", g.secrets, "--nodes", strings.Join(g.cfg.IDs, ","))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("proctest: kv certs: %w\n%s", err, out)
+	}
+	tok, err := os.ReadFile(filepath.Join(g.secrets, "admin.token"))
+	if err != nil {
+		return fmt.Errorf("proctest: %w", err)
+	}
+	g.token = strings.TrimSpace(string(tok))
+	return nil
+}
+
+// AdminToken is the bearer token with every permission that callers of
+// the nodes' HTTP APIs present ("" for an insecure group).
+func (g *Group) AdminToken() string { return g.token }
+
+// Secrets is the group's secrets directory ("" for an insecure group).
+func (g *Group) Secrets() string { return g.secrets }
 
 // Nodes returns the nodes in the order of Config.IDs.
 func (g *Group) Nodes() []*Node { return append([]*Node(nil), g.nodes...) }

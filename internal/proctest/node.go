@@ -56,6 +56,10 @@ func (n *Node) ID() string { return n.id }
 // PIDs and in its Raft address. It stays the same across restarts.
 func (n *Node) Addr() string { return n.remote.Addr() }
 
+// Token is the bearer token callers of the node's HTTP API present: the
+// group's admin token, "" when the group is insecure.
+func (n *Node) Token() string { return n.g.token }
+
 // DataDir is the node's data directory (--data), kept across restarts.
 func (n *Node) DataDir() string { return n.data }
 
@@ -112,6 +116,11 @@ func (n *Node) args() []string {
 		"--http", "127.0.0.1:0", "--data", n.data, "--peers", n.g.peers}
 	if n.link != nil {
 		a = append(a, "--link", "127.0.0.1:0", "--link-advertise", n.link.Addr())
+	}
+	if n.g.secrets != "" {
+		a = append(a, "--secrets", n.g.secrets)
+	} else {
+		a = append(a, "--insecure")
 	}
 	return append(a, n.g.cfg.Args...)
 }

@@ -37,6 +37,9 @@ func TestLinkRPCsPassTheTransportsChecks(t *testing.T) {
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := link.Handshake(nc, nil, l.Addr()); err != nil {
+		t.Fatal(err)
+	}
 	r := bufio.NewReader(nc)
 	ask := func(call uint32, rpc *wire.RaftRPC) *wire.RaftRPCReply {
 		t.Helper()

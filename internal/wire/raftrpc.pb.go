@@ -1320,8 +1320,18 @@ type LeadershipProbeAnswer struct {
 	// is a heartbeat timeout old the receiver votes for no one else, which is
 	// what a lease rests on.
 	ContactAgeNanos int64 `protobuf:"varint,2,opt,name=contact_age_nanos,json=contactAgeNanos,proto3" json:"contact_age_nanos,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// applied_index is the receiver's applied index: the last log entry it
+	// has applied, and so knows committed and holds as the leader does. A
+	// leader promotes a non-voter only once it answers, following it in its
+	// term, with at least the commit index the leader had when it began to
+	// wait: from then on the node acknowledges new entries as fast as any
+	// follower, so counting it toward the quorum cannot stall the group. Its
+	// last log index would not do: entries beyond the commit index may be
+	// left over from an older term and differ from the leader's. Releases
+	// before it sent none, which reads as 0: never caught up.
+	AppliedIndex  uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeadershipProbeAnswer) Reset() {
@@ -1364,6 +1374,13 @@ func (x *LeadershipProbeAnswer) GetTerm() uint64 {
 func (x *LeadershipProbeAnswer) GetContactAgeNanos() int64 {
 	if x != nil {
 		return x.ContactAgeNanos
+	}
+	return 0
+}
+
+func (x *LeadershipProbeAnswer) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
 	}
 	return 0
 }
@@ -1844,6 +1861,96 @@ func (x *LinkFrame) GetReply() *RaftRPCReply {
 	return nil
 }
 
+// LinkHello is the handshake that opens every connection of a Raft link,
+// before any LinkFrame. Four hellos, each written as a frame is (its
+// length, 4 bytes big endian, then its encoding) and at most 4 KiB, all
+// within the dialing side's DialTimeout:
+//  1. dialer to acceptor: version; nonce when the dialer has a key.
+//  2. acceptor to dialer: version; with a key, its own nonce and proof.
+//  3. dialer to acceptor: with a key, proof.
+//  4. acceptor to dialer: accepted.
+//
+// Either side closes the connection instead of going on when the other's
+// hello is wrong: a version below 1, a nonce that is not 32 bytes, a proof
+// that does not check, a key on one side only. With a key, a proof is
+// HMAC-SHA256(key, label || dialer's nonce || acceptor's nonce || the
+// acceptor's link address as the dialer dialed it), the label being
+// "protoraft link v1 acceptor\x00" or "protoraft link v1 dialer\x00" after
+// the side that proves; proofs are compared in constant time.
+type LinkHello struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the highest link protocol version the sender speaks (1);
+	// a connection speaks the lower of the two.
+	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// nonce is 32 random bytes, fresh for every connection.
+	Nonce []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// proof shows that the sender holds the link's key.
+	Proof []byte `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
+	// accepted, in the acceptor's last hello, admits the connection: frames
+	// may follow.
+	Accepted      bool `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkHello) Reset() {
+	*x = LinkHello{}
+	mi := &file_raftrpc_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkHello) ProtoMessage() {}
+
+func (x *LinkHello) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrpc_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkHello.ProtoReflect.Descriptor instead.
+func (*LinkHello) Descriptor() ([]byte, []int) {
+	return file_raftrpc_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *LinkHello) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *LinkHello) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *LinkHello) GetProof() []byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+func (x *LinkHello) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
 var File_raftrpc_proto protoreflect.FileDescriptor
 
 const file_raftrpc_proto_rawDesc = "" +
@@ -1942,10 +2049,11 @@ const file_raftrpc_proto_rawDesc = "" +
 	"link_query\x18\x11 \x01(\v2\x17.protoraft.v1.LinkQueryH\x00R\tlinkQueryB\x06\n" +
 	"\x04body\"!\n" +
 	"\x0fLeadershipProbe\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"|\n" +
 	"\x15LeadershipProbeAnswer\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12*\n" +
-	"\x11contact_age_nanos\x18\x02 \x01(\x03R\x0fcontactAgeNanos\"\"\n" +
+	"\x11contact_age_nanos\x18\x02 \x01(\x03R\x0fcontactAgeNanos\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\"\n" +
 	"\x10ReadIndexRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"T\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
@@ -1974,7 +2082,12 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x04call\x18\x01 \x01(\rR\x04call\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12'\n" +
 	"\x03rpc\x18\x03 \x01(\v2\x15.protoraft.v1.RaftRPCR\x03rpc\x120\n" +
-	"\x05reply\x18\x04 \x01(\v2\x1a.protoraft.v1.RaftRPCReplyR\x05reply*\xed\x01\n" +
+	"\x05reply\x18\x04 \x01(\v2\x1a.protoraft.v1.RaftRPCReplyR\x05reply\"m\n" +
+	"\tLinkHello\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x14\n" +
+	"\x05proof\x18\x03 \x01(\fR\x05proof\x12\x1a\n" +
+	"\baccepted\x18\x04 \x01(\bR\baccepted*\xed\x01\n" +
 	"\bRPCError\x12\x19\n" +
 	"\x15RPC_ERROR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eRPC_ERROR_RAFT\x10\x01\x12\x18\n" +
@@ -1999,7 +2112,7 @@ func file_raftrpc_proto_rawDescGZIP() []byte {
 }
 
 var file_raftrpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_raftrpc_proto_goTypes = []any{
 	(RPCError)(0),                   // 0: protoraft.v1.RPCError
 	(*RPCHeader)(nil),               // 1: protoraft.v1.RPCHeader
@@ -2024,7 +2137,8 @@ var file_raftrpc_proto_goTypes = []any{
 	(*LinkQuery)(nil),               // 20: protoraft.v1.LinkQuery
 	(*LinkAddress)(nil),             // 21: protoraft.v1.LinkAddress
 	(*LinkFrame)(nil),               // 22: protoraft.v1.LinkFrame
-	(*actors.Error)(nil),            // 23: protoraft.v1.Error
+	(*LinkHello)(nil),               // 23: protoraft.v1.LinkHello
+	(*actors.Error)(nil),            // 24: protoraft.v1.Error
 }
 var file_raftrpc_proto_depIdxs = []int32{
 	1,  // 0: protoraft.v1.AppendEntriesRequest.header:type_name -> protoraft.v1.RPCHeader
@@ -2047,7 +2161,7 @@ var file_raftrpc_proto_depIdxs = []int32{
 	17, // 17: protoraft.v1.RaftRPC.read_index:type_name -> protoraft.v1.ReadIndexRequest
 	15, // 18: protoraft.v1.RaftRPC.leadership_probe:type_name -> protoraft.v1.LeadershipProbe
 	20, // 19: protoraft.v1.RaftRPC.link_query:type_name -> protoraft.v1.LinkQuery
-	23, // 20: protoraft.v1.ReadIndexResponse.error:type_name -> protoraft.v1.Error
+	24, // 20: protoraft.v1.ReadIndexResponse.error:type_name -> protoraft.v1.Error
 	0,  // 21: protoraft.v1.RaftRPCReply.code:type_name -> protoraft.v1.RPCError
 	4,  // 22: protoraft.v1.RaftRPCReply.append_entries:type_name -> protoraft.v1.AppendEntriesResponse
 	6,  // 23: protoraft.v1.RaftRPCReply.request_vote:type_name -> protoraft.v1.RequestVoteResponse
@@ -2098,7 +2212,7 @@ func file_raftrpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrpc_proto_rawDesc), len(file_raftrpc_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

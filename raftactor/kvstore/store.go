@@ -21,6 +21,10 @@ const (
 	MaxKeySize = 1 << 10
 	// MaxValueSize bounds a value so a single command, and a single snapshot
 	// record, stays well inside one Raft log entry and one actor message.
+	// A Put of the largest key and value fits in raftactor's default
+	// command bound (raftactor.DefaultMaxCommandSize); a CompareAndSet
+	// carries two values, so one whose values together pass about 1 MiB
+	// needs a larger raftactor.Config.MaxCommandSize.
 	MaxValueSize = 1 << 20
 	// MaxListLimit bounds the entries one List answers, so a query cannot
 	// build an unbounded reply.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
 
@@ -151,6 +152,16 @@ func TestLimits(t *testing.T) {
 				t.Fatalf("refused command changed the state")
 			}
 		})
+	}
+}
+
+// The largest Put kvstore takes, a key of MaxKeySize and a value of
+// MaxValueSize, fits in a command of raftactor's default size bound, so the
+// documented maximum value is accepted by a node configured by default.
+func TestLargestPutFitsDefaultCommandSize(t *testing.T) {
+	cmd := kvstore.Put(strings.Repeat("k", kvstore.MaxKeySize), make([]byte, kvstore.MaxValueSize))
+	if len(cmd) > raftactor.DefaultMaxCommandSize {
+		t.Fatalf("the largest Put is %d bytes, over raftactor.DefaultMaxCommandSize %d", len(cmd), raftactor.DefaultMaxCommandSize)
 	}
 }
 

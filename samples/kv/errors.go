@@ -97,6 +97,10 @@ func writeError(w http.ResponseWriter, err error) {
 		// so naive clients do not hammer the node meanwhile.
 		w.Header().Set("Retry-After", "1")
 	}
+	if e.Code == actors.Code_UNAUTHENTICATED {
+		// RFC 6750: a 401 names the scheme the client must use.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="protoraft"`)
+	}
 	writeJSON(w, httpStatus(e.Code), body)
 }
 

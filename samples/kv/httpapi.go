@@ -9,6 +9,8 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 	"github.com/protoraft/protoraft/telemetry"
 )
@@ -57,6 +60,11 @@ type apiConfig struct {
 	// metrics actors by node ID, asked by GET /health.
 	metrics prometheus.Gatherer
 	health  map[string]*actor.PID
+	// authorizers are the local nodes' authorizers by node ID. They decide
+	// GET /metrics and GET /health, which are served here rather than by a
+	// node, by the policy the group's doors enforce (operations "metrics"
+	// and "health"). Without one those endpoints refuse.
+	authorizers map[string]*policies.Authorizer
 }
 
 // api serves the HTTP API. Build it with newAPI.
@@ -72,12 +80,8 @@ func newAPI(cfg apiConfig) http.Handler {
 		cfg.timeout = defaultRequestTimeout
 	}
 	a := &api{apiConfig: cfg, mux: http.NewServeMux()}
-	// {key...} so keys may contain '/': a key is any byte string to the
-	// state machine, and paths are the natural way to name nested keys.
-	a.mux.HandleFunc("GET /kv/{key...}", a.getKey)
-	a.mux.HandleFunc("PUT /kv/{key...}", a.putKey)
-	a.mux.HandleFunc("DELETE /kv/{key...}", a.deleteKey)
-	a.mux.HandleFunc("GET /kv", a.listKeys)
+	// /kv and /kv/{key} are routed by ServeHTTP itself, before the mux,
+	// whose path cleaning would turn /kv/a//b into a redirect to /kv/a/b.
 	a.mux.HandleFunc("GET /status", a.status)
 	a.mux.HandleFunc("GET /leader", a.leader)
 	a.mux.HandleFunc("GET /members", a.members)
@@ -85,7 +89,12 @@ func newAPI(cfg apiConfig) http.Handler {
 	a.mux.HandleFunc("DELETE /members/{id}", a.removeMember)
 	a.mux.HandleFunc("POST /leader/transfer", a.transferLeader)
 	if cfg.metrics != nil {
-		a.mux.Handle("GET /metrics", telemetry.Handler(cfg.metrics))
+		metrics := telemetry.Handler(cfg.metrics)
+		a.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			if a.authorize(w, r, a.metricsNode(), "metrics") {
+				metrics.ServeHTTP(w, r)
+			}
+		})
 	}
 	a.mux.HandleFunc("GET /health", a.healthOf)
 	return a
@@ -94,10 +103,26 @@ func newAPI(cfg apiConfig) http.Handler {
 // routeMethods are the methods the API serves on some route.
 var routeMethods = []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete}
 
-// ServeHTTP bounds every request by the API's timeout before routing it,
-// and answers unknown routes and methods in JSON like every other error,
-// where ServeMux would answer in plain text.
+// kvMethods are the methods /kv/{key} serves.
+var kvMethods = []string{http.MethodGet, http.MethodPut, http.MethodDelete}
+
+// ServeHTTP takes the caller's credentials from the request, bounds every
+// request by the API's timeout and routes it: /kv paths itself, exactly as
+// written, the rest through the mux. Unknown routes and methods are
+// answered in JSON like every other error, where ServeMux would answer in
+// plain text, and a path ServeMux would clean (//, /./, /../) is not
+// redirected but unknown.
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(withCredentials(r.Context(), bearer(r)), a.timeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	if a.serveKV(w, r) {
+		return
+	}
+	if path.Clean(r.URL.Path) != r.URL.Path {
+		writeNotFound(w, "route "+r.URL.Path, nil)
+		return
+	}
 	if _, pattern := a.mux.Handler(r); pattern == "" {
 		var allowed []string
 		for _, m := range routeMethods {
@@ -111,15 +136,119 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeNotFound(w, "route "+r.URL.Path, nil)
 			return
 		}
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{
-			"code": codeMethodNotAllowed, "message": r.Method + " is not allowed on " + r.URL.Path,
-		})
+		methodNotAllowed(w, r, allowed)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
-	defer cancel()
-	a.mux.ServeHTTP(w, r.WithContext(ctx))
+	a.mux.ServeHTTP(w, r)
+}
+
+// serveKV serves /kv and /kv/{key} and reports whether the path was one of
+// them. The key is the rest of the path as the client sent it (the escaped
+// path), unescaped here and nowhere else: /kv/a//b is the key "a//b",
+// /kv/../x the key "../x", /kv/a%2Fb the key "a/b", /kv/%FF the one-byte
+// key 0xff. A key is any byte string to the state machine, so no spelling
+// is refused or redirected to another key.
+func (a *api) serveKV(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.EscapedPath()
+	switch {
+	case p == "/kv":
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, r, []string{http.MethodGet})
+			return true
+		}
+		a.listKeys(w, r)
+		return true
+	case !strings.HasPrefix(p, "/kv/"):
+		return false
+	}
+	key, err := url.PathUnescape(strings.TrimPrefix(p, "/kv/"))
+	if err != nil {
+		badRequest(w, "key", "the key in the path is not validly escaped: %v", err)
+		return true
+	}
+	r.SetPathValue("key", key)
+	switch r.Method {
+	case http.MethodGet:
+		a.getKey(w, r)
+	case http.MethodPut:
+		a.putKey(w, r)
+	case http.MethodDelete:
+		a.deleteKey(w, r)
+	default:
+		methodNotAllowed(w, r, kvMethods)
+	}
+	return true
+}
+
+// methodNotAllowed answers 405 in JSON, with the methods the route serves.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed []string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, map[string]any{
+		"code": codeMethodNotAllowed, "message": r.Method + " is not allowed on " + r.URL.Path,
+	})
+}
+
+// credentialsKey is the context key of the caller's credentials.
+type credentialsKey struct{}
+
+// withCredentials returns ctx carrying the caller's credentials.
+func withCredentials(ctx context.Context, credentials string) context.Context {
+	return context.WithValue(ctx, credentialsKey{}, credentials)
+}
+
+// credentialsOf returns the caller's credentials carried by ctx.
+func credentialsOf(ctx context.Context) string {
+	s, _ := ctx.Value(credentialsKey{}).(string)
+	return s
+}
+
+// bearer returns the credentials of a request: the token of its
+// "Authorization: Bearer <token>" header, "" without the header. Any other
+// Authorization header is passed on as it is, so the group's door refuses
+// it as a malformed token when it enforces a policy, and an insecure door
+// lets it in like any request: what is allowed is the door's decision
+// alone.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	return h
+}
+
+// clientOf returns the Client as the request's caller: every call it makes
+// presents the caller's credentials to the group.
+func (a *api) clientOf(r *http.Request) *cluster.Client {
+	return a.client.As(credentialsOf(r.Context()))
+}
+
+// authorize asks the authorizer of node whether the request's caller may
+// do op, an operation served here rather than by a node; on refusal it has
+// answered the request.
+func (a *api) authorize(w http.ResponseWriter, r *http.Request, node, op string) bool {
+	az := a.authorizers[node]
+	if az == nil {
+		writeError(w, actors.Errorf(actors.Code_INTERNAL, "no authorizer for node %q to decide %s", node, op))
+		return false
+	}
+	if _, err := az.Decide(credentialsOf(r.Context()), op); err != nil {
+		writeError(w, err)
+		return false
+	}
+	return true
+}
+
+// metricsNode is the node whose authorizer decides GET /metrics: the
+// default node, else the first local one by ID. The metrics are the whole
+// process's, and every local node enforces the policy of the same log.
+func (a *api) metricsNode() string {
+	if a.defaultNode != "" {
+		return a.defaultNode
+	}
+	if ids := slices.Sorted(maps.Keys(a.authorizers)); len(ids) > 0 {
+		return ids[0]
+	}
+	return ""
 }
 
 // serverJSON is a member of the group as /leader and /members show it: the
@@ -207,7 +336,8 @@ func (a *api) askLocal(ctx context.Context, node string, req actors.Request) (ac
 		return nil, actors.DeadlineExceeded("request")
 	}
 	req.GetMeta().DeadlineUnixNano = deadline.UnixNano()
-	req.GetMeta().Credentials = credentials
+	req.GetMeta().Credentials = credentialsOf(ctx)
+	req.GetMeta().TokenOnly = true
 	res, err := a.system.Root.RequestFuture(a.local[node], req, timeout).Result()
 	if err != nil {
 		return nil, actors.Errorf(actors.Code_UNAVAILABLE, "node %s did not answer: %v", node, err)
@@ -243,7 +373,7 @@ func (a *api) read(r *http.Request, query []byte, c actors.Consistency) (*actors
 			return rr, nil
 		}
 	}
-	return a.client.Read(ctx, query, cluster.WithConsistency(c))
+	return a.clientOf(r).Read(ctx, query, cluster.WithConsistency(c))
 }
 
 // valueJSON sets the value in a JSON body: as a string when it is UTF-8 (the
@@ -254,6 +384,18 @@ func valueJSON(body map[string]any, v []byte) {
 	} else {
 		body["value_base64"] = base64.StdEncoding.EncodeToString(v)
 	}
+}
+
+// keyJSON sets the key in a JSON body as valueJSON sets a value: "key" when
+// it is UTF-8, "key_base64" otherwise, so a client gets every byte of a key
+// back (JSON strings cannot hold arbitrary bytes).
+func keyJSON(body map[string]any, key string) map[string]any {
+	if utf8.ValidString(key) {
+		body["key"] = key
+	} else {
+		body["key_base64"] = base64.StdEncoding.EncodeToString([]byte(key))
+	}
+	return body
 }
 
 func (a *api) getKey(w http.ResponseWriter, r *http.Request) {
@@ -277,10 +419,10 @@ func (a *api) getKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !qr.Found {
-		writeNotFound(w, "key", map[string]any{"key": key, "applied_index": res.AppliedIndex})
+		writeNotFound(w, "key", keyJSON(map[string]any{"applied_index": res.AppliedIndex}, key))
 		return
 	}
-	body := map[string]any{"key": key, "revision": qr.Revision, "applied_index": res.AppliedIndex}
+	body := keyJSON(map[string]any{"revision": qr.Revision, "applied_index": res.AppliedIndex}, key)
 	valueJSON(body, qr.Value)
 	writeJSON(w, http.StatusOK, body)
 }
@@ -318,7 +460,7 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	entries := make([]map[string]any, 0, len(qr.Entries))
 	for _, e := range qr.Entries {
-		m := map[string]any{"key": string(e.Key), "revision": e.Revision}
+		m := keyJSON(map[string]any{"revision": e.Revision}, string(e.Key))
 		valueJSON(m, e.Value)
 		entries = append(entries, m)
 	}
@@ -348,7 +490,7 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"key": key, "index": res.index, "revision": res.result.Revision, "created": !res.result.Found})
+	writeJSON(w, http.StatusOK, keyJSON(map[string]any{"index": res.index, "revision": res.result.Revision, "created": !res.result.Found}, key))
 }
 
 func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
@@ -362,10 +504,10 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 	}
 	if !res.result.Found {
 		// The delete went through the log all the same: index says where.
-		writeNotFound(w, "key", map[string]any{"key": key, "index": res.index})
+		writeNotFound(w, "key", keyJSON(map[string]any{"index": res.index}, key))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"key": key, "index": res.index, "deleted": true})
+	writeJSON(w, http.StatusOK, keyJSON(map[string]any{"index": res.index, "deleted": true}, key))
 }
 
 // writeResult is a committed command and what the state machine made of it.
@@ -377,7 +519,7 @@ type writeResult struct {
 // write sends a command through the Client and decodes the state machine's
 // answer; on failure it has already answered the request.
 func (a *api) write(w http.ResponseWriter, r *http.Request, cmd []byte) (writeResult, bool) {
-	res, err := a.client.Write(r.Context(), cmd)
+	res, err := a.clientOf(r).Write(r.Context(), cmd)
 	if err != nil {
 		writeError(w, err)
 		return writeResult{}, false
@@ -420,7 +562,7 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		var err error
-		if st, err = a.client.Status(r.Context()); err != nil {
+		if st, err = a.clientOf(r).Status(r.Context()); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -448,7 +590,7 @@ func writeProtoJSON(w http.ResponseWriter, code int, m proto.Message) {
 }
 
 func (a *api) leader(w http.ResponseWriter, r *http.Request) {
-	res, err := a.client.Leader(r.Context())
+	res, err := a.clientOf(r).Leader(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -457,7 +599,7 @@ func (a *api) leader(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) members(w http.ResponseWriter, r *http.Request) {
-	res, err := a.client.Members(r.Context())
+	res, err := a.clientOf(r).Members(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -525,9 +667,9 @@ func (a *api) addMember(w http.ResponseWriter, r *http.Request) {
 	)
 	switch strings.ToLower(req.Suffrage) {
 	case "", "voter":
-		res, err = a.client.AddVoter(r.Context(), req.ID, raftAddr)
+		res, err = a.clientOf(r).AddVoter(r.Context(), req.ID, raftAddr)
 	case "nonvoter":
-		res, err = a.client.AddNonvoter(r.Context(), req.ID, raftAddr)
+		res, err = a.clientOf(r).AddNonvoter(r.Context(), req.ID, raftAddr)
 	default:
 		badRequest(w, "suffrage", "suffrage %q is not VOTER or NONVOTER", req.Suffrage)
 		return
@@ -545,7 +687,7 @@ func (a *api) removeMember(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	res, err := a.client.Remove(r.Context(), id)
+	res, err := a.clientOf(r).Remove(r.Context(), id)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -571,7 +713,7 @@ func (a *api) transferLeader(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := a.client.TransferLeadership(r.Context(), req.ID)
+	res, err := a.clientOf(r).TransferLeadership(r.Context(), req.ID)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -579,29 +721,8 @@ func (a *api) transferLeader(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"leader": serverOf(res.Leader)})
 }
 
-// errNoLeader is returned by waitLeader when the deadline passes.
+// errNoLeader is returned by waitGroupLeader when the deadline passes.
 var errNoLeader = errors.New("no leader elected")
-
-// waitLeader asks the Client who leads until someone does, for the startup
-// banner: a fresh group needs an election timeout or two.
-func waitLeader(ctx context.Context, c *cluster.Client, within time.Duration) (*actors.Server, error) {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	for {
-		res, err := c.Leader(ctx)
-		if err == nil && res.GetLeader().GetId() != "" {
-			return res.Leader, nil
-		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				return nil, fmt.Errorf("%w within %v: %w", errNoLeader, within, err)
-			}
-			return nil, fmt.Errorf("%w within %v", errNoLeader, within)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
 
 // healthOf serves the health of the node named by ?node= (default: this
 // process's node). In the one-process cluster, without ?node=, it serves
@@ -620,5 +741,21 @@ func (a *api) healthOf(w http.ResponseWriter, r *http.Request) {
 		}
 		id = ids[0]
 	}
+	if !a.authorize(w, r, id, "health") {
+		return
+	}
 	telemetry.HealthHandler(a.system, a.health[id], a.timeout).ServeHTTP(w, r)
+}
+
+// waitGroupLeader waits until the local node g knows a leader, for the
+// startup banner. It asks the node itself, which needs no credentials: the
+// process has none of its own, every HTTP request presents its caller's.
+func waitGroupLeader(ctx context.Context, g *cluster.Group, within time.Duration) (*actors.Server, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	leader, err := g.WaitLeader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w within %v: %w", errNoLeader, within, err)
+	}
+	return leader, nil
 }

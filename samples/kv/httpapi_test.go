@@ -93,7 +93,7 @@ func oneNode(t *testing.T, configure func(*cluster.Config)) (*grouptest.Groups, 
 	}
 	g := h.Spawn(cfg)
 	client := cluster.NewClient(h.System, "kvtest", []cluster.Peer{g.Self()})
-	if _, err := waitLeader(context.Background(), client, testutil.WaitFor); err != nil {
+	if _, err := waitGroupLeader(context.Background(), g, testutil.WaitFor); err != nil {
 		t.Fatal(err)
 	}
 	return h, g, client
@@ -257,14 +257,17 @@ func TestParseFlags(t *testing.T) {
 	peers := "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"
 	good := [][]string{
 		{},
-		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers},
-		{"--id", "n4", "--bind", "127.0.0.1:7004", "--join", "n1=127.0.0.1:7001"},
-		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--insecure"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--secrets", "/any/dir"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers,
+			"--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca", "--cluster-key-file", "key"},
+		{"--id", "n4", "--bind", "127.0.0.1:7004", "--join", "n1=127.0.0.1:7001", "--insecure"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0", "--insecure"},
 		// Behind forwarders: listen anywhere, be known by the advertised
 		// addresses.
-		{"--id", "n1", "--bind", "127.0.0.1:0", "--advertise", "127.0.0.1:7001", "--peers", peers},
+		{"--id", "n1", "--bind", "127.0.0.1:0", "--advertise", "127.0.0.1:7001", "--peers", peers, "--insecure"},
 		{"--id", "n1", "--bind", "0.0.0.0:7101", "--advertise", "127.0.0.1:7001", "--peers", peers,
-			"--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:7201"},
+			"--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:7201", "--insecure"},
 	}
 	for _, args := range good {
 		if _, err := parseFlags(args, io.Discard); err != nil {
@@ -293,10 +296,42 @@ func TestParseFlags(t *testing.T) {
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link-advertise", "127.0.0.1:7201"},
 		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--link", "127.0.0.1:0", "--link-advertise", "127.0.0.1:0"},
 		{"--link-advertise", "127.0.0.1:7201"},
+		// One node per process is secured or explicitly insecure, never
+		// insecure by default or half secured.
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--cluster-key-file", "key"},
+		{"--id", "n1", "--bind", "127.0.0.1:7001", "--peers", peers, "--secrets", "/any/dir", "--insecure"},
+		// The one-process cluster has no network between its nodes.
+		{"--secrets", "/any/dir"},
+		{"--insecure"},
 	}
 	for _, args := range bad {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
+	}
+}
+
+// POST /members with a voter that nothing serves does not wedge a
+// one-voter group: the new member stays a non-voter that was never
+// promoted, the answer is an error, and writes and its removal go on.
+func TestAddingAnUnreachableVoterKeepsTheGroupWritable(t *testing.T) {
+	srv := startOneNode(t)
+	status, body := do(t, http.MethodPost, srv.URL+"/members", `{"id":"n9","address":"127.0.0.1:7999"}`)
+	if status == http.StatusOK {
+		t.Fatalf("adding an unreachable voter answered 200: %v", body)
+	}
+	_, members := do(t, http.MethodGet, srv.URL+"/members", "")
+	for _, m := range members["members"].([]any) {
+		if m := m.(map[string]any); m["id"] == "n9" && m["suffrage"] != "NONVOTER" {
+			t.Fatalf("n9 became %v", m["suffrage"])
+		}
+	}
+	if status, body := do(t, http.MethodPut, srv.URL+"/kv/after-add", "v"); status != http.StatusOK {
+		t.Fatalf("write after the add: %d %v", status, body)
+	}
+	if status, body := do(t, http.MethodDelete, srv.URL+"/members/n9", ""); status != http.StatusOK {
+		t.Fatalf("remove n9: %d %v", status, body)
 	}
 }

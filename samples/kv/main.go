@@ -7,15 +7,24 @@
 //	go run ./samples/kv
 //
 // With --id and --bind it runs one node per OS process, nodes talking over
-// protoactor remote. Three terminals make a real three-process cluster:
+// protoactor remote behind mutual TLS, every Raft RPC signed with the
+// cluster key. `kv certs` makes the secrets once (a development CA, a
+// certificate per node, the cluster key, an admin and a node token, the
+// policy); then three terminals make a real three-process cluster:
 //
-//	go run ./samples/kv --id n1 --bind 127.0.0.1:7001 --http 127.0.0.1:8081 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
-//	go run ./samples/kv --id n2 --bind 127.0.0.1:7002 --http 127.0.0.1:8082 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
-//	go run ./samples/kv --id n3 --bind 127.0.0.1:7003 --http 127.0.0.1:8083 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv certs --dir /tmp/kv-secrets --nodes n1,n2,n3
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n1 --bind 127.0.0.1:7001 --http 127.0.0.1:8081 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n2 --bind 127.0.0.1:7002 --http 127.0.0.1:8082 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n3 --bind 127.0.0.1:7003 --http 127.0.0.1:8083 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
 //
-// A fourth node joins a running cluster with --join instead of --peers:
+// A fourth node gets a certificate (kv certs --dir /tmp/kv-secrets --nodes
+// n4) and joins a running cluster with --join instead of --peers:
 //
-//	go run ./samples/kv --id n4 --bind 127.0.0.1:7004 --http 127.0.0.1:8084 --join n1=127.0.0.1:7001
+//	go run ./samples/kv --secrets /tmp/kv-secrets --id n4 --bind 127.0.0.1:7004 --http 127.0.0.1:8084 --join n1=127.0.0.1:7001
+//
+// One node per process does not start without mutual TLS and a cluster
+// key (--secrets, or --tls-cert, --tls-key, --tls-ca and
+// --cluster-key-file) unless --insecure says so.
 //
 // Behind a forwarder or NAT, --advertise is the address the other nodes dial
 // (and the one in --peers) while --bind is where the process listens; with
@@ -42,15 +51,44 @@
 //	DELETE /members/{id}
 //	POST   /leader/transfer [{"id"}]
 //
+// Every request acts as its caller: the token of its "Authorization:
+// Bearer <token>" header is presented to the group's front door on every
+// request (writes, reads, administration, stale reads and /status of a
+// local node), and /metrics and /health are decided by the same policy
+// (operations "metrics" and "health"). The process has no credentials of
+// its own. Under a policy (--policy), a request without a token or with a
+// wrong one is 401 UNAUTHENTICATED with "WWW-Authenticate: Bearer", one
+// whose principal lacks the role 403 PERMISSION_DENIED; without a policy
+// every request is allowed. Audit records of administrative decisions go
+// to stderr, or to --audit-log, as JSON lines, whatever -v says.
+//
+// A key is the rest of the path after /kv/ exactly as sent, unescaped once:
+// /kv/a//b is the key "a//b", /kv/../x the key "../x", /kv/a%2Fb the key
+// "a/b". Nothing is cleaned or redirected, so a request never reaches
+// another key. A key or value that is not UTF-8 is answered as key_base64
+// or value_base64 instead of key or value, so every byte comes back.
+//
 // /status and /health answer with protoraft's StatusResponse and
 // HealthResponse in protojson: the .proto files' snake_case field names,
 // enum values by their names ("VOTER", "HEALTHY"), 64-bit integers as
 // strings. Errors carry the protoraft code in a JSON body
 // ({"code","message","field","leader","retry_after_ms"}) and an HTTP
-// status that matches it: NOT_LEADER 421, INVALID_ARGUMENT 400,
-// RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504, and 404
-// with code NOT_FOUND for a missing key. State lives in --data and
-// survives restarts; Ctrl-C stops the nodes gracefully.
+// status that matches it: NOT_LEADER 421, INVALID_ARGUMENT 400 (a value
+// over kvstore.MaxValueSize among them), UNAUTHENTICATED 401,
+// PERMISSION_DENIED 403, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503,
+// DEADLINE_EXCEEDED 504, 404 with code NOT_FOUND for a missing key or
+// route, 405 with code METHOD_NOT_ALLOWED. Every answer of the API is
+// JSON; the one exception is what Go's HTTP server answers before any
+// handler runs, which cannot be hooked: a malformed request line or Host,
+// 431 for headers over 64 KiB, in plain text.
+//
+// The HTTP server bounds what clients can hold (server.go): 5 s to send
+// the headers, 20 s for headers and body, 30 s for the whole exchange, 30 s
+// idle between keep-alive requests, and at most a quarter of the
+// process's descriptor limit, 1024 at most, of connections at once (the
+// next one waits until one closes), so clients never starve the nodes of
+// descriptors for their own files. State lives in --data and survives
+// restarts; Ctrl-C stops the nodes gracefully.
 package main
 
 import (
@@ -100,10 +138,6 @@ var timeouts = raftactor.Timeouts{Heartbeat: 500 * time.Millisecond, Election: 5
 // latency of a healthy group on one machine.
 var clientOptions = []cluster.ClientOption{cluster.WithAttemptTimeout(time.Second)}
 
-// credentials is the --token the HTTP API presents on the requests it
-// sends to a local node's front door itself (stale reads, per-node status).
-var credentials string
-
 // joinAttempt bounds one Join call. Join itself waits for this node to catch
 // up before it asks for a vote; the bound only makes a Join stuck on an
 // unreachable member try again.
@@ -119,10 +153,10 @@ type options struct {
 	data    string
 	http    string
 	verbose bool
-	// policy is the security policy file; token the bearer token this
-	// process's HTTP API presents. Without --policy the group is insecure.
-	policy string
-	token  string
+	// policy is the security policy file; without it the group is
+	// insecure. auditLog is where audit records go ("": stderr).
+	policy   string
+	auditLog string
 	// processMode is one node per process; otherwise three in this one.
 	processMode bool
 	// advertise is the remote address other nodes dial when it is not
@@ -133,6 +167,10 @@ type options struct {
 	// RPCs go through remote only. linkAdvertise is the link address peers
 	// dial when it is not link.
 	link, linkAdvertise string
+	// files name this node's TLS identity and cluster key (process mode);
+	// secure is what they hold once loaded.
+	files  securityFiles
+	secure security
 }
 
 // self is this node's remote address as the other nodes know it.
@@ -144,6 +182,17 @@ func (o options) self() string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "certs" {
+		err := runCerts(os.Args[2:], os.Stdout, os.Stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kv:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -179,7 +228,14 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.policy, "policy", "", "security policy file (YAML or JSON, see package policies); without it the group runs insecure, with a warning")
 	fs.StringVar(&o.link, "link", "", "host:port of this node's Raft link, a direct connection for Raft RPCs between processes that serve one, faster than remote (e.g. 127.0.0.1:0; one node per process only)")
 	fs.StringVar(&o.linkAdvertise, "link-advertise", "", "host:port peers dial for this node's Raft link, when it is not --link")
-	fs.StringVar(&o.token, "token", os.Getenv("PROTORAFT_TOKEN"), "bearer token the HTTP API presents to the group (default $PROTORAFT_TOKEN)")
+	fs.StringVar(&o.files.secrets, "secrets", "", "directory made by `kv certs`: this node's certificate, the CA, the cluster key and the policy (one node per process)")
+	fs.StringVar(&o.files.cert, "tls-cert", "", "PEM certificate of this node, for mutual TLS between nodes (default from --secrets)")
+	fs.StringVar(&o.files.key, "tls-key", "", "PEM key of --tls-cert (default from --secrets)")
+	fs.StringVar(&o.files.ca, "tls-ca", "", "PEM CA that signs every node's certificate (default from --secrets)")
+	fs.StringVar(&o.files.clusterKey, "cluster-key-file", "", "file holding the cluster key, hex or raw, at least 16 bytes, the same on every node (default from --secrets)")
+	fs.StringVar(&o.files.nodeToken, "node-token-file", "", "file holding the token this node presents when it joins (--join) a group with a policy (default from --secrets)")
+	fs.BoolVar(&o.files.insecure, "insecure", false, "one node per process without TLS or cluster key: anyone who reaches the ports can disrupt the group (trusted test networks only)")
+	fs.StringVar(&o.auditLog, "audit-log", "", "file the audit records are appended to, one JSON object a line, whatever -v says (default: stderr)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage:\n  kv                                   three nodes in this process\n"+
 			"  kv --id ID --bind HOST:PORT [--advertise HOST:PORT] (--peers LIST | --join LIST) [--http ADDR] [--data DIR]\n\nflags:\n")
@@ -188,6 +244,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	fs.Visit(func(f *flag.Flag) { o.files.policySet = o.files.policySet || f.Name == "policy" })
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
@@ -198,6 +255,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if !o.processMode {
 		if o.link != "" || o.linkAdvertise != "" {
 			return o, errors.New("--link needs one node per process (--id, --bind): the three nodes of one process reach each other without a network")
+		}
+		if f := o.files; f.secrets != "" || f.cert != "" || f.key != "" || f.ca != "" || f.clusterKey != "" || f.nodeToken != "" || f.insecure {
+			return o, errors.New("--secrets, --tls-*, --cluster-key-file and --insecure need one node per process (--id, --bind): the three nodes of one process reach each other without a network")
 		}
 		if o.data == "" {
 			o.data = filepath.Join(os.TempDir(), "protoraft-kv")
@@ -262,6 +322,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 		}
 	default:
 		return o, errors.New("one node per process needs --peers (a new cluster) or --join (a running one)")
+	}
+	if err := o.files.resolve(o.id, &o.policy); err != nil {
+		return o, err
 	}
 	if o.data == "" {
 		o.data = filepath.Join(os.TempDir(), "protoraft-kv-"+o.id)
@@ -351,6 +414,8 @@ type node struct {
 	client *cluster.Client
 	server *http.Server
 	log    *zap.Logger
+	// audit receives the front doors' audit records, at info level always.
+	audit *zap.Logger
 	// metrics holds every local node's protoraft_* metrics (GET /metrics).
 	metrics *prometheus.Registry
 	closed  bool
@@ -366,7 +431,13 @@ func run(ctx context.Context, release func(), o options, out io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	n := &node{log: log, metrics: prometheus.NewRegistry()}
+	audit, err := newAuditLogger(o.auditLog)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = audit.Sync() }()
+
+	n := &node{log: log, audit: audit, metrics: prometheus.NewRegistry()}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }))
 	defer func() { _ = n.close() }()
 
@@ -417,7 +488,7 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		peers = append(peers, cluster.Peer{ID: id, Address: actors.LocalSystemAddress})
 	}
-	local, health := map[string]*actor.PID{}, map[string]*actor.PID{}
+	local, health, authz := map[string]*actor.PID{}, map[string]*actor.PID{}, map[string]*policies.Authorizer{}
 	for _, p := range peers {
 		g, err := cluster.Spawn(n.system, cluster.Config{
 			Node: raftactor.Config{
@@ -431,7 +502,7 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 			// Ignored by a node whose directory holds state: a second run
 			// restarts the same group instead of founding a new one.
 			Bootstrap: peers,
-			Security:  policies.Config{PolicyFile: o.policy},
+			Security:  policies.Config{PolicyFile: o.policy, AuditLogger: n.audit},
 			Telemetry: telemetry.Config{Registry: n.metrics},
 		})
 		if err != nil {
@@ -440,9 +511,9 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 		n.groups = append(n.groups, g)
 		local[p.ID] = g.FrontDoor()
 		health[p.ID] = g.Metrics()
+		authz[p.ID] = g.Authorizer()
 	}
-	credentials = o.token
-	n.client = cluster.NewClient(n.system, o.group, peers, append(clientOptions, cluster.WithCredentials(o.token))...)
+	n.client = cluster.NewClient(n.system, o.group, peers, clientOptions...)
 
 	addr := o.http
 	if addr == "" {
@@ -458,10 +529,10 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 		return fmt.Errorf("http: %w", err)
 	}
 	base := n.serve(ln, apiConfig{group: o.group, system: n.system, client: n.client, local: local,
-		metrics: n.metrics, health: health})
+		metrics: n.metrics, health: health, authorizers: authz})
 	fmt.Fprintln(out, "http:", base)
 
-	leader, err := waitLeader(ctx, n.client, 30*time.Second)
+	leader, err := waitGroupLeader(ctx, n.groups[0], 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -477,7 +548,14 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 // the process knows every port it bound once it knows the last one.
 func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "protoraft kv: node %s of group %q\n", o.id, o.group)
-	listen, err := n.startRemote(o.bind, o.advertise)
+	secure, err := o.files.load(o.policy)
+	if err != nil {
+		return err
+	}
+	if secure.tls == nil {
+		fmt.Fprintln(out, "INSECURE: no TLS and no cluster key between nodes (--insecure); anyone who reaches this node's ports can disrupt the group")
+	}
+	listen, err := n.startRemote(o.bind, o.advertise, secure)
 	if err != nil {
 		return err
 	}
@@ -487,7 +565,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	fmt.Fprintf(out, "remote: %s%s\n", listen, advertisedAs(listen, o.self()))
 	if o.link != "" {
 		before, scanErr := listeningSockets()
-		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Advertise: o.linkAdvertise, Logger: n.log})
+		l, err := raftactor.StartLink(n.system, raftactor.LinkConfig{Listen: o.link, Advertise: o.linkAdvertise, TLS: secure.tls, Key: secure.clusterKey, Logger: n.log})
 		if err != nil {
 			return err
 		}
@@ -505,16 +583,19 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 
 	g, err := cluster.Spawn(n.system, cluster.Config{
 		Node: raftactor.Config{
-			Group:           o.group,
-			ID:              o.id,
-			DataDir:         o.data,
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
-			Timeouts:        timeouts,
-			Logger:          n.log,
+			Group:             o.group,
+			ID:                o.id,
+			DataDir:           o.data,
+			NewStateMachine:   func() raftactor.StateMachine { return kvstore.New() },
+			Timeouts:          timeouts,
+			Logger:            n.log,
+			ClusterKey:        secure.clusterKey,
+			InsecureTransport: secure.clusterKey == nil,
 		},
-		Bootstrap: o.peers,
-		Security:  policies.Config{PolicyFile: o.policy},
-		Telemetry: telemetry.Config{Registry: n.metrics},
+		Bootstrap:   o.peers,
+		Security:    policies.Config{PolicyFile: secure.policy, AuditLogger: n.audit},
+		Credentials: secure.credentials,
+		Telemetry:   telemetry.Config{Registry: n.metrics},
 	})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", o.id, err)
@@ -525,8 +606,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	if len(o.join) > 0 {
 		members = append(slices.Clone(o.join), g.Self())
 	}
-	credentials = o.token
-	n.client = cluster.NewClient(n.system, o.group, members, append(clientOptions, cluster.WithCredentials(o.token))...)
+	n.client = cluster.NewClient(n.system, o.group, members, clientOptions...)
 
 	ln, err := net.Listen("tcp", o.http)
 	if err != nil {
@@ -536,6 +616,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 		group: o.group, system: n.system, client: n.client,
 		local: map[string]*actor.PID{o.id: g.FrontDoor()}, defaultNode: o.id,
 		metrics: n.metrics, health: map[string]*actor.PID{o.id: g.Metrics()},
+		authorizers: map[string]*policies.Authorizer{o.id: g.Authorizer()},
 	})
 	fmt.Fprintln(out, "http:", base)
 
@@ -548,7 +629,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 			}
 			fmt.Fprintln(out, "joined the group through", peerList(o.join))
 		}
-		leader, err := waitLeader(ctx, n.client, 24*time.Hour)
+		leader, err := waitGroupLeader(ctx, g, 24*time.Hour)
 		if err != nil {
 			return
 		}
@@ -562,10 +643,17 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 // configuration on bind, advertised as advertise unless that is empty, and
 // returns the address it listens on. remote panics when it cannot listen;
 // that is a plain startup error here (port taken, address not local).
-func (n *node) startRemote(bind, advertise string) (listen string, err error) {
+func (n *node) startRemote(bind, advertise string, secure security) (listen string, err error) {
 	host, portText, _ := net.SplitHostPort(bind) // validated by parseFlags
 	port, _ := strconv.Atoi(portText)
 	var opts []remote.ConfigOption
+	if secure.tls != nil {
+		tlsOpts, err := remoteguard.MutualTLS(secure.tls)
+		if err != nil {
+			return "", err
+		}
+		opts = append(opts, tlsOpts...)
+	}
 	if advertise != "" {
 		opts = append(opts, remote.WithAdvertisedHost(advertise))
 	}
@@ -664,18 +752,9 @@ func joinUntilDone(ctx context.Context, g *cluster.Group, members []cluster.Peer
 	}
 }
 
-// serve starts the HTTP server on ln and returns its base URL.
+// serve starts the HTTP server on ln (server.go) and returns its base URL.
 func (n *node) serve(ln net.Listener, cfg apiConfig) string {
-	n.server = &http.Server{
-		Handler:           newAPI(cfg),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          zap.NewStdLog(n.log),
-	}
-	go func() {
-		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("http server stopped", zap.Error(err))
-		}
-	}()
+	n.server = startServer(ln, newAPI(cfg), defaultServerLimits(), n.log)
 	return "http://" + ln.Addr().String()
 }
 

@@ -177,9 +177,8 @@ func TestThreeProcesses(t *testing.T) {
 		t.Errorf("no connection reached the restarted %s through its forwarders (%d joined before, %d after)", leader, joinedBefore, got)
 	}
 	// And the group as a whole serves them linearizably from any endpoint.
-	base, _ := killed.HTTP()
 	for key, want := range acked {
-		got, status, err := getKey(base, key, "linearizable")
+		got, status, err := getKey(killed, key, "linearizable")
 		if err != nil || status != http.StatusOK || got != want {
 			t.Errorf("linearizable read of %s through %s: status %d value %q err %v, want %q", key, leader, status, got, err, want)
 			break
@@ -208,6 +207,23 @@ func TestThreeProcesses(t *testing.T) {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
+// request sends method path to n's current process with the group's
+// token; body may be nil.
+func request(n *proctest.Node, method, path string, body io.Reader) (*http.Response, error) {
+	base, _ := n.HTTP()
+	if base == "" {
+		return nil, fmt.Errorf("%s is down", n.ID())
+	}
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if tok := n.Token(); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return httpClient.Do(req)
+}
+
 // joinedThrough counts the connections n's forwarders (remote and link)
 // joined to its processes so far.
 func joinedThrough(n *proctest.Node) int64 {
@@ -221,11 +237,7 @@ func joinedThrough(n *proctest.Node) int64 {
 
 // nodeStatus asks n's own node for its status: GET /status, protojson.
 func nodeStatus(n *proctest.Node) (*actors.StatusResponse, error) {
-	base, _ := n.HTTP()
-	if base == "" {
-		return nil, fmt.Errorf("%s is down", n.ID())
-	}
-	resp, err := httpClient.Get(base + "/status")
+	resp, err := request(n, http.MethodGet, "/status", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -272,12 +284,7 @@ func putWithRetry(t *testing.T, nodes map[string]*proctest.Node, key, value stri
 	deadline := time.Now().Add(within)
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		for id, n := range nodes {
-			base, _ := n.HTTP()
-			req, err := http.NewRequest(http.MethodPut, base+"/kv/"+key, strings.NewReader(value))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := httpClient.Do(req)
+			resp, err := request(n, http.MethodPut, "/kv/"+key, strings.NewReader(value))
 			if err != nil {
 				last = err.Error()
 				continue
@@ -303,8 +310,7 @@ func putWithRetry(t *testing.T, nodes map[string]*proctest.Node, key, value stri
 // /metrics; false when n does not expose it.
 func linkMetric(t *testing.T, n *proctest.Node, name string) (float64, bool) {
 	t.Helper()
-	base, _ := n.HTTP()
-	resp, err := httpClient.Get(base + "/metrics")
+	resp, err := request(n, http.MethodGet, "/metrics", nil)
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -323,10 +329,10 @@ func linkMetric(t *testing.T, n *proctest.Node, name string) (float64, bool) {
 	return 0, false
 }
 
-// getKey reads key through base at consistency and returns its value and
+// getKey reads key through n at consistency and returns its value and
 // the HTTP status.
-func getKey(base, key, consistency string) (string, int, error) {
-	resp, err := httpClient.Get(base + "/kv/" + key + "?consistency=" + consistency)
+func getKey(n *proctest.Node, key, consistency string) (string, int, error) {
+	resp, err := request(n, http.MethodGet, "/kv/"+key+"?consistency="+consistency, nil)
 	if err != nil {
 		return "", 0, err
 	}
@@ -349,10 +355,9 @@ func waitForKeys(n *proctest.Node, want map[string]string, deadline time.Time) [
 	for k, v := range want {
 		pending[k] = v
 	}
-	base, _ := n.HTTP()
 	for {
 		for key, value := range pending {
-			got, status, err := getKey(base, key, "stale")
+			got, status, err := getKey(n, key, "stale")
 			if err == nil && status == http.StatusOK && got == value {
 				delete(pending, key)
 			}

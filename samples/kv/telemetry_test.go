@@ -17,6 +17,7 @@ import (
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
 	"github.com/protoraft/protoraft/internal/testutil"
+	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/telemetry"
 )
 
@@ -32,6 +33,7 @@ func TestAPIServesMetricsAndHealth(t *testing.T) {
 		group: "kvtest", system: h.System, client: client,
 		local:   map[string]*actor.PID{"n1": g.FrontDoor()},
 		metrics: reg, health: map[string]*actor.PID{"n1": g.Metrics()},
+		authorizers: map[string]*policies.Authorizer{"n1": g.Authorizer()},
 	}))
 	t.Cleanup(srv.Close)
 
