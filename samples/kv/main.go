@@ -167,10 +167,9 @@ type options struct {
 	// RPCs go through remote only. linkAdvertise is the link address peers
 	// dial when it is not link.
 	link, linkAdvertise string
-	// files name this node's TLS identity and cluster key (process mode);
-	// secure is what they hold once loaded.
-	files  securityFiles
-	secure security
+	// files name this node's TLS identity, cluster key and tokens
+	// (process mode).
+	files securityFiles
 }
 
 // self is this node's remote address as the other nodes know it.
