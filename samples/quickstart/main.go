@@ -195,6 +195,7 @@ type cluster struct {
 
 	clientID string
 	sequence uint64
+	opened   bool // the session is open: writes may name it
 }
 
 // waitLeader asks every running node who leads until one of them says it
@@ -220,14 +221,38 @@ func (c *cluster) waitLeader(ctx context.Context) (string, error) {
 	return "", errors.New("no leader within 30s")
 }
 
-// write puts key=value through the leader and returns its command index. It
-// retries until a deadline: a NOT_LEADER hint redirects at once, other
-// transient failures (no leader yet, an election, a timeout) wait a little.
-// Every attempt carries the same sequence number, so a write whose first
-// attempt did commit (DEADLINE_EXCEEDED says the outcome is unknown) is not
-// applied twice.
+// write puts key=value through the leader and returns its command index.
+// Every attempt carries the same sequence number of the client's session,
+// so a write whose first attempt did commit (DEADLINE_EXCEEDED says the
+// outcome is unknown) is not applied twice. The session is opened first,
+// once: a group refuses a write that names a session it does not know
+// (SESSION_EXPIRED) rather than start one and risk applying a retry twice.
 func (c *cluster) write(ctx context.Context, key, value string) (uint64, error) {
+	if !c.opened {
+		// The open carries the first sequence as the session's floor and
+		// applies nothing, so retrying it is harmless.
+		if _, err := c.propose(ctx, "open session", func(m *actors.RequestMeta) []byte {
+			m.ClientId, m.Sequence, m.OpenSession = c.clientID, c.sequence+1, true
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+		c.opened = true
+	}
 	c.sequence++
+	return c.propose(ctx, "write "+key, func(m *actors.RequestMeta) []byte {
+		// AckedBelow: every earlier write has its reply, so the group may
+		// forget their results.
+		m.ClientId, m.Sequence, m.AckedBelow, m.RegisteredSession = c.clientID, c.sequence, c.sequence, true
+		return kvstore.Put(key, []byte(value))
+	})
+}
+
+// propose sends the WriteRequest that fill builds (it sets the metadata
+// and returns the command) to the leader until it is answered, within a
+// deadline: a NOT_LEADER hint redirects at once, other transient failures
+// (no leader yet, an election, a timeout) wait a little.
+func (c *cluster) propose(ctx context.Context, what string, fill func(*actors.RequestMeta) []byte) (uint64, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	target := c.leader
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
@@ -237,10 +262,8 @@ func (c *cluster) write(ctx context.Context, key, value string) (uint64, error) 
 			continue
 		}
 		meta := actors.NewMeta(2 * time.Second)
-		// AckedBelow: every earlier write has its reply, so the group may
-		// forget their results.
-		meta.ClientId, meta.Sequence, meta.AckedBelow = c.clientID, c.sequence, c.sequence
-		req := &actors.WriteRequest{Meta: meta, Command: kvstore.Put(key, []byte(value))}
+		req := &actors.WriteRequest{Meta: meta}
+		req.Command = fill(meta)
 		res, err := c.system.Root.RequestFuture(pid, req, 3*time.Second).Result()
 		var e *actors.Error
 		if err == nil {
@@ -257,7 +280,7 @@ func (c *cluster) write(ctx context.Context, key, value string) (uint64, error) 
 				continue
 			}
 		case e != nil && !actors.Retryable(e.Code):
-			return 0, fmt.Errorf("write %s: %w", key, e)
+			return 0, fmt.Errorf("%s: %w", what, e)
 		}
 		// No usable hint, or the actor did not answer: try the next node.
 		target = c.ids[(attempt+1)%len(c.ids)]
@@ -265,7 +288,7 @@ func (c *cluster) write(ctx context.Context, key, value string) (uint64, error) 
 			return 0, err
 		}
 	}
-	return 0, fmt.Errorf("write %s: no success within 15s", key)
+	return 0, fmt.Errorf("%s: no success within 15s", what)
 }
 
 // idOf maps a Raft address from a NOT_LEADER hint back to a node ID.
