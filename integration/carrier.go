@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
-	"github.com/protoraft/protoraft/faults"
 )
 
 // carrier is what the runner needs of a group under test: it starts,
@@ -142,9 +141,11 @@ type retimer interface {
 	defaultTimeouts() raftTimeouts
 }
 
-// clocker is a carrier whose nodes read a clock it can move.
+// clocker is a carrier whose nodes read a wall clock it can move.
 type clocker interface {
-	clock(id string) *faults.Clock
+	// jumpClock moves node id's wall clock by d (forward or back; moves
+	// add up) and reports whether the node has such a clock.
+	jumpClock(id string, d time.Duration) bool
 }
 
 // prober is a carrier that can send a linearizable read straight to one

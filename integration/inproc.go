@@ -604,12 +604,14 @@ func (c *inproc) probeWrite(ctx context.Context, value string) error {
 	return err
 }
 
-// clock is node id's clock, which its every incarnation reads.
-func (c *inproc) clock(id string) *faults.Clock {
+// jumpClock moves node id's clock, which its every incarnation reads.
+func (c *inproc) jumpClock(id string, d time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m := c.members[id]; m != nil {
-		return m.wall
+	m := c.members[id]
+	if m == nil || m.wall == nil {
+		return false
 	}
-	return nil
+	m.wall.Jump(d)
+	return true
 }

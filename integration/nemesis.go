@@ -163,15 +163,13 @@ func (n *nemesis) clockOverlay(ctx context.Context, i int, param int64) func() {
 	if rng.Intn(2) == 0 {
 		d = -d
 	}
-	clk := n.clocks.clock(id)
-	if clk == nil {
+	if !n.clocks.jumpClock(id, d) {
 		return nil
 	}
-	clk.Jump(d)
 	n.count(KindClock)
 	n.event(i, KindClock, "moved the wall clock of %s by %v", id, d)
 	return func() {
-		clk.Jump(-d)
+		n.clocks.jumpClock(id, -d)
 		n.event(i, KindClock, "moved the wall clock of %s back", id)
 	}
 }

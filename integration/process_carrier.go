@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -66,6 +67,9 @@ type processes struct {
 	dir  string
 	link bool
 	logf func(string, ...any)
+
+	clockMu sync.Mutex
+	clocks  map[string]time.Duration // each node's wall clock offset (jumpClock)
 }
 
 func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*processes, error) {
@@ -74,7 +78,7 @@ func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*p
 		ids = append(ids, fmt.Sprintf("n%d", i+1))
 	}
 	g, err := proctest.NewGroup(proctest.Config{Binary: p.Binary, Dir: dir, IDs: ids,
-		Link: func(string) bool { return p.Link }})
+		Link: func(string) bool { return p.Link }, Clocks: true})
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +89,24 @@ func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*p
 		g.Close()
 		return nil, err
 	}
-	return &processes{g: g, dir: dir, link: p.Link, logf: logf}, nil
+	return &processes{g: g, dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}}, nil
+}
+
+// jumpClock moves node id's wall clock through its --clock-file; the node
+// reads it within milliseconds, and every later process of the node too.
+func (c *processes) jumpClock(id string, d time.Duration) bool {
+	n := c.g.Node(id)
+	if n == nil {
+		return false
+	}
+	c.clockMu.Lock()
+	defer c.clockMu.Unlock()
+	if err := n.MoveClock(c.clocks[id] + d); err != nil {
+		c.logf("clock of %s: %v", id, err)
+		return false
+	}
+	c.clocks[id] += d
+	return true
 }
 
 func (c *processes) name() string {

@@ -55,4 +55,19 @@ func TestShortProfileMovesClocks(t *testing.T) {
 		t.Fatal("no step of the short profile moves a clock")
 	}
 	t.Logf("%d steps of the short profile move a clock", moved)
+
+	// And the process profile's seeds, whose nodes' clocks move through
+	// their --clock-file.
+	moved = 0
+	for seed := int64(1000); seed < 1002; seed++ {
+		for _, s := range ProcessSchedule(seed, 8*time.Second, ProcessKinds) {
+			if clockDrawn(s.Param) {
+				moved++
+			}
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no step of the short process profile moves a clock")
+	}
+	t.Logf("%d steps of the short process profile move a clock", moved)
 }

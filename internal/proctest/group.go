@@ -50,6 +50,9 @@ type Config struct {
 	// with `kv certs`) and every node starts with --secrets, as the README
 	// tells users to.
 	Insecure bool
+	// Clocks starts every node with --clock-file, so Node.MoveClock can
+	// move its wall clock (a test hook of the sample).
+	Clocks bool
 }
 
 // Group is a group of samples/kv nodes, each behind forwarders that the

@@ -27,7 +27,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGroup(Config{Binary: bin, Dir: dir, IDs: []string{"n1"}, Link: func(string) bool { return true }})
+	g, err := NewGroup(Config{Binary: bin, Dir: dir, IDs: []string{"n1"}, Link: func(string) bool { return true }, Clocks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +42,17 @@ func TestNodeLifecycle(t *testing.T) {
 	base, inc := n.HTTP()
 	if !strings.HasPrefix(base, "http://127.0.0.1:") || inc != 1 || !n.Running() {
 		t.Fatalf("after start: base %q incarnation %d running %v", base, inc, n.Running())
+	}
+	// The node's wall clock follows MoveClock.
+	if err := n.MoveClock(2 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	clockDeadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(n.Log(0), "test hook: wall clock moved") && time.Now().Before(clockDeadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(n.Log(0), `"offset":7200`) {
+		t.Errorf("the process did not move its clock:\n%s", n.Log(20))
 	}
 	remote, link := n.Forwarders()
 	for name, f := range map[string]*Forwarder{"remote": remote, "link": link} {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +60,28 @@ func (n *Node) Addr() string { return n.remote.Addr() }
 // Token is the bearer token callers of the node's HTTP API present: the
 // group's admin token, "" when the group is insecure.
 func (n *Node) Token() string { return n.g.token }
+
+// clockPath is the node's --clock-file.
+func (n *Node) clockPath() string { return n.data + ".clock" }
+
+// MoveClock sets the node's wall clock to the real clock plus offset, in
+// its current process and in every later one (Config.Clocks). The process
+// reads the file every few milliseconds, so the move lands shortly after
+// MoveClock returns.
+func (n *Node) MoveClock(offset time.Duration) error {
+	if !n.g.cfg.Clocks {
+		return errors.New("proctest: the group was started without Config.Clocks")
+	}
+	tmp := n.clockPath() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(int64(offset), 10)), 0o644); err != nil {
+		return fmt.Errorf("proctest: %w", err)
+	}
+	// A rename, so the process never reads half a number.
+	if err := os.Rename(tmp, n.clockPath()); err != nil {
+		return fmt.Errorf("proctest: %w", err)
+	}
+	return nil
+}
 
 // DataDir is the node's data directory (--data), kept across restarts.
 func (n *Node) DataDir() string { return n.data }
@@ -116,6 +139,9 @@ func (n *Node) args() []string {
 		"--http", "127.0.0.1:0", "--data", n.data, "--peers", n.g.peers}
 	if n.link != nil {
 		a = append(a, "--link", "127.0.0.1:0", "--link-advertise", n.link.Addr())
+	}
+	if n.g.cfg.Clocks {
+		a = append(a, "--clock-file", n.clockPath())
 	}
 	if n.g.secrets != "" {
 		a = append(a, "--secrets", n.g.secrets)

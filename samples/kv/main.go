@@ -117,6 +117,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
+	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/policies"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
@@ -170,6 +171,9 @@ type options struct {
 	// files name this node's TLS identity, cluster key and tokens
 	// (process mode).
 	files securityFiles
+	// clockFile is a test hook: a file whose number moves this node's
+	// wall clock (watchClockFile). Empty: the real clock.
+	clockFile string
 }
 
 // self is this node's remote address as the other nodes know it.
@@ -233,6 +237,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.files.ca, "tls-ca", "", "PEM CA that signs every node's certificate (default from --secrets)")
 	fs.StringVar(&o.files.clusterKey, "cluster-key-file", "", "file holding the cluster key, hex or raw, at least 16 bytes, the same on every node (default from --secrets)")
 	fs.StringVar(&o.files.nodeToken, "node-token-file", "", "file holding the token this node presents when it joins (--join) a group with a policy (default from --secrets)")
+	fs.StringVar(&o.clockFile, "clock-file", "", "test hook, never in production: a file holding an offset in nanoseconds that this node's wall clock is moved by (one node per process)")
 	fs.BoolVar(&o.files.insecure, "insecure", false, "one node per process without TLS or cluster key: anyone who reaches the ports can disrupt the group (trusted test networks only)")
 	fs.StringVar(&o.auditLog, "audit-log", "", "file the audit records are appended to, one JSON object a line, whatever -v says (default: stderr)")
 	fs.Usage = func() {
@@ -254,6 +259,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if !o.processMode {
 		if o.link != "" || o.linkAdvertise != "" {
 			return o, errors.New("--link needs one node per process (--id, --bind): the three nodes of one process reach each other without a network")
+		}
+		if o.clockFile != "" {
+			return o, errors.New("--clock-file needs one node per process (--id, --bind)")
 		}
 		if f := o.files; f.secrets != "" || f.cert != "" || f.key != "" || f.ca != "" || f.clusterKey != "" || f.nodeToken != "" || f.insecure {
 			return o, errors.New("--secrets, --tls-*, --cluster-key-file and --insecure need one node per process (--id, --bind): the three nodes of one process reach each other without a network")
@@ -580,6 +588,11 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 	}
 	fmt.Fprintln(out, "data directory:", o.data)
 
+	var clock *faults.Clock
+	if o.clockFile != "" {
+		clock = faults.NewClock()
+		go watchClockFile(ctx, o.clockFile, clock, n.log)
+	}
 	g, err := cluster.Spawn(n.system, cluster.Config{
 		Node: raftactor.Config{
 			Group:             o.group,
@@ -588,6 +601,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 			NewStateMachine:   func() raftactor.StateMachine { return kvstore.New() },
 			Timeouts:          timeouts,
 			Logger:            n.log,
+			Clock:             clock,
 			ClusterKey:        secure.clusterKey,
 			InsecureTransport: secure.clusterKey == nil,
 		},
