@@ -28,15 +28,37 @@ type Response interface {
 	GetError() *Error
 }
 
-// NewMeta returns request metadata with a deadline timeout from now.
+// NewMeta returns request metadata for a caller that waits timeout from
+// now (SetTimeout).
 func NewMeta(timeout time.Duration) *RequestMeta {
-	return &RequestMeta{DeadlineUnixNano: time.Now().Add(timeout).UnixNano()}
+	m := &RequestMeta{}
+	m.SetTimeout(timeout)
+	return m
 }
 
-// Deadline returns the absolute deadline of a request: its own when set,
-// otherwise now plus fallback. A nil meta gets the fallback too.
+// SetTimeout says the caller waits timeout from now: as a timeout, which
+// nodes count from the request's arrival on their own clock, and as the
+// absolute deadline that nodes of earlier releases read.
+func (m *RequestMeta) SetTimeout(timeout time.Duration) {
+	m.TimeoutNanos = int64(timeout)
+	m.DeadlineUnixNano = time.Now().Add(timeout).UnixNano()
+}
+
+// Deadline returns the deadline of a request on this process's clock: its
+// timeout from now when it has one (the stage reading it calls Deadline
+// when the request arrives), else its absolute deadline when set, else
+// now plus fallback. A nil meta gets the fallback too.
+//
+// A timeout is what lets a node whose wall clock is hours off serve
+// requests: an absolute deadline from a caller with another clock would
+// have passed, or lie hours ahead, by the node's.
 func (m *RequestMeta) Deadline(fallback time.Duration) time.Time {
-	if m == nil || m.DeadlineUnixNano == 0 {
+	switch {
+	case m == nil:
+		return time.Now().Add(fallback)
+	case m.TimeoutNanos > 0:
+		return time.Now().Add(time.Duration(m.TimeoutNanos))
+	case m.DeadlineUnixNano == 0:
 		return time.Now().Add(fallback)
 	}
 	return time.Unix(0, m.DeadlineUnixNano)

@@ -406,8 +406,14 @@ type RequestMeta struct {
 	// before sessions were opened explicitly) an unknown session is started
 	// by the write, and a retry after the session expired is applied again.
 	RegisteredSession bool `protobuf:"varint,9,opt,name=registered_session,json=registeredSession,proto3" json:"registered_session,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// timeout_nanos is how long the caller waits for the reply, counted
+	// from when it sent the request. A node counts it from the request's
+	// arrival, on its own clock, so the caller's and the node's wall clocks
+	// need not agree; set, it takes the place of deadline_unix_nano, which
+	// nodes of earlier releases read (send both).
+	TimeoutNanos  int64 `protobuf:"varint,10,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestMeta) Reset() {
@@ -501,6 +507,13 @@ func (x *RequestMeta) GetRegisteredSession() bool {
 		return x.RegisteredSession
 	}
 	return false
+}
+
+func (x *RequestMeta) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
 }
 
 // Server is one member of the group's Raft configuration.
@@ -2106,7 +2119,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\tR\x05limit\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xc7\x02\n" +
+	"retryAfter\"\xec\x02\n" +
 	"\vRequestMeta\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12,\n" +
@@ -2119,7 +2132,9 @@ const file_protoraft_proto_rawDesc = "" +
 	"\n" +
 	"token_only\x18\a \x01(\bR\ttokenOnly\x12!\n" +
 	"\fopen_session\x18\b \x01(\bR\vopenSession\x12-\n" +
-	"\x12registered_session\x18\t \x01(\bR\x11registeredSession\"f\n" +
+	"\x12registered_session\x18\t \x01(\bR\x11registeredSession\x12#\n" +
+	"\rtimeout_nanos\x18\n" +
+	" \x01(\x03R\ftimeoutNanos\"f\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +

@@ -116,9 +116,10 @@ const (
 // and the stage checking it against MaxRequestTimeout.
 const deadlineSlack = 5 * time.Second
 
-// ValidateMeta checks request metadata against now: a deadline (when set)
-// must lie in the future and no more than MaxRequestTimeout ahead (plus a
-// few seconds of clock skew); client and request IDs are bounded, and the
+// ValidateMeta checks request metadata against now: a timeout (when set)
+// must be positive and at most MaxRequestTimeout; without one, a deadline
+// (when set) must lie in the future and no more than MaxRequestTimeout
+// ahead (plus a few seconds of clock skew); client and request IDs are bounded, and the
 // client ID is UTF-8. A passed deadline is DEADLINE_EXCEEDED (not the
 // caller's mistake: the request spent its time in transit or a mailbox),
 // anything else INVALID_ARGUMENT naming the meta field. A nil meta is
@@ -127,7 +128,13 @@ func ValidateMeta(m *RequestMeta, now time.Time) *Error {
 	if m == nil {
 		return nil
 	}
-	if d := m.GetDeadlineUnixNano(); d != 0 {
+	if t := time.Duration(m.GetTimeoutNanos()); t != 0 {
+		// A timeout is counted from arrival: the absolute deadline, from
+		// the caller's clock, is not checked against this one.
+		if t < 0 || t > MaxRequestTimeout {
+			return InvalidArgument("meta.timeout_nanos", "timeout is %v, not between 0 and %v", t, MaxRequestTimeout)
+		}
+	} else if d := m.GetDeadlineUnixNano(); d != 0 {
 		switch deadline := time.Unix(0, d); {
 		case !deadline.After(now):
 			return DeadlineExceeded("the request arrived after its deadline")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateNodeID(t *testing.T) {
@@ -100,5 +101,29 @@ func TestErrorReplyCoversEveryRequest(t *testing.T) {
 	}
 	if ErrorReply("not a request", nil) != nil {
 		t.Error("non-request got a reply")
+	}
+}
+
+// A timeout is counted from now, whatever the absolute deadline beside it
+// says: a caller's wall clock hours off the node's changes nothing.
+func TestValidateMetaTimeoutWinsOverTheDeadline(t *testing.T) {
+	now := time.Now()
+	for _, skew := range []time.Duration{-2 * time.Hour, 2 * time.Hour} {
+		m := &RequestMeta{DeadlineUnixNano: now.Add(skew).UnixNano(), TimeoutNanos: int64(time.Second)}
+		if err := ValidateMeta(m, now); err != nil {
+			t.Fatalf("skew %v: %v", skew, err)
+		}
+		if d := m.Deadline(time.Minute); d.Before(now) || d.After(time.Now().Add(time.Second)) {
+			t.Fatalf("skew %v: deadline %v, want about a second from now", skew, d)
+		}
+		m.TimeoutNanos = 0
+		if ValidateMeta(m, now) == nil {
+			t.Fatalf("skew %v: the deadline alone passed", skew)
+		}
+	}
+	for _, bad := range []time.Duration{-time.Second, MaxRequestTimeout + time.Nanosecond} {
+		if err := ValidateMeta(&RequestMeta{TimeoutNanos: int64(bad)}, now); err == nil || err.Field != "meta.timeout_nanos" {
+			t.Fatalf("timeout %v: %v", bad, err)
+		}
 	}
 }

@@ -186,6 +186,7 @@ func (c *Client) meta(requestID string, deadline time.Time) *actors.RequestMeta 
 	return &actors.RequestMeta{
 		RequestId:        requestID,
 		DeadlineUnixNano: deadline.UnixNano(),
+		TimeoutNanos:     int64(max(time.Until(deadline), time.Millisecond)),
 		Credentials:      c.credentials,
 		TokenOnly:        c.relayed,
 	}

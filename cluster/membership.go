@@ -249,7 +249,8 @@ func (g *Group) ask(ctx context.Context, to *actor.PID, build func(*actors.Reque
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	meta := &actors.RequestMeta{DeadlineUnixNano: time.Now().Add(wait * 9 / 10).UnixNano(), Credentials: g.cfg.Credentials}
+	meta := &actors.RequestMeta{Credentials: g.cfg.Credentials}
+	meta.SetTimeout(wait * 9 / 10)
 	res, err := g.system.Root.RequestFuture(to, build(meta), wait).Result()
 	if err != nil {
 		return nil, err

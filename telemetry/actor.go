@@ -230,10 +230,9 @@ func (a *metricsActor) updateLeaderless(now time.Time) {
 func (a *metricsActor) poll(prev *actors.StatusResponse, events uint64) {
 	root, timeout := a.system.Root, a.m.cfg.PollTimeout
 	ask := func(pid *actor.PID) *actor.Future {
-		f := root.RequestFuture(pid, &actors.StatusRequest{Meta: &actors.RequestMeta{
-			RequestId:        PollRequestID,
-			DeadlineUnixNano: time.Now().Add(timeout).UnixNano(),
-		}}, timeout)
+		meta := actors.NewMeta(timeout)
+		meta.RequestId = PollRequestID
+		f := root.RequestFuture(pid, &actors.StatusRequest{Meta: meta}, timeout)
 		a.calls.add(root, f)
 		return f
 	}

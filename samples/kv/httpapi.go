@@ -335,7 +335,7 @@ func (a *api) askLocal(ctx context.Context, node string, req actors.Request) (ac
 	if timeout <= 0 {
 		return nil, actors.DeadlineExceeded("request")
 	}
-	req.GetMeta().DeadlineUnixNano = deadline.UnixNano()
+	req.GetMeta().SetTimeout(timeout)
 	req.GetMeta().Credentials = credentialsOf(ctx)
 	req.GetMeta().TokenOnly = true
 	res, err := a.system.Root.RequestFuture(a.local[node], req, timeout).Result()
