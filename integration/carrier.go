@@ -141,6 +141,12 @@ type retimer interface {
 	defaultTimeouts() raftTimeouts
 }
 
+// duplicateFinder is a carrier that sees every command every node applies
+// and so finds a write applied twice (applyLedger).
+type duplicateFinder interface {
+	duplicates() []string
+}
+
 // clocker is a carrier whose nodes read a wall clock it can move.
 type clocker interface {
 	// jumpClock moves node id's wall clock by d (forward or back; moves

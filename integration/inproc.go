@@ -79,6 +79,8 @@ type inproc struct {
 	// admin is the harness's own Client, for membership, snapshots,
 	// timeouts and the probe's writes; finalReader reads the final state.
 	admin, finalReader *cluster.Client
+	// ledger sees every command every node applies (duplicates).
+	ledger *applyLedger
 
 	mu      sync.Mutex
 	members map[string]*member
@@ -93,7 +95,7 @@ func newInproc(seed int64, n int, dir string, logf func(string, ...any)) (*inpro
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}))
-	c := &inproc{system: system, faults: faults.NewNetwork(seed), dir: dir, logf: logf, members: map[string]*member{}, next: n + 1}
+	c := &inproc{system: system, faults: faults.NewNetwork(seed), dir: dir, logf: logf, members: map[string]*member{}, next: n + 1, ledger: newApplyLedger()}
 	var boot []cluster.Peer
 	for i := 1; i <= n; i++ {
 		boot = append(boot, cluster.Peer{ID: fmt.Sprintf("n%d", i), Address: actors.LocalSystemAddress})
@@ -117,7 +119,7 @@ func (c *inproc) config(id string, boot []cluster.Peer) cluster.Config {
 			Group:           groupName,
 			ID:              id,
 			DataDir:         filepath.Join(c.dir, id),
-			NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
+			NewStateMachine: func() raftactor.StateMachine { return ledgered{StateMachine: kvstore.New(), ledger: c.ledger} },
 			Timeouts:        testTimeouts,
 			RequestTimeout:  3 * time.Second,
 			RPCTimeout:      time.Second,
@@ -329,6 +331,9 @@ func (c *inproc) state(_ context.Context, id string) (nodeState, error) {
 }
 
 func (c *inproc) incidents() []string { return nil }
+
+// duplicates are the writes the ledger saw applied twice.
+func (c *inproc) duplicates() []string { return c.ledger.found() }
 
 // stuck returns the stacks of every goroutine of the process: the whole
 // group runs in it.

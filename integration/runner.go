@@ -58,6 +58,10 @@ type Report struct {
 	Violations []string `json:"violations"`
 	// LostWrites are acknowledged writes missing after the final heal.
 	LostWrites []string `json:"lost_writes"`
+	// Duplicates are writes applied at two command indexes, when
+	// DuplicatesChecked (the carrier sees every node's applications).
+	Duplicates        []string `json:"duplicate_applications"`
+	DuplicatesChecked bool     `json:"duplicates_checked"`
 	// Probe counts the stale-read probe's reads.
 	Probe probeStats `json:"probe"`
 	// Artifacts is where a failed run's files were saved.
@@ -158,6 +162,13 @@ func run(ctx context.Context, cfg Config, start func(logf func(string, ...any)) 
 	events := append([]Event(nil), nem.events...)
 	nem.mu.Unlock()
 	rep.Violations = append(rep.Violations, c.incidents()...)
+	if d, ok := c.(duplicateFinder); ok {
+		rep.DuplicatesChecked = true
+		rep.Duplicates = d.duplicates()
+		for _, dup := range rep.Duplicates {
+			rep.Violations = append(rep.Violations, "duplicate application: "+dup)
+		}
+	}
 	rep.Violations = append(rep.Violations, finalViolations...)
 
 	result, info := checkLinearizable(ops, cfg.CheckTimeout)

@@ -17,6 +17,9 @@ type Summary struct {
 	Faults     map[Kind]int
 	Violations int
 	LostWrites int
+	// Duplicates counts writes applied twice, in the runs whose carrier
+	// sees every application (DuplicatesChecked of them).
+	Duplicates, DuplicatesChecked int
 	// CheckTimeouts counts runs whose linearizability search ran out of
 	// time (neither a pass nor a violation).
 	CheckTimeouts int
@@ -44,6 +47,10 @@ func (s *Summary) Add(r *Report) {
 	}
 	s.Violations += len(r.Violations)
 	s.LostWrites += len(r.LostWrites)
+	s.Duplicates += len(r.Duplicates)
+	if r.DuplicatesChecked {
+		s.DuplicatesChecked++
+	}
 	s.ProbeReads += r.Probe.Sent
 	if r.Linearizable == porcupine.Unknown {
 		s.CheckTimeouts++
@@ -68,7 +75,7 @@ func (s *Summary) String() string {
 		faults += v
 	}
 	sort.Strings(kinds)
-	return fmt.Sprintf("summary: runs=%d operations=%d (ok=%d unknown=%d failed=%d) faults=%d {%s} probe_reads=%d violations=%d lost_writes=%d check_timeouts=%d failed_seeds=%v",
+	return fmt.Sprintf("summary: runs=%d operations=%d (ok=%d unknown=%d failed=%d) faults=%d {%s} probe_reads=%d violations=%d lost_writes=%d duplicate_applications=%d (checked in %d runs) check_timeouts=%d failed_seeds=%v",
 		s.Runs, total, s.Ops[OutcomeOK], s.Ops[OutcomeUnknown], s.Ops[OutcomeFailed], faults, strings.Join(kinds, " "),
-		s.ProbeReads, s.Violations, s.LostWrites, s.CheckTimeouts, s.Failed)
+		s.ProbeReads, s.Violations, s.LostWrites, s.Duplicates, s.DuplicatesChecked, s.CheckTimeouts, s.Failed)
 }
