@@ -25,6 +25,7 @@ func TestRaftLogLevelDemotesOnlyRoutineRecords(t *testing.T) {
 		{hclog.Error, "peer has newer term, stopping replication", []any{"peer", "n3"}, hclog.Info},
 		{hclog.Error, "failed to make requestVote RPC", []any{"target", "n1", "error", closed}, hclog.Warn},
 		{hclog.Error, "failed to heartbeat to", []any{"peer", "n3", "error", gone}, hclog.Warn},
+		{hclog.Error, "failed to appendEntries to", []any{"peer", "n2", "error", fmt.Errorf("peer: %w", transport.ErrNotReady)}, hclog.Warn},
 		{hclog.Error, "failed to appendEntries to", []any{"peer", "n3", "error", transport.ErrRPCTimeout}, hclog.Error},
 		{hclog.Error, "failed to append to logs", []any{"error", errors.New("disk full")}, hclog.Error},
 		{hclog.Error, "failed to make requestVote RPC", []any{"error"}, hclog.Error},
