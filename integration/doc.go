@@ -26,7 +26,11 @@
 //     started by internal/proctest behind forwarders that keep every node's
 //     addresses across restarts, under an HTTP workload, with SIGKILL of a
 //     random node or the leader (restarted from its data directory),
-//     SIGSTOP/SIGCONT of the leader and graceful restarts.
+//     SIGSTOP/SIGCONT of the leader and graceful restarts;
+//   - processes in network namespaces (netns_carrier.go, netfaults.go;
+//     RunNetns, TestNetnsVerify, root only): the same processes, each in
+//     a namespace of its own (internal/netns), with kernel blackholes,
+//     one-way blackholes and netem on top of every process step.
 //
 // It also owns the schedules (schedule.go: Schedule, ProcessSchedule, a
 // seed always draws the same kinds), the model and checkers (model.go,
@@ -41,7 +45,8 @@
 // It must never: be imported (it imports cluster and below; the process
 // carrier reaches samples/kv through its binary only); call raftactor or
 // cluster outside the in-process carrier's two files; send traffic beyond
-// 127.0.0.0/8; pick a port for a process (proctest hands out listeners it
-// holds); or count a harness failure (a group that did not start) as a
+// 127.0.0.0/8 and the network namespaces it created itself; pick a port
+// for a process on a shared address (proctest hands out listeners it
+// holds; a node alone in its namespace has its address to itself); or count a harness failure (a group that did not start) as a
 // violation, or a checker's timeout as a pass.
 package integration

@@ -25,6 +25,7 @@ type nemesis struct {
 	retime  retimer
 	probe   prober
 	clocks  clocker
+	nets    netFaulter
 
 	mu         sync.Mutex
 	events     []Event
@@ -50,6 +51,7 @@ func newNemesis(c carrier, rec *recorder, logf func(string, ...any)) *nemesis {
 	n.retime, _ = c.(retimer)
 	n.probe, _ = c.(prober)
 	n.clocks, _ = c.(clocker)
+	n.nets, _ = c.(netFaulter)
 	return n
 }
 
@@ -72,6 +74,8 @@ func (n *nemesis) supports(k Kind) bool {
 		return n.retime != nil
 	case KindSigstopLeader:
 		return n.pause != nil
+	case KindBlackhole, KindOneWayBlackhole, KindNetem:
+		return n.nets != nil
 	}
 	return false
 }
@@ -113,7 +117,16 @@ func (n *nemesis) run(ctx context.Context, steps []Step) {
 func (n *nemesis) play(ctx context.Context, i int, s Step) {
 	rng := rand.New(rand.NewSource(s.Param))
 	var undo []func()
+	// A network fault goes first, while the step's leader still leads.
 	for _, k := range s.Kinds {
+		if isNetKind(k) {
+			n.applyNet(ctx, i, k, s.Param)
+		}
+	}
+	for _, k := range s.Kinds {
+		if isNetKind(k) {
+			continue
+		}
 		if u := n.apply(ctx, i, k, rng); u != nil {
 			undo = append(undo, u)
 		}
@@ -540,6 +553,11 @@ func (n *nemesis) setTimeouts(ctx context.Context, t raftTimeouts) error {
 func (n *nemesis) heal(ctx context.Context, i int) {
 	if n.net != nil {
 		n.net.healNetwork()
+	}
+	if n.nets != nil {
+		if err := n.nets.healNet(); err != nil {
+			n.event(i, kindHeal, "heal the network: %s", errText(err))
+		}
 	}
 	for _, id := range n.c.nodes() {
 		if n.pause != nil && n.pause.paused(id) {

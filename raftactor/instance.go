@@ -60,6 +60,7 @@ func openInstance(cfg Config, timeouts Timeouts, system *actor.ActorSystem, addr
 		LocalAddr:          addr,
 		Faults:             cfg.Faults,
 		RPCTimeout:         cfg.RPCTimeout,
+		Heartbeat:          timeouts.Heartbeat,
 		SnapshotChunkSize:  cfg.SnapshotChunkSize,
 		Logger:             log.With(zap.String("component", "transport")),
 		ClusterKey:         cfg.ClusterKey,

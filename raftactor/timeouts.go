@@ -45,6 +45,8 @@ func (n *Node) updateTimeouts(ctx actor.Context, m *actors.UpdateTimeoutsRequest
 		return
 	}
 	n.keep.setTimeouts(next)
+	// The transport's fail-fast backoff follows the heartbeat.
+	n.run.transport.SetHeartbeat(n.run.raft.ReloadableConfig().HeartbeatTimeout)
 	n.respond(ctx, &actors.TimeoutsResponse{Timeouts: timeoutsToProto(n.currentTimeouts())})
 }
 

@@ -45,6 +45,12 @@ type Config struct {
 	Link func(id string) bool
 	// Args are further flags for every process, e.g. -v.
 	Args []string
+	// Place, when set, runs every node on an address of its own (in a
+	// network namespace of its own, see internal/netns) instead of on
+	// 127.0.0.1 behind forwarders: the node then listens on fixed ports of
+	// that address, the same across restarts, and its certificates are
+	// made for it.
+	Place Placement
 	// Insecure runs the nodes with --insecure: no TLS, no cluster key, no
 	// policy. Otherwise NewGroup makes a secrets directory (Dir/secrets,
 	// with `kv certs`) and every node starts with --secrets, as the README
@@ -54,6 +60,22 @@ type Config struct {
 	// move its wall clock (a test hook of the sample).
 	Clocks bool
 }
+
+// Placement puts each node of a group on an address of its own.
+// *netns.Net is one.
+type Placement interface {
+	// Addr is the IP address of id's node.
+	Addr(id string) string
+	// Command runs name with args where id's node lives.
+	Command(id, name string, args ...string) *exec.Cmd
+}
+
+// The ports a placed node listens on, on its own address.
+const (
+	placedRemotePort = "7100"
+	placedLinkPort   = "7101"
+	placedHTTPPort   = "7102"
+)
 
 // Group is a group of samples/kv nodes, each behind forwarders that the
 // group holds until Close. Nothing runs until a node is started.
@@ -84,8 +106,14 @@ func NewGroup(cfg Config) (*Group, error) {
 		n := &Node{id: id, g: g, data: filepath.Join(cfg.Dir, id), logPath: filepath.Join(cfg.Dir, "logs", id+".log")}
 		g.nodes = append(g.nodes, n)
 		var err error
-		if n.remote, err = NewForwarder(); err == nil && cfg.Link != nil && cfg.Link(id) {
-			n.link, err = NewForwarder()
+		switch {
+		case cfg.Place != nil:
+			n.host = cfg.Place.Addr(id)
+			n.placedLink = cfg.Link != nil && cfg.Link(id)
+		default:
+			if n.remote, err = NewForwarder(); err == nil && cfg.Link != nil && cfg.Link(id) {
+				n.link, err = NewForwarder()
+			}
 		}
 		if err != nil {
 			g.Close()
@@ -107,7 +135,15 @@ func NewGroup(cfg Config) (*Group, error) {
 // `kv certs`, for every node of the group.
 func (g *Group) makeSecrets() error {
 	g.secrets = filepath.Join(g.cfg.Dir, "secrets")
-	cmd := exec.Command(g.cfg.Binary, "certs", "--dir", g.secrets, "--nodes", strings.Join(g.cfg.IDs, ","))
+	args := []string{"certs", "--dir", g.secrets, "--nodes", strings.Join(g.cfg.IDs, ",")}
+	if g.cfg.Place != nil {
+		hosts := []string{"127.0.0.1", "localhost"}
+		for _, n := range g.nodes {
+			hosts = append(hosts, n.host)
+		}
+		args = append(args, "--hosts", strings.Join(hosts, ","))
+	}
+	cmd := exec.Command(g.cfg.Binary, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("proctest: kv certs: %w\n%s", err, out)
 	}

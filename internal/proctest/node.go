@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +37,9 @@ const (
 type Node struct {
 	id, data, logPath string
 	g                 *Group
-	remote, link      *Forwarder // link is nil without a Raft link
+	remote, link      *Forwarder // link is nil without a Raft link; both nil when placed
+	host              string     // the node's own address when placed (Config.Place)
+	placedLink        bool       // a placed node serves a Raft link
 
 	mu          sync.Mutex
 	cmd         *exec.Cmd
@@ -55,7 +58,12 @@ func (n *Node) ID() string { return n.id }
 
 // Addr is the node's advertised remote address: the one in --peers, in its
 // PIDs and in its Raft address. It stays the same across restarts.
-func (n *Node) Addr() string { return n.remote.Addr() }
+func (n *Node) Addr() string {
+	if n.remote == nil {
+		return net.JoinHostPort(n.host, placedRemotePort)
+	}
+	return n.remote.Addr()
+}
 
 // Token is the bearer token callers of the node's HTTP API present: the
 // group's admin token, "" when the group is insecure.
@@ -87,7 +95,7 @@ func (n *Node) MoveClock(offset time.Duration) error {
 func (n *Node) DataDir() string { return n.data }
 
 // Forwarders returns the forwarders in front of the node's remote endpoint
-// and of its Raft link (nil without one).
+// and of its Raft link (nil without one; both nil for a placed node).
 func (n *Node) Forwarders() (remote, link *Forwarder) { return n.remote, n.link }
 
 // HTTP returns the current process's HTTP base URL ("" while it is down)
@@ -135,8 +143,18 @@ func (n *Node) PID() int {
 // args are the flags of the node's every start: remote and link on ports
 // the kernel picks, advertised at the forwarders' addresses.
 func (n *Node) args() []string {
-	a := []string{"--id", n.id, "--bind", "127.0.0.1:0", "--advertise", n.remote.Addr(),
-		"--http", "127.0.0.1:0", "--data", n.data, "--peers", n.g.peers}
+	var a []string
+	if n.remote == nil {
+		a = []string{"--id", n.id, "--bind", n.Addr(), "--advertise", n.Addr(),
+			"--http", net.JoinHostPort(n.host, placedHTTPPort), "--data", n.data, "--peers", n.g.peers}
+		if n.placedLink {
+			link := net.JoinHostPort(n.host, placedLinkPort)
+			a = append(a, "--link", link, "--link-advertise", link)
+		}
+	} else {
+		a = []string{"--id", n.id, "--bind", "127.0.0.1:0", "--advertise", n.remote.Addr(),
+			"--http", "127.0.0.1:0", "--data", n.data, "--peers", n.g.peers}
+	}
 	if n.link != nil {
 		a = append(a, "--link", "127.0.0.1:0", "--link-advertise", n.link.Addr())
 	}
@@ -163,6 +181,9 @@ func (n *Node) Start() error {
 		return fmt.Errorf("proctest: log of %s: %w", n.id, err)
 	}
 	cmd := exec.Command(n.g.cfg.Binary, n.args()...)
+	if p := n.g.cfg.Place; p != nil {
+		cmd = p.Command(n.id, n.g.cfg.Binary, n.args()...)
+	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -219,7 +240,7 @@ func (n *Node) follow(cmd *exec.Cmd, stdout io.Reader, logFile *os.File, inc int
 		line := sc.Text()
 		fmt.Fprintln(logFile, line)
 		switch {
-		case strings.HasPrefix(line, remoteLine):
+		case strings.HasPrefix(line, remoteLine) && n.remote != nil:
 			n.remote.Route(firstField(line, remoteLine))
 		case strings.HasPrefix(line, linkLine) && n.link != nil:
 			n.link.Route(firstField(line, linkLine))
@@ -231,7 +252,9 @@ func (n *Node) follow(cmd *exec.Cmd, stdout io.Reader, logFile *os.File, inc int
 	// Wait must not run before the pipe is read to its end.
 	_, _ = io.Copy(logFile, stdout)
 	err := cmd.Wait()
-	n.remote.Route("")
+	if n.remote != nil {
+		n.remote.Route("")
+	}
 	if n.link != nil {
 		n.link.Route("")
 	}

@@ -31,7 +31,8 @@ const (
 	// as down; after that it gets immediate errors instead of timeouts.
 	DefaultFailFastThreshold = 3
 	// DefaultFailFastBackoff is how long a down peer gets immediate errors
-	// before one probe RPC is let through.
+	// before one probe RPC is let through, unless half the node's
+	// heartbeat timeout is shorter (Config.Heartbeat).
 	DefaultFailFastBackoff = 500 * time.Millisecond
 	// maxDropWait is how long a dropped outbound RPC takes to fail: a lost
 	// message is really a timeout, but waiting the whole RPCTimeout would
@@ -63,8 +64,13 @@ type Config struct {
 	// FailFastThreshold is the number of consecutive failures that make a
 	// peer fail fast.
 	FailFastThreshold int
-	// FailFastBackoff is how long a peer fails fast before a probe.
+	// FailFastBackoff is how long a peer fails fast before a probe; the
+	// transport shortens it to half of Heartbeat when that is less.
 	FailFastBackoff time.Duration
+	// Heartbeat is the node's Raft heartbeat timeout (SetHeartbeat changes
+	// it at run time): a peer that answers again is used again within one
+	// heartbeat interval. Zero leaves FailFastBackoff as it is.
+	Heartbeat time.Duration
 	// Logger receives transport diagnostics, as they are (the caller names
 	// the node); nil logs nothing.
 	Logger *zap.Logger
@@ -102,6 +108,8 @@ type Transport struct {
 	transfers   map[transferKey]*inTransfer
 
 	nextTransfer atomic.Uint64
+	heartbeat    atomic.Int64 // the node's heartbeat timeout, in nanoseconds
+	now          func() time.Time
 
 	link       *link.Link // the system's Raft link; nil when it has none
 	linkTarget string     // this node actor's ID, as the link knows it
@@ -140,8 +148,7 @@ type inboundRPC struct {
 // peerHealth is the fail-fast state of one peer.
 type peerHealth struct {
 	failures  int
-	openUntil time.Time
-	probing   bool
+	openUntil time.Time // no RPC goes to the peer before, once it fails fast
 }
 
 // New returns a transport ready to be handed to raft.NewRaft. Its
@@ -178,7 +185,9 @@ func New(cfg Config) *Transport {
 		peers:     make(map[raft.ServerAddress]*peerHealth),
 		transfers: make(map[transferKey]*inTransfer),
 		auth:      newRPCAuth(cfg.ClusterKey),
+		now:       time.Now,
 	}
+	t.heartbeat.Store(int64(cfg.Heartbeat))
 	// Transfer IDs start from the clock so a restarted sender does not reuse
 	// the ID of a transfer the receiver still has open.
 	t.nextTransfer.Store(uint64(time.Now().UnixNano()))
@@ -188,6 +197,11 @@ func New(cfg Config) *Transport {
 	go t.dispatch()
 	return t
 }
+
+// SetHeartbeat tells the transport the node's heartbeat timeout when Raft's
+// timeouts change at run time; it bounds the fail-fast backoff from the
+// next failure or probe on.
+func (t *Transport) SetHeartbeat(d time.Duration) { t.heartbeat.Store(int64(d)) }
 
 // Consumer implements raft.Transport.
 func (t *Transport) Consumer() <-chan raft.RPC { return t.consumer }
@@ -440,6 +454,9 @@ func (t *Transport) handleHeartbeat(sender *actor.PID, fromID raft.ServerID, req
 		case resp := <-respCh:
 			t.sendReply(sender, fromID, responseToReply(resp))
 		case <-t.shutdown:
+			// raft drops heartbeats once it is shutting down; the sender
+			// learns at once rather than after its RPC timeout.
+			t.sendReply(sender, fromID, ErrorReply(ErrTransportClosed))
 		}
 	})
 	if !started {
@@ -536,12 +553,15 @@ func (t *Transport) sendReply(sender *actor.PID, fromID raft.ServerID, reply *wi
 		return
 	}
 	if delay > 0 {
-		t.goTracked(func() {
+		started := t.goTracked(func() {
 			if t.sleep(delay) {
 				t.cfg.System.Root.Send(sender, reply)
 			}
 		})
-		return
+		if started {
+			return
+		}
+		// Closed: what the transport still answers goes out at once.
 	}
 	t.cfg.System.Root.Send(sender, reply)
 }
@@ -763,8 +783,10 @@ func (p *replyProcess) SendSystemMessage(*actor.PID, interface{}) {}
 func (p *replyProcess) Stop(*actor.PID) {}
 
 // allow reports whether an RPC to target may be sent now: always while the
-// peer is healthy; while it is failing fast, only one probe once the backoff
-// has passed.
+// peer is healthy; while it is failing fast, one probe per backoff. A probe
+// does not wait for the one before it: a probe lost in a blackhole waits
+// its whole RPC timeout, and a peer that answers again meanwhile must not
+// stay unused until then.
 func (t *Transport) allow(target raft.ServerAddress) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -772,11 +794,25 @@ func (t *Transport) allow(target raft.ServerAddress) bool {
 	if p == nil || p.failures < t.cfg.FailFastThreshold {
 		return true
 	}
-	if p.probing || time.Now().Before(p.openUntil) {
+	now := t.now()
+	if now.Before(p.openUntil) {
 		return false
 	}
-	p.probing = true
+	p.openUntil = now.Add(t.backoff())
 	return true
+}
+
+// backoff is how long a peer fails fast before the next probe:
+// FailFastBackoff, but at most half the node's heartbeat timeout. raft
+// retries a failed heartbeat at most half a heartbeat timeout later, so a
+// peer that answers again is used again within one heartbeat interval,
+// whatever the timeouts, before the follower's election timer runs out.
+func (t *Transport) backoff() time.Duration {
+	b := t.cfg.FailFastBackoff
+	if hb := time.Duration(t.heartbeat.Load()); hb > 0 && hb/2 < b {
+		b = hb / 2
+	}
+	return b
 }
 
 // record updates target's fail-fast state with the outcome of one RPC.
@@ -795,12 +831,11 @@ func (t *Transport) record(target raft.ServerAddress, ok bool) {
 		t.peers[target] = p
 	}
 	p.failures++
-	p.probing = false
 	if p.failures >= t.cfg.FailFastThreshold {
 		if p.failures == t.cfg.FailFastThreshold {
-			t.log.Info("raft peer failing fast", zap.String("peer", string(target)))
+			t.log.Info("raft peer failing fast", zap.String("peer", string(target)), zap.Duration("backoff", t.backoff()))
 		}
-		p.openUntil = time.Now().Add(t.cfg.FailFastBackoff)
+		p.openUntil = t.now().Add(t.backoff())
 	}
 }
 

@@ -168,6 +168,8 @@ func (c *tcCluster) startOn(act *tcNodeActor, pid *actor.PID, id raft.ServerID, 
 	if tune != nil {
 		tune(conf)
 	}
+	// As raftactor does: the fail-fast backoff follows the heartbeat.
+	n.trans.SetHeartbeat(conf.HeartbeatTimeout)
 	store := raft.NewInmemStore()
 	snaps := raft.NewInmemSnapshotStore()
 	if bootstrap != nil {
