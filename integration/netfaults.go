@@ -84,7 +84,6 @@ func (n *nemesis) applyNet(ctx context.Context, i int, k Kind, param int64) {
 		return
 	}
 	leader := leaderOf(ctx, n.c)
-	followers := others(running, []string{leader})
 	rng := rand.New(rand.NewSource(param ^ netSalt))
 	switch k {
 	case KindBlackhole:
@@ -105,7 +104,7 @@ func (n *nemesis) applyNet(ctx context.Context, i int, k Kind, param int64) {
 		if hub == "" {
 			hub = running[rng.Intn(len(running))]
 		}
-		followers = others(running, []string{hub})
+		followers := others(running, []string{hub})
 		from, to := []string{hub}, followers
 		if rng.Intn(2) == 0 {
 			from, to = followers, []string{hub}

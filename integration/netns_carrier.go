@@ -54,7 +54,7 @@ func newNetnsProcesses(n int, dir string, p Processes, logf func(string, ...any)
 		return nil, err
 	}
 	g, err := proctest.NewGroup(proctest.Config{Binary: p.Binary, Dir: dir, IDs: ids, Place: nw,
-		Link: func(string) bool { return p.Link }})
+		Link: func(string) bool { return p.Link }, Clocks: true})
 	if err != nil {
 		_ = nw.Close()
 		return nil, err
@@ -71,7 +71,7 @@ func newNetnsProcesses(n int, dir string, p Processes, logf func(string, ...any)
 		_ = nw.Close()
 		return nil, err
 	}
-	return &netnsProcesses{processes: &processes{g: g, dir: dir, link: p.Link, logf: logf}, net: nw}, nil
+	return &netnsProcesses{processes: &processes{g: g, dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}}, net: nw}, nil
 }
 
 func (c *netnsProcesses) name() string {

@@ -263,10 +263,10 @@ func TestTransportPreVoteAvoidsElectionWithPartition(t *testing.T) {
 		conf.CommitTimeout = 5 * time.Millisecond
 		conf.PreVoteDisabled = false
 	})
-	leader := c.waitLeader()
+	c.waitLeader()
 	c.apply([]byte("before"))
 	c.waitApplied(1)
-	leader = c.waitLeader()
+	leader := c.waitLeader()
 	term := leader.raft.CurrentTerm()
 	followers := func() (n int) {
 		for _, x := range c.nodes {
