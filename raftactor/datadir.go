@@ -140,6 +140,10 @@ func openStores(cfg Config) (*stores, error) {
 	// lock then blocks the next Open in this process forever (a supervisor
 	// restart). protoraft owns the meta database so it can close it.
 	meta := &metadb.BoltMetaDB{}
+	if err := checkDataFiles(dir, walDir, meta, cfg.Logger); err != nil {
+		meta.Close()
+		return nil, err
+	}
 	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal")), nil))
 	metaOpt := raftwal.WithMetaStore(meta)
 	var wal *raftwal.WAL
