@@ -172,7 +172,7 @@ func openStores(cfg Config) (*stores, error) {
 			return nil, fmt.Errorf("log cache: %w", err)
 		}
 	}
-	return &stores{logs: logs, stable: wal, snaps: snaps, close: closeAll}, nil
+	return &stores{logs: logs, stable: wal, snaps: withSnapshotSums(snaps, dir), close: closeAll}, nil
 }
 
 // defaultLogCacheEntries is how many of the latest log entries a node keeps

@@ -226,6 +226,31 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 				}
 			}
 		}},
+		// The meta file still parses, and names another address for a
+		// member: only its SHA-256 tells.
+		{"bit flipped in a member's address in a snapshot's meta file", true, "meta.json", func(t *testing.T, dir string) {
+			for _, f := range snapshotFile(t, dir, "meta.json") {
+				b, _ := os.ReadFile(f)
+				i := bytes.Index(b, []byte(`"Address":"`))
+				if err := diskdamage.FlipBitAt(f, int64(i+len(`"Address":"`)+2), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		// A snapshot of an earlier build has no checksum of its meta
+		// file: its index must still agree with its name.
+		{"bit flipped in the index of a snapshot without a meta checksum", true, "meta.json", func(t *testing.T, dir string) {
+			for _, f := range snapshotFile(t, dir, "meta.json") {
+				if err := os.Remove(filepath.Join(filepath.Dir(f), "meta.sha256")); err != nil {
+					t.Fatal(err)
+				}
+				b, _ := os.ReadFile(f)
+				i := bytes.Index(b, []byte(`"Index":`))
+				if err := diskdamage.FlipBitAt(f, int64(i+len(`"Index":`)), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
 		// Before: raft skipped the snapshot it could not parse and
 		// started without it.
 		{"snapshot meta file that does not parse", true, "meta.json", func(t *testing.T, dir string) {
