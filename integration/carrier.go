@@ -147,6 +147,21 @@ type duplicateFinder interface {
 	duplicates() []string
 }
 
+// damager is a carrier whose stopped nodes' files the runner can damage,
+// and that can carry out the documented recovery of a node that refuses
+// to start on damaged files (docs/operations.md).
+type damager interface {
+	// dataDir is id's data directory.
+	dataDir(id string) string
+	// startDamaged starts id after its files were damaged; refused says it
+	// would not start because it found its data directory damaged.
+	startDamaged(ctx context.Context, id string) (refused bool, err error)
+	// rejoin removes id from the group through the leader, deletes its
+	// data directory, and starts it empty, joining the group again. Its
+	// writes live on the majority: what it lost it lost legitimately.
+	rejoin(ctx context.Context, id string) error
+}
+
 // clocker is a carrier whose nodes read a wall clock it can move.
 type clocker interface {
 	// jumpClock moves node id's wall clock by d (forward or back; moves

@@ -26,6 +26,11 @@ type nemesis struct {
 	probe   prober
 	clocks  clocker
 	nets    netFaulter
+	disk    damager
+
+	// param is the Param of the step being played, for the overlays that
+	// ride on a step's own fault.
+	param int64
 
 	mu         sync.Mutex
 	events     []Event
@@ -52,6 +57,7 @@ func newNemesis(c carrier, rec *recorder, logf func(string, ...any)) *nemesis {
 	n.probe, _ = c.(prober)
 	n.clocks, _ = c.(clocker)
 	n.nets, _ = c.(netFaulter)
+	n.disk, _ = c.(damager)
 	return n
 }
 
@@ -116,6 +122,7 @@ func (n *nemesis) run(ctx context.Context, steps []Step) {
 // itself knows how to undo; heal does the rest.
 func (n *nemesis) play(ctx context.Context, i int, s Step) {
 	rng := rand.New(rand.NewSource(s.Param))
+	n.param = s.Param
 	var undo []func()
 	// A network fault goes first, while the step's leader still leads.
 	for _, k := range s.Kinds {
@@ -363,6 +370,11 @@ func (n *nemesis) apply(ctx context.Context, i int, k Kind, rng *rand.Rand) func
 		err := n.c.kill(victim)
 		n.count(k)
 		n.event(i, k, "killed %s: %s", victim, errText(err))
+		if err == nil {
+			if u := n.damageOverlay(ctx, i, victim, n.param); u != nil {
+				return u
+			}
+		}
 		return restartAfter(victim)
 	case KindSigstopLeader:
 		l := n.leaderOrSkip(ctx, i, k, leader)

@@ -76,6 +76,19 @@ const (
 	// top of a third of the in-process steps, chosen from the step's Param
 	// (clockOverlay).
 	KindClock Kind = "clock"
+	// KindTornTail damages a SIGKILLed node's files before it restarts:
+	// the newest log segment is truncated at a random offset near its end,
+	// or garbage is written after its end, as a crash mid-write leaves it.
+	// The node must roll the torn write back and rejoin. Like the clock,
+	// it is not drawn by the schedules: it rides on a kill step, chosen
+	// from the step's Param (damageOverlay).
+	KindTornTail Kind = "torn-tail"
+	// KindCorruptFile flips a random bit in a random log segment (sealed
+	// or open) or snapshot file of a SIGKILLed node before it restarts.
+	// The node must refuse to start (or roll back a torn-looking tail);
+	// a refused node is removed, wiped and joins again, the documented
+	// recovery. It rides on kill steps as KindTornTail does.
+	KindCorruptFile Kind = "corrupt-file"
 )
 
 // kindHeal marks the events of the heal after every step.

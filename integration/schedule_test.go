@@ -71,3 +71,21 @@ func TestShortProfileMovesClocks(t *testing.T) {
 	}
 	t.Logf("%d steps of the short process profile move a clock", moved)
 }
+
+// The damage overlay rides on kill steps of the short process profile's
+// seeds, so every `go test` tears a log tail and flips a bit in a file at
+// least once each; and it draws nothing from the step's own source.
+func TestShortProfileDamagesFiles(t *testing.T) {
+	drawn := map[Kind]int{}
+	for seed := int64(1000); seed < 1002; seed++ {
+		for _, s := range ProcessSchedule(seed, 8*time.Second, ProcessKinds) {
+			if s.Kinds[0] == KindSigkill || s.Kinds[0] == KindSigkillLeader {
+				drawn[damageDrawn(s.Param)]++
+			}
+		}
+	}
+	if drawn[KindTornTail] == 0 || drawn[KindCorruptFile] == 0 {
+		t.Fatalf("the short process profile's kill steps draw %v, want each damage at least once", drawn)
+	}
+	t.Logf("damage drawn on the short process profile's kill steps: %v", drawn)
+}

@@ -140,6 +140,10 @@ func openStores(cfg Config) (*stores, error) {
 	// lock then blocks the next Open in this process forever (a supervisor
 	// restart). protoraft owns the meta database so it can close it.
 	meta := &metadb.BoltMetaDB{}
+	if err := checkDataFiles(dir, walDir, meta, cfg.Logger); err != nil {
+		meta.Close()
+		return nil, err
+	}
 	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal")), nil))
 	metaOpt := raftwal.WithMetaStore(meta)
 	var wal *raftwal.WAL
@@ -168,7 +172,7 @@ func openStores(cfg Config) (*stores, error) {
 			return nil, fmt.Errorf("log cache: %w", err)
 		}
 	}
-	return &stores{logs: logs, stable: wal, snaps: snaps, close: closeAll}, nil
+	return &stores{logs: logs, stable: wal, snaps: withSnapshotSums(snaps, dir), close: closeAll}, nil
 }
 
 // defaultLogCacheEntries is how many of the latest log entries a node keeps

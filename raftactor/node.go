@@ -142,7 +142,12 @@ func (n *Node) opened(inc *incarnation) {
 	}
 	if inc.err != nil {
 		n.startErr = inc.err
-		n.log.Error("node could not start", zap.Error(inc.err))
+		if errors.Is(inc.err, ErrDamagedDataDir) {
+			n.log.Error("node could not start: its data directory is damaged; remove the node from the group, delete the directory and add it again",
+				zap.String("data_dir", n.cfg.DataDir), zap.Error(inc.err))
+		} else {
+			n.log.Error("node could not start", zap.Error(inc.err))
+		}
 		n.answerAwaiting()
 		return
 	}

@@ -51,6 +51,36 @@ type Node struct {
 	// expectExit is set before the harness ends the process, so an exit
 	// without it is the process dying on its own.
 	expectExit bool
+	// startMayFail is set during a TryStart: an exit before the process
+	// serves HTTP is then the caller's to judge.
+	startMayFail bool
+	// join makes the node enter the running group with --join (the other
+	// members) instead of bootstrapping it with --peers.
+	join bool
+}
+
+// SetJoin makes the node's next starts enter the running group with
+// --join, as a node whose data directory was deleted and that was removed
+// from the group does.
+func (n *Node) SetJoin(join bool) {
+	n.mu.Lock()
+	n.join = join
+	n.mu.Unlock()
+}
+
+// TryStart is Start for a process that may refuse to start (a damaged
+// data directory): its exit before it serves HTTP is returned, with the
+// end of its log, and is not counted as dying on its own.
+func (n *Node) TryStart() error {
+	n.mu.Lock()
+	n.startMayFail = true
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.startMayFail = false
+		n.mu.Unlock()
+	}()
+	return n.Start()
 }
 
 // ID is the node's ID (--id).
@@ -143,17 +173,30 @@ func (n *Node) PID() int {
 // args are the flags of the node's every start: remote and link on ports
 // the kernel picks, advertised at the forwarders' addresses.
 func (n *Node) args() []string {
+	n.mu.Lock()
+	join := n.join
+	n.mu.Unlock()
+	members := []string{"--peers", n.g.peers}
+	if join {
+		var others []string
+		for _, o := range n.g.nodes {
+			if o != n {
+				others = append(others, o.id+"="+o.Addr())
+			}
+		}
+		members = []string{"--join", strings.Join(others, ",")}
+	}
 	var a []string
 	if n.remote == nil {
-		a = []string{"--id", n.id, "--bind", n.Addr(), "--advertise", n.Addr(),
-			"--http", net.JoinHostPort(n.host, placedHTTPPort), "--data", n.data, "--peers", n.g.peers}
+		a = append([]string{"--id", n.id, "--bind", n.Addr(), "--advertise", n.Addr(),
+			"--http", net.JoinHostPort(n.host, placedHTTPPort), "--data", n.data}, members...)
 		if n.placedLink {
 			link := net.JoinHostPort(n.host, placedLinkPort)
 			a = append(a, "--link", link, "--link-advertise", link)
 		}
 	} else {
-		a = []string{"--id", n.id, "--bind", "127.0.0.1:0", "--advertise", n.remote.Addr(),
-			"--http", "127.0.0.1:0", "--data", n.data, "--peers", n.g.peers}
+		a = append([]string{"--id", n.id, "--bind", "127.0.0.1:0", "--advertise", n.remote.Addr(),
+			"--http", "127.0.0.1:0", "--data", n.data}, members...)
 	}
 	if n.link != nil {
 		a = append(a, "--link", "127.0.0.1:0", "--link-advertise", n.link.Addr())
@@ -208,7 +251,7 @@ func (n *Node) Start() error {
 		return fmt.Errorf("proctest: start %s: %w", n.id, err)
 	}
 	done := make(chan struct{})
-	n.cmd, n.done, n.exitErr, n.base, n.paused, n.expectExit = cmd, done, nil, "", false, false
+	n.cmd, n.done, n.exitErr, n.base, n.paused, n.expectExit = cmd, done, nil, "", false, n.startMayFail
 	n.mu.Unlock()
 
 	ready := make(chan string, 1)
@@ -218,6 +261,9 @@ func (n *Node) Start() error {
 		n.mu.Lock()
 		if n.incarnation == inc {
 			n.base = base
+			if n.startMayFail {
+				n.expectExit = false
+			}
 		}
 		n.mu.Unlock()
 		return nil

@@ -1,0 +1,166 @@
+// Package diskdamage damages a stopped node's data directory the way a
+// crash or a failing disk does: it tears the tail of the newest log
+// segment (truncated at a random offset, or garbage written after the
+// last byte) or flips a bit in a log segment or a snapshot file. Tests and
+// the integration suite use it on a node that is not running; nothing else
+// may.
+package diskdamage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Damage is what was done to which file.
+type Damage struct {
+	// File is the damaged file, relative to the data directory.
+	File   string
+	Offset int64
+	// What says how: "truncated", "garbage" (with its length) or "bit N".
+	What string
+}
+
+func (d Damage) String() string { return fmt.Sprintf("%s at %d of %s", d.What, d.Offset, d.File) }
+
+// ErrNothingToDamage is returned when the directory has no file of the kind.
+var ErrNothingToDamage = errors.New("no file to damage")
+
+// Segments returns the log segment files of data directory dir, oldest
+// first (raft-wal names them by base index and ID).
+func Segments(dir string) ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	sort.Strings(m)
+	return m, err
+}
+
+// SnapshotFiles returns every snapshot's state.bin and meta.json.
+func SnapshotFiles(dir string) ([]string, error) {
+	var files []string
+	for _, name := range []string{"state.bin", "meta.json"} {
+		m, err := filepath.Glob(filepath.Join(dir, "snapshots", "*", name))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range m {
+			if !strings.HasSuffix(filepath.Dir(f), ".tmp") {
+				files = append(files, f)
+			}
+		}
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// Written is the written length of a file: a log segment is preallocated
+// with zeros, and what was written ends at its last non-zero byte (rounded
+// up to raft-wal's 8-byte frame alignment). Other files end at their size.
+func Written(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	if filepath.Ext(path) != ".wal" {
+		return int64(len(b)), nil
+	}
+	n := int64(len(bytes.TrimRight(b, "\x00")))
+	return min((n+7)/8*8, int64(len(b))), nil
+}
+
+// TornTail damages the tail of dir's newest log segment as a crash in the
+// middle of a write can: truncated at a random offset of what was written,
+// or random bytes written after it.
+func TornTail(dir string, rng *rand.Rand) (Damage, error) {
+	segs, err := Segments(dir)
+	if err != nil {
+		return Damage{}, err
+	}
+	if len(segs) == 0 {
+		return Damage{}, fmt.Errorf("%w: %s has no log segment", ErrNothingToDamage, dir)
+	}
+	path := segs[len(segs)-1]
+	n, err := Written(path)
+	if err != nil {
+		return Damage{}, err
+	}
+	rel, _ := filepath.Rel(dir, path)
+	if rng.Intn(2) == 0 && n > 0 {
+		// Cut within the last few KiB: where a torn write lands.
+		off := n - 1 - rng.Int63n(min(n, 8<<10))
+		return Damage{File: rel, Offset: off, What: "truncated"}, os.Truncate(path, off)
+	}
+	garbage := make([]byte, 1+rng.Intn(4096))
+	rng.Read(garbage)
+	return Damage{File: rel, Offset: n, What: fmt.Sprintf("garbage of %d bytes", len(garbage))}, writeAt(path, garbage, n)
+}
+
+// FlipBit flips one random bit of what was written to path.
+func FlipBit(path string, rng *rand.Rand) (Damage, error) {
+	n, err := Written(path)
+	if err != nil {
+		return Damage{}, err
+	}
+	if n == 0 {
+		return Damage{}, fmt.Errorf("%w: %s is empty", ErrNothingToDamage, path)
+	}
+	off, bit := rng.Int63n(n), rng.Intn(8)
+	return Damage{File: path, Offset: off, What: fmt.Sprintf("bit %d flipped", bit)}, FlipBitAt(path, off, bit)
+}
+
+// FlipBitAt flips bit (0..7) of the byte at off.
+func FlipBitAt(path string, off int64, bit int) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], off); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	b[0] ^= 1 << bit
+	if _, err := f.WriteAt(b[:], off); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// Corrupt flips a random bit of a random file of dir: a log segment
+// (sealed or open) or a snapshot's state or meta file.
+func Corrupt(dir string, rng *rand.Rand) (Damage, error) {
+	segs, err := Segments(dir)
+	if err != nil {
+		return Damage{}, err
+	}
+	snaps, err := SnapshotFiles(dir)
+	if err != nil {
+		return Damage{}, err
+	}
+	files := append(segs, snaps...)
+	if len(files) == 0 {
+		return Damage{}, fmt.Errorf("%w: %s has no log segment or snapshot", ErrNothingToDamage, dir)
+	}
+	d, err := FlipBit(files[rng.Intn(len(files))], rng)
+	if rel, rerr := filepath.Rel(dir, d.File); rerr == nil {
+		d.File = rel
+	}
+	return d, err
+}
+
+func writeAt(path string, b []byte, off int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		return err
+	}
+	return f.Sync()
+}

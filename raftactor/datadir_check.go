@@ -1,0 +1,389 @@
+package raftactor
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/crc64"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/types"
+	"go.uber.org/zap"
+)
+
+// A node checks its files before Raft reads them: raft-wal verifies the
+// checksums of its segments only for the last write batch of the open
+// segment, when it recovers from a crash, and never on reads, so a flipped
+// bit anywhere else in the log would be applied and served as a wrong
+// value; and raft's snapshot store silently skips a snapshot whose meta
+// file does not parse, or takes a changed index in it at its word.
+//
+//   - Log segments (checkLogFiles): every write batch of every segment
+//     must match the CRC-32C raft-wal wrote in its commit frame. The one
+//     exception is the end of the open segment: a batch there that does
+//     not match, and whatever follows the last one that does, is a write a
+//     crash tore. It is rolled back as raft-wal rolls it back (the node
+//     fetches those entries from the leader again), and the bytes are
+//     zeroed so that no stale frame can be read after later appends. A
+//     mismatch anywhere else is damage.
+//   - Snapshots (checkSnapshotFiles): every snapshot's meta file must
+//     match the SHA-256 beside it (snapshotSumFile, when there is one),
+//     parse and agree with the snapshot's name (term and index), and its
+//     state file must match the size and CRC-64 of the meta file.
+//
+// Damage makes the node refuse to start with ErrDamagedDataDir, naming
+// the file and the recovery (damageError).
+
+// damageError is ErrDamagedDataDir for the file at path, with what is
+// wrong and what the operator does about it.
+func damageError(path, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s; the node does not trust its files and will not start: "+
+		"remove it from the group, delete its data directory and add it again "+
+		"(cluster.Group.Join, the kv sample's --join); the other members hold every acknowledged write",
+		ErrDamagedDataDir, path, fmt.Sprintf(format, args...))
+}
+
+// raft-wal's segment format (segment/format.go of raft-wal v0.4.1): a
+// 32-byte file header, then frames of an 8-byte header (type, 3 reserved
+// zero bytes, a little-endian length or, for a commit frame, a CRC-32C) and a
+// payload padded to 8 bytes. A commit frame's CRC covers every byte since
+// the previous commit frame's header (the file header included for the
+// first one).
+const (
+	walFileHeaderLen  = 32
+	walFrameHeaderLen = 8
+	walFrameEntry     = 1
+	walFrameIndex     = 2
+	walFrameCommit    = 3
+	walMaxEntrySize   = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// segmentScan is what a read through one segment file found.
+type segmentScan struct {
+	// good is the end of the last commit frame whose batch matched its
+	// CRC, with every batch before it; 0 when there is none.
+	good int64
+	// entries counts the entry frames up to good; sealed says an index
+	// frame is among them.
+	entries int
+	sealed  bool
+	// bad is the offset of the first commit frame whose batch did not
+	// match, -1 when none; commitsAfterBad counts the commit frames that
+	// follow it.
+	bad             int64
+	commitsAfterBad int
+}
+
+// scanSegment reads a segment file frame by frame up to its first zero,
+// unreadable or truncated frame header, or, when stopAtSeal, up to the
+// commit of its index frame.
+func scanSegment(f io.ReaderAt, size int64, stopAtSeal bool) (segmentScan, error) {
+	s := segmentScan{bad: -1}
+	crc := crc32.New(castagnoli)
+	if size < walFileHeaderLen {
+		return s, nil
+	}
+	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, walFileHeaderLen)); err != nil {
+		return s, err
+	}
+	off := int64(walFileHeaderLen)
+	entries, index := 0, false
+	var hdr [walFrameHeaderLen]byte
+	for off+walFrameHeaderLen <= size {
+		if _, err := f.ReadAt(hdr[:], off); err != nil {
+			return s, err
+		}
+		n := int64(binary.LittleEndian.Uint32(hdr[4:]))
+		if hdr[1]|hdr[2]|hdr[3] != 0 {
+			// raft-wal writes the reserved bytes as zeros: this is no
+			// frame of its, and random bytes seldom pass for one.
+			return s, nil
+		}
+		switch hdr[0] {
+		case walFrameEntry, walFrameIndex:
+			end := off + walFrameHeaderLen + (n+7)/8*8
+			if n > walMaxEntrySize || end > size {
+				return s, nil
+			}
+			if _, err := io.Copy(crc, io.NewSectionReader(f, off, end-off)); err != nil {
+				return s, err
+			}
+			if hdr[0] == walFrameEntry {
+				entries++
+			} else {
+				index = true
+			}
+			off = end
+		case walFrameCommit:
+			switch {
+			case s.bad >= 0:
+				s.commitsAfterBad++
+			case crc.Sum32() == uint32(n):
+				s.good, s.entries, s.sealed = off+walFrameHeaderLen, s.entries+entries, index
+			default:
+				s.bad = off
+			}
+			entries = 0
+			crc.Reset()
+			off += walFrameHeaderLen
+			if stopAtSeal && s.sealed {
+				return s, nil
+			}
+		default:
+			// Zeros (the end of what was written), or a header no writer
+			// wrote (a torn write, or damage: the caller tells them apart).
+			return s, nil
+		}
+	}
+	return s, nil
+}
+
+// checkDataFiles checks a data directory's log segments and snapshots
+// before they are opened; meta is raft-wal's meta database, which the log
+// opens next.
+func checkDataFiles(dir, walDir string, meta *metadb.BoltMetaDB, log *zap.Logger) error {
+	if err := checkSnapshotFiles(dir); err != nil {
+		return err
+	}
+	return checkLogFiles(walDir, meta, log)
+}
+
+// checkLogFiles checks every log segment raft-wal's meta database in
+// walDir lists, before raft-wal opens them, and rolls back a torn tail of
+// the open segment (see the top of this file). A new directory has none.
+func checkLogFiles(walDir string, meta *metadb.BoltMetaDB, log *zap.Logger) error {
+	state, err := meta.Load(walDir)
+	if err != nil {
+		return fmt.Errorf("%w: log meta database in %s: %v", ErrDamagedDataDir, walDir, err)
+	}
+	for i, seg := range state.Segments {
+		path := filepath.Join(walDir, fmt.Sprintf("%020d-%016x.wal", seg.BaseIndex, seg.ID))
+		tail := i == len(state.Segments)-1 && seg.SealTime.IsZero()
+		if err := checkSegment(path, seg, tail, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkSegment(path string, seg types.SegmentInfo, tail bool, log *zap.Logger) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		if tail {
+			return nil // raft-wal creates a tail it never wrote to
+		}
+		return damageError(path, "the sealed log segment is missing")
+	}
+	if err != nil {
+		return fmt.Errorf("open log segment: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("log segment: %w", err)
+	}
+	s, err := scanSegment(f, fi.Size(), !tail)
+	if err != nil {
+		return fmt.Errorf("read log segment %s: %w", path, err)
+	}
+	if !tail {
+		switch {
+		case s.bad >= 0:
+			return damageError(path, "the write batch before offset %d does not match its checksum", s.bad)
+		case !s.sealed:
+			return damageError(path, "the sealed segment is unreadable after offset %d", s.good)
+		case seg.MaxIndex > 0 && uint64(s.entries) < seg.MaxIndex-seg.BaseIndex+1:
+			return damageError(path, "the sealed segment holds %d entries, its meta data %d", s.entries, seg.MaxIndex-seg.BaseIndex+1)
+		}
+		return nil
+	}
+	if s.bad >= 0 && s.commitsAfterBad > 0 {
+		return damageError(path, "the write batch before offset %d does not match its checksum, and later batches follow it", s.bad)
+	}
+	return rollBackTornTail(f, path, s.good, fi.Size(), log)
+}
+
+// rollBackTornTail zeroes whatever follows from, the end of the open
+// segment's last intact write batch: raft-wal ignores it at this start,
+// but after later appends a recovery could read its stale frames.
+func rollBackTornTail(f *os.File, path string, from, size int64, log *zap.Logger) error {
+	var hdr [walFrameHeaderLen]byte
+	if n, _ := f.ReadAt(hdr[:], from); n == 0 || hdr == [walFrameHeaderLen]byte{} {
+		return nil // nothing follows: the usual case
+	}
+	end := from
+	buf := make([]byte, 1<<20)
+	for off := from; off < size; off += int64(len(buf)) {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read log segment %s: %w", path, err)
+		}
+		if i := len(bytes.TrimRight(buf[:n], "\x00")); i > 0 {
+			end = off + int64(i)
+		}
+	}
+	if _, err := f.WriteAt(make([]byte, end-from), from); err != nil {
+		return fmt.Errorf("roll back the torn tail of %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("roll back the torn tail of %s: %w", path, err)
+	}
+	log.Warn("rolled back a torn write at the end of the log: the entries it held come again from the leader",
+		zap.String("segment", path), zap.Int64("offset", from), zap.Int64("bytes", end-from))
+	return nil
+}
+
+// checkSnapshotFiles checks every snapshot in dir/snapshots (see the top
+// of this file). Snapshots still being written (".tmp") are raft's to
+// clean up.
+func checkSnapshotFiles(dir string) error {
+	snapDir := filepath.Join(dir, "snapshots")
+	entries, err := os.ReadDir(snapDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read snapshots: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if err := checkSnapshot(filepath.Join(snapDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapshotMetaFile is raft's meta.json (file_snapshot.go's fileSnapshotMeta).
+type snapshotMetaFile struct {
+	raft.SnapshotMeta
+	CRC []byte
+}
+
+func checkSnapshot(path string) error {
+	metaPath := filepath.Join(path, "meta.json")
+	b, err := os.ReadFile(metaPath)
+	if err != nil {
+		return damageError(metaPath, "%v", err)
+	}
+	if err := checkSnapshotSum(path, b); err != nil {
+		return err
+	}
+	var meta snapshotMetaFile
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return damageError(metaPath, "does not parse: %v", err)
+	}
+	name := filepath.Base(path)
+	parts := strings.Split(name, "-")
+	if meta.ID != name || len(parts) != 3 || parts[0] != strconv.FormatUint(meta.Term, 10) || parts[1] != strconv.FormatUint(meta.Index, 10) {
+		return damageError(metaPath, "names snapshot %q at term %d, index %d, but is the meta file of %s", meta.ID, meta.Term, meta.Index, name)
+	}
+	statePath := filepath.Join(path, "state.bin")
+	f, err := os.Open(statePath)
+	if err != nil {
+		return damageError(statePath, "%v", err)
+	}
+	defer f.Close()
+	h := crc64.New(crc64.MakeTable(crc64.ECMA))
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("read snapshot %s: %w", statePath, err)
+	}
+	if n != meta.Size || !bytes.Equal(h.Sum(nil), meta.CRC) {
+		return damageError(statePath, "%d bytes with CRC-64 %x, the meta file says %d bytes with %x", n, h.Sum(nil), meta.Size, meta.CRC)
+	}
+	return nil
+}
+
+// snapshotSumFile, beside a snapshot's meta file, holds the SHA-256 of
+// the meta file: raft's CRC-64 covers the state only, and a bit flipped in
+// the meta file's configuration (a member's address) would parse. A
+// snapshot without one (written before it existed, or by a node that
+// crashed between raft's rename and this write) is checked as before.
+const snapshotSumFile = "meta.sha256"
+
+// summedSnapshots is raft's file snapshot store, writing snapshotSumFile
+// for every snapshot it completes (its own or one installed from the
+// leader).
+type summedSnapshots struct {
+	*raft.FileSnapshotStore
+	dir string // the store's snapshots directory
+}
+
+func withSnapshotSums(s *raft.FileSnapshotStore, dataDir string) raft.SnapshotStore {
+	return summedSnapshots{FileSnapshotStore: s, dir: filepath.Join(dataDir, "snapshots")}
+}
+
+// Create implements raft.SnapshotStore.
+func (s summedSnapshots) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.FileSnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &summedSink{SnapshotSink: sink, dir: s.dir}, nil
+}
+
+type summedSink struct {
+	raft.SnapshotSink
+	dir string
+}
+
+// Close completes the snapshot, then writes its meta file's checksum.
+func (s *summedSink) Close() error {
+	if err := s.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, s.ID())
+	b, err := os.ReadFile(filepath.Join(path, "meta.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // already reaped
+		}
+		return fmt.Errorf("snapshot meta checksum: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	tmp := filepath.Join(path, snapshotSumFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(hex.EncodeToString(sum[:])+"\n"), 0o644); err != nil {
+		return fmt.Errorf("snapshot meta checksum: %w", err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(path, snapshotSumFile)); err != nil {
+		return fmt.Errorf("snapshot meta checksum: %w", err)
+	}
+	return syncFile(path)
+}
+
+// checkSnapshotSum compares a snapshot's meta file with its checksum, if
+// it has one.
+func checkSnapshotSum(path string, meta []byte) error {
+	b, err := os.ReadFile(filepath.Join(path, snapshotSumFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return damageError(filepath.Join(path, snapshotSumFile), "%v", err)
+	}
+	sum := sha256.Sum256(meta)
+	if strings.TrimSpace(string(b)) != hex.EncodeToString(sum[:]) {
+		return damageError(filepath.Join(path, "meta.json"), "does not match its SHA-256 in %s", snapshotSumFile)
+	}
+	return nil
+}
