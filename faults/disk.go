@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +34,7 @@ var ErrPowerCut = fmt.Errorf("faults: power cut: %w", syscall.EIO)
 //     leave. A node restarted from it must still hold every entry it
 //     acknowledged, since raft-wal syncs before it returns from an append.
 //   - FailWrites and FailSyncs make writes (creating a segment file
-//     included) or fsyncs fail with an error such as syscall.ENOSPC or
+//     included; FailCreates fails creation alone) or fsyncs fail with an error such as syscall.ENOSPC or
 //     syscall.EIO until Heal. A failed Sync loses what was written since
 //     the last good one, as Linux drops dirty pages whose writeback failed,
 //     so a store that trusted a retry would be caught.
@@ -51,13 +52,14 @@ var ErrPowerCut = fmt.Errorf("faults: power cut: %w", syscall.EIO)
 type Disk struct {
 	real types.VFS
 
-	mu       sync.Mutex
-	files    map[string]*diskFile // by path, files written since their last sync
-	writeErr error
-	syncErr  error
-	readErr  atomic.Pointer[error]
-	drop     bool
-	cut      atomic.Bool
+	mu        sync.Mutex
+	files     map[string]*diskFile // by path, files written since their last sync
+	writeErr  error
+	syncErr   error
+	createErr error
+	readErr   atomic.Pointer[error]
+	drop      bool
+	cut       atomic.Bool
 
 	injected atomic.Int64
 }
@@ -94,6 +96,15 @@ func (d *Disk) Filer(dir string) types.SegmentFiler { return segment.NewFiler(di
 func (d *Disk) FailWrites(err error) {
 	d.mu.Lock()
 	d.writeErr = err
+	d.mu.Unlock()
+}
+
+// FailCreates makes every later file creation fail with err until Heal,
+// while writes to existing files go on: a disk whose space ran out when
+// raft-wal preallocates its next segment file. nil stops failing them.
+func (d *Disk) FailCreates(err error) {
+	d.mu.Lock()
+	d.createErr = err
 	d.mu.Unlock()
 }
 
@@ -139,7 +150,7 @@ func (d *Disk) DropSyncs(on bool) {
 // (Restore does).
 func (d *Disk) Heal() {
 	d.mu.Lock()
-	d.writeErr, d.syncErr = nil, nil
+	d.writeErr, d.syncErr, d.createErr = nil, nil, nil
 	d.mu.Unlock()
 	d.readErr.Store(nil)
 }
@@ -177,7 +188,7 @@ func (d *Disk) PoweredOff() bool { return d.cut.Load() }
 func (d *Disk) Restore() {
 	d.mu.Lock()
 	d.files = map[string]*diskFile{}
-	d.writeErr, d.syncErr, d.drop = nil, nil, false
+	d.writeErr, d.syncErr, d.createErr, d.drop = nil, nil, nil, false
 	d.readErr.Store(nil)
 	d.cut.Store(false)
 	d.mu.Unlock()
@@ -232,8 +243,8 @@ func (d *Disk) Create(dir, name string, size uint64) (types.WritableFile, error)
 	if d.cut.Load() {
 		return nil, ErrPowerCut
 	}
-	if d.writeErr != nil {
-		return nil, d.failure("create", path, d.writeErr)
+	if err := cmp.Or(d.createErr, d.writeErr); err != nil {
+		return nil, d.failure("create", path, err)
 	}
 	f, err := d.real.Create(dir, name, size)
 	if err != nil {
