@@ -11,7 +11,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 	"go.uber.org/zap"
 
@@ -149,9 +151,8 @@ func openStores(cfg Config) (*stores, error) {
 	if cfg.WALSegmentSize > 0 {
 		opts = append(opts, raftwal.WithSegmentSize(cfg.WALSegmentSize))
 	}
-	if sf := testFiler(cfg, walDir); sf != nil {
-		opts = append(opts, raftwal.WithSegmentFiler(sf))
-	}
+	filer := segmentFiler(cfg, walDir)
+	opts = append(opts, raftwal.WithSegmentFiler(filer))
 	wal, err := raftwal.Open(walDir, opts...)
 	if err != nil {
 		meta.Close()
@@ -166,7 +167,7 @@ func openStores(cfg Config) (*stores, error) {
 		closeAll()
 		return nil, fmt.Errorf("open snapshots in %s: %w", dir, err)
 	}
-	watch := &logWatch{LogStore: wal}
+	watch := &logWatch{LogStore: wal, filer: filer}
 	var logs raft.LogStore = watch
 	if cfg.LogCacheEntries > 0 {
 		if logs, err = raft.NewLogCache(cfg.LogCacheEntries, watch); err != nil {
@@ -180,13 +181,15 @@ func openStores(cfg Config) (*stores, error) {
 // walOptions lists raft-wal's options (whose type it does not export).
 func walOptions[T any](opts ...T) []T { return opts }
 
-// testFiler is the segment filer of a test's faults.Disk (Config.Disk), or
-// nil: raft-wal then uses its own file system.
-func testFiler(cfg Config, walDir string) types.SegmentFiler {
-	if cfg.Disk == nil {
-		return nil
+// segmentFiler is raft-wal's own segment filer over its file system, or
+// over a test's faults.Disk (Config.Disk), wrapped so that the node can
+// tell why raft-wal could not start a new segment file.
+func segmentFiler(cfg Config, walDir string) *creationWatch {
+	var vfs types.VFS = fs.New()
+	if cfg.Disk != nil {
+		vfs = cfg.Disk
 	}
-	return cfg.Disk.Filer(walDir)
+	return &creationWatch{SegmentFiler: segment.NewFiler(walDir, vfs)}
 }
 
 // testStable is the stable store, failing after a test's power cut when

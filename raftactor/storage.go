@@ -2,8 +2,10 @@ package raftactor
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hashicorp/raft"
@@ -99,6 +101,8 @@ type StorageObserver interface {
 type logWatch struct {
 	raft.LogStore
 
+	filer *creationWatch
+
 	mu       sync.Mutex
 	failing  bool
 	observer StorageObserver
@@ -153,6 +157,13 @@ func (w *logWatch) failed(op string, err error) error {
 	if errors.Is(err, raftwal.ErrClosed) {
 		return err // a node that stops, not a disk that fails
 	}
+	if errors.Is(err, types.ErrSealed) && w.filer != nil {
+		if cause := w.filer.lastCreateError(); cause != nil {
+			// The append fails because the next segment file could not be
+			// made: that is the cause to report.
+			err = fmt.Errorf("%w (starting a new segment file: %w)", cause, err)
+		}
+	}
 	lse := &LogStoreError{Op: op, Err: err}
 	w.mu.Lock()
 	w.failing = true
@@ -184,4 +195,31 @@ type retryStart struct{ inc *incarnation }
 func isLogStoreFailure(err error) bool {
 	_, ok := logStoreFailure(err)
 	return ok
+}
+
+// creationWatch is raft-wal's segment filer, remembering why it last failed
+// to create a segment file: raft-wal only logs that failure (it happens on
+// its rotation goroutine) and fails every later append with "segment is
+// sealed".
+type creationWatch struct {
+	types.SegmentFiler
+	createErr atomic.Pointer[error]
+}
+
+// Create implements types.SegmentFiler.
+func (c *creationWatch) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
+	w, err := c.SegmentFiler.Create(info)
+	if err != nil {
+		c.createErr.Store(&err)
+	} else {
+		c.createErr.Store(nil)
+	}
+	return w, err
+}
+
+func (c *creationWatch) lastCreateError() error {
+	if e := c.createErr.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
