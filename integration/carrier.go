@@ -147,6 +147,16 @@ type clocker interface {
 	clock(id string) *faults.Clock
 }
 
+// disker is a carrier whose nodes write their logs through a disk it can
+// fail (faults.Disk): cut its power, or fill it.
+type disker interface {
+	disk(id string) *faults.Disk
+	// powerCut cuts id's power and stops it; it returns the last index id
+	// reported just before and the last one its data directory holds
+	// after.
+	powerCut(ctx context.Context, id string) (reported, onDisk uint64, err error)
+}
+
 // prober is a carrier that can send a linearizable read straight to one
 // node, bypassing the routing of its clients, for the stale-read probe on
 // an isolated leader.

@@ -56,3 +56,22 @@ func TestShortProfileMovesClocks(t *testing.T) {
 	}
 	t.Logf("%d steps of the short profile move a clock", moved)
 }
+
+// The disk overlays ride on some steps of the short profile's seeds, so
+// every `go test` cuts a node's power and fills a disk at least once.
+func TestShortProfileCutsPowerAndFillsDisks(t *testing.T) {
+	drawn := map[int64]int{}
+	for seed := int64(1); seed <= 10; seed++ {
+		for _, s := range Schedule(seed, 3*time.Second, AllKinds) {
+			for _, salt := range []int64{powerSalt, diskSalt} {
+				if _, ok := overlayDrawn(s.Param, salt); ok {
+					drawn[salt]++
+				}
+			}
+		}
+	}
+	if drawn[powerSalt] == 0 || drawn[diskSalt] == 0 {
+		t.Fatalf("the short profile draws %d power cuts and %d full disks; want at least one of each", drawn[powerSalt], drawn[diskSalt])
+	}
+	t.Logf("the short profile draws %d power cuts and %d full disks", drawn[powerSalt], drawn[diskSalt])
+}
