@@ -113,6 +113,12 @@ func (w *writer) waitAcked(t *testing.T, n int) {
 	}
 }
 
+func (w *writer) ackedCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
 func (w *writer) finish() map[string]string {
 	close(w.stop)
 	<-w.done
@@ -153,7 +159,7 @@ func TestPowerCutKeepsWhatAFollowerAcknowledged(t *testing.T) {
 			}
 			c.Stop(victim)
 			// The others go on without it.
-			w.waitAcked(t, len(w.acked)+5)
+			w.waitAcked(t, w.ackedCount()+5)
 			acked := w.finish()
 
 			first, last, terms, err := onDiskLog(t, c.Node(victim).Config.DataDir)
