@@ -80,7 +80,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeCfg.Metrics = tel
+	nodeCfg.Metrics = tel // also its raftactor.StorageObserver: health hears of log store failures
 	// The node tells its outcomes to the stages that account for requests:
 	// the limiter (to give permits back) and the metrics actor. Their PIDs
 	// follow from the fixed names, so the node can be spawned first.
@@ -252,3 +252,6 @@ func (g *Group) Metrics() *actor.PID { return g.kids.metrics }
 // Telemetry is the node's telemetry: Registry() is where its metrics are
 // (the Config's registry, or the node's private one).
 func (g *Group) Telemetry() *telemetry.Metrics { return g.shared.tel }
+
+// The node tells its telemetry of log store failures, which health reports.
+var _ raftactor.StorageObserver = (*telemetry.Metrics)(nil)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/faults"
 )
 
 // carrier is what the runner needs of a group under test: it starts,
@@ -167,6 +168,16 @@ type clocker interface {
 	// jumpClock moves node id's wall clock by d (forward or back; moves
 	// add up) and reports whether the node has such a clock.
 	jumpClock(id string, d time.Duration) bool
+}
+
+// disker is a carrier whose nodes write their logs through a disk it can
+// fail (faults.Disk): cut its power, or fill it.
+type disker interface {
+	disk(id string) *faults.Disk
+	// powerCut cuts id's power and stops it; it returns the last index id
+	// reported just before and the last one its data directory holds
+	// after.
+	powerCut(ctx context.Context, id string) (reported, onDisk uint64, err error)
 }
 
 // prober is a carrier that can send a linearizable read straight to one

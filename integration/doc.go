@@ -16,8 +16,9 @@
 //   - in-process (inproc.go, inproc_workload.go; Run, TestVerify): nodes
 //     sharing one ActorSystem, network faults through one faults.Network
 //     (partitions, one-way cuts, loss, delay), supervisor restarts,
-//     membership changes, snapshot catch-up, run-time timeout changes and
-//     the stale-read probe on an isolated old leader, under a workload of
+//     membership changes, snapshot catch-up, run-time timeout changes,
+//     power cuts and full disks through each node's faults.Disk, and the
+//     stale-read probe on an isolated old leader, under a workload of
 //     cluster.Clients (puts, deletes, compare-and-sets, reads at every
 //     consistency; eight readers share one Client, so reads stalled by a
 //     fault go out as read batches);

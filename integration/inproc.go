@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/protoraft/protoraft/actors"
@@ -67,6 +70,9 @@ type member struct {
 	joining bool
 	// wall is the node's clock (KindClock), kept across its restarts.
 	wall *faults.Clock
+	// disk is the file system under the node's log (KindPowerCut,
+	// KindDiskFull), kept across its restarts.
+	disk *faults.Disk
 }
 
 // inproc is a group whose nodes all live in one ActorSystem and talk through
@@ -102,7 +108,7 @@ func newInproc(seed int64, n int, dir string, logf func(string, ...any)) (*inpro
 	}
 	for _, p := range boot {
 		m := &member{id: p.ID, cfg: c.config(p.ID, boot)}
-		m.wall = m.cfg.Node.Clock
+		m.wall, m.disk = m.cfg.Node.Clock, m.cfg.Node.Disk
 		c.members[p.ID] = m
 		if err := c.startMember(m); err != nil {
 			c.close()
@@ -126,6 +132,7 @@ func (c *inproc) config(id string, boot []cluster.Peer) cluster.Config {
 			WALSegmentSize:  1 << 20,
 			Faults:          c.faults,
 			Clock:           faults.NewClock(),
+			Disk:            faults.NewDisk(),
 		},
 		Bootstrap: boot,
 	}
@@ -460,7 +467,7 @@ func (c *inproc) add(ctx context.Context) (string, error) {
 	c.next++
 	m := &member{id: id}
 	m.cfg = c.config(id, nil)
-	m.wall = m.cfg.Node.Clock
+	m.wall, m.disk = m.cfg.Node.Clock, m.cfg.Node.Disk
 	c.members[id] = m
 	c.mu.Unlock()
 	defer c.membersChanged()
@@ -619,4 +626,65 @@ func (c *inproc) jumpClock(id string, d time.Duration) bool {
 	}
 	m.wall.Jump(d)
 	return true
+}
+
+// disk is node id's disk, which its every incarnation writes through.
+func (c *inproc) disk(id string) *faults.Disk {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.members[id]; m != nil {
+		return m.disk
+	}
+	return nil
+}
+
+// powerCut cuts the power of running node id: what it reported as its last
+// index just before, the disk rolled back to what it had synced, the node
+// stopped, and what its data directory holds then (the last index of its
+// log, or of its latest snapshot when that is later). The node stays down
+// until started again.
+func (c *inproc) powerCut(ctx context.Context, id string) (reported, onDisk uint64, err error) {
+	d := c.disk(id)
+	if d == nil {
+		return 0, 0, fmt.Errorf("no disk for %s", id)
+	}
+	st, err := c.status(ctx, id)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", errNotCut, err)
+	}
+	reported = st.GetLastIndex()
+	if err := d.PowerCut(); err != nil {
+		return reported, 0, err
+	}
+	_ = c.stop(ctx, id)
+	d.Restore()
+	onDisk, err = lastDurableIndex(filepath.Join(c.dir, id))
+	return reported, onDisk, err
+}
+
+// errNotCut says a power cut did not happen: the node did not answer.
+var errNotCut = errors.New("power not cut")
+
+// lastDurableIndex is the last index node dir's data directory holds: of
+// its log, read with raft-wal itself, or of its latest snapshot.
+func lastDurableIndex(dir string) (uint64, error) {
+	meta := &metadb.BoltMetaDB{}
+	defer meta.Close()
+	w, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithMetaStore(meta), raftwal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		return 0, fmt.Errorf("open the log after the power cut: %w", err)
+	}
+	defer w.Close()
+	last, err := w.LastIndex()
+	if err != nil {
+		return 0, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
+	if err != nil {
+		return last, err
+	}
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		last = max(last, metas[0].Index)
+	}
+	return last, nil
 }

@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -31,6 +33,7 @@ type nemesis struct {
 	// param is the Param of the step being played, for the overlays that
 	// ride on a step's own fault.
 	param int64
+	disks disker
 
 	mu         sync.Mutex
 	events     []Event
@@ -58,6 +61,7 @@ func newNemesis(c carrier, rec *recorder, logf func(string, ...any)) *nemesis {
 	n.clocks, _ = c.(clocker)
 	n.nets, _ = c.(netFaulter)
 	n.disk, _ = c.(damager)
+	n.disks, _ = c.(disker)
 	return n
 }
 
@@ -138,8 +142,10 @@ func (n *nemesis) play(ctx context.Context, i int, s Step) {
 			undo = append(undo, u)
 		}
 	}
-	if u := n.clockOverlay(ctx, i, s.Param); u != nil {
-		undo = append(undo, u)
+	for _, overlay := range []func(context.Context, int, int64) func(){n.clockOverlay, n.diskOverlay, n.powerOverlay} {
+		if u := overlay(ctx, i, s.Param); u != nil {
+			undo = append(undo, u)
+		}
 	}
 	sleepCtx(ctx, s.Hold)
 	for j := len(undo) - 1; j >= 0; j-- {
@@ -191,6 +197,99 @@ func (n *nemesis) clockOverlay(ctx context.Context, i int, param int64) func() {
 	return func() {
 		n.clocks.jumpClock(id, -d)
 		n.event(i, KindClock, "moved the wall clock of %s back", id)
+	}
+}
+
+// Salts of the disk overlays' draws, for the same reason as clockSalt.
+const (
+	diskSalt  = 0x6469736b66756c6c // "diskfull"
+	powerSalt = 0x706f776572637574 // "powercut"
+)
+
+// overlayDrawn says whether the overlay of salt rides on the step of param
+// (one step in five), and returns its random source, past that draw.
+func overlayDrawn(param, salt int64) (*rand.Rand, bool) {
+	rng := rand.New(rand.NewSource(param ^ salt))
+	return rng, rng.Intn(5) == 0
+}
+
+// diskVictim picks a running node for a disk overlay: the leader half of
+// the time.
+func (n *nemesis) diskVictim(ctx context.Context, rng *rand.Rand) string {
+	running := runningNodes(n.c)
+	if len(running) == 0 {
+		return ""
+	}
+	id := running[rng.Intn(len(running))]
+	if rng.Intn(2) == 0 {
+		if leader := leaderOf(ctx, n.c); leader != "" {
+			id = leader
+		}
+	}
+	return id
+}
+
+// diskOverlay fills one node's disk for a fifth of the steps: its log
+// writes fail with ENOSPC (or, one time in three, its fsyncs with EIO)
+// until the step ends. What it returns gives the space back.
+func (n *nemesis) diskOverlay(ctx context.Context, i int, param int64) func() {
+	if n.disks == nil {
+		return nil
+	}
+	rng, drawn := overlayDrawn(param, diskSalt)
+	if !drawn {
+		return nil
+	}
+	id := n.diskVictim(ctx, rng)
+	d := n.disks.disk(id)
+	if id == "" || d == nil {
+		return nil
+	}
+	what := "writes fail with ENOSPC"
+	if rng.Intn(3) == 0 {
+		d.FailSyncs(syscall.EIO)
+		what = "fsyncs fail with EIO"
+	} else {
+		d.FailWrites(syscall.ENOSPC)
+	}
+	n.count(KindDiskFull)
+	n.event(i, KindDiskFull, "disk of %s full: %s", id, what)
+	return func() {
+		d.Heal()
+		n.event(i, KindDiskFull, "disk of %s has space again (%d operations refused)", id, d.Injected())
+	}
+}
+
+// powerOverlay cuts one node's power for a fifth of the steps and
+// checks that its data directory still holds every entry it reported as
+// stored; what it returns starts it again from that directory.
+func (n *nemesis) powerOverlay(ctx context.Context, i int, param int64) func() {
+	if n.disks == nil {
+		return nil
+	}
+	rng, drawn := overlayDrawn(param, powerSalt)
+	if !drawn {
+		return nil
+	}
+	id := n.diskVictim(ctx, rng)
+	if id == "" {
+		return nil
+	}
+	reported, onDisk, err := n.disks.powerCut(ctx, id)
+	if errors.Is(err, errNotCut) {
+		n.event(i, KindPowerCut, "skipped %s: %v", id, err)
+		return nil
+	}
+	n.count(KindPowerCut)
+	n.event(i, KindPowerCut, "power of %s cut: reported last index %d, its data directory holds up to %d: %s", id, reported, onDisk, errText(err))
+	if err != nil {
+		n.violation("power cut of %s: %v", id, err)
+	} else if onDisk < reported {
+		n.violation("power cut of %s lost entries it reported stored: last index %d before the cut, %d on disk after it", id, reported, onDisk)
+	}
+	return func() {
+		err := n.c.start(ctx, id)
+		n.event(i, KindPowerCut, "restarted %s from what its disk held: %s", id, errText(err))
 	}
 }
 

@@ -89,6 +89,21 @@ const (
 	// a refused node is removed, wiped and joins again, the documented
 	// recovery. It rides on kill steps as KindTornTail does.
 	KindCorruptFile Kind = "corrupt-file"
+	// KindPowerCut cuts one node's power (the leader's half of the time):
+	// everything it wrote since its last fsync is lost (faults.Disk), it
+	// stops, and it starts again from what its disk holds once the step
+	// ends. Every entry it reported as stored before the cut must still be
+	// in its data directory, and the checkers must stay green. Like
+	// KindClock it is not drawn by the schedules: it rides on a fifth of
+	// the in-process steps, chosen from the step's Param (powerOverlay).
+	KindPowerCut Kind = "power-cut"
+	// KindDiskFull fails one node's log writes with "no space left on
+	// device" (or its fsyncs with an I/O error) for the step, the leader's
+	// half of the time, and gives the space back after it: the node must
+	// refuse what it cannot store, acknowledge nothing that is not durable,
+	// and take part again without a restart. It rides on a fifth of the
+	// in-process steps (diskOverlay).
+	KindDiskFull Kind = "disk-full"
 )
 
 // kindHeal marks the events of the heal after every step.

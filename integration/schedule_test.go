@@ -89,3 +89,22 @@ func TestShortProfileDamagesFiles(t *testing.T) {
 	}
 	t.Logf("damage drawn on the short process profile's kill steps: %v", drawn)
 }
+
+// The disk overlays ride on some steps of the short profile's seeds, so
+// every `go test` cuts a node's power and fills a disk at least once.
+func TestShortProfileCutsPowerAndFillsDisks(t *testing.T) {
+	drawn := map[int64]int{}
+	for seed := int64(1); seed <= 10; seed++ {
+		for _, s := range Schedule(seed, 3*time.Second, AllKinds) {
+			for _, salt := range []int64{powerSalt, diskSalt} {
+				if _, ok := overlayDrawn(s.Param, salt); ok {
+					drawn[salt]++
+				}
+			}
+		}
+	}
+	if drawn[powerSalt] == 0 || drawn[diskSalt] == 0 {
+		t.Fatalf("the short profile draws %d power cuts and %d full disks; want at least one of each", drawn[powerSalt], drawn[diskSalt])
+	}
+	t.Logf("the short profile draws %d power cuts and %d full disks", drawn[powerSalt], drawn[diskSalt])
+}

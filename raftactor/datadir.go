@@ -11,7 +11,10 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 	"go.uber.org/zap"
 
 	"github.com/protoraft/protoraft/internal/hclogzap"
@@ -109,7 +112,9 @@ type stores struct {
 	logs   raft.LogStore
 	stable raft.StableStore
 	snaps  raft.SnapshotStore
-	close  func() error
+	// watch sees every write to the log; nil for an in-memory store.
+	watch *logWatch
+	close func() error
 }
 
 // openStores opens (creating on first start) the node's data directory:
@@ -146,12 +151,13 @@ func openStores(cfg Config) (*stores, error) {
 	}
 	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal")), nil))
 	metaOpt := raftwal.WithMetaStore(meta)
-	var wal *raftwal.WAL
+	opts := walOptions(logOpt, metaOpt)
 	if cfg.WALSegmentSize > 0 {
-		wal, err = raftwal.Open(walDir, logOpt, metaOpt, raftwal.WithSegmentSize(cfg.WALSegmentSize))
-	} else {
-		wal, err = raftwal.Open(walDir, logOpt, metaOpt)
+		opts = append(opts, raftwal.WithSegmentSize(cfg.WALSegmentSize))
 	}
+	filer := segmentFiler(cfg, walDir)
+	opts = append(opts, raftwal.WithSegmentFiler(filer))
+	wal, err := raftwal.Open(walDir, opts...)
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("open log in %s: %w", walDir, err)
@@ -165,14 +171,38 @@ func openStores(cfg Config) (*stores, error) {
 		closeAll()
 		return nil, fmt.Errorf("open snapshots in %s: %w", dir, err)
 	}
-	var logs raft.LogStore = wal
+	watch := &logWatch{LogStore: wal, filer: filer}
+	var logs raft.LogStore = watch
 	if cfg.LogCacheEntries > 0 {
-		if logs, err = raft.NewLogCache(cfg.LogCacheEntries, wal); err != nil {
+		if logs, err = raft.NewLogCache(cfg.LogCacheEntries, watch); err != nil {
 			closeAll()
 			return nil, fmt.Errorf("log cache: %w", err)
 		}
 	}
-	return &stores{logs: logs, stable: wal, snaps: withSnapshotSums(snaps, dir), close: closeAll}, nil
+	return &stores{logs: logs, stable: testStable(cfg, wal), snaps: withSnapshotSums(snaps, dir), watch: watch, close: closeAll}, nil
+}
+
+// walOptions lists raft-wal's options (whose type it does not export).
+func walOptions[T any](opts ...T) []T { return opts }
+
+// segmentFiler is raft-wal's own segment filer over its file system, or
+// over a test's faults.Disk (Config.Disk), wrapped so that the node can
+// tell why raft-wal could not start a new segment file.
+func segmentFiler(cfg Config, walDir string) *creationWatch {
+	var vfs types.VFS = fs.New()
+	if cfg.Disk != nil {
+		vfs = cfg.Disk
+	}
+	return &creationWatch{SegmentFiler: segment.NewFiler(walDir, vfs)}
+}
+
+// testStable is the stable store, failing after a test's power cut when
+// Config.Disk is set.
+func testStable(cfg Config, wal *raftwal.WAL) raft.StableStore {
+	if cfg.Disk == nil {
+		return wal
+	}
+	return cfg.Disk.StableStore(wal)
 }
 
 // defaultLogCacheEntries is how many of the latest log entries a node keeps

@@ -3,9 +3,12 @@ package raftactor
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
+
+	"github.com/protoraft/protoraft/actors"
 )
 
 // A node's start and stop are lifecycle states, not work done in Receive:
@@ -111,12 +114,18 @@ func (k *kept) handOver(inc *incarnation) *incarnation {
 // after the close of the one before it, and reports back with started.
 func (n *Node) begin(ctx actor.Context) {
 	inc := &incarnation{opened: make(chan struct{}), closed: make(chan struct{})}
-	n.inc = inc
 	n.closer = &closerWait{}
 	w := n.closer
 	if _, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &closer{wait: w} }), "closer"); err != nil {
 		n.log.Error("node could not spawn its closer; a stop will not wait for the files to close", zap.Error(err))
 	}
+	n.open(inc)
+}
+
+// open opens inc on a goroutine of its own, once the incarnation before it
+// has closed, and reports back with started.
+func (n *Node) open(inc *incarnation) {
+	n.inc = inc
 	prev := n.keep.handOver(inc)
 	cfg, timeouts, system, addr, log, inbox := n.cfg, n.keep.getTimeouts(), n.system, n.addr, n.log, n.inbox
 	go func() {
@@ -131,8 +140,50 @@ func (n *Node) begin(ctx actor.Context) {
 			system.Root.Send(inbox, started{inc: inc})
 		}()
 		inc.inst, inc.err = openInstance(cfg, timeouts, system, addr, log)
+		if inc.inst != nil && inc.inst.stores.watch != nil {
+			obs, _ := cfg.Metrics.(StorageObserver)
+			inc.inst.stores.watch.watchWith(obs, func() { system.Root.Send(inbox, reopenLog{inc: inc}) })
+		}
 	}()
 }
+
+// reopen closes the running (or failed) incarnation and opens the data
+// directory again, without a supervisor restart: the node's log could not
+// take appends until reopened, or its start failed for lack of space. The
+// requests waiting to be batched are answered UNAVAILABLE with why.
+func (n *Node) reopen(why string) {
+	inc := n.inc
+	if inc == nil || n.stopping {
+		return
+	}
+	n.fail(actors.Errorf(actors.Code_UNAVAILABLE, "node %s is reopening its data directory: %s", n.cfg.ID, why))
+	n.run, n.startErr = nil, nil
+	log := n.log
+	go func() {
+		<-inc.opened
+		if inc.inst != nil {
+			inc.inst.close(false, log)
+		}
+		close(inc.closed)
+	}()
+	n.open(&incarnation{opened: make(chan struct{}), closed: make(chan struct{})})
+}
+
+// retryStartLater tries a start that failed for lack of space again after
+// a pause that grows with each failure, up to maxStartRetryPause.
+func (n *Node) retryStartLater(inc *incarnation) {
+	pause := min(minStartRetryPause<<min(n.startRetries, 8), maxStartRetryPause)
+	n.startRetries++
+	system, inbox := n.system, n.inbox
+	n.retryTimer = time.AfterFunc(pause, func() { system.Root.Send(inbox, retryStart{inc: inc}) })
+	n.log.Warn("node will try its start again: no space", zap.Duration("in", pause), zap.Int("attempt", n.startRetries))
+}
+
+// The pauses between starts tried again for lack of space.
+const (
+	minStartRetryPause = 200 * time.Millisecond
+	maxStartRetryPause = 10 * time.Second
+)
 
 // end ends the node's incarnation: requests waiting to be batched are
 // failed, the node stops answering, and the instance is closed on a
@@ -147,6 +198,9 @@ func (n *Node) end(handover bool) {
 	}
 	n.stopping = true
 	n.run = nil
+	if n.retryTimer != nil {
+		n.retryTimer.Stop()
+	}
 	if handover {
 		// A stop for good; after a restart, the next incarnation answers.
 		n.answerAwaiting()

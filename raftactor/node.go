@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"errors"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/raft"
@@ -43,6 +44,10 @@ type Node struct {
 	// startErr is why the node could not start; every request is then
 	// refused with it.
 	startErr error
+	// startRetries counts the starts in a row that failed for lack of
+	// space; retryTimer tries the next one.
+	startRetries int
+	retryTimer   *time.Timer
 
 	readIndex readIndexBatcher
 	// batch holds the writes waiting to go into the log as one entry.
@@ -101,6 +106,15 @@ func (n *Node) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(n.startResult())
+	case reopenLog:
+		if m.inc == n.inc && n.run != nil && !n.stopping {
+			n.log.Error("the log cannot take appends after a failed segment rotation; reopening the data directory")
+			n.reopen("the log could not start a new segment file")
+		}
+	case retryStart:
+		if m.inc == n.inc && n.startErr != nil && !n.stopping {
+			n.reopen("trying the start again: " + n.startErr.Error())
+		}
 	case flushWrites:
 		n.flushWrites(true)
 	case flushReads:
@@ -149,8 +163,12 @@ func (n *Node) opened(inc *incarnation) {
 			n.log.Error("node could not start", zap.Error(inc.err))
 		}
 		n.answerAwaiting()
+		if noSpace(inc.err) {
+			n.retryStartLater(inc)
+		}
 		return
 	}
+	n.startRetries = 0
 	n.run = inc.inst
 	n.run.transport.SetPeerHandler(n.peerHandler())
 	n.log.Info("node started", zap.String("address", string(n.addr)),
@@ -193,10 +211,13 @@ func (n *Node) serve(ctx actor.Context, req actors.Request) {
 }
 
 // refuse answers a request while the node is not running: UNAVAILABLE
-// while it starts or stops, INTERNAL when it could not start.
+// while it starts or stops (or tries its start again for lack of space),
+// INTERNAL when it could not start.
 func (n *Node) refuse(ctx actor.Context, req actors.Request) {
 	var err *actors.Error
 	switch {
+	case n.startErr != nil && noSpace(n.startErr):
+		err = actors.Errorf(actors.Code_UNAVAILABLE, "node %s could not start and tries again: %v", n.cfg.ID, n.startErr)
 	case n.startErr != nil:
 		err = actors.Errorf(actors.Code_INTERNAL, "node %s could not start: %v", n.cfg.ID, n.startErr)
 	case n.stopping:

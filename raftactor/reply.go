@@ -188,6 +188,9 @@ func raftError(r *raft.Raft, err error) *actors.Error {
 		// lost a race with another one; nothing was changed, so retrying is
 		// safe.
 		return actors.Errorf(actors.Code_UNAVAILABLE, "the configuration changed concurrently; retry")
+	case isLogStoreFailure(err):
+		text, _ := logStoreFailure(err)
+		return actors.Errorf(actors.Code_UNAVAILABLE, "%s on this node: the write was not acknowledged and its outcome is unknown; retry", text)
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return actors.Errorf(actors.Code_DEADLINE_EXCEEDED, "deadline passed before Raft accepted the request")
 	default:

@@ -33,6 +33,10 @@ func TestBadInputsRefusedBeforeRaft(t *testing.T) {
 	})
 	leader := c.WaitLeader()
 	c.Put("k", "v") // the leader's own entry, so the index below is settled
+	// A linearizable read waits for the term's barrier, which the leader's
+	// first stamp of the replicated clock may issue after the write:
+	// after the read no other entry of the term comes by itself.
+	c.Get(leader, "k", actors.Consistency_LINEARIZABLE)
 	self := c.Address(leader)
 	m := func() *actors.RequestMeta { return grouptest.Meta(3 * time.Second) }
 	member := func(op actors.MembershipOp, id, addr string) *actors.MembershipRequest {

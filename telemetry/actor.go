@@ -445,6 +445,9 @@ func (a *metricsActor) judge(now time.Time) *actors.HealthResponse {
 	if ns := a.m.lastStorageError.Load(); ns != 0 {
 		p.LastStorageError = time.Unix(0, ns)
 	}
+	if f := a.m.logFailure.Load(); f != nil {
+		p.LogStoreFailure = *f
+	}
 	return Judge(a.m.cfg, p, now)
 }
 

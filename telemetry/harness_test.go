@@ -24,9 +24,19 @@ type harness struct {
 
 func newHarness(t *testing.T, n int) *harness {
 	t.Helper()
+	return newHarnessWith(t, n, nil)
+}
+
+// newHarnessWith is newHarness with every node's configuration changed by
+// configure (when not nil).
+func newHarnessWith(t *testing.T, n int, configure func(*cluster.Config)) *harness {
+	t.Helper()
 	h := &harness{Groups: grouptest.NewGroups(t), t: t, reg: prometheus.NewRegistry(), groups: map[string]*cluster.Group{}}
 	_, groups := h.SpawnVoters("g", n, func(cfg *cluster.Config) {
 		cfg.Telemetry = telemetry.Config{Registry: h.reg, PollInterval: 50 * time.Millisecond}
+		if configure != nil {
+			configure(cfg)
+		}
 	})
 	for _, g := range groups {
 		h.groups[g.Self().ID] = g

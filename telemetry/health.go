@@ -33,6 +33,9 @@ type Poll struct {
 	LeaderlessSince time.Time
 	// LastStorageError is when a storage operation last failed; zero never.
 	LastStorageError time.Time
+	// LogStoreFailure is why the node's log store fails now, "" while it
+	// works: a node that cannot append to its log acknowledges nothing.
+	LogStoreFailure string
 }
 
 // Judge turns a poll into a health verdict. It is a pure function of the
@@ -99,6 +102,9 @@ func Judge(cfg Config, p Poll, now time.Time) *actors.HealthResponse {
 		reasons = append(reasons, r)
 		score = 0
 	}
+	if p.LogStoreFailure != "" {
+		unhealthy(p.LogStoreFailure + " (new log entries are refused until a write succeeds)")
+	}
 	leader := s.GetLeader().GetId()
 	switch {
 	case !member:
@@ -158,7 +164,7 @@ func Judge(cfg Config, p Poll, now time.Time) *actors.HealthResponse {
 		score -= penaltyApplyLag
 		reasons = append(reasons, fmt.Sprintf("apply lag: %d committed entries not applied yet", lag))
 	}
-	if !p.LastStorageError.IsZero() && now.Sub(p.LastStorageError) < cfg.StorageErrorWindow {
+	if p.LogStoreFailure == "" && !p.LastStorageError.IsZero() && now.Sub(p.LastStorageError) < cfg.StorageErrorWindow {
 		score -= penaltyStorageErrors
 		reasons = append(reasons, fmt.Sprintf("storage error %v ago", now.Sub(p.LastStorageError).Round(time.Second)))
 	}

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -103,7 +104,7 @@ func newCollectors() *collectors {
 			prometheus.ExponentialBuckets(0.001, 4, 10), nodeLabels),
 		restores: counter("snapshot_restores_total", "Times this node replaced its state from a snapshot.", nodeLabels),
 		storageErrors: counter("storage_errors_total",
-			"Storage failures seen by this node, by operation (snapshot_write, snapshot_restore).", with("op")),
+			"Storage failures seen by this node, by operation (snapshot_write, snapshot_restore, log_write, log_delete).", with("op")),
 		refusals: counter("limiter_refusals_total",
 			"Requests the limiter refused, by the limit that refused them.", with("reason")),
 		denials: counter("authorization_denials_total",
@@ -209,6 +210,9 @@ type Metrics struct {
 	// lastStorageError is when a storage operation last failed (unix
 	// nanoseconds, 0 never); set on Raft's goroutines, read by health.
 	lastStorageError atomic.Int64
+	// logFailure is why the node's log store fails now ("log store write
+	// failed: no space left on device"), nil while it works.
+	logFailure atomic.Pointer[string]
 	// started is set once a metrics actor runs for this node: only then
 	// are the node's series its own to delete (see Close).
 	started atomic.Bool
@@ -293,6 +297,31 @@ func (m *Metrics) SnapshotRestored(_ time.Duration, err error) {
 		return
 	}
 	m.c.restores.WithLabelValues(m.group, m.node).Inc()
+}
+
+// LogStoreFailed reports a failed write to the node's log store
+// (raftactor.StorageObserver). Health says UNHEALTHY with err as the reason
+// until LogStoreRecovered. A failing disk fails every append, so only the
+// first failure of a run is logged; each is counted.
+func (m *Metrics) LogStoreFailed(err error) {
+	op := "log_write"
+	if strings.HasPrefix(err.Error(), "log store delete") {
+		op = "log_delete"
+	}
+	m.c.storageErrors.WithLabelValues(m.group, m.node, op).Inc()
+	m.lastStorageError.Store(time.Now().UnixNano())
+	reason := err.Error()
+	if prev := m.logFailure.Swap(&reason); prev == nil || *prev != reason {
+		m.log.Warn("storage failure", zap.String("op", op), zap.Error(err))
+	}
+}
+
+// LogStoreRecovered reports the first append that succeeded after a
+// failure (raftactor.StorageObserver).
+func (m *Metrics) LogStoreRecovered() {
+	if prev := m.logFailure.Swap(nil); prev != nil {
+		m.log.Info("log store writes succeed again", zap.String("after", *prev))
+	}
 }
 
 // storageError counts a storage failure and keeps health degraded for

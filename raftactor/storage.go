@@ -1,0 +1,225 @@
+package raftactor
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/types"
+)
+
+// What a node does when its disk fails (see docs/operations.md):
+//
+//   - An append to the log that fails (a full disk, an I/O error on write
+//     or fsync) was not acknowledged by the node: a leader answers the
+//     writes of that entry UNAVAILABLE ("log store write failed: no space
+//     left on device") and steps down (hashicorp/raft does), a follower
+//     answers the leader's AppendEntries unsuccessful, and the leader
+//     sends it again later. raft-wal rolls its writer back, so the next
+//     append that succeeds picks up where the last good one ended: the node
+//     recovers without a restart once space returns. Health says
+//     UNHEALTHY with the reason until an append succeeds again.
+//   - A failure while raft-wal starts a new segment file (which it
+//     preallocates, so this is where a full disk usually shows) leaves its
+//     writer on the sealed segment: every later append fails until the log
+//     is opened again. The node then reopens its data directory by itself
+//     (reopenLog), and while the disk is still full and the open fails with
+//     no space, it tries again with a growing pause (retryStart) instead of
+//     staying down.
+//   - A data directory that cannot be read (an I/O error on open) is not
+//     retried: the node refuses every request with the reason, INTERNAL.
+
+// LogStoreError is a failed write to the node's log store, as Raft and the
+// node's metrics see it.
+type LogStoreError struct {
+	// Op is what failed: "write" (an append) or "delete" (a truncation).
+	Op string
+	// Err is raft-wal's error.
+	Err error
+}
+
+func (e *LogStoreError) Error() string {
+	return "log store " + e.Op + " failed: " + describeIOError(e.Err)
+}
+
+func (e *LogStoreError) Unwrap() error { return e.Err }
+
+// describeIOError is an I/O error as an operator reads it: the system's
+// words for the errno when there is one ("no space left on device"), the
+// whole error otherwise.
+func describeIOError(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return err.Error()
+}
+
+// logStoreWriteFailed starts the text of a failed append, which reaches a
+// Raft future through hashicorp's log cache as text only.
+const logStoreWriteFailed = "log store write failed"
+
+// logStoreFailure returns the failed append err reports, as text, if it is
+// one.
+func logStoreFailure(err error) (string, bool) {
+	var lse *LogStoreError
+	if errors.As(err, &lse) {
+		return lse.Error(), true
+	}
+	msg := err.Error()
+	i := strings.Index(msg, logStoreWriteFailed)
+	if i < 0 {
+		return "", false
+	}
+	return strings.TrimRight(msg[i:], `"`), true
+}
+
+// noSpace reports whether err is a full disk (or quota): a start that
+// failed for it is tried again, since space may return.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// StorageObserver is implemented by Metrics (Config.Metrics) that want to
+// hear of the log store's health: every failed append or truncation, and
+// the first append that succeeds after one. Both run on Raft's goroutines
+// and must be quick.
+type StorageObserver interface {
+	LogStoreFailed(err error)
+	LogStoreRecovered()
+}
+
+// logWatch sits between Raft (and its log cache) and raft-wal, and sees
+// every write to the log: it reports failures and recoveries to the
+// node's metrics, turns raft-wal's errors into LogStoreErrors, and tells
+// the node when raft-wal cannot append again until it is reopened.
+type logWatch struct {
+	raft.LogStore
+
+	filer *creationWatch
+
+	mu       sync.Mutex
+	failing  bool
+	observer StorageObserver
+	stuck    bool
+	onStuck  func()
+}
+
+// watchWith sets who hears of failures; a stuck log already seen is
+// reported at once.
+func (w *logWatch) watchWith(o StorageObserver, onStuck func()) {
+	w.mu.Lock()
+	w.observer, w.onStuck = o, onStuck
+	stuck := w.stuck
+	w.mu.Unlock()
+	if stuck && onStuck != nil {
+		onStuck()
+	}
+}
+
+// StoreLogs implements raft.LogStore.
+func (w *logWatch) StoreLogs(logs []*raft.Log) error {
+	err := w.LogStore.StoreLogs(logs)
+	if err == nil {
+		w.succeeded()
+		return nil
+	}
+	return w.failed("write", err)
+}
+
+// StoreLog implements raft.LogStore.
+func (w *logWatch) StoreLog(log *raft.Log) error { return w.StoreLogs([]*raft.Log{log}) }
+
+// DeleteRange implements raft.LogStore.
+func (w *logWatch) DeleteRange(lo, hi uint64) error {
+	if err := w.LogStore.DeleteRange(lo, hi); err != nil {
+		return w.failed("delete", err)
+	}
+	return nil
+}
+
+func (w *logWatch) succeeded() {
+	w.mu.Lock()
+	was, o := w.failing, w.observer
+	w.failing = false
+	w.mu.Unlock()
+	if was && o != nil {
+		o.LogStoreRecovered()
+	}
+}
+
+func (w *logWatch) failed(op string, err error) error {
+	if errors.Is(err, raftwal.ErrClosed) {
+		return err // a node that stops, not a disk that fails
+	}
+	if errors.Is(err, types.ErrSealed) && w.filer != nil {
+		if cause := w.filer.lastCreateError(); cause != nil {
+			// The append fails because the next segment file could not be
+			// made: that is the cause to report.
+			err = fmt.Errorf("%w (starting a new segment file: %w)", cause, err)
+		}
+	}
+	lse := &LogStoreError{Op: op, Err: err}
+	w.mu.Lock()
+	w.failing = true
+	o := w.observer
+	var stuck func()
+	if errors.Is(err, types.ErrSealed) && !w.stuck {
+		w.stuck = true
+		stuck = w.onStuck
+	}
+	w.mu.Unlock()
+	if o != nil {
+		o.LogStoreFailed(lse)
+	}
+	if stuck != nil {
+		stuck()
+	}
+	return lse
+}
+
+// reopenLog tells the node that its log cannot take appends until it is
+// opened again (a failed segment rotation): the node reopens its data
+// directory.
+type reopenLog struct{ inc *incarnation }
+
+// retryStart tells the node to try its start again: the last one failed
+// for lack of space.
+type retryStart struct{ inc *incarnation }
+
+func isLogStoreFailure(err error) bool {
+	_, ok := logStoreFailure(err)
+	return ok
+}
+
+// creationWatch is raft-wal's segment filer, remembering why it last failed
+// to create a segment file: raft-wal only logs that failure (it happens on
+// its rotation goroutine) and fails every later append with "segment is
+// sealed".
+type creationWatch struct {
+	types.SegmentFiler
+	createErr atomic.Pointer[error]
+}
+
+// Create implements types.SegmentFiler.
+func (c *creationWatch) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
+	w, err := c.SegmentFiler.Create(info)
+	if err != nil {
+		c.createErr.Store(&err)
+	} else {
+		c.createErr.Store(nil)
+	}
+	return w, err
+}
+
+func (c *creationWatch) lastCreateError() error {
+	if e := c.createErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
