@@ -433,6 +433,13 @@ func (n *nemesis) apply(ctx context.Context, i int, k Kind, rng *rand.Rand) func
 		id := running[rng.Intn(len(running))]
 		err := n.c.kill(id)
 		if err == nil {
+			if u := n.damageOverlay(ctx, i, id, n.param); u != nil {
+				// The overlay damaged the stopped node's files and starts it.
+				n.count(k)
+				n.event(i, k, "stopped %s to damage its files (leader %v)", id, id == leader)
+				u()
+				return nil
+			}
 			err = n.c.start(ctx, id)
 		}
 		n.count(k)

@@ -88,6 +88,22 @@ func TestShortProfileDamagesFiles(t *testing.T) {
 		t.Fatalf("the short process profile's kill steps draw %v, want each damage at least once", drawn)
 	}
 	t.Logf("damage drawn on the short process profile's kill steps: %v", drawn)
+
+	// The in-process profile's restart steps damage files too (in its
+	// first ten seeds a flipped bit only: the torn tail is the process
+	// profile's and raftactor's).
+	drawn = map[Kind]int{}
+	for seed := int64(1); seed <= 10; seed++ {
+		for _, s := range Schedule(seed, 3*time.Second, AllKinds) {
+			if s.Kinds[0] == KindRestart {
+				drawn[damageDrawn(s.Param)]++
+			}
+		}
+	}
+	if drawn[KindTornTail]+drawn[KindCorruptFile] == 0 {
+		t.Fatalf("the short in-process profile's restart steps draw %v, want some damage", drawn)
+	}
+	t.Logf("damage drawn on the short in-process profile's restart steps: %v", drawn)
 }
 
 // The disk overlays ride on some steps of the short profile's seeds, so
