@@ -37,6 +37,9 @@ type Network struct {
 	cuts   map[faultPair]struct{}
 	drops  []dropRule
 	delays []delayRule
+	// down are the nodes whose machine is off (Down): nothing to or from
+	// them gets through, whatever the rules and Heal say.
+	down map[raft.ServerID]bool
 }
 
 // NewNetwork returns a Network with no rules: every message is delivered at
@@ -45,7 +48,26 @@ func NewNetwork(seed int64) *Network {
 	return &Network{
 		rng:  rand.New(rand.NewSource(seed)),
 		cuts: make(map[faultPair]struct{}),
+		down: make(map[raft.ServerID]bool),
 	}
+}
+
+// Down takes a node's machine off the network until Up: every message to
+// or from it is lost, and Heal, which removes the rules, leaves it down. A
+// test cuts a node's power this way (faults.Disk.PowerCut) without a
+// message escaping in the moments before the node is stopped, as none
+// escapes a machine without power.
+func (f *Network) Down(id raft.ServerID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down[id] = true
+}
+
+// Up undoes Down.
+func (f *Network) Up(id raft.ServerID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.down, id)
 }
 
 // Cut drops every RPC from one node to another, in that direction only, so
@@ -126,6 +148,9 @@ func (f *Network) Decide(from, to raft.ServerID) (drop bool, delay time.Duration
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down[from] || f.down[to] {
+		return true, 0
+	}
 	for _, p := range []faultPair{{from, to}, {from, AnyNode}, {AnyNode, to}, {AnyNode, AnyNode}} {
 		if _, ok := f.cuts[p]; ok {
 			return true, 0

@@ -122,3 +122,22 @@ func TestNetworkNilDeliversEverything(t *testing.T) {
 		t.Fatalf("nil Network: drop %v delay %v", drop, d)
 	}
 }
+
+// A node that is down stays down through Heal, and comes back with Up.
+func TestNetworkDownOutlastsHeal(t *testing.T) {
+	f := NewNetwork(1)
+	f.Down("n1")
+	f.Heal()
+	for _, p := range [][2]raft.ServerID{{"n1", "n2"}, {"n2", "n1"}} {
+		if drop, _ := f.Decide(p[0], p[1]); !drop {
+			t.Fatalf("%s -> %s delivered while n1 is down", p[0], p[1])
+		}
+	}
+	if drop, _ := f.Decide("n2", "n3"); drop {
+		t.Fatal("n2 -> n3 lost while only n1 is down")
+	}
+	f.Up("n1")
+	if drop, _ := f.Decide("n1", "n2"); drop {
+		t.Fatal("n1 -> n2 lost after Up")
+	}
+}

@@ -653,6 +653,9 @@ func (c *inproc) powerCut(ctx context.Context, id string) (reported, onDisk uint
 		return 0, 0, fmt.Errorf("%w: %v", errNotCut, err)
 	}
 	reported = st.GetLastIndex()
+	// Off the network first: a node without power sends nothing.
+	c.faults.Down(sid(id))
+	defer c.faults.Up(sid(id))
 	if err := d.PowerCut(); err != nil {
 		return reported, 0, err
 	}
