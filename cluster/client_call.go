@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/inbox"
 )
 
 // clientRoute says where a call may be answered and what a success tells the
@@ -201,9 +202,9 @@ func (c *Client) meta(requestID string, deadline time.Time) *actors.RequestMeta 
 // cancelled ctx would take a goroutine per attempt that outlives the call
 // until the future times out.
 func (c *Client) exchange(ctx context.Context, target *actor.PID, req actors.Request, deadline time.Time) (any, *actors.Error) {
-	inbox := &replyInbox{reply: make(chan any, 1)}
+	box := &replyInbox{reply: make(chan any, 1)}
 	registry := c.system.ProcessRegistry
-	self, ok := registry.Add(inbox, "protoraft-client-reply-"+registry.NextId())
+	self, ok := registry.Add(box, inbox.Name(c.system, "protoraft-client-reply"))
 	if !ok {
 		return nil, actors.Errorf(actors.Code_INTERNAL, "could not register a reply inbox")
 	}
@@ -214,7 +215,7 @@ func (c *Client) exchange(ctx context.Context, target *actor.PID, req actors.Req
 	timer := time.NewTimer(time.Until(deadline) + replyMargin)
 	defer timer.Stop()
 	select {
-	case res := <-inbox.reply:
+	case res := <-box.reply:
 		if _, dead := res.(*actor.DeadLetterResponse); dead {
 			return nil, actors.Errorf(actors.Code_UNAVAILABLE, "%s is not running", target)
 		}

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/protoraft/protoraft/actors"
+	"github.com/protoraft/protoraft/internal/inbox"
 )
 
 // pollInterval is how often Join, Leave and WaitLeader look again while
@@ -251,7 +252,7 @@ func (g *Group) ask(ctx context.Context, to *actor.PID, build func(*actors.Reque
 	}
 	meta := &actors.RequestMeta{Credentials: g.cfg.Credentials}
 	meta.SetTimeout(wait * 9 / 10)
-	res, err := g.system.Root.RequestFuture(to, build(meta), wait).Result()
+	res, err := inbox.Ask(g.system, to, build(meta), wait)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/protoraft/protoraft/internal/inbox"
 	"github.com/protoraft/protoraft/internal/wire"
 	"github.com/protoraft/protoraft/remoteguard"
 )
@@ -62,7 +63,7 @@ func (c *Conn) prepare() error {
 		return nil
 	}
 	reg := c.link.system.ProcessRegistry
-	pid, ok := reg.Add(&linkReplies{c: c}, "raftlink$"+reg.NextId())
+	pid, ok := reg.Add(&linkReplies{c: c}, inbox.Name(c.link.system, "raftlink"))
 	if !ok {
 		return errors.New("raft link: could not register its reply process")
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/protoraft/protoraft/faults"
+	"github.com/protoraft/protoraft/internal/inbox"
 	"github.com/protoraft/protoraft/internal/link"
 	"github.com/protoraft/protoraft/internal/wire"
 )
@@ -700,7 +701,7 @@ type pendingReply struct {
 func (t *Transport) newPendingReply() (*pendingReply, error) {
 	rp := &replyProcess{ch: make(chan interface{}, 1)}
 	reg := t.cfg.System.ProcessRegistry
-	self, ok := reg.Add(rp, "raftrpc$"+reg.NextId())
+	self, ok := reg.Add(rp, inbox.Name(t.cfg.System, "raftrpc"))
 	if !ok {
 		return nil, errors.New("could not register reply process")
 	}
