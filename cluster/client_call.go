@@ -202,12 +202,11 @@ func (c *Client) meta(requestID string, deadline time.Time) *actors.RequestMeta 
 // cancelled ctx would take a goroutine per attempt that outlives the call
 // until the future times out.
 func (c *Client) exchange(ctx context.Context, target *actor.PID, req actors.Request, deadline time.Time) (any, *actors.Error) {
-	box := &replyInbox{reply: make(chan any, 1)}
-	registry := c.system.ProcessRegistry
-	self, ok := registry.Add(box, inbox.Name(c.system, "protoraft-client-reply"))
-	if !ok {
-		return nil, actors.Errorf(actors.Code_INTERNAL, "could not register a reply inbox")
+	box, self, err := inbox.Open(c.system, "protoraft-client-reply")
+	if err != nil {
+		return nil, actors.Errorf(actors.Code_INTERNAL, "%v", err)
 	}
+	registry := c.system.ProcessRegistry
 	// A reply that arrives after this goes to dead letters, as a late reply
 	// to a timed-out future would.
 	defer registry.Remove(self)
@@ -215,7 +214,7 @@ func (c *Client) exchange(ctx context.Context, target *actor.PID, req actors.Req
 	timer := time.NewTimer(time.Until(deadline) + replyMargin)
 	defer timer.Stop()
 	select {
-	case res := <-box.reply:
+	case res := <-box.Reply():
 		if _, dead := res.(*actor.DeadLetterResponse); dead {
 			return nil, actors.Errorf(actors.Code_UNAVAILABLE, "%s is not running", target)
 		}
@@ -226,28 +225,6 @@ func (c *Client) exchange(ctx context.Context, target *actor.PID, req actors.Req
 		return nil, actors.Errorf(actors.Code_DEADLINE_EXCEEDED, "no reply from %s before the call ended", target)
 	}
 }
-
-// replyInbox is a process that takes the single reply to one attempt. It
-// never blocks the sender: a second message (there should be none) is
-// dropped.
-type replyInbox struct {
-	reply chan any
-}
-
-// SendUserMessage implements actor.Process.
-func (r *replyInbox) SendUserMessage(_ *actor.PID, message any) {
-	_, msg, _ := actor.UnwrapEnvelope(message)
-	select {
-	case r.reply <- msg:
-	default:
-	}
-}
-
-// SendSystemMessage implements actor.Process; an inbox has no lifecycle.
-func (r *replyInbox) SendSystemMessage(*actor.PID, any) {}
-
-// Stop implements actor.Process; exchange removes the inbox itself.
-func (r *replyInbox) Stop(*actor.PID) {}
 
 // clientGaveUp is the error of a call whose context ended. It is always
 // DEADLINE_EXCEEDED, cancellation included: either way the caller stopped

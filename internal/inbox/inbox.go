@@ -31,22 +31,54 @@ func prefix(system *actor.ActorSystem) string {
 	return p.(string)
 }
 
-// Ask sends msg to target with a reply inbox named by Name and waits for
-// the answer at most timeout: RequestFuture(...).Result() for a request
-// that may cross remote, whose answer must reach this start of the program
-// only.
-func Ask(system *actor.ActorSystem, target *actor.PID, msg any, timeout time.Duration) (any, error) {
-	box := &oneReply{reply: make(chan any, 1)}
-	self, ok := system.ProcessRegistry.Add(box, Name(system, "protoraft-ask"))
+// Box is a process that takes the single answer to one request. It never
+// blocks the sender: a second message (there should be none) is dropped.
+type Box struct{ reply chan any }
+
+// Open registers a Box in system under a Name of kind. The caller removes
+// it from system.ProcessRegistry once it stops waiting; an answer that
+// comes later goes to dead letters.
+func Open(system *actor.ActorSystem, kind string) (*Box, *actor.PID, error) {
+	box := &Box{reply: make(chan any, 1)}
+	self, ok := system.ProcessRegistry.Add(box, Name(system, kind))
 	if !ok {
-		return nil, errors.New("inbox: could not register a reply inbox")
+		return nil, nil, errors.New("inbox: could not register a reply inbox")
+	}
+	return box, self, nil
+}
+
+// Reply delivers the answer, unwrapped from its envelope.
+func (b *Box) Reply() <-chan any { return b.reply }
+
+// SendUserMessage implements actor.Process.
+func (b *Box) SendUserMessage(_ *actor.PID, message any) {
+	_, msg, _ := actor.UnwrapEnvelope(message)
+	select {
+	case b.reply <- msg:
+	default:
+	}
+}
+
+// SendSystemMessage implements actor.Process; a box has no lifecycle.
+func (b *Box) SendSystemMessage(*actor.PID, any) {}
+
+// Stop implements actor.Process; whoever opened the box removes it.
+func (b *Box) Stop(*actor.PID) {}
+
+// Ask sends msg to target from a Box and waits for the answer at most
+// timeout: RequestFuture(...).Result() for a request that may cross
+// remote, whose answer must reach this start of the program only.
+func Ask(system *actor.ActorSystem, target *actor.PID, msg any, timeout time.Duration) (any, error) {
+	box, self, err := Open(system, "protoraft-ask")
+	if err != nil {
+		return nil, err
 	}
 	defer system.ProcessRegistry.Remove(self)
 	system.Root.RequestWithCustomSender(target, msg, self)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
-	case res := <-box.reply:
+	case res := <-box.Reply():
 		if _, dead := res.(*actor.DeadLetterResponse); dead {
 			return nil, actor.ErrDeadLetter
 		}
@@ -55,21 +87,3 @@ func Ask(system *actor.ActorSystem, target *actor.PID, msg any, timeout time.Dur
 		return nil, actor.ErrTimeout
 	}
 }
-
-// oneReply is Ask's inbox: it keeps the first message it gets.
-type oneReply struct{ reply chan any }
-
-// SendUserMessage implements actor.Process.
-func (b *oneReply) SendUserMessage(_ *actor.PID, message any) {
-	_, msg, _ := actor.UnwrapEnvelope(message)
-	select {
-	case b.reply <- msg:
-	default:
-	}
-}
-
-// SendSystemMessage implements actor.Process; an inbox has no lifecycle.
-func (b *oneReply) SendSystemMessage(*actor.PID, any) {}
-
-// Stop implements actor.Process; Ask removes the inbox itself.
-func (b *oneReply) Stop(*actor.PID) {}
