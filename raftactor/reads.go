@@ -146,7 +146,24 @@ type readPath struct {
 func (n *Node) readPath() readPath {
 	t := n.currentTimeouts()
 	return readPath{r: n.run.raft, f: n.run.fsm, ready: n.run.ready, batcher: &n.readIndex, logs: n.run.stores.logs, peers: n.peers(),
-		lease: min(t.LeaderLease, t.Heartbeat)}
+		lease: leaseWindow(t.LeaderLease, t.Heartbeat)}
+}
+
+// leaseDriftDivisor sets the share of the heartbeat timeout a lease keeps
+// back for clock drift: the lease is measured on this leader's monotonic
+// clock, the followers' heartbeat timeouts on theirs, and a leader clock
+// running slow next to a follower clock running fast would otherwise let
+// the lease outlast the follower's refusal to vote. A twentieth covers
+// clocks whose rates differ from true time by up to 2.5% each, far beyond
+// what NTP slews a monotonic clock (0.05%).
+const leaseDriftDivisor = 20
+
+// leaseWindow is how long a leadership confirmation serves LEASE reads:
+// the leader lease, but never more than the heartbeat timeout less the
+// drift margin (formal/lease.pml checks the rule, and finds a stale read
+// without the margin).
+func leaseWindow(leaderLease, heartbeat time.Duration) time.Duration {
+	return min(leaderLease, heartbeat-heartbeat/leaseDriftDivisor)
 }
 
 // serve waits once for what every read of the batch needs, then queries and

@@ -219,3 +219,18 @@ func TestProbeQuorumAsksASilentVoterLast(t *testing.T) {
 		t.Fatalf("after %s stayed silent the next round asks %s first", quiet, next[0].ID)
 	}
 }
+
+// A lease never lasts the whole heartbeat timeout: a leader lease equal to
+// it (which Timeouts.validate allows) loses the drift margin, or a leader
+// clock running slow next to a follower clock running fast would serve a
+// LEASE read after the follower voted for a newer leader (the stale read
+// formal/lease.pml finds with -DNOMARGIN).
+func TestLeaseWindowKeepsADriftMargin(t *testing.T) {
+	const hb = time.Second
+	if got, want := leaseWindow(hb, hb), hb-hb/leaseDriftDivisor; got != want {
+		t.Fatalf("leaseWindow(heartbeat, heartbeat) = %v, want %v", got, want)
+	}
+	if got := leaseWindow(hb/2, hb); got != hb/2 {
+		t.Fatalf("leaseWindow(heartbeat/2, heartbeat) = %v, want the leader lease %v", got, hb/2)
+	}
+}
