@@ -203,9 +203,10 @@ func (g *Group) leaderStatus(ctx context.Context, seeds []*actor.PID) (*actors.S
 		switch {
 		case err != nil:
 			last = err
-		case resp.GetError().Err() != nil && !actors.Retryable(resp.GetError().GetCode()):
-			// A refusal (no credentials, no permission) holds at every
-			// member: asking on would only hide it behind a timeout.
+		case refusal(resp.GetError()):
+			// No credentials or no permission holds at every member, where
+			// one seed's own failure (a damaged node answering INTERNAL)
+			// does not: asking on would only hide it behind a timeout.
 			return nil, nil, resp.GetError()
 		case resp.GetError().Err() != nil:
 			last = resp.GetError()
@@ -261,6 +262,13 @@ func (g *Group) ask(ctx context.Context, to *actor.PID, build func(*actors.Reque
 		return nil, fmt.Errorf("%s answered %T", to, res)
 	}
 	return resp, nil
+}
+
+// refusal reports whether err is the group refusing the caller: the same
+// answer at every member.
+func refusal(err *actors.Error) bool {
+	c := actors.CodeOf(err)
+	return c == actors.Code_UNAUTHENTICATED || c == actors.Code_PERMISSION_DENIED
 }
 
 func findMember(members []*actors.Server, id string) *actors.Server {
