@@ -122,6 +122,16 @@ func (w *logWatch) watchWith(o StorageObserver, onStuck func()) {
 	}
 }
 
+// IsMonotonic implements raft.MonotonicLogStore for the store it wraps.
+// raft-wal appends only right after its last entry, and says so; Raft then
+// empties the log when it installs a snapshot. Hidden behind this wrapper,
+// Raft only compacted the log, kept its tail, and every append after the
+// snapshot failed as non-monotonic: the follower never caught up.
+func (w *logWatch) IsMonotonic() bool {
+	m, ok := w.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // StoreLogs implements raft.LogStore.
 func (w *logWatch) StoreLogs(logs []*raft.Log) error {
 	err := w.LogStore.StoreLogs(logs)
