@@ -94,6 +94,10 @@ type inproc struct {
 	// workers are the workload's clients, told of every membership change.
 	workers []*inprocClient
 	closed  bool
+	// logs holds each node's log (hashicorp/raft's included), written
+	// under dir/logs and kept with a failed run's artifacts: a node that
+	// stops catching up says why only there.
+	logs *nodeLogs
 }
 
 // newInproc bootstraps n nodes n1..nN with data directories under dir.
@@ -101,7 +105,11 @@ func newInproc(seed int64, n int, dir string, logf func(string, ...any)) (*inpro
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}))
-	c := &inproc{system: system, faults: faults.NewNetwork(seed), dir: dir, logf: logf, members: map[string]*member{}, next: n + 1, ledger: newApplyLedger()}
+	logs, err := newNodeLogs(filepath.Join(dir, "logs"))
+	if err != nil {
+		return nil, err
+	}
+	c := &inproc{system: system, faults: faults.NewNetwork(seed), dir: dir, logf: logf, members: map[string]*member{}, next: n + 1, ledger: newApplyLedger(), logs: logs}
 	var boot []cluster.Peer
 	for i := 1; i <= n; i++ {
 		boot = append(boot, cluster.Peer{ID: fmt.Sprintf("n%d", i), Address: actors.LocalSystemAddress})
@@ -133,6 +141,7 @@ func (c *inproc) config(id string, boot []cluster.Peer) cluster.Config {
 			Faults:          c.faults,
 			Clock:           faults.NewClock(),
 			Disk:            faults.NewDisk(),
+			Logger:          c.logs.logger(id),
 		},
 		Bootstrap: boot,
 	}
@@ -350,7 +359,8 @@ func (c *inproc) stuck() string {
 	return b.String()
 }
 
-func (c *inproc) save(string) error { return nil }
+// save copies the nodes' logs into the artifacts directory.
+func (c *inproc) save(dir string) error { return c.logs.copyTo(filepath.Join(dir, "logs")) }
 
 // close stops every running member and the ActorSystem.
 func (c *inproc) close() {
@@ -374,6 +384,7 @@ func (c *inproc) close() {
 	}
 	wg.Wait()
 	c.system.Shutdown()
+	c.logs.close()
 }
 
 // The network faults, through faults.Network.
