@@ -55,7 +55,8 @@ const (
 	Code_INTERNAL Code = 8
 	// SESSION_EXPIRED: a write of a registered session (RequestMeta.
 	// registered_session) whose session the group does not know: it expired,
-	// or was reopened above the write's sequence. The write was not applied
+	// was reopened above the write's sequence, or was created anew since the
+	// opening the write names (session_open_index). The write was not applied
 	// by this attempt, but an earlier attempt of it may have been: its
 	// outcome is unknown. Not retryable: a retry can never be matched to the
 	// first attempt again. Open the session anew (open_session) for the next
@@ -411,9 +412,18 @@ type RequestMeta struct {
 	// arrival, on its own clock, so the caller's and the node's wall clocks
 	// need not agree; set, it takes the place of deadline_unix_nano, which
 	// nodes of earlier releases read (send both).
-	TimeoutNanos  int64 `protobuf:"varint,10,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TimeoutNanos int64 `protobuf:"varint,10,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	// session_open_index, on a registered write, names the opening of the
+	// session the write belongs to: WriteResponse.session_open_index of the
+	// open that opened it. A group whose session of client_id has another
+	// (a late copy of an old open re-created the session after it expired,
+	// with no memory of what it applied) refuses the write with
+	// SESSION_EXPIRED, so a retry of a write applied before the expiry is
+	// never applied again. 0, as clients from before it send, is not
+	// checked.
+	SessionOpenIndex uint64 `protobuf:"varint,11,opt,name=session_open_index,json=sessionOpenIndex,proto3" json:"session_open_index,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RequestMeta) Reset() {
@@ -512,6 +522,13 @@ func (x *RequestMeta) GetRegisteredSession() bool {
 func (x *RequestMeta) GetTimeoutNanos() int64 {
 	if x != nil {
 		return x.TimeoutNanos
+	}
+	return 0
+}
+
+func (x *RequestMeta) GetSessionOpenIndex() uint64 {
+	if x != nil {
+		return x.SessionOpenIndex
 	}
 	return 0
 }
@@ -636,12 +653,19 @@ func (x *WriteRequest) GetCommand() []byte {
 // index: its Raft log index, or numbered on from it when the leader batched
 // several writes into one log entry (see raftactor.StateMachine.Apply).
 type WriteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
-	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
-	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Error  *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Result []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Index  uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// session_open_index answers a session open (RequestMeta.open_session):
+	// the log index of the entry that created the session it opened or
+	// refreshed. Every copy of one open gets the same value while the
+	// session lives, and a session created anew gets another, so a client
+	// sends it in RequestMeta.session_open_index of its writes. 0 from
+	// builds before it.
+	SessionOpenIndex uint64 `protobuf:"varint,4,opt,name=session_open_index,json=sessionOpenIndex,proto3" json:"session_open_index,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WriteResponse) Reset() {
@@ -691,6 +715,13 @@ func (x *WriteResponse) GetResult() []byte {
 func (x *WriteResponse) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *WriteResponse) GetSessionOpenIndex() uint64 {
+	if x != nil {
+		return x.SessionOpenIndex
 	}
 	return 0
 }
@@ -2119,7 +2150,7 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\tR\x05limit\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xec\x02\n" +
+	"retryAfter\"\x9a\x03\n" +
 	"\vRequestMeta\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12,\n" +
@@ -2134,18 +2165,20 @@ const file_protoraft_proto_rawDesc = "" +
 	"\fopen_session\x18\b \x01(\bR\vopenSession\x12-\n" +
 	"\x12registered_session\x18\t \x01(\bR\x11registeredSession\x12#\n" +
 	"\rtimeout_nanos\x18\n" +
-	" \x01(\x03R\ftimeoutNanos\"f\n" +
+	" \x01(\x03R\ftimeoutNanos\x12,\n" +
+	"\x12session_open_index\x18\v \x01(\x04R\x10sessionOpenIndex\"f\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +
 	"\bsuffrage\x18\x03 \x01(\x0e2\x16.protoraft.v1.SuffrageR\bsuffrage\"W\n" +
 	"\fWriteRequest\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\x12\x18\n" +
-	"\acommand\x18\x02 \x01(\fR\acommand\"h\n" +
+	"\acommand\x18\x02 \x01(\fR\acommand\"\x96\x01\n" +
 	"\rWriteResponse\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"\xa9\x01\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12,\n" +
+	"\x12session_open_index\x18\x04 \x01(\x04R\x10sessionOpenIndex\"\xa9\x01\n" +
 	"\vReadRequest\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\x12;\n" +

@@ -280,7 +280,9 @@ func (c *Client) SetMembers(members []Peer) {
 // belongs to that session. A group that no longer knows the session (it
 // expired after SessionTTL without writes, measured by the group's
 // replicated clock) refuses the write with SESSION_EXPIRED rather than
-// risk applying a retry twice: the write's outcome is unknown, as with
+// risk applying a retry twice; each write names the opening it belongs to,
+// so a session that a late copy of an open created anew after the expiry
+// refuses it too. The write's outcome is then unknown, as with
 // DEADLINE_EXCEEDED, and the Client does not retry it. The next Write opens
 // the session again, above every sequence used before, so no earlier write
 // still in flight can be applied after it.
@@ -298,7 +300,7 @@ func (c *Client) Write(ctx context.Context, command []byte) (*actors.WriteRespon
 	// its buffer as soon as Write returns.
 	command = bytes.Clone(command)
 	s := c.session
-	seq, err := s.begin(ctx, c)
+	seq, openIndex, err := s.begin(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -308,6 +310,11 @@ func (c *Client) Write(ctx context.Context, command []byte) (*actors.WriteRespon
 		meta.Sequence = seq
 		meta.AckedBelow = s.ackedBelow()
 		meta.RegisteredSession = true
+		// Every attempt names the opening seq was taken in, also after a
+		// reopen: a group whose session is another life of it (a late copy
+		// of an open created it anew) refuses the write rather than apply
+		// a retry twice.
+		meta.SessionOpenIndex = openIndex
 		return &actors.WriteRequest{Meta: meta, Command: command}
 	}, nil)
 	if actors.CodeOf(resp.GetError()) == actors.Code_SESSION_EXPIRED {
@@ -463,6 +470,11 @@ type writeSession struct {
 	// open says the group has the session open, since the open with floor.
 	open  bool
 	floor uint64
+	// openIndex names that opening as the group answered it
+	// (WriteResponse.session_open_index; 0 from groups that do not name
+	// openings). Writes carry it so the group can tell their session from
+	// one a late copy of an open created after the session expired.
+	openIndex uint64
 	// opening is the open in flight, which concurrent first writes share.
 	opening *sessionOpen
 }
@@ -486,17 +498,18 @@ func newWriteSession() *writeSession {
 }
 
 // begin takes the next sequence and marks it in flight, once the session
-// is open: the first caller after the session was closed opens it (with
-// the next sequence as its floor) and the others wait for that open.
-func (s *writeSession) begin(ctx context.Context, c *Client) (uint64, error) {
+// is open, and returns it with the open index of that opening: the first
+// caller after the session was closed opens it (with the next sequence as
+// its floor) and the others wait for that open.
+func (s *writeSession) begin(ctx context.Context, c *Client) (uint64, uint64, error) {
 	for {
 		s.mu.Lock()
 		if s.open {
 			s.lastSeq++
 			s.inflight[s.lastSeq] = struct{}{}
-			seq := s.lastSeq
+			seq, openIndex := s.lastSeq, s.openIndex
 			s.mu.Unlock()
-			return seq, nil
+			return seq, openIndex, nil
 		}
 		op := s.opening
 		mine := op == nil
@@ -506,29 +519,31 @@ func (s *writeSession) begin(ctx context.Context, c *Client) (uint64, error) {
 		}
 		s.mu.Unlock()
 		if mine {
-			s.finishOpen(op, c.openSession(ctx, op.floor))
+			index, err := c.openSession(ctx, op.floor)
+			s.finishOpen(op, index, err)
 		}
 		select {
 		case <-op.done:
 		case <-ctx.Done():
-			return 0, clientGaveUp("write", ctx.Err(), 0, nil)
+			return 0, 0, clientGaveUp("write", ctx.Err(), 0, nil)
 		}
 		if op.err != nil && (mine || ctx.Err() != nil) {
 			// The open failed with this caller's own deadline or error;
 			// others waiting for it try again with theirs.
-			return 0, op.err
+			return 0, 0, op.err
 		}
 	}
 }
 
-// finishOpen records how op ended.
-func (s *writeSession) finishOpen(op *sessionOpen, err error) {
+// finishOpen records how op ended: with err, or with the group's open
+// index for it.
+func (s *writeSession) finishOpen(op *sessionOpen, index uint64, err error) {
 	s.mu.Lock()
 	op.err = err
 	if s.opening == op {
 		s.opening = nil
 		if err == nil {
-			s.open, s.floor = true, op.floor
+			s.open, s.floor, s.openIndex = true, op.floor, index
 		}
 	}
 	s.mu.Unlock()
@@ -568,14 +583,16 @@ func (s *writeSession) ackedBelow() uint64 {
 	return low
 }
 
-// openSession opens the Client's session in the group with floor: an open
-// applies nothing, so retrying it is as safe as retrying a read.
-func (c *Client) openSession(ctx context.Context, floor uint64) error {
-	_, err := clientCall[*actors.WriteResponse](ctx, c, callSpec{op: "open_session", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
+// openSession opens the Client's session in the group with floor and
+// returns the group's open index for it: an open applies nothing, so
+// retrying it is as safe as retrying a read, and every copy that applies
+// while the session lives answers the same open index.
+func (c *Client) openSession(ctx context.Context, floor uint64) (uint64, error) {
+	resp, err := clientCall[*actors.WriteResponse](ctx, c, callSpec{op: "open_session", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
 		meta.ClientId = c.opts.clientID
 		meta.Sequence = floor
 		meta.OpenSession = true
 		return &actors.WriteRequest{Meta: meta}
 	}, nil)
-	return err
+	return resp.GetSessionOpenIndex(), err
 }

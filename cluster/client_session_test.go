@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/cluster"
@@ -259,5 +260,119 @@ func TestClientReopensItsSessionAfterItExpired(t *testing.T) {
 		if w, ok := s.req.(*actors.WriteRequest); ok && w.GetMeta().GetOpenSession() {
 			t.Fatal("the session was opened again after a write of the earlier opening was refused")
 		}
+	}
+}
+
+// The Client names its session's opening in every write, so a late copy of
+// its open cannot let a retry be applied twice: the open travels twice and
+// the second copy is held back; the compare-and-set is applied and its
+// reply lost, and its retries are held; the session expires; the late copy
+// of the open creates the session again, empty; the retry then arrives and
+// is refused with SESSION_EXPIRED instead of being applied a second time.
+func TestClientRetryIsNotAppliedAgainAfterALateCopyOfItsOpen(t *testing.T) {
+	h, clocks := sessionHarness(t, 1)
+	c := h.client(cluster.WithAttemptTimeout(500 * time.Millisecond))
+	other := h.client()
+	if r, _ := clientMustPut(t, other, "k", "v0"); !r.Ok {
+		t.Fatalf("put v0 refused: %s", r.Error)
+	}
+	cas := kvstore.CompareAndSet("k", []byte("v0"), []byte("v1"))
+	var (
+		lateOpen  atomic.Pointer[actors.WriteRequest]
+		held      atomic.Pointer[actors.WriteRequest]
+		released  atomic.Bool
+		applied   = make(chan *actors.WriteResponse, 1)
+		inflight  = make(chan error, 1)
+		firstResp *actors.WriteResponse
+	)
+	h.setHook(func(ctx actor.Context, _ string, node *actor.PID, req actors.Request) bool {
+		w, ok := req.(*actors.WriteRequest)
+		switch {
+		case !ok || w.GetMeta().GetClientId() != c.ClientID():
+			return false
+		case w.GetMeta().GetOpenSession():
+			// Forwarded, and a copy kept for later.
+			lateOpen.CompareAndSwap(nil, proto.Clone(w).(*actors.WriteRequest))
+			return false
+		case !bytes.Equal(w.Command, cas):
+			return false
+		case held.CompareAndSwap(nil, proto.Clone(w).(*actors.WriteRequest)):
+			// The first attempt is applied, its reply lost.
+			f := ctx.RequestFuture(node, w, 10*time.Second)
+			go func() {
+				res, _ := f.Result()
+				wr, _ := res.(*actors.WriteResponse)
+				applied <- wr
+			}()
+			return true
+		default:
+			return !released.Load()
+		}
+	})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_, err := c.Write(ctx, cas)
+		inflight <- err
+	}()
+	select {
+	case firstResp = <-applied:
+		if firstResp == nil || firstResp.Error.Err() != nil {
+			t.Fatalf("the first attempt failed: %v", firstResp)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the compare-and-set never reached the node")
+	}
+
+	// The session expires. A copy of the held attempt, sent to the node,
+	// tells when: answered from the table while the session lives, refused
+	// once it is gone.
+	probe := func() *actors.WriteResponse {
+		w := proto.Clone(held.Load()).(*actors.WriteRequest)
+		w.Meta.SetTimeout(3 * time.Second)
+		return h.MustAsk("n1", w).(*actors.WriteResponse)
+	}
+	for i := 0; ; i++ {
+		if i > 50 {
+			t.Fatal("the session never expired")
+		}
+		clocks["n1"].Advance(2 * time.Minute)
+		clientMustPut(t, other, "other", fmt.Sprint(i))
+		wr := probe()
+		if actors.CodeOf(wr.Error) == actors.Code_SESSION_EXPIRED {
+			break
+		}
+		if wr.Error.Err() != nil || wr.Index != firstResp.Index {
+			t.Fatalf("probe %d: %v at %d (first at %d)", i, wr.Error, wr.Index, firstResp.Index)
+		}
+	}
+	// The held copy of the open arrives and creates the session again.
+	lo := lateOpen.Load()
+	if lo == nil {
+		t.Fatal("the Client sent no open")
+	}
+	lo.Meta.SetTimeout(3 * time.Second)
+	if wr := h.MustAsk("n1", lo).(*actors.WriteResponse); wr.Error.Err() != nil {
+		t.Fatalf("the late open: %v", wr.Error)
+	}
+
+	// The Client's retry arrives: refused, not applied a second time.
+	released.Store(true)
+	select {
+	case err := <-inflight:
+		var ae *actors.Error
+		if !errors.As(err, &ae) || ae.Code != actors.Code_SESSION_EXPIRED {
+			t.Fatalf("the retry after the late open: %v, want SESSION_EXPIRED", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the held write never returned")
+	}
+	h.setHook(nil)
+	if q := clientMustGet(t, c, "k"); string(q.Value) != "v1" || q.Revision != firstResp.Index {
+		t.Fatalf("k = %q at revision %d, want v1 at %d", q.Value, q.Revision, firstResp.Index)
+	}
+	// The Client opens its session again and writes on.
+	if r, _ := clientMustPut(t, c, "after", "x"); !r.Ok {
+		t.Fatalf("write after the refusal: %s", r.Error)
 	}
 }

@@ -25,7 +25,7 @@ runs=(
 	"lease-nomargin-nodrift|lease.pml|-DNOMARGIN -DDRIFT=0|pass|-m10000"
 	"sessions|sessions.pml||pass|-m10000"
 	"sessions-mutant|sessions.pml|-DMUTANT|(applies[s]==1)|-m10000"
-	"sessions-stale-open|sessions.pml|-DSTALE_OPEN|(applies[s]==1)|-m10000"
+	"sessions-no-open-index|sessions.pml|-DNO_OPEN_INDEX|(applies[s]==1)|-m10000"
 	"membership|membership.pml||pass|-m100000"
 	"membership-mutant|membership.pml|-DMUTANT|(got>=need)|-m100000"
 )

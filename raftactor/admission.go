@@ -37,6 +37,9 @@ func (n *Node) admit(req actors.Request, now time.Time) *actors.Error {
 				return actors.InvalidArgument("command", "a session open carries no command")
 			}
 		}
+		if md := m.GetMeta(); md.GetSessionOpenIndex() != 0 && !md.GetRegisteredSession() {
+			return actors.InvalidArgument("meta.session_open_index", "only a registered write names the opening of its session")
+		}
 	case *actors.ReadRequest:
 		if l := len(m.GetQuery()); l > n.cfg.MaxQuerySize {
 			return actors.InvalidArgument("query", "query is %d bytes, larger than %d", l, n.cfg.MaxQuerySize)

@@ -65,7 +65,7 @@ func (f *fsm) applyEntry(l *raft.Log) any {
 		if m.GetClientId() == "" {
 			return nil
 		}
-		return f.sessions.open(m)
+		return f.sessions.open(m, l.Index)
 	default:
 		// A newer build's system entry: not for the user's state machine,
 		// and nothing this build can do with it.
@@ -98,7 +98,7 @@ func (f *fsm) applyBatch(l *raft.Log, m *wire.EntryMeta) any {
 		var wm *wire.EntryMeta
 		if w.ClientId != "" {
 			wm = &wire.EntryMeta{ClientId: w.ClientId, Sequence: w.Sequence, AckedBelow: w.AckedBelow,
-				Registered: w.Registered, LeaderUnixNano: m.GetLeaderUnixNano()}
+				Registered: w.Registered, OpenIndex: w.OpenIndex, LeaderUnixNano: m.GetLeaderUnixNano()}
 		}
 		out[i] = f.applyCommand(l.Index, w.Command, wm)
 	}

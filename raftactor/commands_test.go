@@ -315,3 +315,101 @@ func TestRegisteredWritesNeedAnOpenSession(t *testing.T) {
 		t.Fatalf("response %v", wr)
 	}
 }
+
+// The open index names one life of a session: every copy of the open that
+// created it answers it, a write naming another life is refused, in a
+// batch too, a write naming none is not checked, and a snapshot keeps it.
+func TestWritesNamingAnotherLifeOfTheirSessionAreRefused(t *testing.T) {
+	sm := &indexLog{}
+	f := newFSM(sm, time.Minute)
+	open := func(floor uint64) *actors.RequestMeta {
+		return &actors.RequestMeta{ClientId: "c", Sequence: floor, OpenSession: true}
+	}
+	named := func(openIndex, seq uint64) *actors.RequestMeta {
+		return &actors.RequestMeta{ClientId: "c", Sequence: seq, RegisteredSession: true, SessionOpenIndex: openIndex}
+	}
+	for _, index := range []uint64{2, 3} {
+		if r, ok := applyOne(f, sessionEntry(t, index, 0, open(1), "")).(sessionOpened); !ok || r.openIndex != 2 {
+			t.Fatalf("open at %d: %#v, want open index 2", index, r)
+		}
+	}
+	if wr := writeResponse(sessionOpened{openIndex: 2}, &actors.WriteRequest{Meta: open(1)}); wr.SessionOpenIndex != 2 {
+		t.Fatalf("open response %v", wr)
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 4, 0, named(2, 1), "a")).(commandResult); !ok {
+		t.Fatal("a write naming the session's open not applied")
+	}
+	r, ok := applyOne(f, sessionEntry(t, 5, 0, named(9, 2), "b")).(sessionExpired)
+	if !ok || r.liveOpen != 2 {
+		t.Fatalf("a write naming another open: %#v", r)
+	}
+	if wr := writeResponse(r, &actors.WriteRequest{Meta: named(9, 2)}); actors.CodeOf(wr.Error) != actors.Code_SESSION_EXPIRED {
+		t.Fatalf("response %v", wr)
+	}
+	// Writes that name no open (clients from before open indexes) are not
+	// checked.
+	if _, ok := applyOne(f, sessionEntry(t, 6, 0, named(0, 2), "b")).(commandResult); !ok {
+		t.Fatal("a registered write naming no open not applied")
+	}
+	res := applyOne(f, entryAt(t, 7,
+		pendingWrite{req: &actors.WriteRequest{Meta: named(2, 3), Command: []byte("c")}},
+		pendingWrite{req: &actors.WriteRequest{Meta: named(5, 4), Command: []byte("never")}})).(batchResults)
+	if _, ok := res[0].(commandResult); !ok {
+		t.Fatalf("batched write naming the session's open: %#v", res[0])
+	}
+	if r, ok := res[1].(sessionExpired); !ok || r.liveOpen != 2 {
+		t.Fatalf("batched write naming another open: %#v", res[1])
+	}
+	f = restoreInto(t, f, sm)
+	if r, ok := applyOne(f, sessionEntry(t, 8, 0, named(9, 5), "d")).(sessionExpired); !ok || r.liveOpen != 2 {
+		t.Fatalf("after a snapshot, a write naming another open: %#v", r)
+	}
+	if r, ok := applyOne(f, sessionEntry(t, 9, 0, open(5), "")).(sessionOpened); !ok || r.openIndex != 2 {
+		t.Fatalf("after a snapshot, an open: %#v", r)
+	}
+	if fmt.Sprint(sm.applied) != "[4:a 6:b 7:c]" {
+		t.Fatalf("applied %v", sm.applied)
+	}
+}
+
+// A session table from a snapshot written before open indexes decodes with
+// its sessions' open index unknown: their writes are not checked, until an
+// open gives the session the open's own index.
+func TestSessionsFromSnapshotsBeforeOpenIndexesAreNotChecked(t *testing.T) {
+	ext, err := proto.Marshal(&wire.SessionTable{Clock: 1, CommandIndex: 8, Sessions: []*wire.Session{
+		{ClientId: "c", AckedBelow: 1, Floor: 1, LastActive: 1},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := (&fsmSnapshot{snap: indexLogSnapshot{"7:a"}, applied: 8, ext: ext}).Persist(&memSink{Buffer: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	sm := &indexLog{}
+	f := newFSM(sm, time.Hour)
+	if err := f.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	named := func(openIndex, seq uint64) *actors.RequestMeta {
+		return &actors.RequestMeta{ClientId: "c", Sequence: seq, RegisteredSession: true, SessionOpenIndex: openIndex}
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 9, 0, named(3, 1), "b")).(commandResult); !ok {
+		t.Fatal("a write of a session without an open index not applied")
+	}
+	if r, ok := applyOne(f, sessionEntry(t, 10, 0, &actors.RequestMeta{ClientId: "c", Sequence: 2, OpenSession: true}, "")).(sessionOpened); !ok || r.openIndex != 10 {
+		t.Fatalf("an open of a session without an open index: %#v, want 10", r)
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 11, 0, named(3, 2), "c")).(sessionExpired); !ok {
+		t.Fatal("a write naming another open once the session has one was not refused")
+	}
+	if _, ok := applyOne(f, sessionEntry(t, 12, 0, named(10, 2), "c")).(commandResult); !ok {
+		t.Fatal("a write naming the session's open not applied")
+	}
+	if fmt.Sprint(sm.applied) != "[7:a 9:b 12:c]" {
+		t.Fatalf("applied %v", sm.applied)
+	}
+	if tb := f.sessions.table(); len(tb.Sessions) != 1 || tb.Sessions[0].OpenIndex != 10 {
+		t.Fatalf("session table %v", tb)
+	}
+}

@@ -30,6 +30,17 @@ const maxSessionResults = 1024
 // holds, still start their session, so old logs replay to the state they
 // always had.
 //
+// Each life of a session has an identity, its open index: the log index of
+// the open that created it. Every copy of that open is answered with it
+// while the session lives, and the client names it in each write. A copy
+// of an open can arrive after the session expired (duplicated in flight,
+// held in a mailbox) and create the session again, with the old floor and
+// none of the old results; a retry of a write applied before the expiry
+// would then be applied a second time. It names the old life, though, so
+// it is refused with sessionExpired. A write that names none (0: clients
+// and log entries from before open indexes), or a session that has none
+// (restored from a snapshot from before them), is not checked.
+//
 // Everything here is a function of the log alone. The clock is the
 // largest replicated time stamped on the session entries applied so far
 // (EntryMeta.leader_unix_nano). A leader stamps the replicated clock its
@@ -51,7 +62,13 @@ type session struct {
 	ackedBelow uint64
 	// floor is the sequence of the session's last open: a sequence below it
 	// belongs to an earlier opening and is refused as expired.
-	floor      uint64
+	floor uint64
+	// openIndex identifies this life of the session: the log index of the
+	// open that created it, or of the first open that found it without
+	// one (a session started by an unmarked write, or restored from a
+	// snapshot from before open indexes). 0 while unknown: writes are then
+	// not checked against it.
+	openIndex  uint64
 	lastActive int64
 	results    map[uint64]rememberedResult
 }
@@ -73,10 +90,18 @@ type staleSequence struct{}
 type sessionExpired struct {
 	// reopened: the session is known, opened again above the sequence.
 	reopened bool
+	// liveOpen, when set, is the open index of the session the table
+	// knows, which is not the one the write names: the write's session
+	// expired and was created again since.
+	liveOpen uint64
 }
 
-// sessionOpened is what Apply returns for a session open.
-type sessionOpened struct{}
+// sessionOpened is what Apply returns for a session open: the open index
+// of the session it opened or refreshed, which the client names in its
+// writes.
+type sessionOpened struct {
+	openIndex uint64
+}
 
 func newSessions(ttl time.Duration) *sessions {
 	return &sessions{ttl: int64(ttl), byClient: map[string]*session{}}
@@ -88,26 +113,33 @@ func (s *sessions) tick(m *wire.EntryMeta) { s.clock = max(s.clock, m.GetLeaderU
 // open starts the session of m's client, or refreshes it, and raises its
 // floor (and what it has acknowledged) to m's sequence, so no older
 // sequence of the client can be applied after it. Applying the same open
-// again changes nothing but the session's last activity.
-func (s *sessions) open(m *wire.EntryMeta) any {
+// again changes nothing but the session's last activity. A session it
+// starts takes index, the open's log index, as its open index; one it
+// refreshes keeps its own, so every copy of an open is answered alike
+// while the session lives.
+func (s *sessions) open(m *wire.EntryMeta, index uint64) any {
 	s.tick(m)
 	c := s.byClient[m.GetClientId()]
 	if c == nil {
 		c = &session{results: map[uint64]rememberedResult{}}
 		s.byClient[m.GetClientId()] = c
 	}
+	if c.openIndex == 0 {
+		c.openIndex = index
+	}
 	c.lastActive = s.clock
 	if m.GetSequence() > c.floor {
 		c.floor = m.GetSequence()
 	}
 	c.acknowledge(c.floor)
-	return sessionOpened{}
+	return sessionOpened{openIndex: c.openIndex}
 }
 
 // apply runs one session write through the table: a known sequence gets its
 // remembered result, a forgotten one staleSequence, a registered write of
-// an unknown session or below its floor sessionExpired, a new one is
-// applied by run and remembered with the command index run applied it at.
+// an unknown session, of another life of it (open index) or below its
+// floor sessionExpired, a new one is applied by run and remembered with
+// the command index run applied it at.
 func (s *sessions) apply(m *wire.EntryMeta, run func() commandResult) any {
 	s.tick(m)
 	c := s.byClient[m.ClientId]
@@ -117,6 +149,11 @@ func (s *sessions) apply(m *wire.EntryMeta, run func() commandResult) any {
 		}
 		c = &session{results: map[uint64]rememberedResult{}}
 		s.byClient[m.ClientId] = c
+	}
+	if want := m.GetOpenIndex(); want != 0 && c.openIndex != 0 && want != c.openIndex {
+		// Checked before the write counts as activity: it belongs to a
+		// life of the session that is over, not to this one.
+		return sessionExpired{liveOpen: c.openIndex}
 	}
 	c.lastActive = s.clock
 	if r, ok := c.results[m.Sequence]; ok {
@@ -178,7 +215,7 @@ func (s *sessions) expire() {
 func (s *sessions) table() *wire.SessionTable {
 	t := &wire.SessionTable{Clock: s.clock}
 	for id, c := range s.byClient {
-		ps := &wire.Session{ClientId: id, AckedBelow: c.ackedBelow, Floor: c.floor, LastActive: c.lastActive}
+		ps := &wire.Session{ClientId: id, AckedBelow: c.ackedBelow, Floor: c.floor, OpenIndex: c.openIndex, LastActive: c.lastActive}
 		for seq, r := range c.results {
 			ps.Results = append(ps.Results, &wire.SessionResult{Sequence: seq, Result: r.result, Index: r.index})
 		}
@@ -189,12 +226,14 @@ func (s *sessions) table() *wire.SessionTable {
 	return t
 }
 
-// restore replaces the table with one from a snapshot.
+// restore replaces the table with one from a snapshot. A session of a
+// snapshot from before open indexes has none (0), so the writes its client
+// sends are not checked against it until an open gives it one.
 func (s *sessions) restore(t *wire.SessionTable) {
 	s.clock, s.lastSweep = t.GetClock(), t.GetClock()
 	s.byClient = map[string]*session{}
 	for _, ps := range t.GetSessions() {
-		c := &session{ackedBelow: ps.AckedBelow, floor: ps.Floor, lastActive: ps.LastActive, results: map[uint64]rememberedResult{}}
+		c := &session{ackedBelow: ps.AckedBelow, floor: ps.Floor, openIndex: ps.OpenIndex, lastActive: ps.LastActive, results: map[uint64]rememberedResult{}}
 		for _, r := range ps.Results {
 			c.results[r.Sequence] = rememberedResult{result: r.Result, index: r.Index}
 		}

@@ -154,6 +154,107 @@ func TestRetryAfterSessionExpiryIsRefusedAndAppliedOnce(t *testing.T) {
 	}
 }
 
+// askOpen sends a session open of client with floor to the leader and
+// returns its answer, which names the session's opening
+// (WriteResponse.session_open_index).
+func askOpen(c *grouptest.Nodes, leader, client string, floor uint64) *actors.WriteResponse {
+	c.T().Helper()
+	m := grouptest.Meta(3 * time.Second)
+	m.ClientId, m.Sequence, m.OpenSession = client, floor, true
+	wr := c.MustAsk(leader, &actors.WriteRequest{Meta: m}).(*actors.WriteResponse)
+	if wr.Error.Err() != nil {
+		c.T().Fatalf("open %s: %v", client, wr.Error)
+	}
+	return wr
+}
+
+// openedWrite is registeredWrite naming the opening of the session the
+// write belongs to, as a Client sends it.
+func openedWrite(c *grouptest.Nodes, leader, client string, openIndex, seq, ackedBelow uint64, cmd []byte) *actors.WriteResponse {
+	c.T().Helper()
+	m := grouptest.Meta(3 * time.Second)
+	m.ClientId, m.Sequence, m.AckedBelow, m.RegisteredSession = client, seq, ackedBelow, true
+	m.SessionOpenIndex = openIndex
+	return c.MustAsk(leader, &actors.WriteRequest{Meta: m, Command: cmd}).(*actors.WriteResponse)
+}
+
+// The double application the sessions model found (docs/formal.md,
+// -DNO_OPEN_INDEX), fixed by open indexes: a client's open (floor 1)
+// travels twice, and the second copy is held back; write 1 is applied and
+// its reply lost; the session expires on the replicated clock; the late
+// copy of the open arrives and creates the session again, with floor 1 and
+// no results. The retry of write 1 names the opening it belongs to, which
+// is not the live session's, and is refused with SESSION_EXPIRED instead
+// of being applied a second time.
+func TestLateCopyOfAnOpenDoesNotLetARetryApplyAgain(t *testing.T) {
+	clock := faults.NewClock()
+	c := grouptest.New(t, 1, func(cfg *raftactor.Config) {
+		cfg.SessionTTL = time.Minute
+		cfg.Clock = clock
+	})
+	leader := c.WaitLeader()
+	opened := askOpen(c, leader, "c", 1)
+	if dup := askOpen(c, leader, "c", 1); dup.SessionOpenIndex != opened.SessionOpenIndex {
+		t.Fatalf("a copy of the open within the session's life named opening %d, the first %d", dup.SessionOpenIndex, opened.SessionOpenIndex)
+	}
+	id := opened.SessionOpenIndex
+	write1 := func() *actors.WriteResponse {
+		return openedWrite(c, leader, "c", id, 1, 0, kvstore.Put("k", []byte("v")))
+	}
+	first := write1()
+	if first.Error.Err() != nil {
+		t.Fatal(first.Error)
+	}
+
+	// The reply of write 1 is lost and the session expires: as in
+	// TestRetryAfterSessionExpiryIsRefusedAndAppliedOnce, another client's
+	// writes carry the replicated clock on, and retries of write 1 (answered
+	// from the table while the session lives) tell when it is gone.
+	openSession(c, leader, "busy", 1)
+	for seq := uint64(1); ; seq++ {
+		if seq > 50 {
+			t.Fatal("the session never expired")
+		}
+		clock.Advance(2 * time.Minute)
+		if wr := registeredWrite(c, leader, "busy", seq, seq, kvstore.Put("b", []byte("x"))); wr.Error.Err() != nil {
+			t.Fatalf("busy write %d: %v", seq, wr.Error)
+		}
+		again := write1()
+		if actors.CodeOf(again.Error) == actors.Code_SESSION_EXPIRED {
+			break
+		}
+		if again.Error.Err() != nil || again.Index != first.Index {
+			t.Fatalf("retry before the expiry: %v at %d (first at %d)", again.Error, again.Index, first.Index)
+		}
+	}
+
+	// The held copy of the open arrives: the session is created again, with
+	// floor 1 and no memory of write 1.
+	late := askOpen(c, leader, "c", 1)
+	again := write1()
+	if actors.CodeOf(again.Error) != actors.Code_SESSION_EXPIRED {
+		t.Fatalf("the retry of write 1 after the late open: %v at %d (first at %d), want SESSION_EXPIRED", again.Error, again.Index, first.Index)
+	}
+	if rev := revision(t, c, leader, "k"); rev != first.Index {
+		t.Fatalf("write 1 applied twice: k at revision %d, first write at %d", rev, first.Index)
+	}
+	if late.SessionOpenIndex == 0 || late.SessionOpenIndex == id {
+		t.Fatalf("the session created by the late open names opening %d, the expired one %d", late.SessionOpenIndex, id)
+	}
+	// The client, told SESSION_EXPIRED, opens again above every sequence it
+	// used: it is told the live session's opening, and its writes apply.
+	reopened := askOpen(c, leader, "c", 2)
+	if reopened.SessionOpenIndex != late.SessionOpenIndex {
+		t.Fatalf("the reopen named opening %d, the live session's is %d", reopened.SessionOpenIndex, late.SessionOpenIndex)
+	}
+	if next := openedWrite(c, leader, "c", reopened.SessionOpenIndex, 2, 2, kvstore.Put("k", []byte("v2"))); next.Error.Err() != nil {
+		t.Fatalf("first write of the reopened session: %v", next.Error)
+	}
+	if _, qr := c.Get(leader, "k", actors.Consistency_LINEARIZABLE); string(qr.Value) != "v2" {
+		t.Fatalf("k after the reopened session's write: %q", qr.GetValue())
+	}
+}
+
 // A write of an opened session to a group that never knew the session is
 // refused before it is applied.
 func TestRegisteredWriteOfUnknownSessionIsRefused(t *testing.T) {
@@ -175,6 +276,11 @@ func TestRegisteredWriteOfUnknownSessionIsRefused(t *testing.T) {
 	m.OpenSession = true
 	if wr := c.MustAsk(leader, &actors.WriteRequest{Meta: m}).(*actors.WriteResponse); actors.CodeOf(wr.Error) != actors.Code_INVALID_ARGUMENT || wr.Error.Field != "meta.client_id" {
 		t.Fatalf("an open without a client ID: %v", wr.Error)
+	}
+	m = grouptest.Meta(time.Second)
+	m.ClientId, m.Sequence, m.SessionOpenIndex = "c", 1, 3
+	if wr := c.MustAsk(leader, &actors.WriteRequest{Meta: m, Command: []byte("x")}).(*actors.WriteResponse); actors.CodeOf(wr.Error) != actors.Code_INVALID_ARGUMENT || wr.Error.Field != "meta.session_open_index" {
+		t.Fatalf("an unregistered write naming an opening: %v", wr.Error)
 	}
 }
 

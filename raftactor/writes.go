@@ -258,6 +258,7 @@ func logEntry(writes []pendingWrite, stamp int64) (raft.Log, error) {
 				Sequence:       md.Sequence,
 				AckedBelow:     md.AckedBelow,
 				Registered:     md.RegisteredSession,
+				OpenIndex:      md.SessionOpenIndex,
 				LeaderUnixNano: stamp,
 			})
 			if err != nil {
@@ -276,6 +277,7 @@ func logEntry(writes []pendingWrite, stamp int64) (raft.Log, error) {
 			Sequence:   md.GetSequence(),
 			AckedBelow: md.GetAckedBelow(),
 			Registered: md.GetRegisteredSession(),
+			OpenIndex:  md.GetSessionOpenIndex(),
 		}
 	}
 	data, err := proto.Marshal(b)
@@ -298,8 +300,13 @@ func writeResponse(res any, m *actors.WriteRequest) *actors.WriteResponse {
 	case duplicateWrite:
 		return &actors.WriteResponse{Result: res.result, Index: res.index}
 	case sessionOpened:
-		return &actors.WriteResponse{}
+		return &actors.WriteResponse{SessionOpenIndex: res.openIndex}
 	case sessionExpired:
+		if res.liveOpen != 0 {
+			return &actors.WriteResponse{Error: actors.SessionExpired(
+				"sequence %d of client %s belongs to the session opened at %d, which expired; the session now known was opened at %d: not applied now, its outcome unknown",
+				m.GetMeta().GetSequence(), m.GetMeta().GetClientId(), m.GetMeta().GetSessionOpenIndex(), res.liveOpen)}
+		}
 		if res.reopened {
 			return &actors.WriteResponse{Error: actors.SessionExpired(
 				"sequence %d of client %s belongs to an earlier opening of its session: not applied now, its outcome unknown", m.GetMeta().GetSequence(), m.GetMeta().GetClientId())}

@@ -56,7 +56,12 @@ type EntryMeta struct {
 	// is refused, not applied, when the session table does not know its
 	// client. Entries without it (all written before sessions were opened
 	// explicitly) start an unknown session, as they always did.
-	Registered    bool `protobuf:"varint,6,opt,name=registered,proto3" json:"registered,omitempty"`
+	Registered bool `protobuf:"varint,6,opt,name=registered,proto3" json:"registered,omitempty"`
+	// open_index is RequestMeta.session_open_index: a registered write is
+	// refused, not applied, when its session's open_index (Session) is
+	// another. 0 in entries written before it, and from clients that do not
+	// send it: not checked.
+	OpenIndex     uint64 `protobuf:"varint,7,opt,name=open_index,json=openIndex,proto3" json:"open_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,6 +138,13 @@ func (x *EntryMeta) GetRegistered() bool {
 	return false
 }
 
+func (x *EntryMeta) GetOpenIndex() uint64 {
+	if x != nil {
+		return x.OpenIndex
+	}
+	return 0
+}
+
 // WriteBatch is the data of a "batch" entry: commands the leader received
 // together, applied in this order, each with its own command index and
 // result.
@@ -189,7 +201,9 @@ type BatchedWrite struct {
 	Sequence   uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	AckedBelow uint64                 `protobuf:"varint,4,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
 	// registered: as EntryMeta.registered, for this command.
-	Registered    bool `protobuf:"varint,5,opt,name=registered,proto3" json:"registered,omitempty"`
+	Registered bool `protobuf:"varint,5,opt,name=registered,proto3" json:"registered,omitempty"`
+	// open_index: as EntryMeta.open_index, for this command.
+	OpenIndex     uint64 `protobuf:"varint,6,opt,name=open_index,json=openIndex,proto3" json:"open_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,6 +271,13 @@ func (x *BatchedWrite) GetRegistered() bool {
 		return x.Registered
 	}
 	return false
+}
+
+func (x *BatchedWrite) GetOpenIndex() uint64 {
+	if x != nil {
+		return x.OpenIndex
+	}
+	return 0
 }
 
 // SessionTable is the replicated session state, saved in snapshots.
@@ -346,7 +367,14 @@ type Session struct {
 	// floor is the sequence the session was last opened with: a write below
 	// it belongs to an earlier opening and is refused. 0 for sessions
 	// started by a write, and in snapshots from before explicit opens.
-	Floor         uint64 `protobuf:"varint,5,opt,name=floor,proto3" json:"floor,omitempty"`
+	Floor uint64 `protobuf:"varint,5,opt,name=floor,proto3" json:"floor,omitempty"`
+	// open_index identifies this life of the session: the log index of the
+	// "session" entry that created it (or, for a session started by a
+	// write, of the first open that found it). A session that expired and
+	// was created again by a late copy of its open gets another, so writes
+	// naming the old one (EntryMeta.open_index) are refused. 0 in snapshots
+	// from before it: unknown, writes are not checked against it.
+	OpenIndex     uint64 `protobuf:"varint,6,opt,name=open_index,json=openIndex,proto3" json:"open_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +440,13 @@ func (x *Session) GetResults() []*SessionResult {
 func (x *Session) GetFloor() uint64 {
 	if x != nil {
 		return x.Floor
+	}
+	return 0
+}
+
+func (x *Session) GetOpenIndex() uint64 {
+	if x != nil {
+		return x.OpenIndex
 	}
 	return 0
 }
@@ -538,7 +573,7 @@ var File_entry_proto protoreflect.FileDescriptor
 
 const file_entry_proto_rawDesc = "" +
 	"\n" +
-	"\ventry.proto\x12\fprotoraft.v1\"\xc7\x01\n" +
+	"\ventry.proto\x12\fprotoraft.v1\"\xe6\x01\n" +
 	"\tEntryMeta\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1f\n" +
@@ -548,10 +583,12 @@ const file_entry_proto_rawDesc = "" +
 	"\x06system\x18\x05 \x01(\tR\x06system\x12\x1e\n" +
 	"\n" +
 	"registered\x18\x06 \x01(\bR\n" +
-	"registered\"@\n" +
+	"registered\x12\x1d\n" +
+	"\n" +
+	"open_index\x18\a \x01(\x04R\topenIndex\"@\n" +
 	"\n" +
 	"WriteBatch\x122\n" +
-	"\x06writes\x18\x01 \x03(\v2\x1a.protoraft.v1.BatchedWriteR\x06writes\"\xa2\x01\n" +
+	"\x06writes\x18\x01 \x03(\v2\x1a.protoraft.v1.BatchedWriteR\x06writes\"\xc1\x01\n" +
 	"\fBatchedWrite\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1a\n" +
@@ -560,12 +597,14 @@ const file_entry_proto_rawDesc = "" +
 	"ackedBelow\x12\x1e\n" +
 	"\n" +
 	"registered\x18\x05 \x01(\bR\n" +
-	"registered\"\xaf\x01\n" +
+	"registered\x12\x1d\n" +
+	"\n" +
+	"open_index\x18\x06 \x01(\x04R\topenIndex\"\xaf\x01\n" +
 	"\fSessionTable\x12\x14\n" +
 	"\x05clock\x18\x01 \x01(\x03R\x05clock\x121\n" +
 	"\bsessions\x18\x02 \x03(\v2\x15.protoraft.v1.SessionR\bsessions\x121\n" +
 	"\x06policy\x18\x03 \x01(\v2\x19.protoraft.v1.PolicyStateR\x06policy\x12#\n" +
-	"\rcommand_index\x18\x04 \x01(\x04R\fcommandIndex\"\xb5\x01\n" +
+	"\rcommand_index\x18\x04 \x01(\x04R\fcommandIndex\"\xd4\x01\n" +
 	"\aSession\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vacked_below\x18\x02 \x01(\x04R\n" +
@@ -573,7 +612,9 @@ const file_entry_proto_rawDesc = "" +
 	"\vlast_active\x18\x03 \x01(\x03R\n" +
 	"lastActive\x125\n" +
 	"\aresults\x18\x04 \x03(\v2\x1b.protoraft.v1.SessionResultR\aresults\x12\x14\n" +
-	"\x05floor\x18\x05 \x01(\x04R\x05floor\"Y\n" +
+	"\x05floor\x18\x05 \x01(\x04R\x05floor\x12\x1d\n" +
+	"\n" +
+	"open_index\x18\x06 \x01(\x04R\topenIndex\"Y\n" +
 	"\rSessionResult\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +

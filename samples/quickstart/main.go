@@ -196,6 +196,9 @@ type cluster struct {
 	clientID string
 	sequence uint64
 	opened   bool // the session is open: writes may name it
+	// openIndex is the group's name for the opening (the open's
+	// WriteResponse.session_open_index), which every write carries.
+	openIndex uint64
 }
 
 // waitLeader asks every running node who leads until one of them says it
@@ -231,28 +234,37 @@ func (c *cluster) write(ctx context.Context, key, value string) (uint64, error) 
 	if !c.opened {
 		// The open carries the first sequence as the session's floor and
 		// applies nothing, so retrying it is harmless.
-		if _, err := c.propose(ctx, "open session", func(m *actors.RequestMeta) []byte {
+		wr, err := c.propose(ctx, "open session", func(m *actors.RequestMeta) []byte {
 			m.ClientId, m.Sequence, m.OpenSession = c.clientID, c.sequence+1, true
 			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return 0, err
 		}
-		c.opened = true
+		c.opened, c.openIndex = true, wr.SessionOpenIndex
 	}
 	c.sequence++
-	return c.propose(ctx, "write "+key, func(m *actors.RequestMeta) []byte {
+	wr, err := c.propose(ctx, "write "+key, func(m *actors.RequestMeta) []byte {
 		// AckedBelow: every earlier write has its reply, so the group may
-		// forget their results.
+		// forget their results. SessionOpenIndex names the opening, so a
+		// late copy of the open that re-created the session after it
+		// expired cannot make a retry apply twice.
 		m.ClientId, m.Sequence, m.AckedBelow, m.RegisteredSession = c.clientID, c.sequence, c.sequence, true
+		m.SessionOpenIndex = c.openIndex
 		return kvstore.Put(key, []byte(value))
 	})
+	if err != nil {
+		return 0, err
+	}
+	return wr.Index, nil
 }
 
 // propose sends the WriteRequest that fill builds (it sets the metadata
 // and returns the command) to the leader until it is answered, within a
-// deadline: a NOT_LEADER hint redirects at once, other transient failures
-// (no leader yet, an election, a timeout) wait a little.
-func (c *cluster) propose(ctx context.Context, what string, fill func(*actors.RequestMeta) []byte) (uint64, error) {
+// deadline, and returns the answer: a NOT_LEADER hint redirects at once,
+// other transient failures (no leader yet, an election, a timeout) wait a
+// little.
+func (c *cluster) propose(ctx context.Context, what string, fill func(*actors.RequestMeta) []byte) (*actors.WriteResponse, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	target := c.leader
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
@@ -270,7 +282,7 @@ func (c *cluster) propose(ctx context.Context, what string, fill func(*actors.Re
 			wr := res.(*actors.WriteResponse)
 			if e = wr.GetError(); e.Err() == nil {
 				c.leader = target
-				return wr.Index, nil
+				return wr, nil
 			}
 		}
 		switch {
@@ -280,15 +292,15 @@ func (c *cluster) propose(ctx context.Context, what string, fill func(*actors.Re
 				continue
 			}
 		case e != nil && !actors.Retryable(e.Code):
-			return 0, fmt.Errorf("%s: %w", what, e)
+			return nil, fmt.Errorf("%s: %w", what, e)
 		}
 		// No usable hint, or the actor did not answer: try the next node.
 		target = c.ids[(attempt+1)%len(c.ids)]
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
-	return 0, fmt.Errorf("%s: no success within 15s", what)
+	return nil, fmt.Errorf("%s: no success within 15s", what)
 }
 
 // idOf maps a Raft address from a NOT_LEADER hint back to a node ID.
