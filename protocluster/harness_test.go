@@ -186,6 +186,7 @@ type world struct {
 	mu        sync.Mutex
 	providers map[*clustering.Cluster]*protocluster.Provider
 	pending   []*protocluster.Provider
+	members   []*clustering.Cluster
 }
 
 // newWorld builds a fixture of size members; raft selects this package's
@@ -213,9 +214,6 @@ func newWorld(t testing.TB, size int, raft bool) *world {
 				return p
 			}),
 			cluster_test_tool.WithGetIdentityLookup(func(string) clustering.IdentityLookup { return protocluster.NewIdentityLookup() }))
-	} else {
-		agent := cluster_test_tool.NewBaseInMemoryClusterFixture(0)
-		_ = agent
 	}
 	opts = append(opts, cluster_test_tool.WithClusterConfigure(func(c *clustering.Config) *clustering.Config {
 		port := 0
@@ -238,7 +236,8 @@ func newWorld(t testing.TB, size int, raft bool) *world {
 	return w
 }
 
-// adopt pairs providers made by the fixture with their clusters.
+// adopt pairs providers made by the fixture with their clusters and
+// refreshes the list of live members.
 func (w *world) adopt() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -250,6 +249,15 @@ func (w *world) adopt() {
 		}
 	}
 	w.pending = nil
+	w.members = append([]*clustering.Cluster(nil), w.fixture.GetMembers()...)
+}
+
+// live returns the members that have not left, first the three that host
+// the voters.
+func (w *world) live() []*clustering.Cluster {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*clustering.Cluster(nil), w.members...)
 }
 
 func (w *world) provider(c *clustering.Cluster) *protocluster.Provider {
@@ -264,24 +272,38 @@ func (w *world) spawn() *clustering.Cluster {
 	return c
 }
 
-// kill takes a member down as a crash would: its remote stops and its
-// grains and voter with it, and nobody is told.
+// leave takes a member out as protoactor's graceful shutdown does (the
+// provider first, then the lookup), without its fixed two-second pause
+// and remote's ten-second graceful stop.
+func (w *world) leave(c *clustering.Cluster) {
+	_ = c.Config.ClusterProvider.Shutdown(true)
+	c.IdentityLookup.Shutdown()
+	w.fixture.RemoveNode(c, false)
+	w.adopt()
+}
+
+// kill takes a member down as a crash would: nobody is told; its remote
+// stops, and its grains and voter with it.
 func (w *world) kill(c *clustering.Cluster) {
 	w.fixture.RemoveNode(c, false)
 	if p := w.provider(c); p != nil {
 		_ = p.Shutdown(false)
 	} else {
-		c.IdentityLookup.Shutdown()
+		// The test provider's registration would outlive the crash for
+		// good (it never expires one): deregister as its TTL would.
+		_ = c.Config.ClusterProvider.Shutdown(false)
 	}
+	c.IdentityLookup.Shutdown()
+	w.adopt()
 }
 
 func (w *world) shutdown() {
-	for _, c := range w.fixture.GetMembers() {
+	for _, c := range w.live() {
 		if p := w.provider(c); p != nil {
 			_ = p.Shutdown(false)
 		}
 		c.IdentityLookup.Shutdown()
-		c.Remote.Shutdown(false)
+		c.Shutdown(false)
 	}
 }
 
@@ -335,3 +357,6 @@ func waitTopology(t testing.TB, cs []*clustering.Cluster, want int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// compare reports whether the comparison runs against disthash are on.
+func compare() bool { return os.Getenv("PROTOCLUSTER_COMPARE") != "" }
