@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -304,6 +305,35 @@ func (w *world) shutdown() {
 		}
 		c.IdentityLookup.Shutdown()
 		c.Shutdown(false)
+	}
+	noProtoraftGoroutines(w.t)
+}
+
+// noProtoraftGoroutines fails the test if goroutines of this module (the
+// providers' loops, activator goroutines, voters) outlive the shutdown of
+// every member. protoactor's own cluster goroutines (gossip, the test
+// provider, remote's endpoint writers) are not ours and outlive their
+// clusters, so goleak's whole-process check cannot be used here.
+func noProtoraftGoroutines(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		buf := make([]byte, 1<<22)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		var leaked []string
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "protoraft/protoraft/") && !strings.Contains(g, "protocluster_test.") && !strings.Contains(g, "testing.tRunner") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d goroutines of this module outlived the cluster; the first:\n%s", len(leaked), leaked[0])
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
