@@ -81,6 +81,45 @@ func testConfig(t testing.TB, ports []int, net *faults.Network) protocluster.Con
 	}
 }
 
+// raftOptions are the fixture options that run this package's provider
+// and lookup: the first voters members spawned host the voters, on ports
+// chosen now; made is told of every provider; configure, when set, changes
+// each member's cluster configuration too.
+func raftOptions(t testing.TB, voters int, net *faults.Network, made func(*protocluster.Provider), configure func(*clustering.Config)) []cluster_test_tool.ClusterFixtureOption {
+	ports := freePorts(t, voters)
+	cfg := testConfig(t, ports, net)
+	var mu sync.Mutex
+	spawned := 0
+	return []cluster_test_tool.ClusterFixtureOption{
+		cluster_test_tool.WithGetClusterProvider(func() clustering.ClusterProvider {
+			p, err := protocluster.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if made != nil {
+				made(p)
+			}
+			return p
+		}),
+		cluster_test_tool.WithGetIdentityLookup(func(string) clustering.IdentityLookup { return protocluster.NewIdentityLookup() }),
+		cluster_test_tool.WithClusterConfigure(func(c *clustering.Config) *clustering.Config {
+			mu.Lock()
+			port := 0
+			if spawned < len(ports) {
+				port = ports[spawned]
+			}
+			spawned++
+			mu.Unlock()
+			c.RemoteConfig = remote.Configure("127.0.0.1", port, remote.WithEndpointWriterQueueSize(4096))
+			c.RequestTimeoutTime = 5 * time.Second
+			if configure != nil {
+				configure(c)
+			}
+			return c
+		}),
+	}
+}
+
 // event is one line of the ledger: a grain started or stopped.
 type event struct {
 	identity string
@@ -198,34 +237,19 @@ func newWorld(t testing.TB, size int, raft bool) *world {
 	opts := []cluster_test_tool.ClusterFixtureOption{
 		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind { return []*clustering.Kind{ledgeredKind(w.ledger)} }),
 	}
-	spawned := 0
-	var ports []int
 	if raft {
-		ports = freePorts(t, 3)
-		cfg := testConfig(t, ports, w.net)
-		opts = append(opts,
-			cluster_test_tool.WithGetClusterProvider(func() clustering.ClusterProvider {
-				p, err := protocluster.New(cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				w.mu.Lock()
-				w.pending = append(w.pending, p)
-				w.mu.Unlock()
-				return p
-			}),
-			cluster_test_tool.WithGetIdentityLookup(func(string) clustering.IdentityLookup { return protocluster.NewIdentityLookup() }))
+		opts = append(opts, raftOptions(t, 3, w.net, func(p *protocluster.Provider) {
+			w.mu.Lock()
+			w.pending = append(w.pending, p)
+			w.mu.Unlock()
+		}, nil)...)
+	} else {
+		opts = append(opts, cluster_test_tool.WithClusterConfigure(func(c *clustering.Config) *clustering.Config {
+			c.RemoteConfig = remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(4096))
+			c.RequestTimeoutTime = 5 * time.Second
+			return c
+		}))
 	}
-	opts = append(opts, cluster_test_tool.WithClusterConfigure(func(c *clustering.Config) *clustering.Config {
-		port := 0
-		if spawned < len(ports) {
-			port = ports[spawned]
-		}
-		spawned++
-		c.RemoteConfig = remote.Configure("127.0.0.1", port, remote.WithEndpointWriterQueueSize(4096))
-		c.RequestTimeoutTime = 5 * time.Second
-		return c
-	}))
 	if raft {
 		w.fixture = cluster_test_tool.NewBaseClusterFixture(size, opts...)
 	} else {
