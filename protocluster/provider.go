@@ -155,6 +155,9 @@ func (p *Provider) spawnVoter(v cluster.Peer) (*cluster.Group, error) {
 // deregisters (which frees its identities for others at once), then stops
 // its voter. Not graceful, as after a crash: it stops its grains and its
 // voter and leaves its expiry to the others. Calling it again does nothing.
+// protoactor's Cluster.Shutdown calls it only when graceful; after
+// Cluster.Shutdown(false) call Shutdown(false) yourself to end the
+// member's goroutines.
 func (p *Provider) Shutdown(graceful bool) error {
 	if !p.started.Load() {
 		return nil
