@@ -3,12 +3,12 @@ package integration
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/protoraft/protoraft/actors"
-	"github.com/protoraft/protoraft/faults"
 )
 
 // carrier is what the runner needs of a group under test: it starts,
@@ -170,14 +170,31 @@ type clocker interface {
 	jumpClock(id string, d time.Duration) bool
 }
 
-// disker is a carrier whose nodes write their logs through a disk it can
-// fail (faults.Disk): cut its power, or fill it.
+// disker is a carrier whose nodes' disks it can fill and whose power it
+// can cut: through a faults.Disk under each node's log (in-process), or
+// through a small real file system of each node's own (processes, as
+// root).
 type disker interface {
-	disk(id string) *faults.Disk
+	// diskFaults says which of the two this carrier's nodes can suffer
+	// in this run.
+	diskFaults() (fill, cut bool)
+	// fillDisk fills id's disk, drawing from rng how where the carrier has
+	// a choice, and returns what it did and what gives the space back
+	// (which says what the node met meanwhile); ok is false when id has no
+	// disk the carrier can fill.
+	fillDisk(ctx context.Context, id string, rng *rand.Rand) (what string, heal func() string, ok bool)
 	// powerCut cuts id's power and stops it; it returns the last index id
-	// reported just before and the last one its data directory holds
-	// after.
-	powerCut(ctx context.Context, id string) (reported, onDisk uint64, err error)
+	// reported just before, the last one its data directory holds after,
+	// and what the cut took (for the event). errNotCut says it did not cut.
+	powerCut(ctx context.Context, id string) (reported, onDisk uint64, detail string, err error)
+}
+
+// crashCounter counts the nodes that crashed in a way the run excuses: a
+// process that panicked on its full disk, as hashicorp/raft does when its
+// stable store cannot write. Not a violation; the heal starts it again,
+// and the checks still hold it to every acknowledged write.
+type crashCounter interface {
+	crashes() []string
 }
 
 // prober is a carrier that can send a linearizable read straight to one

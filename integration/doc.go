@@ -27,7 +27,10 @@
 //     started by internal/proctest behind forwarders that keep every node's
 //     addresses across restarts, under an HTTP workload, with SIGKILL of a
 //     random node or the leader (restarted from its data directory),
-//     SIGSTOP/SIGCONT of the leader and graceful restarts;
+//     SIGSTOP/SIGCONT of the leader and graceful restarts, and as root
+//     (process_disk.go) full disks on a tmpfs per node and power cuts
+//     through a FUSE file system that loses unsynced writes
+//     (internal/powerfs);
 //   - processes in network namespaces (netns_carrier.go, netfaults.go;
 //     RunNetns, TestNetnsVerify, root only): the same processes, each in
 //     a namespace of its own (internal/netns), with kernel blackholes,
@@ -48,6 +51,8 @@
 // cluster outside the in-process carrier's two files; send traffic beyond
 // 127.0.0.0/8 and the network namespaces it created itself; pick a port
 // for a process on a shared address (proctest hands out listeners it
-// holds; a node alone in its namespace has its address to itself); or count a harness failure (a group that did not start) as a
+// holds; a node alone in its namespace has its address to itself); leave
+// a mount it made (a node's tmpfs, its power-cut file system) behind a
+// run; or count a harness failure (a group that did not start) as a
 // violation, or a checker's timeout as a pass.
 package integration

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -229,11 +228,15 @@ func (n *nemesis) diskVictim(ctx context.Context, rng *rand.Rand) string {
 	return id
 }
 
-// diskOverlay fills one node's disk for a fifth of the steps: its log
-// writes fail with ENOSPC (or, one time in three, its fsyncs with EIO)
-// until the step ends. What it returns gives the space back.
+// diskOverlay fills one node's disk for a fifth of the steps until the
+// step ends: in-process its log writes fail with ENOSPC (or, one time in
+// three, its fsyncs with EIO); a process's own small file system is filled
+// with a ballast file. What it returns gives the space back.
 func (n *nemesis) diskOverlay(ctx context.Context, i int, param int64) func() {
 	if n.disks == nil {
+		return nil
+	}
+	if fill, _ := n.disks.diskFaults(); !fill {
 		return nil
 	}
 	rng, drawn := overlayDrawn(param, diskSalt)
@@ -241,22 +244,17 @@ func (n *nemesis) diskOverlay(ctx context.Context, i int, param int64) func() {
 		return nil
 	}
 	id := n.diskVictim(ctx, rng)
-	d := n.disks.disk(id)
-	if id == "" || d == nil {
+	if id == "" {
 		return nil
 	}
-	what := "writes fail with ENOSPC"
-	if rng.Intn(3) == 0 {
-		d.FailSyncs(syscall.EIO)
-		what = "fsyncs fail with EIO"
-	} else {
-		d.FailWrites(syscall.ENOSPC)
+	what, heal, ok := n.disks.fillDisk(ctx, id, rng)
+	if !ok {
+		return nil
 	}
 	n.count(KindDiskFull)
 	n.event(i, KindDiskFull, "disk of %s full: %s", id, what)
 	return func() {
-		d.Heal()
-		n.event(i, KindDiskFull, "disk of %s has space again (%d operations refused)", id, d.Injected())
+		n.event(i, KindDiskFull, "disk of %s has space again (%s)", id, heal())
 	}
 }
 
@@ -267,6 +265,9 @@ func (n *nemesis) powerOverlay(ctx context.Context, i int, param int64) func() {
 	if n.disks == nil {
 		return nil
 	}
+	if _, cut := n.disks.diskFaults(); !cut {
+		return nil
+	}
 	rng, drawn := overlayDrawn(param, powerSalt)
 	if !drawn {
 		return nil
@@ -275,13 +276,16 @@ func (n *nemesis) powerOverlay(ctx context.Context, i int, param int64) func() {
 	if id == "" {
 		return nil
 	}
-	reported, onDisk, err := n.disks.powerCut(ctx, id)
+	reported, onDisk, detail, err := n.disks.powerCut(ctx, id)
 	if errors.Is(err, errNotCut) {
 		n.event(i, KindPowerCut, "skipped %s: %v", id, err)
 		return nil
 	}
 	n.count(KindPowerCut)
-	n.event(i, KindPowerCut, "power of %s cut: reported last index %d, its data directory holds up to %d: %s", id, reported, onDisk, errText(err))
+	if detail != "" {
+		detail = ", " + detail
+	}
+	n.event(i, KindPowerCut, "power of %s cut: reported last index %d, its data directory holds up to %d%s: %s", id, reported, onDisk, detail, errText(err))
 	if err != nil {
 		n.violation("power cut of %s: %v", id, err)
 	} else if onDisk < reported {

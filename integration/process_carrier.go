@@ -38,9 +38,19 @@ type Processes struct {
 	// Raft RPCs travel on it rather than through remote.
 	Link bool
 	// OnStart receives, before any process starts, the function that
-	// SIGKILLs every process of the run; a test registers it with
-	// t.Cleanup so that no process outlives the test, whatever happens.
+	// SIGKILLs every process of the run and unmounts its disks; a test
+	// registers it with t.Cleanup so that no process and no mount outlives
+	// the test, whatever happens.
 	OnStart func(killAll func())
+	// Disks gives every node a small tmpfs of its own for its data
+	// directory, which the disk-full nemesis fills (root only; see
+	// ProbeDisks). Power puts a power-cut file system over each
+	// (internal/powerfs, FUSE), for the power-cut nemesis.
+	Disks, Power bool
+	// DropSyncs is a mutant, for showing that the power-cut check can
+	// fail: the power-cut file systems acknowledge every fsync without
+	// making anything durable (powerfs.FS.DropSyncs).
+	DropSyncs bool
 }
 
 // RunProcess performs one seeded run on the process carrier. An error means
@@ -70,6 +80,10 @@ type processes struct {
 
 	clockMu sync.Mutex
 	clocks  map[string]time.Duration // each node's wall clock offset (jumpClock)
+
+	// disks are the nodes' own file systems (Processes.Disks); nil
+	// without.
+	disks *procDisks
 }
 
 func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*processes, error) {
@@ -77,19 +91,38 @@ func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*p
 	for i := range n {
 		ids = append(ids, fmt.Sprintf("n%d", i+1))
 	}
-	g, err := proctest.NewGroup(proctest.Config{Binary: p.Binary, Dir: dir, IDs: ids,
-		Link: func(string) bool { return p.Link }, Clocks: true})
+	c := &processes{dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}}
+	cfg := proctest.Config{Binary: p.Binary, Dir: dir, IDs: ids,
+		Link: func(string) bool { return p.Link }, Clocks: true}
+	if p.Disks {
+		disks, err := mountDisks(dir, ids, p.Power)
+		if err != nil {
+			return nil, fmt.Errorf("integration: disks of their own: %w", err)
+		}
+		for _, pd := range disks.byID {
+			if pd.power != nil {
+				pd.power.DropSyncs(p.DropSyncs)
+			}
+		}
+		c.disks = disks
+		cfg.DataDir = func(id string) string { return disks.disk(id).data }
+		cfg.Excuse = c.excuse
+		cfg.Args = append(cfg.Args, "--wal-segment-size", fmt.Sprint(procSegmentSize))
+	}
+	g, err := proctest.NewGroup(cfg)
 	if err != nil {
+		_ = c.disks.close()
 		return nil, err
 	}
+	c.g = g
 	if p.OnStart != nil {
-		p.OnStart(g.Close)
+		p.OnStart(c.close)
 	}
 	if err := g.Start(); err != nil {
-		g.Close()
+		c.close()
 		return nil, err
 	}
-	return &processes{g: g, dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}}, nil
+	return c, nil
 }
 
 // jumpClock moves node id's wall clock through its --clock-file; the node
@@ -292,7 +325,13 @@ func (c *processes) save(dir string) error {
 	return copyLogs(filepath.Join(c.dir, "logs"), filepath.Join(dir, "logs"))
 }
 
-func (c *processes) close() { c.g.Close() }
+// close kills every process, then unmounts the disks they wrote to.
+func (c *processes) close() {
+	c.g.Close()
+	if err := c.disks.close(); err != nil {
+		c.logf("unmount the disks: %v", err)
+	}
+}
 
 var procHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second}}
 

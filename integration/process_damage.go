@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -29,6 +28,7 @@ func (c *processes) startDamaged(_ context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	c.settle(id)
 	err = n.TryStart()
 	if err == nil {
 		return false, nil
@@ -50,9 +50,11 @@ func (c *processes) rejoin(ctx context.Context, id string) error {
 	if err := c.removeMember(ctx, id); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(n.DataDir()); err != nil {
+	// Its contents: the directory itself may be a mount point.
+	if err := emptyDir(n.DataDir()); err != nil {
 		return err
 	}
+	c.settle(id)
 	n.SetJoin(true)
 	if err := n.Start(); err != nil {
 		return err

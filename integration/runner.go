@@ -62,6 +62,9 @@ type Report struct {
 	// DuplicatesChecked (the carrier sees every node's applications).
 	Duplicates        []string `json:"duplicate_applications"`
 	DuplicatesChecked bool     `json:"duplicates_checked"`
+	// Crashes are the nodes that crashed where the run excuses it (a
+	// process that panicked on its full disk), each restarted by the heal.
+	Crashes []string `json:"crashes,omitempty"`
 	// Probe counts the stale-read probe's reads.
 	Probe probeStats `json:"probe"`
 	// Artifacts is where a failed run's files were saved.
@@ -162,6 +165,9 @@ func run(ctx context.Context, cfg Config, start func(logf func(string, ...any)) 
 	events := append([]Event(nil), nem.events...)
 	nem.mu.Unlock()
 	rep.Violations = append(rep.Violations, c.incidents()...)
+	if cc, ok := c.(crashCounter); ok {
+		rep.Crashes = cc.crashes()
+	}
 	if d, ok := c.(duplicateFinder); ok {
 		rep.DuplicatesChecked = true
 		rep.Duplicates = d.duplicates()

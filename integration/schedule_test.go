@@ -123,4 +123,21 @@ func TestShortProfileCutsPowerAndFillsDisks(t *testing.T) {
 		t.Fatalf("the short profile draws %d power cuts and %d full disks; want at least one of each", drawn[powerSalt], drawn[diskSalt])
 	}
 	t.Logf("the short profile draws %d power cuts and %d full disks", drawn[powerSalt], drawn[diskSalt])
+
+	// And the short process profile's seeds, whose nodes have disks of
+	// their own as root.
+	drawn = map[int64]int{}
+	for seed := int64(1000); seed < 1002; seed++ {
+		for _, s := range ProcessSchedule(seed, 8*time.Second, ProcessKinds) {
+			for _, salt := range []int64{powerSalt, diskSalt} {
+				if _, ok := overlayDrawn(s.Param, salt); ok {
+					drawn[salt]++
+				}
+			}
+		}
+	}
+	if drawn[powerSalt] == 0 || drawn[diskSalt] == 0 {
+		t.Fatalf("the short process profile draws %d power cuts and %d full disks; want at least one of each", drawn[powerSalt], drawn[diskSalt])
+	}
+	t.Logf("the short process profile draws %d power cuts and %d full disks", drawn[powerSalt], drawn[diskSalt])
 }

@@ -23,6 +23,9 @@ type Summary struct {
 	// CheckTimeouts counts runs whose linearizability search ran out of
 	// time (neither a pass nor a violation).
 	CheckTimeouts int
+	// Crashes counts the nodes that crashed where a run excuses it (on a
+	// full disk) and were started again.
+	Crashes int
 	// ProbeReads counts the stale-read probe's reads to isolated leaders.
 	ProbeReads int
 	// Failed lists the seeds of failed runs.
@@ -52,6 +55,7 @@ func (s *Summary) Add(r *Report) {
 		s.DuplicatesChecked++
 	}
 	s.ProbeReads += r.Probe.Sent
+	s.Crashes += len(r.Crashes)
 	if r.Linearizable == porcupine.Unknown {
 		s.CheckTimeouts++
 	}
@@ -75,7 +79,7 @@ func (s *Summary) String() string {
 		faults += v
 	}
 	sort.Strings(kinds)
-	return fmt.Sprintf("summary: runs=%d operations=%d (ok=%d unknown=%d failed=%d) faults=%d {%s} probe_reads=%d violations=%d lost_writes=%d duplicate_applications=%d (checked in %d runs) check_timeouts=%d failed_seeds=%v",
+	return fmt.Sprintf("summary: runs=%d operations=%d (ok=%d unknown=%d failed=%d) faults=%d {%s} excused_crashes=%d probe_reads=%d violations=%d lost_writes=%d duplicate_applications=%d (checked in %d runs) check_timeouts=%d failed_seeds=%v",
 		s.Runs, total, s.Ops[OutcomeOK], s.Ops[OutcomeUnknown], s.Ops[OutcomeFailed], faults, strings.Join(kinds, " "),
-		s.ProbeReads, s.Violations, s.LostWrites, s.Duplicates, s.DuplicatesChecked, s.CheckTimeouts, s.Failed)
+		s.Crashes, s.ProbeReads, s.Violations, s.LostWrites, s.Duplicates, s.DuplicatesChecked, s.CheckTimeouts, s.Failed)
 }

@@ -105,6 +105,9 @@ func runSeed(t *testing.T, sum *Summary, cfg Config, run runner) {
 		sum.Add(rep)
 		t.Logf("seed %d: %d nodes, %s, ops %v, faults %v, linearizable %s, probe %+v, took %v",
 			cfg.Seed, cfg.Nodes, rep.Carrier, rep.Ops, rep.Faults, rep.Linearizable, rep.Probe, rep.Took.Round(time.Millisecond))
+		for _, c := range rep.Crashes {
+			t.Logf("seed %d: excused crash: %s", cfg.Seed, c)
+		}
 		if rep.Failed() {
 			t.Errorf("seed %d: %d violation(s):\n  %s\nartifacts: %s\nreplay: %s",
 				cfg.Seed, len(rep.Violations), strings.Join(rep.Violations, "\n  "), rep.Artifacts, cfg.Replay)

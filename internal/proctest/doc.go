@@ -13,7 +13,9 @@
 //     process, listening on new ports, is reached at the same addresses;
 //   - a node's processes, one after another (Node): start with the
 //     forwarders routed to its reported ports, SIGKILL, SIGTERM,
-//     SIGSTOP/SIGCONT, its log across restarts, and exits nobody asked for;
+//     SIGSTOP/SIGCONT, a kill after a fault that takes the process's world
+//     away (KillAfter), its log across restarts, and exits nobody asked
+//     for, which a caller may excuse (Config.Excuse);
 //   - a group of nodes and its --peers list (Group).
 //
 // It must never: pick a port to pass on (every listener it hands out it

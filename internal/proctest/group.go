@@ -59,6 +59,15 @@ type Config struct {
 	// Clocks starts every node with --clock-file, so Node.MoveClock can
 	// move its wall clock (a test hook of the sample).
 	Clocks bool
+	// DataDir, when set, is id's data directory instead of Dir/<id>: a
+	// directory on a file system of the node's own (a small tmpfs, a
+	// mount whose power a test cuts).
+	DataDir func(id string) string
+	// Excuse, when set, is asked about every exit of a process nobody
+	// asked to end, with the end of that process's log: a reason it
+	// returns makes the exit excused (Group.Excused) rather than one that
+	// Group.Exits reports, such as a crash on a disk the test filled.
+	Excuse func(id, log string) string
 }
 
 // Placement puts each node of a group on an address of its own.
@@ -89,6 +98,7 @@ type Group struct {
 	mu         sync.Mutex
 	closed     bool
 	unexpected []string
+	excused    []string
 }
 
 // NewGroup binds every node's forwarders and works out --peers from their
@@ -103,7 +113,11 @@ func NewGroup(cfg Config) (*Group, error) {
 	g := &Group{cfg: cfg}
 	var peers []string
 	for _, id := range cfg.IDs {
-		n := &Node{id: id, g: g, data: filepath.Join(cfg.Dir, id), logPath: filepath.Join(cfg.Dir, "logs", id+".log")}
+		n := &Node{id: id, g: g, data: filepath.Join(cfg.Dir, id), logPath: filepath.Join(cfg.Dir, "logs", id+".log"),
+			clock: filepath.Join(cfg.Dir, id+".clock")}
+		if cfg.DataDir != nil {
+			n.data = cfg.DataDir(id)
+		}
 		g.nodes = append(g.nodes, n)
 		var err error
 		switch {
@@ -222,16 +236,34 @@ func (g *Group) Exits() []string {
 	return append([]string(nil), g.unexpected...)
 }
 
+// Excused lists the exits nobody asked for that Config.Excuse excused,
+// each with its reason, in the order they happened.
+func (g *Group) Excused() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.excused...)
+}
+
 func (g *Group) isClosed() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.closed
 }
 
-func (g *Group) unexpectedExit(what string) {
+// unexpectedExit records an exit nobody asked for, excused or not (log is
+// the end of the process's log).
+func (g *Group) unexpectedExit(id, what, log string) {
+	var why string
+	if g.cfg.Excuse != nil {
+		why = g.cfg.Excuse(id, log)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.closed {
+	switch {
+	case g.closed:
+	case why != "":
+		g.excused = append(g.excused, what+" (excused: "+why+")")
+	default:
 		g.unexpected = append(g.unexpected, what)
 	}
 }

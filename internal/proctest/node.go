@@ -36,6 +36,7 @@ const (
 // safe for concurrent use.
 type Node struct {
 	id, data, logPath string
+	clock             string // the --clock-file, beside the data directory's file system
 	g                 *Group
 	remote, link      *Forwarder // link is nil without a Raft link; both nil when placed
 	host              string     // the node's own address when placed (Config.Place)
@@ -99,8 +100,9 @@ func (n *Node) Addr() string {
 // group's admin token, "" when the group is insecure.
 func (n *Node) Token() string { return n.g.token }
 
-// clockPath is the node's --clock-file.
-func (n *Node) clockPath() string { return n.data + ".clock" }
+// clockPath is the node's --clock-file: in the group's directory, so a
+// data directory's full disk does not stop the clock from moving.
+func (n *Node) clockPath() string { return n.clock }
 
 // MoveClock sets the node's wall clock to the real clock plus offset, in
 // its current process and in every later one (Config.Clocks). The process
@@ -316,7 +318,7 @@ func (n *Node) follow(cmd *exec.Cmd, stdout io.Reader, logFile *os.File, inc int
 	n.mu.Unlock()
 	close(done)
 	if !expected {
-		n.g.unexpectedExit(fmt.Sprintf("%s (incarnation %d) exited on its own: %v (see logs/%s.log)", n.id, inc, err, n.id))
+		n.g.unexpectedExit(n.id, fmt.Sprintf("%s (incarnation %d) exited on its own: %v (see logs/%s.log)", n.id, inc, err, n.id), n.incarnationLog(inc))
 	}
 }
 
@@ -338,6 +340,29 @@ func (n *Node) waitErr() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.exitErr
+}
+
+// incarnationLog is the part of the node's log that incarnation inc
+// wrote, from its starting line on.
+func (n *Node) incarnationLog(inc int) string {
+	all := n.Log(0)
+	marker := fmt.Sprintf("---- %s incarnation %d starting", n.id, inc)
+	if i := strings.LastIndex(all, marker); i >= 0 {
+		return all[i:]
+	}
+	return all
+}
+
+// KillAfter runs f, then kills the current process as Kill does; from the
+// moment f starts, the process's exit counts as the harness's doing. It is
+// for a fault that takes the process's world away before the kill (a power
+// cut of its disk), to which the process may react by exiting first.
+func (n *Node) KillAfter(f func()) {
+	n.mu.Lock()
+	n.expectExit = true
+	n.mu.Unlock()
+	f()
+	n.Kill()
 }
 
 // Kill ends the current process with SIGKILL (no shutdown, nothing flushed

@@ -174,6 +174,10 @@ type options struct {
 	// clockFile is a test hook: a file whose number moves this node's
 	// wall clock (watchClockFile). Empty: the real clock.
 	clockFile string
+	// walSegmentSize is the size of one log segment file in bytes; 0 is
+	// raftactor's default (64 MiB). A small disk wants small segments:
+	// raft-wal preallocates each one whole.
+	walSegmentSize int
 }
 
 // self is this node's remote address as the other nodes know it.
@@ -237,6 +241,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.files.ca, "tls-ca", "", "PEM CA that signs every node's certificate (default from --secrets)")
 	fs.StringVar(&o.files.clusterKey, "cluster-key-file", "", "file holding the cluster key, hex or raw, at least 16 bytes, the same on every node (default from --secrets)")
 	fs.StringVar(&o.files.nodeToken, "node-token-file", "", "file holding the token this node presents when it joins (--join) a group with a policy (default from --secrets)")
+	fs.IntVar(&o.walSegmentSize, "wal-segment-size", 0, "size of one log segment file in bytes, each preallocated whole (default 64 MiB); a small disk wants small segments")
 	fs.StringVar(&o.clockFile, "clock-file", "", "test hook, never in production: a file holding an offset in nanoseconds that this node's wall clock is moved by (one node per process)")
 	fs.BoolVar(&o.files.insecure, "insecure", false, "one node per process without TLS or cluster key: anyone who reaches the ports can disrupt the group (trusted test networks only)")
 	fs.StringVar(&o.auditLog, "audit-log", "", "file the audit records are appended to, one JSON object a line, whatever -v says (default: stderr)")
@@ -502,6 +507,7 @@ func (n *node) startLocal(ctx context.Context, o options, out io.Writer) error {
 				Group:           o.group,
 				ID:              p.ID,
 				DataDir:         filepath.Join(o.data, p.ID),
+				WALSegmentSize:  o.walSegmentSize,
 				NewStateMachine: func() raftactor.StateMachine { return kvstore.New() },
 				Timeouts:        timeouts,
 				Logger:          n.log,
@@ -598,6 +604,7 @@ func (n *node) startProcess(ctx context.Context, o options, out io.Writer) error
 			Group:             o.group,
 			ID:                o.id,
 			DataDir:           o.data,
+			WALSegmentSize:    o.walSegmentSize,
 			NewStateMachine:   func() raftactor.StateMachine { return kvstore.New() },
 			Timeouts:          timeouts,
 			Logger:            n.log,
