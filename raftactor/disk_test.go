@@ -343,3 +343,54 @@ func TestUnreadableLogRefusesToStart(t *testing.T) {
 		t.Fatalf("status of a node that could not start: %v", r.Error)
 	}
 }
+
+// A node that reopened its data directory by itself starts from its last
+// snapshot and applies the rest only once the leader tells it what is
+// committed. Until it is back where it was, it does not answer from the
+// older state: in one process, one node's answers never go back.
+func TestReopenedNodeServesNothingOlderThanBefore(t *testing.T) {
+	disks := map[string]*faults.Disk{}
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) {
+		withDisks(disks)(cfg)
+		cfg.WALSegmentSize = 32 << 10
+	})
+	leader := c.WaitLeader()
+	follower := otherThan(c, leader)
+	if _, err := tryPutTo(c, leader, "first", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitValue(follower, "first", "v")
+	before, _ := c.Get(follower, "first", actors.Consistency_STALE)
+
+	disks[follower].FailCreates(syscall.ENOSPC)
+	big := strings.Repeat("x", 4<<10)
+	for i := range 40 {
+		if _, err := tryPutTo(c, leader, fmt.Sprintf("k%d", i), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, "the follower's log refuses appends", func() bool {
+		return disks[follower].Injected() > 0
+	})
+	// Cut off, the reopened follower cannot learn the commit index: its
+	// state machine stays at what its snapshot (none) holds.
+	c.Faults.Isolate(raft.ServerID(follower))
+	disks[follower].Heal()
+	testutil.Eventually(t, "the follower runs again", func() bool {
+		r, err := c.Ask(follower, &actors.StatusRequest{})
+		return err == nil && r.(*actors.StatusResponse).GetError().Err() == nil
+	})
+	rr, qr := c.Get(follower, "first", actors.Consistency_STALE)
+	if rr.Error.Err() == nil && (rr.AppliedIndex < before.AppliedIndex || qr == nil || !qr.Found) {
+		t.Fatalf("after its reopen the follower answered from index %d (found %v), older than the %d it answered before", rr.AppliedIndex, qr != nil && qr.Found, before.AppliedIndex)
+	}
+	if actors.CodeOf(rr.Error) != actors.Code_UNAVAILABLE && rr.Error.Err() != nil {
+		t.Fatalf("a read the follower cannot answer yet: %v, want UNAVAILABLE", rr.Error)
+	}
+
+	c.Faults.Heal()
+	c.WaitValue(follower, "k39", big)
+	if rr, _ := c.Get(follower, "first", actors.Consistency_STALE); rr.AppliedIndex < before.AppliedIndex {
+		t.Fatalf("caught up, the follower answers from %d, older than %d", rr.AppliedIndex, before.AppliedIndex)
+	}
+}
