@@ -106,6 +106,8 @@ func Op(req any) string {
 		return "status"
 	case *SnapshotRequest:
 		return "snapshot"
+	case *SnapshotReadRequest:
+		return "snapshot_read"
 	case *PolicyUpdateRequest:
 		return "policy_update"
 	case *UpdateLimitsRequest:
@@ -140,6 +142,8 @@ func ErrorReply(req any, err *Error) Response {
 		return &StatusResponse{Error: err}
 	case *SnapshotRequest:
 		return &SnapshotResponse{Error: err}
+	case *SnapshotReadRequest:
+		return &SnapshotReadResponse{Error: err}
 	case *PolicyUpdateRequest:
 		return &PolicyUpdateResponse{Error: err}
 	case *UpdateLimitsRequest:

@@ -2138,6 +2138,214 @@ func (x *LeaderChanged) GetTerm() uint64 {
 	return 0
 }
 
+// SnapshotReadRequest reads one of the answering node's snapshots, a chunk
+// at a time, so a running group can be backed up over the client protocol.
+// Snapshots are per node: every chunk of one snapshot must be read from the
+// node that named it.
+type SnapshotReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *RequestMeta           `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// id names the snapshot to read, as an earlier answer named it. Empty
+	// asks the node to take a snapshot now and read that one; only the
+	// leader does that, after a barrier, so the snapshot holds every write
+	// acknowledged before the request (NOT_LEADER elsewhere).
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// offset is where in the snapshot's bytes the chunk starts.
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// max_bytes bounds the chunk; 0 or more than the node's chunk bound
+	// (512 KiB, far below remote's message size limit) reads that bound.
+	MaxBytes      uint32 `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotReadRequest) Reset() {
+	*x = SnapshotReadRequest{}
+	mi := &file_protoraft_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotReadRequest) ProtoMessage() {}
+
+func (x *SnapshotReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protoraft_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotReadRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotReadRequest) Descriptor() ([]byte, []int) {
+	return file_protoraft_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SnapshotReadRequest) GetMeta() *RequestMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *SnapshotReadRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SnapshotReadRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *SnapshotReadRequest) GetMaxBytes() uint32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+// SnapshotReadResponse carries a chunk of a snapshot and what the snapshot
+// is: its ID, the last log index and term it reflects, its size, the
+// configuration it holds and raft's snapshot format version.
+type SnapshotReadResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Error              *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Id                 string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Index              uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Term               uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Size               uint64                 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Members            []*Server              `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	ConfigurationIndex uint64                 `protobuf:"varint,7,opt,name=configuration_index,json=configurationIndex,proto3" json:"configuration_index,omitempty"`
+	Version            int32                  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	// offset is where data starts; data is empty at and past the end.
+	Offset uint64 `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte `protobuf:"bytes,10,opt,name=data,proto3" json:"data,omitempty"`
+	// node is the answering node, which every later chunk must be read from.
+	Node          *Server `protobuf:"bytes,11,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotReadResponse) Reset() {
+	*x = SnapshotReadResponse{}
+	mi := &file_protoraft_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotReadResponse) ProtoMessage() {}
+
+func (x *SnapshotReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protoraft_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotReadResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotReadResponse) Descriptor() ([]byte, []int) {
+	return file_protoraft_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SnapshotReadResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *SnapshotReadResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SnapshotReadResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotReadResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotReadResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotReadResponse) GetMembers() []*Server {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *SnapshotReadResponse) GetConfigurationIndex() uint64 {
+	if x != nil {
+		return x.ConfigurationIndex
+	}
+	return 0
+}
+
+func (x *SnapshotReadResponse) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SnapshotReadResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *SnapshotReadResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotReadResponse) GetNode() *Server {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 var File_protoraft_proto protoreflect.FileDescriptor
 
 const file_protoraft_proto_rawDesc = "" +
@@ -2277,7 +2485,25 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1a\n" +
 	"\bobserver\x18\x02 \x01(\tR\bobserver\x12,\n" +
 	"\x06leader\x18\x03 \x01(\v2\x14.protoraft.v1.ServerR\x06leader\x12\x12\n" +
-	"\x04term\x18\x04 \x01(\x04R\x04term*\xc3\x01\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\"\x89\x01\n" +
+	"\x13SnapshotReadRequest\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x1b\n" +
+	"\tmax_bytes\x18\x04 \x01(\rR\bmaxBytes\"\xe0\x02\n" +
+	"\x14SnapshotReadResponse\x12)\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\x12.\n" +
+	"\amembers\x18\x06 \x03(\v2\x14.protoraft.v1.ServerR\amembers\x12/\n" +
+	"\x13configuration_index\x18\a \x01(\x04R\x12configurationIndex\x12\x18\n" +
+	"\aversion\x18\b \x01(\x05R\aversion\x12\x16\n" +
+	"\x06offset\x18\t \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\n" +
+	" \x01(\fR\x04data\x12(\n" +
+	"\x04node\x18\v \x01(\v2\x14.protoraft.v1.ServerR\x04node*\xc3\x01\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2319,7 +2545,7 @@ func file_protoraft_proto_rawDescGZIP() []byte {
 }
 
 var file_protoraft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_protoraft_proto_goTypes = []any{
 	(Code)(0),                          // 0: protoraft.v1.Code
 	(Suffrage)(0),                      // 1: protoraft.v1.Suffrage
@@ -2351,12 +2577,14 @@ var file_protoraft_proto_goTypes = []any{
 	(*SnapshotRequest)(nil),            // 27: protoraft.v1.SnapshotRequest
 	(*SnapshotResponse)(nil),           // 28: protoraft.v1.SnapshotResponse
 	(*LeaderChanged)(nil),              // 29: protoraft.v1.LeaderChanged
-	(*durationpb.Duration)(nil),        // 30: google.protobuf.Duration
+	(*SnapshotReadRequest)(nil),        // 30: protoraft.v1.SnapshotReadRequest
+	(*SnapshotReadResponse)(nil),       // 31: protoraft.v1.SnapshotReadResponse
+	(*durationpb.Duration)(nil),        // 32: google.protobuf.Duration
 }
 var file_protoraft_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.Error.code:type_name -> protoraft.v1.Code
 	6,  // 1: protoraft.v1.Error.leader:type_name -> protoraft.v1.Server
-	30, // 2: protoraft.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	32, // 2: protoraft.v1.Error.retry_after:type_name -> google.protobuf.Duration
 	1,  // 3: protoraft.v1.Server.suffrage:type_name -> protoraft.v1.Suffrage
 	5,  // 4: protoraft.v1.WriteRequest.meta:type_name -> protoraft.v1.RequestMeta
 	4,  // 5: protoraft.v1.WriteResponse.error:type_name -> protoraft.v1.Error
@@ -2380,11 +2608,11 @@ var file_protoraft_proto_depIdxs = []int32{
 	5,  // 23: protoraft.v1.MembersRequest.meta:type_name -> protoraft.v1.RequestMeta
 	4,  // 24: protoraft.v1.MembersResponse.error:type_name -> protoraft.v1.Error
 	6,  // 25: protoraft.v1.MembersResponse.members:type_name -> protoraft.v1.Server
-	30, // 26: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
-	30, // 27: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
-	30, // 28: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
-	30, // 29: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
-	30, // 30: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
+	32, // 26: protoraft.v1.Timeouts.heartbeat:type_name -> google.protobuf.Duration
+	32, // 27: protoraft.v1.Timeouts.election:type_name -> google.protobuf.Duration
+	32, // 28: protoraft.v1.Timeouts.leader_lease:type_name -> google.protobuf.Duration
+	32, // 29: protoraft.v1.Timeouts.commit:type_name -> google.protobuf.Duration
+	32, // 30: protoraft.v1.Timeouts.snapshot_interval:type_name -> google.protobuf.Duration
 	5,  // 31: protoraft.v1.UpdateTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
 	20, // 32: protoraft.v1.UpdateTimeoutsRequest.timeouts:type_name -> protoraft.v1.Timeouts
 	5,  // 33: protoraft.v1.GetTimeoutsRequest.meta:type_name -> protoraft.v1.RequestMeta
@@ -2400,11 +2628,15 @@ var file_protoraft_proto_depIdxs = []int32{
 	5,  // 43: protoraft.v1.SnapshotRequest.meta:type_name -> protoraft.v1.RequestMeta
 	4,  // 44: protoraft.v1.SnapshotResponse.error:type_name -> protoraft.v1.Error
 	6,  // 45: protoraft.v1.LeaderChanged.leader:type_name -> protoraft.v1.Server
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	5,  // 46: protoraft.v1.SnapshotReadRequest.meta:type_name -> protoraft.v1.RequestMeta
+	4,  // 47: protoraft.v1.SnapshotReadResponse.error:type_name -> protoraft.v1.Error
+	6,  // 48: protoraft.v1.SnapshotReadResponse.members:type_name -> protoraft.v1.Server
+	6,  // 49: protoraft.v1.SnapshotReadResponse.node:type_name -> protoraft.v1.Server
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_protoraft_proto_init() }
@@ -2418,7 +2650,7 @@ func file_protoraft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protoraft_proto_rawDesc), len(file_protoraft_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -89,7 +89,7 @@ func TestRetryable(t *testing.T) {
 func TestErrorReplyCoversEveryRequest(t *testing.T) {
 	reqs := []Request{&WriteRequest{}, &ReadRequest{}, &LeaderRequest{}, &MembershipRequest{},
 		&TransferLeadershipRequest{}, &MembersRequest{}, &UpdateTimeoutsRequest{}, &GetTimeoutsRequest{},
-		&StatusRequest{}, &SnapshotRequest{}}
+		&StatusRequest{}, &SnapshotRequest{}, &SnapshotReadRequest{}}
 	for _, r := range reqs {
 		resp := ErrorReply(r, Errorf(Code_UNAVAILABLE, "x"))
 		if resp == nil || CodeOf(resp.GetError()) != Code_UNAVAILABLE {

@@ -46,6 +46,22 @@ func (p Peer) FrontDoor(group string) *actor.PID {
 	return actor.NewPID(p.Address, supervisorName(group, p.ID)+"/"+frontDoorChild)
 }
 
+// MetricsActor is the PID of a peer's metrics actor, which answers
+// actors.HealthRequest.
+func (p Peer) MetricsActor(group string) *actor.PID {
+	return actor.NewPID(p.Address, supervisorName(group, p.ID)+"/"+metricsChild)
+}
+
+// PeerOf returns the peer whose node has the Raft address addr: its ID
+// and the address of its ActorSystem.
+func PeerOf(id, addr string) (Peer, error) {
+	pid, err := raftactor.PIDOf(raft.ServerAddress(addr))
+	if err != nil {
+		return Peer{}, err
+	}
+	return Peer{ID: id, Address: pid.Address}, nil
+}
+
 // FrontDoorOf returns the front door of the node whose Raft address is addr,
 // as carried by a NOT_LEADER hint.
 func FrontDoorOf(addr string) (*actor.PID, error) {

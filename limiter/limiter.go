@@ -62,7 +62,7 @@ func ClassOf(req any) (Class, bool) {
 		return ClassRead, true
 	case *actors.LeaderRequest, *actors.MembershipRequest, *actors.TransferLeadershipRequest,
 		*actors.MembersRequest, *actors.UpdateTimeoutsRequest, *actors.GetTimeoutsRequest,
-		*actors.StatusRequest, *actors.SnapshotRequest:
+		*actors.StatusRequest, *actors.SnapshotRequest, *actors.SnapshotReadRequest:
 		return ClassAdmin, true
 	default:
 		return 0, false

@@ -124,6 +124,11 @@ func Target(req actors.Request) string {
 		return "policy sha256:" + documentDigest(r.GetDocument())
 	case *actors.SnapshotRequest:
 		return "snapshot"
+	case *actors.SnapshotReadRequest:
+		if r.GetId() == "" {
+			return "snapshot taken for reading"
+		}
+		return "snapshot " + r.GetId()
 	default:
 		return ""
 	}

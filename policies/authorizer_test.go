@@ -52,6 +52,7 @@ func requests() map[string]func(meta *actors.RequestMeta) actors.Request {
 		"update_timeouts": func(m *actors.RequestMeta) actors.Request { return &actors.UpdateTimeoutsRequest{Meta: m} },
 		"get_timeouts":    func(m *actors.RequestMeta) actors.Request { return &actors.GetTimeoutsRequest{Meta: m} },
 		"snapshot":        func(m *actors.RequestMeta) actors.Request { return &actors.SnapshotRequest{Meta: m} },
+		"snapshot_read":   func(m *actors.RequestMeta) actors.Request { return &actors.SnapshotReadRequest{Meta: m} },
 		"policy_update": func(m *actors.RequestMeta) actors.Request {
 			return &actors.PolicyUpdateRequest{Meta: m, Document: []byte(testPolicy())}
 		},

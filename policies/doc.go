@@ -51,8 +51,8 @@
 // Operations are the names of Operations: write, read_linearizable,
 // read_lease, read_stale, leader, members, status, get_timeouts, add_voter,
 // add_nonvoter, promote, demote, remove, transfer_leadership,
-// update_timeouts, snapshot, policy_update, metrics, health, update_limits,
-// limiter_stats. Anything not granted is denied. Tokens are 16 to 512
+// update_timeouts, snapshot, snapshot_read, policy_update, metrics, health,
+// update_limits, limiter_stats. Anything not granted is denied. Tokens are 16 to 512
 // characters of letters, digits and - . _ ~ + / =; NewToken makes one.
 //
 // A principal has a token_sha256, tls_subjects, or both (one of them is

@@ -45,7 +45,7 @@ var Operations = []string{
 	"read_linearizable", "read_lease", "read_stale",
 	"leader", "members", "status", "get_timeouts",
 	"add_voter", "add_nonvoter", "promote", "demote", "remove",
-	"transfer_leadership", "update_timeouts", "snapshot",
+	"transfer_leadership", "update_timeouts", "snapshot", "snapshot_read",
 	"policy_update", "metrics", "health",
 	"update_limits", "limiter_stats",
 }
@@ -53,7 +53,7 @@ var Operations = []string{
 // adminOps are the operations whose every decision goes to the audit log.
 var adminOps = map[string]bool{
 	"add_voter": true, "add_nonvoter": true, "promote": true, "demote": true, "remove": true,
-	"transfer_leadership": true, "update_timeouts": true, "snapshot": true, "policy_update": true,
+	"transfer_leadership": true, "update_timeouts": true, "snapshot": true, "snapshot_read": true, "policy_update": true,
 	"update_limits": true,
 }
 

@@ -48,6 +48,13 @@
 //     reachable quorum, found with the same leadership probes as reads use.
 //   - A node restarted by its supervisor recovers from its data directory
 //     alone; nothing in memory survives a restart but the runtime timeouts.
+//   - What an operator does to a stopped node's data directory goes
+//     through this package too (datadir_offline.go): RestoreDataDir builds
+//     one from a backed-up snapshot, InspectDataDir reads one, and
+//     RequestRecovery asks a survivor to become a group of one, which the
+//     node carries out with hashicorp/raft's RecoverCluster at its next
+//     start, before Raft runs. None of them touches a directory a running
+//     node holds.
 //
 // It must never import cluster, policies, limiter or telemetry, never decide
 // leadership itself, and never apply a write outside the Raft log.

@@ -67,6 +67,9 @@ func openInstance(cfg Config, timeouts Timeouts, system *actor.ActorSystem, addr
 		MaxAppendsInFlight: cfg.MaxAppendsInFlight,
 	})
 	rc := cfg.raftConfig(timeouts)
+	if err := recoverIfRequested(cfg, rc, st, inst.transport, addr, log); err != nil {
+		return nil, err
+	}
 	if len(cfg.Bootstrap) > 0 {
 		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
 		if err != nil {

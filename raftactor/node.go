@@ -205,6 +205,8 @@ func (n *Node) serve(ctx actor.Context, req actors.Request) {
 		n.status(ctx, m)
 	case *actors.SnapshotRequest:
 		n.snapshot(ctx, m)
+	case *actors.SnapshotReadRequest:
+		n.readSnapshot(ctx, m)
 	case *actors.PolicyUpdateRequest:
 		n.updatePolicy(ctx, m)
 	}

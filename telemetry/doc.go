@@ -15,7 +15,11 @@
 //   - HTTP handlers (Handler, HealthHandler, StatusHandler) that programs
 //     mount where they like;
 //   - the log bridges (HCLogger, SlogHandler) and the opt-in bridge of
-//     hashicorp/raft's go-metrics (BridgeRaftMetrics).
+//     hashicorp/raft's go-metrics (BridgeRaftMetrics);
+//   - monitoring/: Prometheus alerting rules (alerts.yml, unit-tested by
+//     alerts_test.yml with promtool) and a Grafana dashboard
+//     (dashboard.json) over these metrics; the tests check that they name
+//     only metrics this package exports.
 //
 // It must never: import raftactor or cluster (imports point downward: it
 // stands on actors only, and raftactor reaches it through the

@@ -56,6 +56,11 @@ type Config struct {
 	// with `kv certs`) and every node starts with --secrets, as the README
 	// tells users to.
 	Insecure bool
+	// Secrets, when set, is a secrets directory to share with another
+	// group (the same CA, cluster key, tokens and policy, as a group
+	// restored from another's backup has): NewGroup completes it with
+	// certificates for IDs instead of making Dir/secrets.
+	Secrets string
 	// Clocks starts every node with --clock-file, so Node.MoveClock can
 	// move its wall clock (a test hook of the sample).
 	Clocks bool
@@ -145,10 +150,14 @@ func NewGroup(cfg Config) (*Group, error) {
 	return g, nil
 }
 
-// makeSecrets makes the group's secrets directory with the sample's own
-// `kv certs`, for every node of the group.
+// makeSecrets makes the group's secrets directory (or completes
+// Config.Secrets) with the sample's own `kv certs`, for every node of the
+// group.
 func (g *Group) makeSecrets() error {
 	g.secrets = filepath.Join(g.cfg.Dir, "secrets")
+	if g.cfg.Secrets != "" {
+		g.secrets = g.cfg.Secrets
+	}
 	args := []string{"certs", "--dir", g.secrets, "--nodes", strings.Join(g.cfg.IDs, ",")}
 	if g.cfg.Place != nil {
 		hosts := []string{"127.0.0.1", "localhost"}

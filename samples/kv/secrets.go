@@ -33,6 +33,9 @@ import (
 //
 //	ca.pem, ca-key.pem     the group's certificate authority
 //	<id>.pem, <id>-key.pem node <id>'s certificate (server and client), signed by the CA
+//	operator.pem, operator-key.pem
+//	                       the certificate an operator's tools (protoraftctl) present: they
+//	                       run a remote endpoint of their own, which the nodes answer on
 //	cluster.key            the cluster key, hex; every Raft RPC carries its MAC
 //	admin.token            a bearer token with every permission
 //	node.token             the token nodes present when they join: only what Join needs
@@ -48,6 +51,9 @@ const (
 	adminTokenFile = "admin.token"
 	nodeTokenFile  = "node.token"
 	policyFile     = "policy.yaml"
+	// operatorName is the name of the operator's certificate files; no
+	// node may take it as its ID.
+	operatorName = "operator"
 )
 
 // certValidity is how long the certificates of a development secrets
@@ -75,8 +81,9 @@ func runCerts(args []string, out, errOut io.Writer) error {
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "IP addresses and DNS names the nodes' certificates are valid for, comma-separated")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kv certs --dir DIR [--nodes n1,n2,n3] [--hosts 127.0.0.1,localhost]\n\n"+
-			"Creates a development CA, a certificate per node, a cluster key, an admin token and a\n"+
-			"policy in DIR; files that exist are kept. Then start every node with --secrets DIR.\n\nflags:\n")
+			"Creates a development CA, a certificate per node and one for the operator (protoraftctl),\n"+
+			"a cluster key, an admin token and a policy in DIR; files that exist are kept. Then start\n"+
+			"every node with --secrets DIR.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -93,6 +100,9 @@ func runCerts(args []string, out, errOut io.Writer) error {
 		id = strings.TrimSpace(id)
 		if err := actors.ValidateNodeID(fmt.Sprintf("--nodes[%d]", i), id); err != nil {
 			return err
+		}
+		if id == operatorName {
+			return fmt.Errorf("certs: --nodes[%d]: %q names the operator's certificate, not a node", i, id)
 		}
 		ids = append(ids, id)
 	}
@@ -124,7 +134,9 @@ func (s *secretsMaker) make(ids []string, ips []net.IP, names []string) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
+	// The operator's certificate is issued like a node's: its tools
+	// both dial the nodes and are dialed back by them.
+	for _, id := range append(ids, operatorName) {
 		if err := s.node(id, ca, caKey, ips, names); err != nil {
 			return err
 		}

@@ -28,11 +28,14 @@ func TestCertsMakesAndCompletesASecretsDirectory(t *testing.T) {
 		return string(b)
 	}
 	kept := map[string]string{}
-	for _, name := range []string{caCertFile, clusterKeyFile, adminTokenFile, nodeTokenFile, policyFile, "n1.pem"} {
+	for _, name := range []string{caCertFile, clusterKeyFile, adminTokenFile, nodeTokenFile, policyFile, "n1.pem", "operator.pem", "operator-key.pem"} {
 		kept[name] = read(name)
 	}
 	if err := runCerts([]string{"--dir", dir, "--nodes", "n4"}, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
+	}
+	if err := runCerts([]string{"--dir", dir, "--nodes", "operator"}, io.Discard, io.Discard); err == nil {
+		t.Error("kv certs issued a node certificate under the operator's name")
 	}
 	for name, before := range kept {
 		if read(name) != before {
