@@ -113,9 +113,15 @@ func (p *FS) mount() error {
 		return fmt.Errorf("powerfs: %w", err)
 	}
 	root := &fs.LoopbackRoot{Path: p.backing, Dev: st.Dev}
+	// NewNode is deprecated for NodeWrapChilder, which hands over a
+	// LoopbackNode already made, to be wrapped by copying it (and the
+	// lock inside it). NewNode makes ours in its place and is still
+	// supported by go-fuse v2.
+	//lint:ignore SA1019 see above
 	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
 		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, p: p}
 	}
+	//lint:ignore SA1019 as for NewNode above
 	root.RootNode = root.NewNode(root, nil, "", &st)
 	timeout := time.Second
 	server, err := fs.Mount(p.mnt, root.RootNode, &fs.Options{
