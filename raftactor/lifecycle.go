@@ -3,7 +3,6 @@ package raftactor
 import (
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -71,10 +70,6 @@ type kept struct {
 	timeouts Timeouts
 	previous *incarnation
 	awaiting []*actor.PID
-	// answered is the highest applied index a read of the node answered
-	// from: a new incarnation answers no STALE read from an older state
-	// (readPath.behindAnswered).
-	answered atomic.Uint64
 }
 
 // await records the sender of an AwaitStart until the start ends.

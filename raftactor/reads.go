@@ -141,39 +141,12 @@ type readPath struct {
 	peers   peers
 	// lease is how long a leadership confirmation serves LEASE reads.
 	lease time.Duration
-	// answered is the highest applied index this node's reads answered
-	// from in this process, across its reopens and restarts (kept).
-	answered *atomic.Uint64
-}
-
-// noteAnswered raises answered to applied.
-func (p readPath) noteAnswered(applied uint64) {
-	for {
-		known := p.answered.Load()
-		if known >= applied || p.answered.CompareAndSwap(known, applied) {
-			return
-		}
-	}
-}
-
-// behindAnswered refuses a STALE read while the state machine is behind
-// what this node answered from before: after a reopen or a supervisor
-// restart it starts from its snapshot and applies the rest only once the
-// leader says what is committed. Answering meanwhile would show a client
-// that read here before an older state. UNAVAILABLE, so a client can
-// read elsewhere.
-func (p readPath) behindAnswered() *actors.Error {
-	floor := p.answered.Load()
-	if applied := p.f.applied.Load(); applied < floor && p.f.reflected.Load() < floor {
-		return actors.Errorf(actors.Code_UNAVAILABLE, "the state machine is at index %d, behind the %d this node answered from before it restarted: it is catching up", applied, floor)
-	}
-	return nil
 }
 
 func (n *Node) readPath() readPath {
 	t := n.currentTimeouts()
 	return readPath{r: n.run.raft, f: n.run.fsm, ready: n.run.ready, batcher: &n.readIndex, logs: n.run.stores.logs, peers: n.peers(),
-		lease: leaseWindow(t.LeaderLease, t.Heartbeat), answered: &n.keep.answered}
+		lease: leaseWindow(t.LeaderLease, t.Heartbeat)}
 }
 
 // leaseDriftDivisor sets the share of the heartbeat timeout a lease keeps
@@ -248,7 +221,6 @@ func (p readPath) serve(kind readKind, reads []pendingRead) {
 			continue
 		}
 		res, applied, err := p.f.query(rd.req.GetQuery())
-		p.noteAnswered(applied)
 		if err != nil {
 			rd.reply.finishIn(out, &actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied, Leader: leader})
 			continue
@@ -263,7 +235,6 @@ func (p readPath) queryBatch(queries [][]byte) *actors.ReadResponse {
 	resp := &actors.ReadResponse{Results: make([]*actors.ReadResult, len(queries))}
 	for i, q := range queries {
 		res, applied, err := p.f.query(q)
-		p.noteAnswered(applied)
 		r := &actors.ReadResult{Result: res, AppliedIndex: applied}
 		if err != nil {
 			r.Result, r.Error = nil, actors.InvalidArgument("queries", "query %d: %v", i, err)
@@ -278,7 +249,7 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 	var index uint64
 	switch kind {
 	case readStale:
-		return p.behindAnswered()
+		return nil
 	case readFollower:
 		leader := leaderOf(p.r)
 		if leader == nil {
@@ -314,7 +285,7 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 			return actors.NotLeader(leaderOf(p.r))
 		}
 	}
-	return waitApplied(p.r, p.f, p.logs, index, deadline)
+	return waitApplied(p.r, p.f, p.logs, &p.batcher.reflected, index, deadline)
 }
 
 // leaderReadIndex is a read index confirmed by a quorum after the call
@@ -361,6 +332,13 @@ type readIndexBatcher struct {
 	mu      sync.Mutex
 	next    *readRound // the round new reads join; nil until one arrives
 	running int        // goroutines running rounds
+
+	// reflected is the highest index the state machine is known to
+	// reflect though it applied less: the entries above its applied index
+	// are no-ops and barriers (see waitApplied). A leader's read index sits
+	// on its term's barrier until the next command, and without this every
+	// read would look that barrier up in the log store again.
+	reflected atomic.Uint64
 
 	// confirmed is the latest lease a round established: from when no
 	// other leader can be elected, and in which term. LEASE reads trust it.
@@ -562,8 +540,7 @@ func (t *termReadiness) wait(r *raft.Raft, deadline time.Time) *actors.Error {
 //
 // reflected remembers the highest index found that way: entries at or below
 // a committed index never change, so the answer stays true.
-func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, index uint64, deadline time.Time) *actors.Error {
-	reflected := &f.reflected
+func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, reflected *atomic.Uint64, index uint64, deadline time.Time) *actors.Error {
 	// Under steady load the index is almost always reflected already:
 	// answer before paying for a timer.
 	if f.applied.Load() >= index || reflected.Load() >= index {
