@@ -88,6 +88,10 @@ func onProcesses(t *testing.T, bin string, disks bool) runner {
 	if disks {
 		disks, power = processDisks(t)
 	}
+	noFill := os.Getenv("PROTORAFT_SOAK") == "" && os.Getenv("PROTORAFT_PROC_DISK_FULL") == ""
+	if disks && noFill {
+		t.Logf("process mode leaves the disks unfilled (no disk-full) until a rotation that fails at the meta commit recovers; PROTORAFT_PROC_DISK_FULL=1 fills them")
+	}
 	return func(t *testing.T, ctx context.Context, cfg Config) (*Report, error) {
 		return RunProcess(ctx, cfg, Processes{
 			Binary: bin,
@@ -103,7 +107,7 @@ func onProcesses(t *testing.T, bin string, disks bool) runner {
 			// Filled only in the long profile, or when asked, until a
 			// rotation that fails at the meta commit recovers
 			// (docs/verification.md).
-			NoFill: os.Getenv("PROTORAFT_SOAK") == "" && os.Getenv("PROTORAFT_PROC_DISK_FULL") == "",
+			NoFill: noFill,
 		})
 	}
 }
