@@ -77,8 +77,10 @@ const (
 	// (clockOverlay).
 	KindClock Kind = "clock"
 	// KindTornTail damages a SIGKILLed node's files before it restarts:
-	// the newest log segment is truncated at a random offset near its end,
-	// or garbage is written after its end, as a crash mid-write leaves it.
+	// a half-written copy of the newest log segment's last batch, or
+	// garbage, is written after its end, as a crash mid-write leaves it.
+	// What was written before stays whole: it was synced, and may have
+	// been acknowledged (diskdamage.TornTail).
 	// The node must roll the torn write back and rejoin. Like the clock,
 	// it is not drawn by the schedules: it rides on a kill step, chosen
 	// from the step's Param (damageOverlay).

@@ -1,13 +1,14 @@
 // Package diskdamage damages a stopped node's data directory the way a
 // crash or a failing disk does: it tears the tail of the newest log
-// segment (truncated at a random offset, or garbage written after the
-// last byte) or flips a bit in a log segment or a snapshot file. Tests and
+// segment (a half-written batch, or garbage written after the last byte)
+// or flips a bit in a log segment or a snapshot file. Tests and
 // the integration suite use it on a node that is not running; nothing else
 // may.
 package diskdamage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -74,8 +75,18 @@ func Written(path string) (int64, error) {
 }
 
 // TornTail damages the tail of dir's newest log segment as a crash in the
-// middle of a write can: truncated at a random offset of what was written,
-// or random bytes written after it.
+// middle of a write can: a strict prefix of the segment's last write batch
+// is written again after its end (a half-written next batch: its entries
+// without their commit frame, or with a commit frame torn before its
+// checksum), or random bytes are written after its end.
+//
+// It never touches a byte that was written before the crash. raft-wal
+// syncs every batch before the append returns, so those bytes may have
+// been acknowledged to a leader, and a node that loses acknowledged
+// entries is outside what Raft tolerates: with one more fault the group
+// can elect a leader without a committed entry. Losing them is the
+// corruption that Corrupt injects, which a node must refuse, not a torn
+// write that it must roll back.
 func TornTail(dir string, rng *rand.Rand) (Damage, error) {
 	segs, err := Segments(dir)
 	if err != nil {
@@ -85,19 +96,65 @@ func TornTail(dir string, rng *rand.Rand) (Damage, error) {
 		return Damage{}, fmt.Errorf("%w: %s has no log segment", ErrNothingToDamage, dir)
 	}
 	path := segs[len(segs)-1]
+	rel, _ := filepath.Rel(dir, path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Damage{}, err
+	}
+	if batch, end, ok := lastBatch(b); ok && rng.Intn(2) == 0 {
+		// The copy's entries precede its commit frame; keeping at most the
+		// commit frame's type byte and the reserved bytes after it leaves
+		// the checksum unwritten (zero), so no prefix reads as a whole batch.
+		n := 1 + rng.Intn(len(batch)-frameHeaderLen+4)
+		return Damage{File: rel, Offset: end, What: fmt.Sprintf("torn write of %d of a %d-byte batch", n, len(batch))},
+			writeAt(path, batch[:n], end)
+	}
 	n, err := Written(path)
 	if err != nil {
 		return Damage{}, err
 	}
-	rel, _ := filepath.Rel(dir, path)
-	if rng.Intn(2) == 0 && n > 0 {
-		// Cut within the last few KiB: where a torn write lands.
-		off := n - 1 - rng.Int63n(min(n, 8<<10))
-		return Damage{File: rel, Offset: off, What: "truncated"}, os.Truncate(path, off)
-	}
 	garbage := make([]byte, 1+rng.Intn(4096))
 	rng.Read(garbage)
 	return Damage{File: rel, Offset: n, What: fmt.Sprintf("garbage of %d bytes", len(garbage))}, writeAt(path, garbage, n)
+}
+
+// raft-wal's segment layout (segment/format.go): a 32-byte file header,
+// then 8-byte aligned frames, each with an 8-byte header of a type byte,
+// three reserved bytes and a little-endian length (a checksum for a
+// commit frame, which has no payload).
+const (
+	segmentHeaderLen = 32
+	frameHeaderLen   = 8
+	frameEntry       = 1
+	frameIndex       = 2
+	frameCommit      = 3
+)
+
+// lastBatch returns the bytes of segment b's last committed write batch
+// (its entry frames and its commit frame) and the offset just after it.
+// ok is false when b holds no commit, or ends in an index frame (a sealed
+// segment takes no further batch).
+func lastBatch(b []byte) (batch []byte, end int64, ok bool) {
+	off, start, prev := segmentHeaderLen, -1, segmentHeaderLen
+	for off+frameHeaderLen <= len(b) {
+		switch typ := b[off]; typ {
+		case frameEntry, frameIndex:
+			l := int(binary.LittleEndian.Uint32(b[off+4 : off+8]))
+			if typ == frameIndex {
+				return nil, 0, false
+			}
+			off += frameHeaderLen + (l+frameHeaderLen-1)/frameHeaderLen*frameHeaderLen
+		case frameCommit:
+			start, prev = prev, off+frameHeaderLen
+			off = prev
+		default:
+			off = len(b)
+		}
+	}
+	if start < 0 || prev > len(b) {
+		return nil, 0, false
+	}
+	return b[start:prev], int64(prev), true
 }
 
 // FlipBit flips one random bit of what was written to path.
