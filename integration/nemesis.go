@@ -31,8 +31,9 @@ type nemesis struct {
 
 	// param is the Param of the step being played, for the overlays that
 	// ride on a step's own fault.
-	param int64
-	disks disker
+	param    int64
+	disks    disker
+	upgrades upgrader
 
 	mu         sync.Mutex
 	events     []Event
@@ -61,6 +62,7 @@ func newNemesis(c carrier, rec *recorder, logf func(string, ...any)) *nemesis {
 	n.nets, _ = c.(netFaulter)
 	n.disk, _ = c.(damager)
 	n.disks, _ = c.(disker)
+	n.upgrades, _ = c.(upgrader)
 	return n
 }
 
@@ -85,6 +87,8 @@ func (n *nemesis) supports(k Kind) bool {
 		return n.pause != nil
 	case KindBlackhole, KindOneWayBlackhole, KindNetem:
 		return n.nets != nil
+	case KindUpgrade:
+		return n.upgrades != nil && len(n.upgrades.outdated()) > 0
 	}
 	return false
 }
@@ -515,6 +519,8 @@ func (n *nemesis) apply(ctx context.Context, i int, k Kind, rng *rand.Rand) func
 		n.count(k)
 		n.event(i, k, "stopped %s: %s", victim, errText(err))
 		restartAfter(victim)()
+	case KindUpgrade:
+		n.upgrade(ctx, i, leader)
 	default:
 		n.event(i, k, "unknown nemesis")
 	}

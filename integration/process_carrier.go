@@ -52,6 +52,10 @@ type Processes struct {
 	// rotation failed at raft-wal's meta commit recovers by itself
 	// (docs/verification.md); the long profile fills them.
 	NoFill bool
+	// Upgrade is a later samples/kv build that the upgrade nemesis moves
+	// the nodes to, one at a time (KindUpgrade); Binary is then the
+	// earlier build every node starts on.
+	Upgrade string
 	// DropSyncs is a mutant, for showing that the power-cut check can
 	// fail: the power-cut file systems acknowledge every fsync without
 	// making anything durable (powerfs.FS.DropSyncs).
@@ -91,6 +95,11 @@ type processes struct {
 	disks *procDisks
 	// noFill is Processes.NoFill.
 	noFill bool
+
+	// upgradeTo is Processes.Upgrade; upgraded are the nodes moved to it.
+	upgradeTo string
+	upgradeMu sync.Mutex
+	upgraded  map[string]bool
 }
 
 func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*processes, error) {
@@ -98,7 +107,8 @@ func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*p
 	for i := range n {
 		ids = append(ids, fmt.Sprintf("n%d", i+1))
 	}
-	c := &processes{dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}, noFill: p.NoFill}
+	c := &processes{dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}, noFill: p.NoFill,
+		upgradeTo: p.Upgrade, upgraded: map[string]bool{}}
 	cfg := proctest.Config{Binary: p.Binary, Dir: dir, IDs: ids,
 		Link: func(string) bool { return p.Link }, Clocks: true}
 	if p.Disks {

@@ -65,17 +65,18 @@ func (pc *procClient) pause() time.Duration {
 }
 
 // pick returns a random node that serves HTTP (a paused one included: a
-// client cannot tell), other than not when there is a choice.
-func (pc *procClient) pick(not string) *proctest.Node {
+// client cannot tell), other than not when there is a choice; for a write,
+// one that may take writes (processes.writes).
+func (pc *procClient) pick(not string, write bool) *proctest.Node {
 	var up []*proctest.Node
 	for _, n := range pc.c.g.Nodes() {
-		if b, _ := n.HTTP(); b != "" && n.ID() != not {
+		if b, _ := n.HTTP(); b != "" && n.ID() != not && (!write || pc.c.writes(n.ID())) {
 			up = append(up, n)
 		}
 	}
 	if len(up) == 0 {
 		for _, n := range pc.c.g.Nodes() {
-			if b, _ := n.HTTP(); b != "" {
+			if b, _ := n.HTTP(); b != "" && (!write || pc.c.writes(n.ID())) {
 				up = append(up, n)
 			}
 		}
@@ -123,7 +124,7 @@ func (pc *procClient) write(in Input) {
 	if in.Kind == OpDelete {
 		method, body = http.MethodDelete, ""
 	}
-	pc.attempts(deadline, func(n *proctest.Node, base string) bool {
+	pc.attempts(deadline, true, func(n *proctest.Node, base string) bool {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		op := Op{Client: pc.id, Input: in, Call: pc.rec.now(), Node: n.ID(), Incarnation: -1}
 		code, b, err := httpDo(ctx, n.Token(), method, base+"/kv/"+in.Key, body)
@@ -137,15 +138,16 @@ func (pc *procClient) write(in Input) {
 }
 
 // attempts tries one node after another (another than the last when there
-// is one) until try says it is done, the deadline passes or procMaxAttempts
-// are used; while no node is up it pauses before it looks again.
-func (pc *procClient) attempts(deadline time.Time, try func(n *proctest.Node, base string) (again bool)) {
+// is one; for a write, one that may take writes) until try says it is done,
+// the deadline passes or procMaxAttempts are used; while no node is up it
+// pauses before it looks again.
+func (pc *procClient) attempts(deadline time.Time, write bool, try func(n *proctest.Node, base string) (again bool)) {
 	last := ""
 	for range procMaxAttempts {
 		if time.Now().After(deadline) {
 			return
 		}
-		n := pc.pick(last)
+		n := pc.pick(last, write)
 		if n == nil {
 			sleepCtx(context.Background(), 50*time.Millisecond)
 			continue
@@ -219,7 +221,7 @@ func (pc *procClient) read(key, consistency string) {
 	deadline := time.Now().Add(pc.timeout())
 	op := Op{Client: pc.id, Input: Input{Kind: OpGet, Key: key, Consistency: consistency}, Call: pc.rec.now(), Incarnation: -1}
 	op.Output = Output{Outcome: OutcomeFailed, Error: "no node up"}
-	pc.attempts(deadline, func(n *proctest.Node, base string) bool {
+	pc.attempts(deadline, false, func(n *proctest.Node, base string) bool {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		code, b, err := httpDo(ctx, n.Token(), http.MethodGet, base+"/kv/"+key+"?consistency="+strings.ToLower(consistency), "")
 		cancel()
@@ -239,7 +241,7 @@ func (pc *procClient) read(key, consistency string) {
 // staleRead reads key from one node's own state: the sample answers a
 // stale read with its local node.
 func (pc *procClient) staleRead(key string) {
-	n := pc.pick("")
+	n := pc.pick("", false)
 	if n == nil {
 		return
 	}

@@ -106,6 +106,14 @@ const (
 	// and take part again without a restart. It rides on a fifth of the
 	// in-process steps (diskOverlay).
 	KindDiskFull Kind = "disk-full"
+	// KindUpgrade moves one node of the process carrier to the later build
+	// (Processes.Upgrade): it is stopped gracefully, as an operator stops
+	// it, and started on the later build from the same data directory and
+	// addresses; the step waits until it has caught up with the leader's
+	// commit index, as the upgrade runbook does before the next node.
+	// Followers go first, the leader last. Schedules never draw it: a
+	// rolling-upgrade test names it in its steps.
+	KindUpgrade Kind = "upgrade"
 )
 
 // kindHeal marks the events of the heal after every step.

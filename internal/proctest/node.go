@@ -58,6 +58,28 @@ type Node struct {
 	// join makes the node enter the running group with --join (the other
 	// members) instead of bootstrapping it with --peers.
 	join bool
+	// binary is the samples/kv build the node's next process runs; ""
+	// means Config.Binary.
+	binary string
+}
+
+// SetBinary makes the node's next starts run binary instead of
+// Config.Binary, from the same data directory and addresses: a rolling
+// upgrade (or downgrade) of one node.
+func (n *Node) SetBinary(binary string) {
+	n.mu.Lock()
+	n.binary = binary
+	n.mu.Unlock()
+}
+
+// Binary is the samples/kv build the node's next process runs.
+func (n *Node) Binary() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.binary != "" {
+		return n.binary
+	}
+	return n.g.cfg.Binary
 }
 
 // SetJoin makes the node's next starts enter the running group with
@@ -225,9 +247,10 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("proctest: log of %s: %w", n.id, err)
 	}
-	cmd := exec.Command(n.g.cfg.Binary, n.args()...)
+	bin := n.Binary()
+	cmd := exec.Command(bin, n.args()...)
 	if p := n.g.cfg.Place; p != nil {
-		cmd = p.Command(n.id, n.g.cfg.Binary, n.args()...)
+		cmd = p.Command(n.id, bin, n.args()...)
 	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
