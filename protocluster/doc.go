@@ -13,12 +13,20 @@
 // versioned snapshot container; both are stored by every voter and read
 // by later releases.
 //
-// Provider is the cluster.ClusterProvider. The group's voters are the
-// members listed in Config.Voters, by the address their remote listens on:
-// start those first; a member at such an address runs the voter in its own
-// ActorSystem, every other member reaches the group as a client. That is
-// the whole voter policy, kept simple on purpose: a voter that leaves is
-// not replaced, and the group keeps working while a majority of the voters
+// Provider is the cluster.ClusterProvider. The group's first voters are
+// the members listed in Config.Voters, by the address their remote listens
+// on: start those first; a member at such an address runs the voter in its
+// own ActorSystem. Every other member reaches the group as a client, or,
+// with Config.NonVoters, runs a non-voter of the group, which the leader
+// adds once the member registered (each member registers its node's ID and
+// Raft address). With NonVoters a voter that leaves is replaced: when the
+// table removes a member (Expire, Deregister) its node joins the table's
+// departed list, and the leader's keeper removes that node from the Raft
+// configuration, forgets it, and promotes the non-voter of the earliest
+// registered live member until the group has len(Voters) voters again,
+// one Raft membership change at a time (the node actor promotes only a
+// node that has caught up). Without NonVoters a voter that leaves is not
+// replaced, and the group keeps working while a majority of the voters
 // runs. StartMember registers the member through Raft and renews it every
 // RenewInterval; the member's voter, while it leads, expires members whose
 // renewal stopped; every member reads the committed member list every
@@ -68,7 +76,8 @@
 //     nowhere, and the table reads no clock at all.
 //
 // A graceful Shutdown stops the member's grains first and deregisters
-// after. A member that was expired is told so by its next renewal and hosts
+// after. A member that was expired is told so by its next renewal (its
+// Provider.Expired channel closes, its grains are told to stop) and hosts
 // nothing from then on; it cannot register again under its ID, which the
 // other members' remotes block once it left. Restart it (a new
 // ActorSystem ID) to bring it back.

@@ -85,9 +85,12 @@ func testConfig(t testing.TB, ports []int, net *faults.Network) protocluster.Con
 // and lookup: the first voters members spawned host the voters, on ports
 // chosen now; made is told of every provider; configure, when set, changes
 // each member's cluster configuration too.
-func raftOptions(t testing.TB, voters int, net *faults.Network, made func(*protocluster.Provider), configure func(*clustering.Config)) []cluster_test_tool.ClusterFixtureOption {
+func raftOptions(t testing.TB, voters int, net *faults.Network, made func(*protocluster.Provider), configure func(*clustering.Config), tune ...func(*protocluster.Config)) []cluster_test_tool.ClusterFixtureOption {
 	ports := freePorts(t, voters)
 	cfg := testConfig(t, ports, net)
+	for _, f := range tune {
+		f(&cfg)
+	}
 	var mu sync.Mutex
 	spawned := 0
 	return []cluster_test_tool.ClusterFixtureOption{
@@ -232,7 +235,10 @@ type world struct {
 // newWorld builds a fixture of size members; raft selects this package's
 // provider and lookup (the first three members host the voters), otherwise
 // protoactor's in-memory test provider and disthash.
-func newWorld(t testing.TB, size int, raft bool) *world {
+func newWorld(t testing.TB, size int, raft bool) *world { return newTunedWorld(t, size, raft) }
+
+// newTunedWorld is newWorld with changes to the providers' Config.
+func newTunedWorld(t testing.TB, size int, raft bool, tune ...func(*protocluster.Config)) *world {
 	w := &world{t: t, ledger: &ledger{}, net: faults.NewNetwork(1), providers: map[*clustering.Cluster]*protocluster.Provider{}}
 	opts := []cluster_test_tool.ClusterFixtureOption{
 		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind { return []*clustering.Kind{ledgeredKind(w.ledger)} }),
@@ -242,7 +248,7 @@ func newWorld(t testing.TB, size int, raft bool) *world {
 			w.mu.Lock()
 			w.pending = append(w.pending, p)
 			w.mu.Unlock()
-		}, nil)...)
+		}, nil, tune...)...)
 	} else {
 		opts = append(opts, cluster_test_tool.WithClusterConfigure(func(c *clustering.Config) *clustering.Config {
 			c.RemoteConfig = remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(4096))

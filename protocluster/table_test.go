@@ -263,3 +263,39 @@ func TestTableReadsStoredSnapshotV1(t *testing.T) {
 		t.Fatalf("activation id-aaa: %v", a)
 	}
 }
+
+func registerNode(id, node string) *Command {
+	return &Command{Op: &Command_Register{Register: &Register{Id: id, Host: "127.0.0.1", Port: 9000, Kinds: []string{"k"}, NodeId: node, NodeAddress: "127.0.0.1:9000/" + node}}}
+}
+
+// TestTableTracksTheNodesOfMembersThatLeft: a member's Raft node departs
+// with the member, unless a newer member runs the same node; a node that
+// registers again is live; ForgetNode drops it once the leader removed it.
+func TestTableTracksTheNodesOfMembersThatLeft(t *testing.T) {
+	tb := NewTable()
+	apply(t, tb, 1, registerNode("a", "v1"))
+	apply(t, tb, 2, registerNode("b", "m-b"))
+	apply(t, tb, 3, registerNode("a2", "v1")) // v1 restarted before a expired
+	apply(t, tb, 4, &Command{Op: &Command_Expire{Expire: &Expire{Id: "a", RenewedIndex: 1}}})
+	if d := topology(t, tb).DepartedNodes; len(d) != 0 {
+		t.Fatalf("departed %v: v1 still runs under a2", d)
+	}
+	apply(t, tb, 5, &Command{Op: &Command_Deregister{Deregister: &Deregister{Id: "b"}}})
+	apply(t, tb, 6, &Command{Op: &Command_Deregister{Deregister: &Deregister{Id: "a2"}}})
+	if d := topology(t, tb).DepartedNodes; len(d) != 2 || d[0] != "m-b" || d[1] != "v1" {
+		t.Fatalf("departed %v, want [m-b v1]", d)
+	}
+	// The departed list survives a snapshot.
+	back := NewTable()
+	if err := back.Restore(bytes.NewReader(persist(t, tb))); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, back, 7, registerNode("a3", "v1"))
+	apply(t, back, 8, &Command{Op: &Command_ForgetNode{ForgetNode: &ForgetNode{NodeId: "m-b"}}})
+	if d := topology(t, back).DepartedNodes; len(d) != 0 {
+		t.Fatalf("departed %v after v1 came back and m-b was forgotten", d)
+	}
+	if m := topology(t, back).Members[0]; m.NodeId != "v1" || m.NodeAddress != "127.0.0.1:9000/v1" {
+		t.Fatalf("member %v: node not kept", m)
+	}
+}
