@@ -45,6 +45,16 @@
 // activation that ended is a dead letter, never a delivery to its
 // successor. A grain that stops by itself is released through Raft.
 //
+// Singleton keeps a cluster singleton alive: the singleton of a kind is
+// the activation of the identity SingletonIdentity of that kind, so it is
+// placed, fenced (FencingToken, larger for every new activation) and moved
+// like any grain, and at most one runs. StartSingleton looks it up through
+// the IdentityLookup every interval from a member, which activates it
+// again elsewhere once its member left the table or it stopped; any
+// number of members may do so for one kind. This is the cluster's
+// singleton; samples/singleton shows the other kind, a job that runs on a
+// bare group's Raft leader, fenced by the term.
+//
 // # At most one activation
 //
 // Two rules, both in the log: an activation is created only by a Claim,
