@@ -9,7 +9,8 @@
 // Table is the group's state machine: the members in registration order
 // (ID, host, port, kinds, the log index of their last renewal) and, per
 // identity (kind and identity), its activation (member, address, fencing
-// token). Its commands and snapshot are protobuf (table.proto) in a
+// token), the Raft nodes of members that left (departed, until the leader
+// removed them from the group) and a small key-value space. Its commands and snapshot are protobuf (table.proto) in a
 // versioned snapshot container; both are stored by every voter and read
 // by later releases.
 //
@@ -54,6 +55,16 @@
 // number of members may do so for one kind. This is the cluster's
 // singleton; samples/singleton shows the other kind, a job that runs on a
 // bare group's Raft leader, fenced by the term.
+//
+// KeyValueStore is protoactor's cluster.KeyValueStore on the table's
+// key-value space: Set and Clear are Raft writes, Get a linearizable
+// read, values at most MaxValueSize. protoactor's pub-sub keeps a topic's
+// subscribers in such a store; TopicKind is its topic kind with this one,
+// so subscriptions outlive the topic actor's activation. protoactor's
+// topic actor calls the store inside its Receive, so a subscription waits
+// for its commit in the topic's mailbox (bounded by CallTimeout): the one
+// place where an actor of this cluster waits for the group, and it is
+// protoactor's actor, not this package's.
 //
 // # At most one activation
 //

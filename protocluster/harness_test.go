@@ -241,7 +241,13 @@ func newWorld(t testing.TB, size int, raft bool) *world { return newTunedWorld(t
 func newTunedWorld(t testing.TB, size int, raft bool, tune ...func(*protocluster.Config)) *world {
 	w := &world{t: t, ledger: &ledger{}, net: faults.NewNetwork(1), providers: map[*clustering.Cluster]*protocluster.Provider{}}
 	opts := []cluster_test_tool.ClusterFixtureOption{
-		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind { return []*clustering.Kind{ledgeredKind(w.ledger)} }),
+		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind {
+			kinds := []*clustering.Kind{ledgeredKind(w.ledger)}
+			if raft {
+				kinds = append(kinds, protocluster.TopicKind())
+			}
+			return kinds
+		}),
 	}
 	if raft {
 		opts = append(opts, raftOptions(t, 3, w.net, func(p *protocluster.Provider) {

@@ -299,3 +299,40 @@ func TestTableTracksTheNodesOfMembersThatLeft(t *testing.T) {
 		t.Fatalf("member %v: node not kept", m)
 	}
 }
+
+// TestTableKeyValueSpaceSurvivesASnapshot: KVSet, KVClear and KVGet, over
+// more entries than one snapshot record carries.
+func TestTableKeyValueSpaceSurvivesASnapshot(t *testing.T) {
+	tb := NewTable()
+	for i := range 200 {
+		apply(t, tb, uint64(i+1), &Command{Op: &Command_KvSet{KvSet: &KVSet{Key: "k" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Value: []byte{byte(i)}}}})
+	}
+	apply(t, tb, 201, &Command{Op: &Command_KvClear{KvClear: &KVClear{Key: "kaa"}}})
+	if r := apply(t, tb, 202, &Command{Op: &Command_KvSet{KvSet: &KVSet{Key: "", Value: []byte{1}}}}); r.Ok {
+		t.Fatal("an empty key was stored")
+	}
+	back := NewTable()
+	if err := back.Restore(bytes.NewReader(persist(t, tb))); err != nil {
+		t.Fatal(err)
+	}
+	get := func(key string) *QueryResult {
+		b, err := back.Query(mustMarshal(&Query{Q: &Query_KvGet{KvGet: &KVGet{Key: key}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var qr QueryResult
+		if err := proto.Unmarshal(b, &qr); err != nil {
+			t.Fatal(err)
+		}
+		return &qr
+	}
+	if qr := get("kaa"); qr.KvFound {
+		t.Fatal("a cleared key came back from the snapshot")
+	}
+	if qr := get("kzg"); !qr.KvFound || len(qr.KvValue) != 1 || qr.KvValue[0] != 181 {
+		t.Fatalf("kzg: %v", qr)
+	}
+	if !bytes.Equal(persist(t, back), persist(t, tb)) {
+		t.Fatal("restore then persist differs")
+	}
+}
