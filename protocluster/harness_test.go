@@ -239,6 +239,7 @@ func newWorld(t testing.TB, size int, raft bool) *world { return newTunedWorld(t
 
 // newTunedWorld is newWorld with changes to the providers' Config.
 func newTunedWorld(t testing.TB, size int, raft bool, tune ...func(*protocluster.Config)) *world {
+	enterWorld()
 	w := &world{t: t, ledger: &ledger{}, net: faults.NewNetwork(1), providers: map[*clustering.Cluster]*protocluster.Provider{}}
 	opts := []cluster_test_tool.ClusterFixtureOption{
 		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind {
@@ -342,12 +343,41 @@ func (w *world) shutdown() {
 		c.IdentityLookup.Shutdown()
 		c.Shutdown(false)
 	}
-	noProtoraftGoroutines(w.t)
+	leaveWorld(w.t)
+}
+
+// worlds counts the clusters alive in this test binary. The tests run in
+// parallel, and a goroutine's stack does not say which cluster it serves,
+// so the check for goroutines left behind runs when the last live
+// cluster has gone: a leak shows at the next such moment (at the latest
+// after the package's last cluster), named in whichever test ended last.
+// A cluster that starts meanwhile waits for the check.
+var worlds struct {
+	sync.Mutex
+	live int
+}
+
+// enterWorld counts a cluster in; leaveWorld must follow.
+func enterWorld() {
+	worlds.Lock()
+	worlds.live++
+	worlds.Unlock()
+}
+
+// leaveWorld counts a cluster out, and checks for goroutines left behind
+// when it was the last.
+func leaveWorld(t testing.TB) {
+	worlds.Lock()
+	defer worlds.Unlock()
+	worlds.live--
+	if worlds.live == 0 {
+		noProtoraftGoroutines(t)
+	}
 }
 
 // noProtoraftGoroutines fails the test if goroutines of this module (the
 // providers' loops, activator goroutines, voters) outlive the shutdown of
-// every member. protoactor's own cluster goroutines (gossip, the test
+// every member of every cluster (see worlds). protoactor's own cluster goroutines (gossip, the test
 // provider, remote's endpoint writers) are not ours and outlive their
 // clusters, so goleak's whole-process check cannot be used here.
 func noProtoraftGoroutines(t testing.TB) {

@@ -27,6 +27,7 @@ func TestKeyValueStoreIsOneStoreForAllMembers(t *testing.T) {
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
 	w := newWorld(t, 4, true)
 	ms := w.fixture.GetMembers()
 	waitTopology(t, ms, 4)
@@ -70,6 +71,7 @@ func TestTopicKindKeepsSubscribersAcrossActivations(t *testing.T) {
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
 	w := newWorld(t, 4, true)
 	ms := w.fixture.GetMembers()
 	waitTopology(t, ms, 4)

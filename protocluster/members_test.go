@@ -73,6 +73,7 @@ func TestMembersBeyondTheVotersReplaceAVoterThatDies(t *testing.T) {
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
 	w := newTunedWorld(t, 5, true, nonVoters)
 	members := w.fixture.GetMembers()
 	waitTopology(t, members, 5)
@@ -132,6 +133,7 @@ func TestExpiredMemberLearnsItAndRunsNothing(t *testing.T) {
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
 	w := newWorld(t, 4, true)
 	members := w.fixture.GetMembers()
 	waitTopology(t, members, 4)
