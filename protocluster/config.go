@@ -49,8 +49,19 @@ type Config struct {
 	// ones at these addresses; nothing can register until a quorum of
 	// them runs.
 	Voters []cluster.Peer
-	// DataDir is the parent of the voters' data directories: a voter keeps
-	// its log in DataDir/<voter ID>. Required unless InMemory.
+	// NonVoters makes every other member run a node of the group too, as
+	// a non-voter that the leader adds once the member registered. The
+	// leader keeps len(Voters) voters: when a voter's member leaves the
+	// table (expired or deregistered), it removes that node from the
+	// group and promotes the node of a live member in its place, the
+	// earliest registered, through Raft membership changes only. Without
+	// NonVoters the other members are clients of the group and a voter
+	// that leaves is not replaced.
+	NonVoters bool
+	// DataDir is the parent of the nodes' data directories: a voter keeps
+	// its log in DataDir/<voter ID>, a member's non-voter in
+	// DataDir/m-<ActorSystem ID> (new on every start: delete it once that
+	// member left). Required unless InMemory.
 	DataDir string
 	// InMemory keeps the voters' logs in memory. For tests only: a voter
 	// restarted in memory has lost its state.

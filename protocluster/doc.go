@@ -9,16 +9,25 @@
 // Table is the group's state machine: the members in registration order
 // (ID, host, port, kinds, the log index of their last renewal) and, per
 // identity (kind and identity), its activation (member, address, fencing
-// token). Its commands and snapshot are protobuf (table.proto) in a
+// token), the Raft nodes of members that left (departed, until the leader
+// removed them from the group) and a small key-value space. Its commands and snapshot are protobuf (table.proto) in a
 // versioned snapshot container; both are stored by every voter and read
 // by later releases.
 //
-// Provider is the cluster.ClusterProvider. The group's voters are the
-// members listed in Config.Voters, by the address their remote listens on:
-// start those first; a member at such an address runs the voter in its own
-// ActorSystem, every other member reaches the group as a client. That is
-// the whole voter policy, kept simple on purpose: a voter that leaves is
-// not replaced, and the group keeps working while a majority of the voters
+// Provider is the cluster.ClusterProvider. The group's first voters are
+// the members listed in Config.Voters, by the address their remote listens
+// on: start those first; a member at such an address runs the voter in its
+// own ActorSystem. Every other member reaches the group as a client, or,
+// with Config.NonVoters, runs a non-voter of the group, which the leader
+// adds once the member registered (each member registers its node's ID and
+// Raft address). With NonVoters a voter that leaves is replaced: when the
+// table removes a member (Expire, Deregister) its node joins the table's
+// departed list, and the leader's keeper removes that node from the Raft
+// configuration, forgets it, and promotes the non-voter of the earliest
+// registered live member until the group has len(Voters) voters again,
+// one Raft membership change at a time (the node actor promotes only a
+// node that has caught up). Without NonVoters a voter that leaves is not
+// replaced, and the group keeps working while a majority of the voters
 // runs. StartMember registers the member through Raft and renews it every
 // RenewInterval; the member's voter, while it leads, expires members whose
 // renewal stopped; every member reads the committed member list every
@@ -36,6 +45,26 @@
 // grain's PID carries its token (FencingToken), so a message for an
 // activation that ended is a dead letter, never a delivery to its
 // successor. A grain that stops by itself is released through Raft.
+//
+// Singleton keeps a cluster singleton alive: the singleton of a kind is
+// the activation of the identity SingletonIdentity of that kind, so it is
+// placed, fenced (FencingToken, larger for every new activation) and moved
+// like any grain, and at most one runs. StartSingleton looks it up through
+// the IdentityLookup every interval from a member, which activates it
+// again elsewhere once its member left the table or it stopped; any
+// number of members may do so for one kind. This is the cluster's
+// singleton; samples/singleton shows the other kind, a job that runs on a
+// bare group's Raft leader, fenced by the term.
+//
+// KeyValueStore is protoactor's cluster.KeyValueStore on the table's
+// key-value space: Set and Clear are Raft writes, Get a linearizable
+// read, values at most MaxValueSize. protoactor's pub-sub keeps a topic's
+// subscribers in such a store; TopicKind is its topic kind with this one,
+// so subscriptions outlive the topic actor's activation. protoactor's
+// topic actor calls the store inside its Receive, so a subscription waits
+// for its commit in the topic's mailbox (bounded by CallTimeout): the one
+// place where an actor of this cluster waits for the group, and it is
+// protoactor's actor, not this package's.
 //
 // # At most one activation
 //
@@ -68,7 +97,8 @@
 //     nowhere, and the table reads no clock at all.
 //
 // A graceful Shutdown stops the member's grains first and deregisters
-// after. A member that was expired is told so by its next renewal and hosts
+// after. A member that was expired is told so by its next renewal (its
+// Provider.Expired channel closes, its grains are told to stop) and hosts
 // nothing from then on; it cannot register again under its ID, which the
 // other members' remotes block once it left. Restart it (a new
 // ActorSystem ID) to bring it back.

@@ -58,6 +58,7 @@ func testCutMember(t *testing.T, voter bool) {
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
 	w := newWorld(t, 4, true)
 	members := w.fixture.GetMembers()
 	waitTopology(t, members, 4)
@@ -147,6 +148,7 @@ func TestGracefulLeaveFreesIdentitiesAtOnce(t *testing.T) {
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
 	w := newWorld(t, 4, true)
 	members := w.fixture.GetMembers()
 	waitTopology(t, members, 4)
@@ -271,6 +273,7 @@ func TestNoOverlapUnderChurnAndCuts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a long workload")
 	}
+	t.Parallel()
 	w := newWorld(t, 4, true)
 	waitTopology(t, w.fixture.GetMembers(), 4)
 	st, n, overlaps := runWorkload(t, w, 4, 40, churn(w, 10, 1200*time.Millisecond, true))

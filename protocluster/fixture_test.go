@@ -18,6 +18,7 @@ func TestFixtureMembersAgreeAndGrainsAreSingle(t *testing.T) {
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
 	w := newWorld(t, 4, true)
 	members := w.fixture.GetMembers()
 	waitTopology(t, members, 4)

@@ -85,9 +85,12 @@ func testConfig(t testing.TB, ports []int, net *faults.Network) protocluster.Con
 // and lookup: the first voters members spawned host the voters, on ports
 // chosen now; made is told of every provider; configure, when set, changes
 // each member's cluster configuration too.
-func raftOptions(t testing.TB, voters int, net *faults.Network, made func(*protocluster.Provider), configure func(*clustering.Config)) []cluster_test_tool.ClusterFixtureOption {
+func raftOptions(t testing.TB, voters int, net *faults.Network, made func(*protocluster.Provider), configure func(*clustering.Config), tune ...func(*protocluster.Config)) []cluster_test_tool.ClusterFixtureOption {
 	ports := freePorts(t, voters)
 	cfg := testConfig(t, ports, net)
+	for _, f := range tune {
+		f(&cfg)
+	}
 	var mu sync.Mutex
 	spawned := 0
 	return []cluster_test_tool.ClusterFixtureOption{
@@ -232,17 +235,27 @@ type world struct {
 // newWorld builds a fixture of size members; raft selects this package's
 // provider and lookup (the first three members host the voters), otherwise
 // protoactor's in-memory test provider and disthash.
-func newWorld(t testing.TB, size int, raft bool) *world {
+func newWorld(t testing.TB, size int, raft bool) *world { return newTunedWorld(t, size, raft) }
+
+// newTunedWorld is newWorld with changes to the providers' Config.
+func newTunedWorld(t testing.TB, size int, raft bool, tune ...func(*protocluster.Config)) *world {
+	enterWorld()
 	w := &world{t: t, ledger: &ledger{}, net: faults.NewNetwork(1), providers: map[*clustering.Cluster]*protocluster.Provider{}}
 	opts := []cluster_test_tool.ClusterFixtureOption{
-		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind { return []*clustering.Kind{ledgeredKind(w.ledger)} }),
+		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind {
+			kinds := []*clustering.Kind{ledgeredKind(w.ledger)}
+			if raft {
+				kinds = append(kinds, protocluster.TopicKind())
+			}
+			return kinds
+		}),
 	}
 	if raft {
 		opts = append(opts, raftOptions(t, 3, w.net, func(p *protocluster.Provider) {
 			w.mu.Lock()
 			w.pending = append(w.pending, p)
 			w.mu.Unlock()
-		}, nil)...)
+		}, nil, tune...)...)
 	} else {
 		opts = append(opts, cluster_test_tool.WithClusterConfigure(func(c *clustering.Config) *clustering.Config {
 			c.RemoteConfig = remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(4096))
@@ -330,12 +343,41 @@ func (w *world) shutdown() {
 		c.IdentityLookup.Shutdown()
 		c.Shutdown(false)
 	}
-	noProtoraftGoroutines(w.t)
+	leaveWorld(w.t)
+}
+
+// worlds counts the clusters alive in this test binary. The tests run in
+// parallel, and a goroutine's stack does not say which cluster it serves,
+// so the check for goroutines left behind runs when the last live
+// cluster has gone: a leak shows at the next such moment (at the latest
+// after the package's last cluster), named in whichever test ended last.
+// A cluster that starts meanwhile waits for the check.
+var worlds struct {
+	sync.Mutex
+	live int
+}
+
+// enterWorld counts a cluster in; leaveWorld must follow.
+func enterWorld() {
+	worlds.Lock()
+	worlds.live++
+	worlds.Unlock()
+}
+
+// leaveWorld counts a cluster out, and checks for goroutines left behind
+// when it was the last.
+func leaveWorld(t testing.TB) {
+	worlds.Lock()
+	defer worlds.Unlock()
+	worlds.live--
+	if worlds.live == 0 {
+		noProtoraftGoroutines(t)
+	}
 }
 
 // noProtoraftGoroutines fails the test if goroutines of this module (the
 // providers' loops, activator goroutines, voters) outlive the shutdown of
-// every member. protoactor's own cluster goroutines (gossip, the test
+// every member of every cluster (see worlds). protoactor's own cluster goroutines (gossip, the test
 // provider, remote's endpoint writers) are not ours and outlive their
 // clusters, so goleak's whole-process check cannot be used here.
 func noProtoraftGoroutines(t testing.TB) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,9 @@ type Provider struct {
 	leaseUntil atomic.Int64
 	renewed    chan struct{}
 	expired    atomic.Bool
+	// expiredCh is closed once the table told this member it was expired.
+	expiredCh   chan struct{}
+	expiredOnce sync.Once
 
 	// topology is the latest committed member list this member read.
 	topoMu   sync.Mutex
@@ -73,13 +77,25 @@ func New(cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Provider{cfg: cfg.withDefaults(), renewed: make(chan struct{}, 1), stop: make(chan struct{})}, nil
+	return &Provider{cfg: cfg.withDefaults(), renewed: make(chan struct{}, 1), expiredCh: make(chan struct{}), stop: make(chan struct{})}, nil
 }
+
+// Expired is closed once this member learned that the table no longer
+// holds it: the expirer removed it (it could not renew within
+// ExpireAfter, say behind a partition) or it was deregistered. By then
+// its lease is over and its grains have been told to stop; it hosts
+// nothing again and cannot register anew under its ID, so an application
+// that sees it should restart the member (a new ActorSystem) or exit. A
+// member that stays cut off learns it only once its renewals get through
+// again; until then its lease has run out and it runs no grain either.
+func (p *Provider) Expired() <-chan struct{} { return p.expiredCh }
 
 // ID is this member's ID (its ActorSystem's ID) once started.
 func (p *Provider) ID() string { return p.self }
 
-// Group is the protoraft node this member hosts, nil if it is no voter.
+// Group is the protoraft node this member hosts: its voter, or with
+// Config.NonVoters its non-voter (possibly promoted since); nil if it
+// runs none.
 func (p *Provider) Group() *cluster.Group { return p.group }
 
 // Client is the member's client of the group.
@@ -113,40 +129,65 @@ func (p *Provider) begin(c *clustering.Cluster, member bool) error {
 		if !member {
 			return fmt.Errorf("protocluster: %s is voter %s's address; start it as a member", addr, v.ID)
 		}
-		g, err := p.spawnVoter(v)
+		g, err := p.spawnNode(v.ID, p.cfg.Voters)
 		if err != nil {
 			return err
 		}
 		p.group, p.local = g, g.FrontDoor()
 	}
-	p.client = cluster.NewClient(c.ActorSystem, p.cfg.Group, p.cfg.Voters,
+	seeds := p.cfg.Voters
+	if p.group == nil && member && p.cfg.NonVoters {
+		// A node ID of its own for every start: a member restarted in
+		// memory, or on a fresh directory, must never pass for the server
+		// it was, whose log it no longer has.
+		g, err := p.spawnNode(nonVoterPrefix+c.ActorSystem.ID, nil)
+		if err != nil {
+			return err
+		}
+		p.group, p.local = g, g.FrontDoor()
+		// Its own node too: once the original voters have all been
+		// replaced, it is how this member still finds the leader.
+		seeds = append(slices.Clone(seeds), g.Self())
+	}
+	p.client = cluster.NewClient(c.ActorSystem, p.cfg.Group, seeds,
 		cluster.WithAttemptTimeout(p.cfg.CallTimeout/2), cluster.WithCallTimeout(p.cfg.CallTimeout))
 	if member {
 		p.wg.Add(2)
 		go p.renewLoop()
 		go p.leaseLoop()
 	}
+	if p.group != nil && p.cfg.NonVoters {
+		p.wg.Add(1)
+		go p.keepLoop()
+	}
 	p.wg.Add(1)
 	go p.watchLoop()
 	return nil
 }
 
-func (p *Provider) spawnVoter(v cluster.Peer) (*cluster.Group, error) {
+// nonVoterPrefix starts the node ID of a member's non-voter; the rest is
+// its ActorSystem's ID.
+const nonVoterPrefix = "m-"
+
+// spawnNode starts this member's node of the group: a voter bootstrapped
+// with bootstrap, or (bootstrap empty) a node that waits for the leader
+// to add it.
+func (p *Provider) spawnNode(id string, bootstrap []cluster.Peer) (*cluster.Group, error) {
 	node := raftactor.Config{
 		Group:           p.cfg.Group,
-		ID:              v.ID,
+		ID:              id,
 		InMemory:        p.cfg.InMemory,
 		NewStateMachine: func() raftactor.StateMachine { return NewTable() },
 	}
 	if !p.cfg.InMemory {
-		node.DataDir = filepath.Join(p.cfg.DataDir, v.ID)
+		node.DataDir = filepath.Join(p.cfg.DataDir, id)
 	}
 	if p.cfg.Node != nil {
 		p.cfg.Node(&node)
 	}
-	g, err := cluster.Spawn(p.c.ActorSystem, cluster.Config{Node: node, Bootstrap: p.cfg.Voters})
+	g, err := cluster.Spawn(p.c.ActorSystem, cluster.Config{Node: node, Bootstrap: bootstrap})
 	if err != nil {
-		return nil, fmt.Errorf("protocluster: starting voter %s: %w", v.ID, err)
+		return nil, fmt.Errorf("protocluster: starting node %s: %w", id, err)
 	}
 	return g, nil
 }
@@ -207,9 +248,11 @@ func (p *Provider) renewLoop() {
 		p.log.Error("protocluster: member has no host and port; not registering", slog.Any("error", err))
 		return
 	}
-	cmd := &Command{Op: &Command_Register{Register: &Register{
-		Id: p.self, Host: host, Port: int32(port), Kinds: p.c.GetClusterKinds(),
-	}}}
+	reg := &Register{Id: p.self, Host: host, Port: int32(port), Kinds: p.c.GetClusterKinds()}
+	if p.group != nil {
+		reg.NodeId, reg.NodeAddress = p.group.Self().ID, p.group.RaftAddress()
+	}
+	cmd := &Command{Op: &Command_Register{Register: reg}}
 	renew := &Command{Op: &Command_Renew{Renew: &Renew{Id: p.self}}}
 	tick := time.NewTicker(p.cfg.RenewInterval)
 	defer tick.Stop()
@@ -226,6 +269,10 @@ func (p *Provider) renewLoop() {
 			p.expired.Store(true)
 			p.leaseUntil.Store(0)
 			p.signalLease()
+			if l := p.lookup.Load(); l != nil {
+				l.leaseLost()
+			}
+			p.expiredOnce.Do(func() { close(p.expiredCh) })
 			p.log.Error("protocluster: this member was expired from the table; it hosts no grains from now on", slog.String("member", p.self))
 			return
 		case err == nil:

@@ -36,6 +36,8 @@ func pubsubFixture(t *testing.T, size int, defaultTopics bool) *cluster_test_too
 	if testutil.RaceEnabled {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
+	t.Parallel()
+	enterWorld()
 	var providers []*protocluster.Provider
 	opts := raftOptions(t, min(size, 3), faults.NewNetwork(1), func(p *protocluster.Provider) { providers = append(providers, p) },
 		func(c *clustering.Config) {
@@ -52,7 +54,7 @@ func pubsubFixture(t *testing.T, size int, defaultTopics bool) *cluster_test_too
 			c.IdentityLookup.Shutdown()
 			c.Shutdown(false)
 		}
-		noProtoraftGoroutines(t)
+		leaveWorld(t)
 	})
 	waitTopology(t, f.GetMembers(), size)
 	return f

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -28,6 +29,10 @@ const snapshotMagic = "PRPCSNAP"
 // no record (and no allocation on Restore) grows with the table.
 const chunkActivations = 1024
 
+// chunkKV is how many key-value entries one record carries: 64 values at
+// MaxValueSize stay far below maxRecordSize.
+const chunkKV = 64
+
 // maxRecordSize bounds one record: the members and a chunk of activations
 // at their largest names.
 const maxRecordSize = 64 << 20
@@ -47,7 +52,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Snapshot copies the members (Renew changes them in place) and shares the
 // activations, which are never changed once stored.
 func (t *Table) Snapshot() (raftactor.Snapshot, error) {
-	s := &tableSnapshot{version: t.version}
+	s := &tableSnapshot{version: t.version, departed: slices.Clone(t.departed)}
+	// Values are never changed in place (KVSet stores a copy), so the
+	// entries share them.
+	for k, v := range t.kv {
+		s.kv = append(s.kv, &KVEntry{Key: k, Value: v})
+	}
 	for _, m := range t.members {
 		s.members = append(s.members, proto.Clone(m).(*Member))
 	}
@@ -59,21 +69,25 @@ func (t *Table) Snapshot() (raftactor.Snapshot, error) {
 }
 
 type tableSnapshot struct {
-	version uint64
-	members []*Member
-	keys    []string
-	acts    []*Activation
+	version  uint64
+	departed []string
+	kv       []*KVEntry
+	members  []*Member
+	keys     []string
+	acts     []*Activation
 }
 
 // Persist writes snapshot format version 1:
 //
 //	header   "PRPCSNAP" | version uint32 big-endian (= 1)
 //	records  uvarint length (> 0) | 0x01 | protobuf Snapshot; the first carries the
-//	         members and topology_version, every record up to 1024
-//	         activations in ascending key order
+//	         members, topology_version and departed_nodes, every record up
+//	         to 1024 activations and up to 64 key-value entries, each in
+//	         ascending key order
 //	trailer  uvarint 0 | CRC-32C of every preceding byte, uint32 big-endian
 func (s *tableSnapshot) Persist(w io.Writer) error {
 	sort.Sort(byKey{s})
+	sort.Slice(s.kv, func(i, j int) bool { return s.kv[i].Key < s.kv[j].Key })
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriter(io.MultiWriter(w, crc))
 	var hdr [len(snapshotMagic) + 4]byte
@@ -84,10 +98,13 @@ func (s *tableSnapshot) Persist(w io.Writer) error {
 	}
 	opts := proto.MarshalOptions{Deterministic: true}
 	first := true
-	for i := 0; first || i < len(s.acts); i += chunkActivations {
-		rec := &Snapshot{Activations: s.acts[i:min(i+chunkActivations, len(s.acts))]}
+	for n := 0; first || n*chunkActivations < len(s.acts) || n*chunkKV < len(s.kv); n++ {
+		rec := &Snapshot{
+			Activations: s.acts[min(n*chunkActivations, len(s.acts)):min((n+1)*chunkActivations, len(s.acts))],
+			Kv:          s.kv[min(n*chunkKV, len(s.kv)):min((n+1)*chunkKV, len(s.kv))],
+		}
 		if first {
-			rec.Members, rec.TopologyVersion = s.members, s.version
+			rec.Members, rec.TopologyVersion, rec.DepartedNodes = s.members, s.version, s.departed
 			first = false
 		}
 		b, err := opts.Marshal(rec)
@@ -116,7 +133,7 @@ func (s *tableSnapshot) Persist(w io.Writer) error {
 }
 
 // Release drops the captured state.
-func (s *tableSnapshot) Release() { s.members, s.keys, s.acts = nil, nil, nil }
+func (s *tableSnapshot) Release() { s.members, s.keys, s.acts, s.kv = nil, nil, nil, nil }
 
 type byKey struct{ s *tableSnapshot }
 
@@ -165,7 +182,10 @@ func (t *Table) Restore(r io.Reader) error {
 			return fmt.Errorf("%w: record %d: %w", ErrCorrupt, n, err)
 		}
 		if n == 0 {
-			next.members, next.version = rec.Members, rec.TopologyVersion
+			next.members, next.version, next.departed = rec.Members, rec.TopologyVersion, rec.DepartedNodes
+		}
+		for _, e := range rec.Kv {
+			next.kv[e.Key] = e.Value
 		}
 		for _, a := range rec.Activations {
 			next.activations[activationKey(a.Kind, a.Identity)] = a

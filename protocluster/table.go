@@ -19,6 +19,9 @@ const (
 	MaxNameSize = 1 << 10
 	// MaxKinds bounds the kinds one member registers.
 	MaxKinds = 256
+	// MaxValueSize bounds one value of the key-value space: every value
+	// is a Raft log entry, replicated to every voter.
+	MaxValueSize = 256 << 10
 )
 
 // Error texts placed in Result.error. They are constants so that every
@@ -32,6 +35,7 @@ const (
 	errStaleRenewal  = "protocluster: member renewed since"
 	errNoMember      = "protocluster: no member hosts the kind"
 	errNotHeld       = "protocluster: activation not held with that token"
+	errValueTooLarge = "protocluster: value larger than MaxValueSize"
 )
 
 // ErrInvalidQuery is wrapped by every error Query returns.
@@ -48,13 +52,18 @@ type Table struct {
 	activations map[string]*Activation
 	// version is the index of the last change to the member set.
 	version uint64
+	// departed are the Raft nodes of members that left, in the order they
+	// left, until the leader removed them from the group (ForgetNode).
+	departed []string
+	// kv is the key-value space (KVSet, KVClear, KVGet).
+	kv map[string][]byte
 }
 
 var _ raftactor.StateMachine = (*Table)(nil)
 
 // NewTable returns an empty Table.
 func NewTable() *Table {
-	return &Table{activations: map[string]*Activation{}}
+	return &Table{activations: map[string]*Activation{}, kv: map[string][]byte{}}
 }
 
 // activationKey joins kind and identity with a byte neither may start
@@ -88,9 +97,34 @@ func (t *Table) apply(index uint64, command []byte) *Result {
 		return t.claim(index, op.Claim)
 	case *Command_Release:
 		return t.release(op.Release)
+	case *Command_ForgetNode:
+		t.departed = slices.DeleteFunc(t.departed, func(n string) bool { return n == op.ForgetNode.GetNodeId() })
+		return &Result{Ok: true}
+	case *Command_KvSet:
+		if badName(op.KvSet.GetKey()) {
+			return &Result{Error: errBadName}
+		}
+		if len(op.KvSet.GetValue()) > MaxValueSize {
+			return &Result{Error: errValueTooLarge}
+		}
+		t.kv[op.KvSet.GetKey()] = slices.Clone(op.KvSet.GetValue())
+		return &Result{Ok: true}
+	case *Command_KvClear:
+		delete(t.kv, op.KvClear.GetKey())
+		return &Result{Ok: true}
 	default:
 		return &Result{Error: errUnknown}
 	}
+}
+
+// longName reports whether an optional name is oversized.
+func longName(names ...string) bool {
+	for _, n := range names {
+		if len(n) > MaxNameSize {
+			return true
+		}
+	}
+	return false
 }
 
 func badName(names ...string) bool {
@@ -112,7 +146,7 @@ func (t *Table) find(id string) (int, *Member) {
 }
 
 func (t *Table) register(index uint64, op *Register) *Result {
-	if badName(op.GetId(), op.GetHost()) {
+	if badName(op.GetId(), op.GetHost()) || longName(op.GetNodeId(), op.GetNodeAddress()) {
 		return &Result{Error: errBadName}
 	}
 	if len(op.GetKinds()) > MaxKinds {
@@ -126,16 +160,23 @@ func (t *Table) register(index uint64, op *Register) *Result {
 	kinds := slices.Clone(op.GetKinds())
 	sort.Strings(kinds)
 	kinds = slices.Compact(kinds)
+	if n := op.GetNodeId(); n != "" {
+		// A node that comes back (a voter restarted from its data
+		// directory) is live again: the leader must not remove it.
+		t.departed = slices.DeleteFunc(t.departed, func(d string) bool { return d == n })
+	}
 	if _, m := t.find(op.GetId()); m != nil {
 		// A retried or repeated Register: refresh, keep the place in the
 		// order, count as a renewal.
 		m.Host, m.Port, m.Kinds, m.RenewedIndex = op.GetHost(), op.GetPort(), kinds, index
+		m.NodeId, m.NodeAddress = op.GetNodeId(), op.GetNodeAddress()
 		t.version = index
 		return &Result{Ok: true}
 	}
 	t.members = append(t.members, &Member{
 		Id: op.GetId(), Host: op.GetHost(), Port: op.GetPort(), Kinds: kinds,
 		RegisteredIndex: index, RenewedIndex: index,
+		NodeId: op.GetNodeId(), NodeAddress: op.GetNodeAddress(),
 	})
 	t.version = index
 	return &Result{Ok: true}
@@ -174,8 +215,14 @@ func (t *Table) deregister(index uint64, op *Deregister) *Result {
 // reader of the table ever sees an activation on a member that is gone.
 // The scan is linear in the activations; members leave rarely.
 func (t *Table) remove(index uint64, id string) {
-	i, _ := t.find(id)
+	i, m := t.find(id)
 	t.members = slices.Delete(t.members, i, i+1)
+	// Its Raft node departs with it, unless a newer member runs the same
+	// node (a voter that restarted before its old member expired).
+	if n := m.GetNodeId(); n != "" && !slices.Contains(t.departed, n) &&
+		!slices.ContainsFunc(t.members, func(o *Member) bool { return o.NodeId == n }) {
+		t.departed = append(t.departed, n)
+	}
 	for k, a := range t.activations {
 		if a.MemberId == id {
 			delete(t.activations, k)
@@ -261,7 +308,11 @@ func (t *Table) Query(query []byte) ([]byte, error) {
 	case *Query_Topology:
 		return mustMarshal(&QueryResult{
 			Members: t.members, TopologyVersion: t.version, Activations: uint64(len(t.activations)),
+			DepartedNodes: t.departed,
 		}), nil
+	case *Query_KvGet:
+		v, ok := t.kv[op.KvGet.GetKey()]
+		return mustMarshal(&QueryResult{KvValue: v, KvFound: ok}), nil
 	case *Query_Lookup:
 		res := &QueryResult{}
 		if a, ok := t.activations[activationKey(op.Lookup.GetKind(), op.Lookup.GetIdentity())]; ok {

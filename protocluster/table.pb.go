@@ -41,6 +41,9 @@ type Command struct {
 	//	*Command_Deregister
 	//	*Command_Claim
 	//	*Command_Release
+	//	*Command_ForgetNode
+	//	*Command_KvSet
+	//	*Command_KvClear
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -137,6 +140,33 @@ func (x *Command) GetRelease() *Release {
 	return nil
 }
 
+func (x *Command) GetForgetNode() *ForgetNode {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ForgetNode); ok {
+			return x.ForgetNode
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetKvSet() *KVSet {
+	if x != nil {
+		if x, ok := x.Op.(*Command_KvSet); ok {
+			return x.KvSet
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetKvClear() *KVClear {
+	if x != nil {
+		if x, ok := x.Op.(*Command_KvClear); ok {
+			return x.KvClear
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -165,6 +195,18 @@ type Command_Release struct {
 	Release *Release `protobuf:"bytes,6,opt,name=release,proto3,oneof"`
 }
 
+type Command_ForgetNode struct {
+	ForgetNode *ForgetNode `protobuf:"bytes,7,opt,name=forget_node,json=forgetNode,proto3,oneof"`
+}
+
+type Command_KvSet struct {
+	KvSet *KVSet `protobuf:"bytes,8,opt,name=kv_set,json=kvSet,proto3,oneof"`
+}
+
+type Command_KvClear struct {
+	KvClear *KVClear `protobuf:"bytes,9,opt,name=kv_clear,json=kvClear,proto3,oneof"`
+}
+
 func (*Command_Register) isCommand_Op() {}
 
 func (*Command_Renew) isCommand_Op() {}
@@ -177,6 +219,12 @@ func (*Command_Claim) isCommand_Op() {}
 
 func (*Command_Release) isCommand_Op() {}
 
+func (*Command_ForgetNode) isCommand_Op() {}
+
+func (*Command_KvSet) isCommand_Op() {}
+
+func (*Command_KvClear) isCommand_Op() {}
+
 // Register adds a member to the topology (or refreshes its address and
 // kinds when it is there already, so a retried Register is harmless).
 type Register struct {
@@ -187,7 +235,12 @@ type Register struct {
 	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
 	Port int32  `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
 	// kinds are the grain kinds it hosts.
-	Kinds         []string `protobuf:"bytes,4,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	Kinds []string `protobuf:"bytes,4,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	// node_id and node_address name the Raft node of the group the member
+	// runs (its ID and Raft address), empty when it runs none: so the
+	// group's leader can tell which Raft servers belong to live members.
+	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeAddress   string `protobuf:"bytes,6,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,6 +301,20 @@ func (x *Register) GetKinds() []string {
 		return x.Kinds
 	}
 	return nil
+}
+
+func (x *Register) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Register) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
 }
 
 // Renew says the member is alive: it moves the member's renewed_index to
@@ -397,6 +464,203 @@ func (x *Deregister) GetId() string {
 	return ""
 }
 
+// ForgetNode drops node_id from the departed nodes once the leader has
+// removed it from the group's Raft configuration.
+type ForgetNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetNode) Reset() {
+	*x = ForgetNode{}
+	mi := &file_table_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetNode) ProtoMessage() {}
+
+func (x *ForgetNode) ProtoReflect() protoreflect.Message {
+	mi := &file_table_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetNode.ProtoReflect.Descriptor instead.
+func (*ForgetNode) Descriptor() ([]byte, []int) {
+	return file_table_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ForgetNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// KVSet sets key to value in the table's key-value space.
+type KVSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVSet) Reset() {
+	*x = KVSet{}
+	mi := &file_table_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVSet) ProtoMessage() {}
+
+func (x *KVSet) ProtoReflect() protoreflect.Message {
+	mi := &file_table_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVSet.ProtoReflect.Descriptor instead.
+func (*KVSet) Descriptor() ([]byte, []int) {
+	return file_table_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *KVSet) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KVSet) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// KVClear removes key from the key-value space.
+type KVClear struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVClear) Reset() {
+	*x = KVClear{}
+	mi := &file_table_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVClear) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVClear) ProtoMessage() {}
+
+func (x *KVClear) ProtoReflect() protoreflect.Message {
+	mi := &file_table_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVClear.ProtoReflect.Descriptor instead.
+func (*KVClear) Descriptor() ([]byte, []int) {
+	return file_table_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *KVClear) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// KVEntry is one key and its value.
+type KVEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVEntry) Reset() {
+	*x = KVEntry{}
+	mi := &file_table_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVEntry) ProtoMessage() {}
+
+func (x *KVEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_table_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
+func (*KVEntry) Descriptor() ([]byte, []int) {
+	return file_table_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *KVEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KVEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 // Claim returns the live activation of an identity, or places a new one on
 // a member that hosts the kind (rendezvous hashing over the topology) and
 // returns that, its token being the command's index.
@@ -410,7 +674,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_table_proto_msgTypes[5]
+	mi := &file_table_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +686,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[5]
+	mi := &file_table_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +699,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{5}
+	return file_table_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Claim) GetKind() string {
@@ -465,7 +729,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_table_proto_msgTypes[6]
+	mi := &file_table_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +741,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[6]
+	mi := &file_table_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +754,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{6}
+	return file_table_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Release) GetKind() string {
@@ -525,14 +789,17 @@ type Member struct {
 	RegisteredIndex uint64 `protobuf:"varint,5,opt,name=registered_index,json=registeredIndex,proto3" json:"registered_index,omitempty"`
 	// renewed_index is the index of its last Register or Renew: the
 	// expirer watches it move.
-	RenewedIndex  uint64 `protobuf:"varint,6,opt,name=renewed_index,json=renewedIndex,proto3" json:"renewed_index,omitempty"`
+	RenewedIndex uint64 `protobuf:"varint,6,opt,name=renewed_index,json=renewedIndex,proto3" json:"renewed_index,omitempty"`
+	// node_id and node_address are its Raft node's, as registered.
+	NodeId        string `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeAddress   string `protobuf:"bytes,8,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_table_proto_msgTypes[7]
+	mi := &file_table_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +811,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[7]
+	mi := &file_table_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +824,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{7}
+	return file_table_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Member) GetId() string {
@@ -602,6 +869,20 @@ func (x *Member) GetRenewedIndex() uint64 {
 	return 0
 }
 
+func (x *Member) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Member) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
 // Activation is the single activation of one identity.
 type Activation struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -618,7 +899,7 @@ type Activation struct {
 
 func (x *Activation) Reset() {
 	*x = Activation{}
-	mi := &file_table_proto_msgTypes[8]
+	mi := &file_table_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +911,7 @@ func (x *Activation) String() string {
 func (*Activation) ProtoMessage() {}
 
 func (x *Activation) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[8]
+	mi := &file_table_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +924,7 @@ func (x *Activation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Activation.ProtoReflect.Descriptor instead.
 func (*Activation) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{8}
+	return file_table_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Activation) GetKind() string {
@@ -702,7 +983,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_table_proto_msgTypes[9]
+	mi := &file_table_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +995,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[9]
+	mi := &file_table_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1008,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{9}
+	return file_table_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Result) GetOk() bool {
@@ -772,6 +1053,7 @@ type Query struct {
 	//
 	//	*Query_Topology
 	//	*Query_Lookup
+	//	*Query_KvGet
 	Q             isQuery_Q `protobuf_oneof:"q"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -779,7 +1061,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_table_proto_msgTypes[10]
+	mi := &file_table_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +1073,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[10]
+	mi := &file_table_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +1086,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{10}
+	return file_table_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Query) GetQ() isQuery_Q {
@@ -832,6 +1114,15 @@ func (x *Query) GetLookup() *LookupQuery {
 	return nil
 }
 
+func (x *Query) GetKvGet() *KVGet {
+	if x != nil {
+		if x, ok := x.Q.(*Query_KvGet); ok {
+			return x.KvGet
+		}
+	}
+	return nil
+}
+
 type isQuery_Q interface {
 	isQuery_Q()
 }
@@ -846,9 +1137,61 @@ type Query_Lookup struct {
 	Lookup *LookupQuery `protobuf:"bytes,2,opt,name=lookup,proto3,oneof"`
 }
 
+type Query_KvGet struct {
+	// kv_get reads one key of the key-value space.
+	KvGet *KVGet `protobuf:"bytes,3,opt,name=kv_get,json=kvGet,proto3,oneof"`
+}
+
 func (*Query_Topology) isQuery_Q() {}
 
 func (*Query_Lookup) isQuery_Q() {}
+
+func (*Query_KvGet) isQuery_Q() {}
+
+// KVGet reads one key.
+type KVGet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVGet) Reset() {
+	*x = KVGet{}
+	mi := &file_table_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVGet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVGet) ProtoMessage() {}
+
+func (x *KVGet) ProtoReflect() protoreflect.Message {
+	mi := &file_table_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
+func (*KVGet) Descriptor() ([]byte, []int) {
+	return file_table_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KVGet) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
 
 // TopologyQuery reads the members in registration order.
 type TopologyQuery struct {
@@ -859,7 +1202,7 @@ type TopologyQuery struct {
 
 func (x *TopologyQuery) Reset() {
 	*x = TopologyQuery{}
-	mi := &file_table_proto_msgTypes[11]
+	mi := &file_table_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1214,7 @@ func (x *TopologyQuery) String() string {
 func (*TopologyQuery) ProtoMessage() {}
 
 func (x *TopologyQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[11]
+	mi := &file_table_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1227,7 @@ func (x *TopologyQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopologyQuery.ProtoReflect.Descriptor instead.
 func (*TopologyQuery) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{11}
+	return file_table_proto_rawDescGZIP(), []int{16}
 }
 
 // LookupQuery reads one activation.
@@ -898,7 +1241,7 @@ type LookupQuery struct {
 
 func (x *LookupQuery) Reset() {
 	*x = LookupQuery{}
-	mi := &file_table_proto_msgTypes[12]
+	mi := &file_table_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1253,7 @@ func (x *LookupQuery) String() string {
 func (*LookupQuery) ProtoMessage() {}
 
 func (x *LookupQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[12]
+	mi := &file_table_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1266,7 @@ func (x *LookupQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupQuery.ProtoReflect.Descriptor instead.
 func (*LookupQuery) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{12}
+	return file_table_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LookupQuery) GetKind() string {
@@ -951,14 +1294,21 @@ type QueryResult struct {
 	// activation is, for lookup, the activation, unset if there is none.
 	Activation *Activation `protobuf:"bytes,3,opt,name=activation,proto3" json:"activation,omitempty"`
 	// activations is, for topology, how many activations the table holds.
-	Activations   uint64 `protobuf:"varint,4,opt,name=activations,proto3" json:"activations,omitempty"`
+	Activations uint64 `protobuf:"varint,4,opt,name=activations,proto3" json:"activations,omitempty"`
+	// departed_nodes are, for topology, the Raft nodes of members that left
+	// the table and that the leader has not yet removed from the group.
+	DepartedNodes []string `protobuf:"bytes,5,rep,name=departed_nodes,json=departedNodes,proto3" json:"departed_nodes,omitempty"`
+	// kv_value and kv_found are, for kv_get, the key's value and whether
+	// the key is set.
+	KvValue       []byte `protobuf:"bytes,6,opt,name=kv_value,json=kvValue,proto3" json:"kv_value,omitempty"`
+	KvFound       bool   `protobuf:"varint,7,opt,name=kv_found,json=kvFound,proto3" json:"kv_found,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryResult) Reset() {
 	*x = QueryResult{}
-	mi := &file_table_proto_msgTypes[13]
+	mi := &file_table_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1320,7 @@ func (x *QueryResult) String() string {
 func (*QueryResult) ProtoMessage() {}
 
 func (x *QueryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[13]
+	mi := &file_table_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1333,7 @@ func (x *QueryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResult.ProtoReflect.Descriptor instead.
 func (*QueryResult) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{13}
+	return file_table_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryResult) GetMembers() []*Member {
@@ -1014,6 +1364,27 @@ func (x *QueryResult) GetActivations() uint64 {
 	return 0
 }
 
+func (x *QueryResult) GetDepartedNodes() []string {
+	if x != nil {
+		return x.DepartedNodes
+	}
+	return nil
+}
+
+func (x *QueryResult) GetKvValue() []byte {
+	if x != nil {
+		return x.KvValue
+	}
+	return nil
+}
+
+func (x *QueryResult) GetKvFound() bool {
+	if x != nil {
+		return x.KvFound
+	}
+	return false
+}
+
 // Snapshot is the whole table, the body of snapshot format version 1.
 type Snapshot struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1021,13 +1392,17 @@ type Snapshot struct {
 	// activations in ascending (kind, identity) order.
 	Activations     []*Activation `protobuf:"bytes,2,rep,name=activations,proto3" json:"activations,omitempty"`
 	TopologyVersion uint64        `protobuf:"varint,3,opt,name=topology_version,json=topologyVersion,proto3" json:"topology_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// departed_nodes, in the first record only, in the order they departed.
+	DepartedNodes []string `protobuf:"bytes,4,rep,name=departed_nodes,json=departedNodes,proto3" json:"departed_nodes,omitempty"`
+	// kv are key-value entries in ascending key order, up to 64 a record.
+	Kv            []*KVEntry `protobuf:"bytes,5,rep,name=kv,proto3" json:"kv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_table_proto_msgTypes[14]
+	mi := &file_table_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1414,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[14]
+	mi := &file_table_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1427,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{14}
+	return file_table_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Snapshot) GetMembers() []*Member {
@@ -1076,6 +1451,20 @@ func (x *Snapshot) GetTopologyVersion() uint64 {
 	return 0
 }
 
+func (x *Snapshot) GetDepartedNodes() []string {
+	if x != nil {
+		return x.DepartedNodes
+	}
+	return nil
+}
+
+func (x *Snapshot) GetKv() []*KVEntry {
+	if x != nil {
+		return x.Kv
+	}
+	return nil
+}
+
 // ActivateRequest asks a member's activator to run the activation the
 // table gave it.
 type ActivateRequest struct {
@@ -1089,7 +1478,7 @@ type ActivateRequest struct {
 
 func (x *ActivateRequest) Reset() {
 	*x = ActivateRequest{}
-	mi := &file_table_proto_msgTypes[15]
+	mi := &file_table_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1490,7 @@ func (x *ActivateRequest) String() string {
 func (*ActivateRequest) ProtoMessage() {}
 
 func (x *ActivateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[15]
+	mi := &file_table_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1503,7 @@ func (x *ActivateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateRequest.ProtoReflect.Descriptor instead.
 func (*ActivateRequest) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{15}
+	return file_table_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ActivateRequest) GetKind() string {
@@ -1151,7 +1540,7 @@ type ActivateResponse struct {
 
 func (x *ActivateResponse) Reset() {
 	*x = ActivateResponse{}
-	mi := &file_table_proto_msgTypes[16]
+	mi := &file_table_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1552,7 @@ func (x *ActivateResponse) String() string {
 func (*ActivateResponse) ProtoMessage() {}
 
 func (x *ActivateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[16]
+	mi := &file_table_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1565,7 @@ func (x *ActivateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateResponse.ProtoReflect.Descriptor instead.
 func (*ActivateResponse) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{16}
+	return file_table_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ActivateResponse) GetAddress() string {
@@ -1204,7 +1593,7 @@ var File_table_proto protoreflect.FileDescriptor
 
 const file_table_proto_rawDesc = "" +
 	"\n" +
-	"\vtable.proto\x12\x19protoraft.protocluster.v1\"\x8c\x03\n" +
+	"\vtable.proto\x12\x19protoraft.protocluster.v1\"\xd2\x04\n" +
 	"\aCommand\x12A\n" +
 	"\bregister\x18\x01 \x01(\v2#.protoraft.protocluster.v1.RegisterH\x00R\bregister\x128\n" +
 	"\x05renew\x18\x02 \x01(\v2 .protoraft.protocluster.v1.RenewH\x00R\x05renew\x12;\n" +
@@ -1213,13 +1602,19 @@ const file_table_proto_rawDesc = "" +
 	"deregister\x18\x04 \x01(\v2%.protoraft.protocluster.v1.DeregisterH\x00R\n" +
 	"deregister\x128\n" +
 	"\x05claim\x18\x05 \x01(\v2 .protoraft.protocluster.v1.ClaimH\x00R\x05claim\x12>\n" +
-	"\arelease\x18\x06 \x01(\v2\".protoraft.protocluster.v1.ReleaseH\x00R\areleaseB\x04\n" +
-	"\x02op\"X\n" +
+	"\arelease\x18\x06 \x01(\v2\".protoraft.protocluster.v1.ReleaseH\x00R\arelease\x12H\n" +
+	"\vforget_node\x18\a \x01(\v2%.protoraft.protocluster.v1.ForgetNodeH\x00R\n" +
+	"forgetNode\x129\n" +
+	"\x06kv_set\x18\b \x01(\v2 .protoraft.protocluster.v1.KVSetH\x00R\x05kvSet\x12?\n" +
+	"\bkv_clear\x18\t \x01(\v2\".protoraft.protocluster.v1.KVClearH\x00R\akvClearB\x04\n" +
+	"\x02op\"\x94\x01\n" +
 	"\bRegister\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x14\n" +
-	"\x05kinds\x18\x04 \x03(\tR\x05kinds\"\x17\n" +
+	"\x05kinds\x18\x04 \x03(\tR\x05kinds\x12\x17\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12!\n" +
+	"\fnode_address\x18\x06 \x01(\tR\vnodeAddress\"\x17\n" +
 	"\x05Renew\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"=\n" +
 	"\x06Expire\x12\x0e\n" +
@@ -1227,21 +1622,34 @@ const file_table_proto_rawDesc = "" +
 	"\rrenewed_index\x18\x02 \x01(\x04R\frenewedIndex\"\x1c\n" +
 	"\n" +
 	"Deregister\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"7\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"%\n" +
+	"\n" +
+	"ForgetNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"/\n" +
+	"\x05KVSet\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x1b\n" +
+	"\aKVClear\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"1\n" +
+	"\aKVEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"7\n" +
 	"\x05Claim\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\"O\n" +
 	"\aRelease\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\x04R\x05token\"\xa6\x01\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\"\xe2\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x14\n" +
 	"\x05kinds\x18\x04 \x03(\tR\x05kinds\x12)\n" +
 	"\x10registered_index\x18\x05 \x01(\x04R\x0fregisteredIndex\x12#\n" +
-	"\rrenewed_index\x18\x06 \x01(\x04R\frenewedIndex\"\x89\x01\n" +
+	"\rrenewed_index\x18\x06 \x01(\x04R\frenewedIndex\x12\x17\n" +
+	"\anode_id\x18\a \x01(\tR\x06nodeId\x12!\n" +
+	"\fnode_address\x18\b \x01(\tR\vnodeAddress\"\x89\x01\n" +
 	"\n" +
 	"Activation\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
@@ -1256,26 +1664,34 @@ const file_table_proto_rawDesc = "" +
 	"activation\x18\x03 \x01(\v2%.protoraft.protocluster.v1.ActivationR\n" +
 	"activation\x12%\n" +
 	"\x0eunknown_member\x18\x04 \x01(\bR\runknownMember\x12\x18\n" +
-	"\acreated\x18\x05 \x01(\bR\acreated\"\x96\x01\n" +
+	"\acreated\x18\x05 \x01(\bR\acreated\"\xd1\x01\n" +
 	"\x05Query\x12F\n" +
 	"\btopology\x18\x01 \x01(\v2(.protoraft.protocluster.v1.TopologyQueryH\x00R\btopology\x12@\n" +
-	"\x06lookup\x18\x02 \x01(\v2&.protoraft.protocluster.v1.LookupQueryH\x00R\x06lookupB\x03\n" +
-	"\x01q\"\x0f\n" +
+	"\x06lookup\x18\x02 \x01(\v2&.protoraft.protocluster.v1.LookupQueryH\x00R\x06lookup\x129\n" +
+	"\x06kv_get\x18\x03 \x01(\v2 .protoraft.protocluster.v1.KVGetH\x00R\x05kvGetB\x03\n" +
+	"\x01q\"\x19\n" +
+	"\x05KVGet\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x0f\n" +
 	"\rTopologyQuery\"=\n" +
 	"\vLookupQuery\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
-	"\bidentity\x18\x02 \x01(\tR\bidentity\"\xde\x01\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\"\xbb\x02\n" +
 	"\vQueryResult\x12;\n" +
 	"\amembers\x18\x01 \x03(\v2!.protoraft.protocluster.v1.MemberR\amembers\x12)\n" +
 	"\x10topology_version\x18\x02 \x01(\x04R\x0ftopologyVersion\x12E\n" +
 	"\n" +
 	"activation\x18\x03 \x01(\v2%.protoraft.protocluster.v1.ActivationR\n" +
 	"activation\x12 \n" +
-	"\vactivations\x18\x04 \x01(\x04R\vactivations\"\xbb\x01\n" +
+	"\vactivations\x18\x04 \x01(\x04R\vactivations\x12%\n" +
+	"\x0edeparted_nodes\x18\x05 \x03(\tR\rdepartedNodes\x12\x19\n" +
+	"\bkv_value\x18\x06 \x01(\fR\akvValue\x12\x19\n" +
+	"\bkv_found\x18\a \x01(\bR\akvFound\"\x96\x02\n" +
 	"\bSnapshot\x12;\n" +
 	"\amembers\x18\x01 \x03(\v2!.protoraft.protocluster.v1.MemberR\amembers\x12G\n" +
 	"\vactivations\x18\x02 \x03(\v2%.protoraft.protocluster.v1.ActivationR\vactivations\x12)\n" +
-	"\x10topology_version\x18\x03 \x01(\x04R\x0ftopologyVersion\"W\n" +
+	"\x10topology_version\x18\x03 \x01(\x04R\x0ftopologyVersion\x12%\n" +
+	"\x0edeparted_nodes\x18\x04 \x03(\tR\rdepartedNodes\x122\n" +
+	"\x02kv\x18\x05 \x03(\v2\".protoraft.protocluster.v1.KVEntryR\x02kv\"W\n" +
 	"\x0fActivateRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x14\n" +
@@ -1297,45 +1713,55 @@ func file_table_proto_rawDescGZIP() []byte {
 	return file_table_proto_rawDescData
 }
 
-var file_table_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_table_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_table_proto_goTypes = []any{
 	(*Command)(nil),          // 0: protoraft.protocluster.v1.Command
 	(*Register)(nil),         // 1: protoraft.protocluster.v1.Register
 	(*Renew)(nil),            // 2: protoraft.protocluster.v1.Renew
 	(*Expire)(nil),           // 3: protoraft.protocluster.v1.Expire
 	(*Deregister)(nil),       // 4: protoraft.protocluster.v1.Deregister
-	(*Claim)(nil),            // 5: protoraft.protocluster.v1.Claim
-	(*Release)(nil),          // 6: protoraft.protocluster.v1.Release
-	(*Member)(nil),           // 7: protoraft.protocluster.v1.Member
-	(*Activation)(nil),       // 8: protoraft.protocluster.v1.Activation
-	(*Result)(nil),           // 9: protoraft.protocluster.v1.Result
-	(*Query)(nil),            // 10: protoraft.protocluster.v1.Query
-	(*TopologyQuery)(nil),    // 11: protoraft.protocluster.v1.TopologyQuery
-	(*LookupQuery)(nil),      // 12: protoraft.protocluster.v1.LookupQuery
-	(*QueryResult)(nil),      // 13: protoraft.protocluster.v1.QueryResult
-	(*Snapshot)(nil),         // 14: protoraft.protocluster.v1.Snapshot
-	(*ActivateRequest)(nil),  // 15: protoraft.protocluster.v1.ActivateRequest
-	(*ActivateResponse)(nil), // 16: protoraft.protocluster.v1.ActivateResponse
+	(*ForgetNode)(nil),       // 5: protoraft.protocluster.v1.ForgetNode
+	(*KVSet)(nil),            // 6: protoraft.protocluster.v1.KVSet
+	(*KVClear)(nil),          // 7: protoraft.protocluster.v1.KVClear
+	(*KVEntry)(nil),          // 8: protoraft.protocluster.v1.KVEntry
+	(*Claim)(nil),            // 9: protoraft.protocluster.v1.Claim
+	(*Release)(nil),          // 10: protoraft.protocluster.v1.Release
+	(*Member)(nil),           // 11: protoraft.protocluster.v1.Member
+	(*Activation)(nil),       // 12: protoraft.protocluster.v1.Activation
+	(*Result)(nil),           // 13: protoraft.protocluster.v1.Result
+	(*Query)(nil),            // 14: protoraft.protocluster.v1.Query
+	(*KVGet)(nil),            // 15: protoraft.protocluster.v1.KVGet
+	(*TopologyQuery)(nil),    // 16: protoraft.protocluster.v1.TopologyQuery
+	(*LookupQuery)(nil),      // 17: protoraft.protocluster.v1.LookupQuery
+	(*QueryResult)(nil),      // 18: protoraft.protocluster.v1.QueryResult
+	(*Snapshot)(nil),         // 19: protoraft.protocluster.v1.Snapshot
+	(*ActivateRequest)(nil),  // 20: protoraft.protocluster.v1.ActivateRequest
+	(*ActivateResponse)(nil), // 21: protoraft.protocluster.v1.ActivateResponse
 }
 var file_table_proto_depIdxs = []int32{
 	1,  // 0: protoraft.protocluster.v1.Command.register:type_name -> protoraft.protocluster.v1.Register
 	2,  // 1: protoraft.protocluster.v1.Command.renew:type_name -> protoraft.protocluster.v1.Renew
 	3,  // 2: protoraft.protocluster.v1.Command.expire:type_name -> protoraft.protocluster.v1.Expire
 	4,  // 3: protoraft.protocluster.v1.Command.deregister:type_name -> protoraft.protocluster.v1.Deregister
-	5,  // 4: protoraft.protocluster.v1.Command.claim:type_name -> protoraft.protocluster.v1.Claim
-	6,  // 5: protoraft.protocluster.v1.Command.release:type_name -> protoraft.protocluster.v1.Release
-	8,  // 6: protoraft.protocluster.v1.Result.activation:type_name -> protoraft.protocluster.v1.Activation
-	11, // 7: protoraft.protocluster.v1.Query.topology:type_name -> protoraft.protocluster.v1.TopologyQuery
-	12, // 8: protoraft.protocluster.v1.Query.lookup:type_name -> protoraft.protocluster.v1.LookupQuery
-	7,  // 9: protoraft.protocluster.v1.QueryResult.members:type_name -> protoraft.protocluster.v1.Member
-	8,  // 10: protoraft.protocluster.v1.QueryResult.activation:type_name -> protoraft.protocluster.v1.Activation
-	7,  // 11: protoraft.protocluster.v1.Snapshot.members:type_name -> protoraft.protocluster.v1.Member
-	8,  // 12: protoraft.protocluster.v1.Snapshot.activations:type_name -> protoraft.protocluster.v1.Activation
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	9,  // 4: protoraft.protocluster.v1.Command.claim:type_name -> protoraft.protocluster.v1.Claim
+	10, // 5: protoraft.protocluster.v1.Command.release:type_name -> protoraft.protocluster.v1.Release
+	5,  // 6: protoraft.protocluster.v1.Command.forget_node:type_name -> protoraft.protocluster.v1.ForgetNode
+	6,  // 7: protoraft.protocluster.v1.Command.kv_set:type_name -> protoraft.protocluster.v1.KVSet
+	7,  // 8: protoraft.protocluster.v1.Command.kv_clear:type_name -> protoraft.protocluster.v1.KVClear
+	12, // 9: protoraft.protocluster.v1.Result.activation:type_name -> protoraft.protocluster.v1.Activation
+	16, // 10: protoraft.protocluster.v1.Query.topology:type_name -> protoraft.protocluster.v1.TopologyQuery
+	17, // 11: protoraft.protocluster.v1.Query.lookup:type_name -> protoraft.protocluster.v1.LookupQuery
+	15, // 12: protoraft.protocluster.v1.Query.kv_get:type_name -> protoraft.protocluster.v1.KVGet
+	11, // 13: protoraft.protocluster.v1.QueryResult.members:type_name -> protoraft.protocluster.v1.Member
+	12, // 14: protoraft.protocluster.v1.QueryResult.activation:type_name -> protoraft.protocluster.v1.Activation
+	11, // 15: protoraft.protocluster.v1.Snapshot.members:type_name -> protoraft.protocluster.v1.Member
+	12, // 16: protoraft.protocluster.v1.Snapshot.activations:type_name -> protoraft.protocluster.v1.Activation
+	8,  // 17: protoraft.protocluster.v1.Snapshot.kv:type_name -> protoraft.protocluster.v1.KVEntry
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_table_proto_init() }
@@ -1350,10 +1776,14 @@ func file_table_proto_init() {
 		(*Command_Deregister)(nil),
 		(*Command_Claim)(nil),
 		(*Command_Release)(nil),
+		(*Command_ForgetNode)(nil),
+		(*Command_KvSet)(nil),
+		(*Command_KvClear)(nil),
 	}
-	file_table_proto_msgTypes[10].OneofWrappers = []any{
+	file_table_proto_msgTypes[14].OneofWrappers = []any{
 		(*Query_Topology)(nil),
 		(*Query_Lookup)(nil),
+		(*Query_KvGet)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1361,7 +1791,7 @@ func file_table_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_table_proto_rawDesc), len(file_table_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -263,3 +263,76 @@ func TestTableReadsStoredSnapshotV1(t *testing.T) {
 		t.Fatalf("activation id-aaa: %v", a)
 	}
 }
+
+func registerNode(id, node string) *Command {
+	return &Command{Op: &Command_Register{Register: &Register{Id: id, Host: "127.0.0.1", Port: 9000, Kinds: []string{"k"}, NodeId: node, NodeAddress: "127.0.0.1:9000/" + node}}}
+}
+
+// TestTableTracksTheNodesOfMembersThatLeft: a member's Raft node departs
+// with the member, unless a newer member runs the same node; a node that
+// registers again is live; ForgetNode drops it once the leader removed it.
+func TestTableTracksTheNodesOfMembersThatLeft(t *testing.T) {
+	tb := NewTable()
+	apply(t, tb, 1, registerNode("a", "v1"))
+	apply(t, tb, 2, registerNode("b", "m-b"))
+	apply(t, tb, 3, registerNode("a2", "v1")) // v1 restarted before a expired
+	apply(t, tb, 4, &Command{Op: &Command_Expire{Expire: &Expire{Id: "a", RenewedIndex: 1}}})
+	if d := topology(t, tb).DepartedNodes; len(d) != 0 {
+		t.Fatalf("departed %v: v1 still runs under a2", d)
+	}
+	apply(t, tb, 5, &Command{Op: &Command_Deregister{Deregister: &Deregister{Id: "b"}}})
+	apply(t, tb, 6, &Command{Op: &Command_Deregister{Deregister: &Deregister{Id: "a2"}}})
+	if d := topology(t, tb).DepartedNodes; len(d) != 2 || d[0] != "m-b" || d[1] != "v1" {
+		t.Fatalf("departed %v, want [m-b v1]", d)
+	}
+	// The departed list survives a snapshot.
+	back := NewTable()
+	if err := back.Restore(bytes.NewReader(persist(t, tb))); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, back, 7, registerNode("a3", "v1"))
+	apply(t, back, 8, &Command{Op: &Command_ForgetNode{ForgetNode: &ForgetNode{NodeId: "m-b"}}})
+	if d := topology(t, back).DepartedNodes; len(d) != 0 {
+		t.Fatalf("departed %v after v1 came back and m-b was forgotten", d)
+	}
+	if m := topology(t, back).Members[0]; m.NodeId != "v1" || m.NodeAddress != "127.0.0.1:9000/v1" {
+		t.Fatalf("member %v: node not kept", m)
+	}
+}
+
+// TestTableKeyValueSpaceSurvivesASnapshot: KVSet, KVClear and KVGet, over
+// more entries than one snapshot record carries.
+func TestTableKeyValueSpaceSurvivesASnapshot(t *testing.T) {
+	tb := NewTable()
+	for i := range 200 {
+		apply(t, tb, uint64(i+1), &Command{Op: &Command_KvSet{KvSet: &KVSet{Key: "k" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Value: []byte{byte(i)}}}})
+	}
+	apply(t, tb, 201, &Command{Op: &Command_KvClear{KvClear: &KVClear{Key: "kaa"}}})
+	if r := apply(t, tb, 202, &Command{Op: &Command_KvSet{KvSet: &KVSet{Key: "", Value: []byte{1}}}}); r.Ok {
+		t.Fatal("an empty key was stored")
+	}
+	back := NewTable()
+	if err := back.Restore(bytes.NewReader(persist(t, tb))); err != nil {
+		t.Fatal(err)
+	}
+	get := func(key string) *QueryResult {
+		b, err := back.Query(mustMarshal(&Query{Q: &Query_KvGet{KvGet: &KVGet{Key: key}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var qr QueryResult
+		if err := proto.Unmarshal(b, &qr); err != nil {
+			t.Fatal(err)
+		}
+		return &qr
+	}
+	if qr := get("kaa"); qr.KvFound {
+		t.Fatal("a cleared key came back from the snapshot")
+	}
+	if qr := get("kzg"); !qr.KvFound || len(qr.KvValue) != 1 || qr.KvValue[0] != 181 {
+		t.Fatalf("kzg: %v", qr)
+	}
+	if !bytes.Equal(persist(t, back), persist(t, tb)) {
+		t.Fatal("restore then persist differs")
+	}
+}

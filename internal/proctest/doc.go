@@ -3,7 +3,9 @@
 // the process carrier of package integration.
 //
 // It owns:
-//   - building the sample once per caller (BuildKV);
+//   - building the sample once per caller (BuildKV), or another main
+//     package (Build), and tying a process a test starts itself to the
+//     test's life (DieWithTest);
 //   - the Forwarder: a listener held for a whole run that joins every
 //     connection it accepts to the port a node's current process listens
 //     on. Every node's advertised remote address and link address are

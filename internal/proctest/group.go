@@ -19,18 +19,31 @@ const KVPackage = "github.com/protoraft/protoraft/samples/kv"
 // test, the toolchain running the test) and returns the binary's path. The
 // package is named by its import path, so the caller may sit anywhere in
 // the module.
-func BuildKV(dir string) (string, error) {
+func BuildKV(dir string) (string, error) { return Build(dir, KVPackage, "kv") }
+
+// Build builds the main package pkg (an import path) into dir/name, as
+// BuildKV does for samples/kv, and returns the binary's path. An error
+// that wraps ErrNoGo means there is no go command to build with.
+func Build(dir, pkg, name string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("proctest: no go command to build samples/kv with: %w", err)
+		return "", fmt.Errorf("proctest: building %s: %w: %w", pkg, ErrNoGo, err)
 	}
-	bin := filepath.Join(dir, "kv")
-	cmd := exec.Command(goBin, "build", "-o", bin, KVPackage)
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command(goBin, "build", "-o", bin, pkg)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("proctest: go build %s: %w\n%s", KVPackage, err, out)
+		return "", fmt.Errorf("proctest: go build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil
 }
+
+// ErrNoGo means the machine has no go command on PATH.
+var ErrNoGo = errors.New("no go command on PATH")
+
+// DieWithTest has the kernel kill cmd's process when the test process
+// dies (on Linux), as every node of a Group does: a process a test starts
+// itself must not outlive it either.
+func DieWithTest(cmd *exec.Cmd) { setDeathSignal(cmd) }
 
 // Config describes a group of samples/kv processes on 127.0.0.1.
 type Config struct {
