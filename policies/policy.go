@@ -294,11 +294,17 @@ func (p *Policy) Permissions(role string) []string {
 // PrincipalInfo describes one principal of a policy, without its token
 // hash: what an operator's listing shows.
 type PrincipalInfo struct {
-	Name        string   `json:"name"`
-	HasToken    bool     `json:"has_token"`
+	// Name is the principal's name, as audit records write it.
+	Name string `json:"name"`
+	// HasToken says the principal authenticates with a token (its hash is
+	// in the document, never in PrincipalInfo).
+	HasToken bool `json:"has_token"`
+	// TLSSubjects are the certificate subjects that are this principal.
 	TLSSubjects []string `json:"tls_subjects,omitempty"`
-	Roles       []string `json:"roles"`
-	Revoked     bool     `json:"revoked,omitempty"`
+	// Roles are the principal's roles, in document order.
+	Roles []string `json:"roles"`
+	// Revoked principals are refused as UNAUTHENTICATED.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Principals returns the policy's principals in document order.
