@@ -110,6 +110,8 @@ func Op(req any) string {
 		return "snapshot_read"
 	case *PolicyUpdateRequest:
 		return "policy_update"
+	case *PolicyGetRequest:
+		return "policy_read"
 	case *UpdateLimitsRequest:
 		return "update_limits"
 	case *LimiterStatsRequest:
@@ -146,6 +148,8 @@ func ErrorReply(req any, err *Error) Response {
 		return &SnapshotReadResponse{Error: err}
 	case *PolicyUpdateRequest:
 		return &PolicyUpdateResponse{Error: err}
+	case *PolicyGetRequest:
+		return &PolicyGetResponse{Error: err}
 	case *UpdateLimitsRequest:
 		return &UpdateLimitsResponse{Error: err}
 	case *LimiterStatsRequest:

@@ -10,12 +10,11 @@
 package actors
 
 import (
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
-
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 )
 
 const (
@@ -24,6 +23,61 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// PolicySource says where the policy a PolicyGetResponse names comes from.
+type PolicySource int32
+
+const (
+	// POLICY_NONE: no policy at all: the group's doors are insecure (or
+	// unconfigured) and no policy was ever committed.
+	PolicySource_POLICY_NONE PolicySource = 0
+	// POLICY_SPAWN: no policy was committed yet; the document is the one the
+	// answering node's door loaded at spawn (its policy file).
+	PolicySource_POLICY_SPAWN PolicySource = 1
+	// POLICY_COMMITTED: the last policy committed through Raft.
+	PolicySource_POLICY_COMMITTED PolicySource = 2
+)
+
+// Enum value maps for PolicySource.
+var (
+	PolicySource_name = map[int32]string{
+		0: "POLICY_NONE",
+		1: "POLICY_SPAWN",
+		2: "POLICY_COMMITTED",
+	}
+	PolicySource_value = map[string]int32{
+		"POLICY_NONE":      0,
+		"POLICY_SPAWN":     1,
+		"POLICY_COMMITTED": 2,
+	}
+)
+
+func (x PolicySource) Enum() *PolicySource {
+	p := new(PolicySource)
+	*p = x
+	return p
+}
+
+func (x PolicySource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicySource) Descriptor() protoreflect.EnumDescriptor {
+	return file_security_proto_enumTypes[0].Descriptor()
+}
+
+func (PolicySource) Type() protoreflect.EnumType {
+	return &file_security_proto_enumTypes[0]
+}
+
+func (x PolicySource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicySource.Descriptor instead.
+func (PolicySource) EnumDescriptor() ([]byte, []int) {
+	return file_security_proto_rawDescGZIP(), []int{0}
+}
 
 // PolicyUpdateRequest replaces the group's authorization policy. It is a
 // write: applied through Raft, so every node enforces the new policy once it
@@ -134,6 +188,164 @@ func (x *PolicyUpdateResponse) GetIndex() uint64 {
 	return 0
 }
 
+// PolicyGetRequest reads the group's authorization policy back: the last
+// policy committed through Raft (a PolicyUpdateRequest), or, before the
+// first one, the policy the node loaded at spawn. The caller needs the
+// policy_read permission: the document says who may do what.
+type PolicyGetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *RequestMeta           `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// consistency, as for a ReadRequest: LINEARIZABLE (the default) answers
+	// with every policy committed before the request arrived, on any member;
+	// STALE answers from what the node applied, also without a quorum.
+	Consistency   Consistency `protobuf:"varint,2,opt,name=consistency,proto3,enum=protoraft.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyGetRequest) Reset() {
+	*x = PolicyGetRequest{}
+	mi := &file_security_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyGetRequest) ProtoMessage() {}
+
+func (x *PolicyGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_security_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyGetRequest.ProtoReflect.Descriptor instead.
+func (*PolicyGetRequest) Descriptor() ([]byte, []int) {
+	return file_security_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PolicyGetRequest) GetMeta() *RequestMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *PolicyGetRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_LINEARIZABLE
+}
+
+// PolicyGetResponse is the policy document as it was set, byte for byte.
+type PolicyGetResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Error    *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Document []byte                 `protobuf:"bytes,2,opt,name=document,proto3" json:"document,omitempty"`
+	// index is the log index the policy was committed at; 0 for the spawn
+	// policy and for none.
+	Index  uint64       `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Source PolicySource `protobuf:"varint,4,opt,name=source,proto3,enum=protoraft.v1.PolicySource" json:"source,omitempty"`
+	// digest is the SHA-256 of the document in hex: what audit records name
+	// a policy by.
+	Digest string `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	// applied_index is the index of the state the answer reflects.
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// node is the member that answered.
+	Node          *Server `protobuf:"bytes,7,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyGetResponse) Reset() {
+	*x = PolicyGetResponse{}
+	mi := &file_security_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyGetResponse) ProtoMessage() {}
+
+func (x *PolicyGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_security_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyGetResponse.ProtoReflect.Descriptor instead.
+func (*PolicyGetResponse) Descriptor() ([]byte, []int) {
+	return file_security_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PolicyGetResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *PolicyGetResponse) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *PolicyGetResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PolicyGetResponse) GetSource() PolicySource {
+	if x != nil {
+		return x.Source
+	}
+	return PolicySource_POLICY_NONE
+}
+
+func (x *PolicyGetResponse) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *PolicyGetResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *PolicyGetResponse) GetNode() *Server {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 var File_security_proto protoreflect.FileDescriptor
 
 const file_security_proto_rawDesc = "" +
@@ -144,7 +356,22 @@ const file_security_proto_rawDesc = "" +
 	"\bdocument\x18\x02 \x01(\fR\bdocument\"W\n" +
 	"\x14PolicyUpdateResponse\x12)\n" +
 	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05indexB'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
+	"\x05index\x18\x02 \x01(\x04R\x05index\"~\n" +
+	"\x10PolicyGetRequest\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\x12;\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x19.protoraft.v1.ConsistencyR\vconsistency\"\x8b\x02\n" +
+	"\x11PolicyGetResponse\x12)\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.protoraft.v1.ErrorR\x05error\x12\x1a\n" +
+	"\bdocument\x18\x02 \x01(\fR\bdocument\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x122\n" +
+	"\x06source\x18\x04 \x01(\x0e2\x1a.protoraft.v1.PolicySourceR\x06source\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\tR\x06digest\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12(\n" +
+	"\x04node\x18\a \x01(\v2\x14.protoraft.v1.ServerR\x04node*G\n" +
+	"\fPolicySource\x12\x0f\n" +
+	"\vPOLICY_NONE\x10\x00\x12\x10\n" +
+	"\fPOLICY_SPAWN\x10\x01\x12\x14\n" +
+	"\x10POLICY_COMMITTED\x10\x02B'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
 	file_security_proto_rawDescOnce sync.Once
@@ -158,21 +385,32 @@ func file_security_proto_rawDescGZIP() []byte {
 	return file_security_proto_rawDescData
 }
 
-var file_security_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_security_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_security_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_security_proto_goTypes = []any{
-	(*PolicyUpdateRequest)(nil),  // 0: protoraft.v1.PolicyUpdateRequest
-	(*PolicyUpdateResponse)(nil), // 1: protoraft.v1.PolicyUpdateResponse
-	(*RequestMeta)(nil),          // 2: protoraft.v1.RequestMeta
-	(*Error)(nil),                // 3: protoraft.v1.Error
+	(PolicySource)(0),            // 0: protoraft.v1.PolicySource
+	(*PolicyUpdateRequest)(nil),  // 1: protoraft.v1.PolicyUpdateRequest
+	(*PolicyUpdateResponse)(nil), // 2: protoraft.v1.PolicyUpdateResponse
+	(*PolicyGetRequest)(nil),     // 3: protoraft.v1.PolicyGetRequest
+	(*PolicyGetResponse)(nil),    // 4: protoraft.v1.PolicyGetResponse
+	(*RequestMeta)(nil),          // 5: protoraft.v1.RequestMeta
+	(*Error)(nil),                // 6: protoraft.v1.Error
+	(Consistency)(0),             // 7: protoraft.v1.Consistency
+	(*Server)(nil),               // 8: protoraft.v1.Server
 }
 var file_security_proto_depIdxs = []int32{
-	2, // 0: protoraft.v1.PolicyUpdateRequest.meta:type_name -> protoraft.v1.RequestMeta
-	3, // 1: protoraft.v1.PolicyUpdateResponse.error:type_name -> protoraft.v1.Error
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5, // 0: protoraft.v1.PolicyUpdateRequest.meta:type_name -> protoraft.v1.RequestMeta
+	6, // 1: protoraft.v1.PolicyUpdateResponse.error:type_name -> protoraft.v1.Error
+	5, // 2: protoraft.v1.PolicyGetRequest.meta:type_name -> protoraft.v1.RequestMeta
+	7, // 3: protoraft.v1.PolicyGetRequest.consistency:type_name -> protoraft.v1.Consistency
+	6, // 4: protoraft.v1.PolicyGetResponse.error:type_name -> protoraft.v1.Error
+	0, // 5: protoraft.v1.PolicyGetResponse.source:type_name -> protoraft.v1.PolicySource
+	8, // 6: protoraft.v1.PolicyGetResponse.node:type_name -> protoraft.v1.Server
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_security_proto_init() }
@@ -186,13 +424,14 @@ func file_security_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_security_proto_rawDesc), len(file_security_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   2,
+			NumEnums:      1,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_security_proto_goTypes,
 		DependencyIndexes: file_security_proto_depIdxs,
+		EnumInfos:         file_security_proto_enumTypes,
 		MessageInfos:      file_security_proto_msgTypes,
 	}.Build()
 	File_security_proto = out.File

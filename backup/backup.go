@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,13 +14,56 @@ import (
 	"github.com/protoraft/protoraft/raftactor"
 )
 
+// SaveAttempts bounds the snapshots Save streams before it gives up: each
+// attempt after the first follows a snapshot the node replaced while it
+// was streamed.
+const SaveAttempts = 4
+
 // Save backs up the group c talks to into the file at path: the leader
 // takes a snapshot holding every write acknowledged before Save began, and
 // its bytes are written with a header and a checksum (Write). The file is
 // written as path plus ".tmp", synced and renamed, so a file named path is
 // always a complete backup; an existing one is replaced only by a complete
 // new one. group is recorded in the header, for the restore.
+//
+// A node keeps a snapshot only until later ones replace it
+// (raftactor.Config.SnapshotRetain). When the snapshot being streamed is
+// replaced before its last chunk was read, Save starts again with a new
+// snapshot, which holds every write the first one held and more, into a
+// fresh temporary file, up to SaveAttempts snapshots; after that it returns
+// an error for which cluster.IsSnapshotGone is true.
 func Save(ctx context.Context, c *cluster.Client, group, path string) (Header, error) {
+	tmp := path + ".tmp"
+	var h Header
+	var err error
+	for attempt := 1; attempt <= SaveAttempts; attempt++ {
+		h, err = saveAttempt(ctx, c, group, tmp, attempt)
+		if !cluster.IsSnapshotGone(err) {
+			break
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		if cluster.IsSnapshotGone(err) {
+			err = fmt.Errorf("backup: %d snapshots in a row were replaced by newer ones while they streamed "+
+				"(the group snapshots faster than a backup reads one: keep more, raftactor.Config.SnapshotRetain, "+
+				"or snapshot less often): %w", SaveAttempts, err)
+		}
+		return h, err
+	}
+	return h, nil
+}
+
+// saveAttempt streams one new snapshot into the file tmp, which it
+// truncates first, so a file an earlier attempt left half written never
+// mixes with this one's bytes; it syncs the file when the stream is whole.
+func saveAttempt(ctx context.Context, c *cluster.Client, group, tmp string, attempt int) (Header, error) {
 	snap, err := c.OpenSnapshot(ctx)
 	if err != nil {
 		return Header{}, err
@@ -39,27 +83,41 @@ func Save(ctx context.Context, c *cluster.Client, group, path string) (Header, e
 	for _, m := range info.GetMembers() {
 		h.Members = append(h.Members, memberOf(m))
 	}
-	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return h, fmt.Errorf("backup: %w", err)
 	}
-	err = Write(f, h, snap)
+	var stream io.Reader = snap
+	if afterRead != nil {
+		stream = &hookedReader{r: snap, attempt: attempt}
+	}
+	err = Write(f, h, stream)
 	if err == nil {
 		err = f.Sync()
 	}
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Rename(tmp, path)
+	return h, errors.Join(err, f.Close())
+}
+
+// afterRead, when set, is called after each read from the snapshot being
+// streamed, with the attempt and the bytes read so far: a test seam, so a
+// test can make the node replace the snapshot mid-stream.
+var afterRead func(attempt int, read int64)
+
+// hookedReader calls afterRead after each read.
+type hookedReader struct {
+	r       io.Reader
+	attempt int
+	read    int64
+}
+
+// Read implements io.Reader.
+func (h *hookedReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.read += int64(n)
+	if n > 0 {
+		afterRead(h.attempt, h.read)
 	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return h, err
-	}
-	return h, nil
+	return n, err
 }
 
 func memberOf(s *actors.Server) Member {

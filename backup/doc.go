@@ -13,7 +13,9 @@
 //   - Save: a backup of a running group through a cluster.Client (the
 //     leader takes the snapshot after a barrier, so it holds every write
 //     acknowledged before Save began), written to a temporary file,
-//     synced and renamed, so a file of the name is always complete;
+//     synced and renamed, so a file of the name is always complete; a
+//     snapshot the node replaces while it streams is followed by a new
+//     one, in a fresh temporary file, up to SaveAttempts snapshots;
 //   - Restore: a checked file into the data directories of a new group
 //     (raftactor.RestoreDataDir), every node of it built from the same
 //     snapshot and the same members.

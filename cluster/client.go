@@ -455,6 +455,36 @@ func (c *Client) Snapshot(ctx context.Context) (*actors.SnapshotResponse, error)
 	}, nil)
 }
 
+// UpdatePolicy replaces the group's authorization policy with document
+// (YAML or JSON, see package policies) through Raft; every member enforces
+// it once it applied. A refused document is INVALID_ARGUMENT naming the
+// field; nothing is written. The caller needs policy_update. A retry after
+// an attempt whose outcome is unknown commits the same document again,
+// which changes nothing.
+func (c *Client) UpdatePolicy(ctx context.Context, document []byte) (*actors.PolicyUpdateResponse, error) {
+	document = bytes.Clone(document)
+	return clientCall[*actors.PolicyUpdateResponse](ctx, c, callSpec{op: "policy_update", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.PolicyUpdateRequest{Meta: meta, Document: document}
+	}, nil)
+}
+
+// Policy reads the group's authorization policy back (see
+// actors.PolicyGetRequest), LINEARIZABLE unless WithConsistency says
+// otherwise: the answer then holds every change committed before the call.
+// The caller needs policy_read. To see what one member answers, send an
+// actors.PolicyGetRequest to its front door (AskMember).
+func (c *Client) Policy(ctx context.Context, opts ...ReadOption) (*actors.PolicyGetResponse, error) {
+	ro := readOptions{consistency: actors.Consistency_LINEARIZABLE}
+	for _, opt := range opts {
+		opt(&ro)
+	}
+	spec := readSpec(ro.consistency)
+	spec.op = "policy_read"
+	return clientCall[*actors.PolicyGetResponse](ctx, c, spec, func(meta *actors.RequestMeta) actors.Request {
+		return &actors.PolicyGetRequest{Meta: meta, Consistency: ro.consistency}
+	}, nil)
+}
+
 // writeSession is a Client's exactly-once session with the group: its
 // sequence numbers, the writes in flight and whether the group has the
 // session open.

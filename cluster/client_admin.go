@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strconv"
 	"time"
@@ -93,7 +94,8 @@ const snapshotChunkAttempts = 5
 //
 // The node keeps a snapshot only until later ones replace it
 // (raftactor.Config.SnapshotRetain): a read that takes longer than that
-// fails with INVALID_ARGUMENT on field "id", and must start again.
+// fails with INVALID_ARGUMENT on field "id" (IsSnapshotGone), and must
+// start again.
 func (c *Client) OpenSnapshot(ctx context.Context) (*SnapshotReader, error) {
 	first, err := clientCall[*actors.SnapshotReadResponse](ctx, c, callSpec{op: "snapshot_read", route: routeLeaderOnly}, func(meta *actors.RequestMeta) actors.Request {
 		return &actors.SnapshotReadRequest{Meta: meta}
@@ -177,4 +179,13 @@ func (r *SnapshotReader) fetch() ([]byte, error) {
 		last = e
 	}
 	return nil, last
+}
+
+// IsSnapshotGone reports whether err is a SnapshotReader's error for a
+// snapshot the node no longer holds: later snapshots replaced it while it
+// was read (raftactor.Config.SnapshotRetain). Reading a new one, from
+// OpenSnapshot, is the remedy.
+func IsSnapshotGone(err error) bool {
+	var e *actors.Error
+	return errors.As(err, &e) && e.Code == actors.Code_INVALID_ARGUMENT && e.Field == "id"
 }

@@ -74,6 +74,9 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*Group, error) {
 	// A committed policy change reaches this node's door from its state
 	// machine, so every node enforces the policy of the log.
 	nodeCfg.CheckPolicy, nodeCfg.OnPolicy = authz.CheckPolicy, authz.SetPolicy
+	if p, _ := authz.Policy(); p != nil {
+		nodeCfg.SpawnPolicy = p.Document()
+	}
 	// Made here, not by the metrics actor, so counters survive its
 	// restarts and the node can report FSM and snapshot times to it.
 	tel, err := telemetry.NewMetrics(cfg.Telemetry, cfg.Node.Group, cfg.Node.ID, cfg.Node.Logger)

@@ -52,7 +52,7 @@ func Cost(req any) int {
 // ClassOf returns the class of a request the node serves, and false for any
 // other message. Reads and writes are client traffic; everything else
 // (leader lookups, status, members, membership, leadership transfer,
-// timeouts, snapshots) is administrative, so a client flood never keeps an
+// timeouts, snapshots, policy read-backs) is administrative, so a client flood never keeps an
 // operator or a Client's leader lookup out.
 func ClassOf(req any) (Class, bool) {
 	switch req.(type) {
@@ -62,7 +62,7 @@ func ClassOf(req any) (Class, bool) {
 		return ClassRead, true
 	case *actors.LeaderRequest, *actors.MembershipRequest, *actors.TransferLeadershipRequest,
 		*actors.MembersRequest, *actors.UpdateTimeoutsRequest, *actors.GetTimeoutsRequest,
-		*actors.StatusRequest, *actors.SnapshotRequest, *actors.SnapshotReadRequest:
+		*actors.StatusRequest, *actors.SnapshotRequest, *actors.SnapshotReadRequest, *actors.PolicyGetRequest:
 		return ClassAdmin, true
 	default:
 		return 0, false

@@ -122,6 +122,8 @@ func Target(req actors.Request) string {
 		return "timeouts " + r.GetTimeouts().String()
 	case *actors.PolicyUpdateRequest:
 		return "policy sha256:" + documentDigest(r.GetDocument())
+	case *actors.PolicyGetRequest:
+		return "policy, " + r.GetConsistency().String()
 	case *actors.SnapshotRequest:
 		return "snapshot"
 	case *actors.SnapshotReadRequest:

@@ -56,6 +56,7 @@ func requests() map[string]func(meta *actors.RequestMeta) actors.Request {
 		"policy_update": func(m *actors.RequestMeta) actors.Request {
 			return &actors.PolicyUpdateRequest{Meta: m, Document: []byte(testPolicy())}
 		},
+		"policy_read":   func(m *actors.RequestMeta) actors.Request { return &actors.PolicyGetRequest{Meta: m} },
 		"update_limits": func(m *actors.RequestMeta) actors.Request { return &actors.UpdateLimitsRequest{Meta: m} },
 		"limiter_stats": func(m *actors.RequestMeta) actors.Request { return &actors.LimiterStatsRequest{Meta: m} },
 	}

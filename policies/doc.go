@@ -11,8 +11,8 @@
 // allowed requests to the next stage with the principal in the
 // actors.HeaderPrincipal header and the caller kept as sender; parsing and
 // checking policy documents; and one audit record per administrative
-// decision (membership, leadership transfer, timeouts, policy, snapshot,
-// limits), allowed or denied, with principal, operation, target, result
+// decision (membership, leadership transfer, timeouts, policy changes and
+// read-backs, snapshot, limits), allowed or denied, with principal, operation, target, result
 // and time, on Config.AuditLogger.
 //
 // It must never: store or log a token (only SHA-256 hashes are kept, and
@@ -51,8 +51,8 @@
 // Operations are the names of Operations: write, read_linearizable,
 // read_lease, read_stale, leader, members, status, get_timeouts, add_voter,
 // add_nonvoter, promote, demote, remove, transfer_leadership,
-// update_timeouts, snapshot, snapshot_read, policy_update, metrics, health,
-// update_limits, limiter_stats. Anything not granted is denied. Tokens are 16 to 512
+// update_timeouts, snapshot, snapshot_read, policy_update, policy_read,
+// metrics, health, update_limits, limiter_stats. Anything not granted is denied. Tokens are 16 to 512
 // characters of letters, digits and - . _ ~ + / =; NewToken makes one.
 //
 // A principal has a token_sha256, tls_subjects, or both (one of them is
@@ -103,6 +103,13 @@
 // restarting node enforces its spawn policy, so keep the file in step with
 // the committed policy. A bad change is refused before Raft and the policy
 // in force stays.
+//
+// A PolicyGetRequest (permission policy_read, audited) reads the policy
+// back, byte for byte as it was set: the last one committed, or before the
+// first one the spawn policy of the node that answers. It is answered by
+// the node from its state machine, linearizably by default (see
+// actors.PolicyGetRequest), so any member answers with every change
+// committed before the request.
 //
 // # Without a policy
 //

@@ -46,7 +46,7 @@ var Operations = []string{
 	"leader", "members", "status", "get_timeouts",
 	"add_voter", "add_nonvoter", "promote", "demote", "remove",
 	"transfer_leadership", "update_timeouts", "snapshot", "snapshot_read",
-	"policy_update", "metrics", "health",
+	"policy_update", "policy_read", "metrics", "health",
 	"update_limits", "limiter_stats",
 }
 
@@ -54,7 +54,9 @@ var Operations = []string{
 var adminOps = map[string]bool{
 	"add_voter": true, "add_nonvoter": true, "promote": true, "demote": true, "remove": true,
 	"transfer_leadership": true, "update_timeouts": true, "snapshot": true, "snapshot_read": true, "policy_update": true,
-	"update_limits": true,
+	// Reading the policy back tells who may do what (and the token
+	// hashes), so who asked is worth a record as much as who changed it.
+	"policy_read": true, "update_limits": true,
 }
 
 // IsAdministrative reports whether op is an administrative operation, whose
@@ -69,6 +71,9 @@ type Policy struct {
 	// subjects maps a TLS subject to the index of its principal.
 	subjects map[string]int
 	digest   string
+	// doc is the document as it was given, so the policy can be read back
+	// byte for byte (comments and order included).
+	doc []byte
 }
 
 // principal is one identity of the document with the SHA-256 of its token
@@ -162,6 +167,7 @@ func parse(doc []byte) (*Policy, *actors.Error) {
 	p := &Policy{roles: map[string]map[string]bool{}, subjects: map[string]int{}}
 	sum := sha256.Sum256(doc)
 	p.digest = hex.EncodeToString(sum[:])
+	p.doc = bytes.Clone(doc)
 	if d.Roles.Kind != yaml.MappingNode {
 		return nil, actors.InvalidArgument("roles", "line %d: roles must be a mapping of role name to a list of operations", max(d.Roles.Line, 1))
 	}
@@ -266,6 +272,50 @@ func validName(s string) error {
 // Digest is the SHA-256 of the document the policy was parsed from, in hex;
 // audit records name a policy by it.
 func (p *Policy) Digest() string { return p.digest }
+
+// Document returns a copy of the document the policy was parsed from.
+func (p *Policy) Document() []byte { return bytes.Clone(p.doc) }
+
+// Permissions returns the sorted operations role grants ("*" for all), nil
+// for a role the policy does not define.
+func (p *Policy) Permissions(role string) []string {
+	perms, ok := p.roles[role]
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(perms))
+	for op := range perms {
+		out = append(out, op)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PrincipalInfo describes one principal of a policy, without its token
+// hash: what an operator's listing shows.
+type PrincipalInfo struct {
+	// Name is the principal's name, as audit records write it.
+	Name string `json:"name"`
+	// HasToken says the principal authenticates with a token (its hash is
+	// in the document, never in PrincipalInfo).
+	HasToken bool `json:"has_token"`
+	// TLSSubjects are the certificate subjects that are this principal.
+	TLSSubjects []string `json:"tls_subjects,omitempty"`
+	// Roles are the principal's roles, in document order.
+	Roles []string `json:"roles"`
+	// Revoked principals are refused as UNAUTHENTICATED.
+	Revoked bool `json:"revoked,omitempty"`
+}
+
+// Principals returns the policy's principals in document order.
+func (p *Policy) Principals() []PrincipalInfo {
+	out := make([]PrincipalInfo, len(p.principals))
+	for i, pr := range p.principals {
+		out[i] = PrincipalInfo{Name: pr.name, HasToken: pr.hasToken, TLSSubjects: slices.Clone(pr.subjects),
+			Roles: slices.Clone(pr.roles), Revoked: pr.revoked}
+	}
+	return out
+}
 
 // Roles returns the sorted role names the policy defines.
 func (p *Policy) Roles() []string {

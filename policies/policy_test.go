@@ -219,3 +219,39 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 	})
 }
+
+// A parsed policy gives its document back byte for byte, comments
+// included, and describes its roles and principals without token hashes.
+func TestPolicyDescribesItself(t *testing.T) {
+	doc := "# kept\n" + testPolicy()
+	p, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Document()
+	if string(got) != doc {
+		t.Fatalf("Document:\n%s", got)
+	}
+	got[0] = 'X' // a copy: the policy in force cannot be changed through it
+	if string(p.Document()) != doc {
+		t.Fatal("Document returned the policy's own bytes")
+	}
+	if ops := p.Permissions("writer"); strings.Join(ops, ",") != "leader,read_lease,read_linearizable,read_stale,status,write" {
+		t.Errorf("Permissions(writer) = %v", ops)
+	}
+	if p.Permissions("nosuch") != nil {
+		t.Error("Permissions of an undefined role")
+	}
+	var revoked []string
+	for _, pr := range p.Principals() {
+		if !pr.HasToken {
+			t.Errorf("principal %s: no token", pr.Name)
+		}
+		if pr.Revoked {
+			revoked = append(revoked, pr.Name)
+		}
+	}
+	if len(p.Principals()) == 0 || len(revoked) != 1 {
+		t.Errorf("principals %+v", p.Principals())
+	}
+}

@@ -241,6 +241,10 @@ type Config struct {
 	// holds one is restored. It runs on Raft's FSM goroutine and must be
 	// quick (the authorizer swaps a pointer).
 	OnPolicy func(doc []byte, index uint64)
+	// SpawnPolicy is the policy document this node's door loaded at spawn:
+	// what a PolicyGetRequest answers while no policy has been committed
+	// (nil: none, the door is insecure).
+	SpawnPolicy []byte
 	// Faults, when set, sits between this node and its peers and can drop,
 	// delay or cut Raft RPCs. A test hook: shared by all nodes of an
 	// in-process test, never set in production.

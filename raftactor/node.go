@@ -209,6 +209,8 @@ func (n *Node) serve(ctx actor.Context, req actors.Request) {
 		n.readSnapshot(ctx, m)
 	case *actors.PolicyUpdateRequest:
 		n.updatePolicy(ctx, m)
+	case *actors.PolicyGetRequest:
+		n.getPolicy(ctx, m)
 	}
 }
 

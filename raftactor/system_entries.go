@@ -1,7 +1,10 @@
 package raftactor
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/raft"
@@ -102,4 +105,69 @@ func (n *Node) updatePolicy(ctx actor.Context, m *actors.PolicyUpdateRequest) {
 	if !n.run.appender.append(job) {
 		rep.finish(&actors.PolicyUpdateResponse{Error: actors.Errorf(actors.Code_UNAVAILABLE, "%d log entries are waiting for Raft already", appendQueue)})
 	}
+}
+
+// get returns the committed policy and the index it was committed at
+// (nil and 0 before the first one).
+func (s *systemState) get() ([]byte, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy, s.policyIndex
+}
+
+// getPolicy answers a PolicyGetRequest from the state machine, after the
+// wait a read of the same consistency makes: LINEARIZABLE (ReadIndex on
+// the leader, a read index from the leader on a follower) answers with
+// every policy committed before the request arrived, so a read-back on any
+// member sees a change acknowledged before it; STALE answers at once with
+// what this node applied. The policy is protoraft's replicated state, so
+// reading it is a read like any other, only of the system state rather than
+// the user's state machine. The wait runs on a goroutine of its own, never
+// in Receive.
+func (n *Node) getPolicy(ctx actor.Context, m *actors.PolicyGetRequest) {
+	r := n.run.raft
+	var kind readKind
+	switch m.GetConsistency() {
+	case actors.Consistency_STALE:
+		kind = readStale
+	case actors.Consistency_LEASE:
+		kind = readLease
+	case actors.Consistency_LINEARIZABLE:
+		kind = readLinearizable
+	default:
+		n.respond(ctx, &actors.PolicyGetResponse{Error: actors.InvalidArgument("consistency", "unknown consistency %d", m.GetConsistency())})
+		return
+	}
+	if kind != readStale && r.State() != raft.Leader {
+		leader := leaderOf(r)
+		if kind != readLinearizable || n.cfg.LeaderOnlyReads || leader == nil {
+			n.respond(ctx, &actors.PolicyGetResponse{Error: actors.NotLeader(leader)})
+			return
+		}
+		kind = readFollower
+	}
+	p, spawn := n.readPath(), n.cfg.SpawnPolicy
+	self := &actors.Server{Id: n.cfg.ID, Address: string(n.addr)}
+	n.async(ctx, m, func(deadline time.Time) actors.Response {
+		if err := p.waitFor(kind, deadline); err != nil {
+			return &actors.PolicyGetResponse{Error: err}
+		}
+		// Applied first: the policy read after it reflects at least that
+		// index (Raft's own AppliedIndex runs ahead of the state machine).
+		applied := p.f.applied.Load()
+		doc, index := p.f.system.get()
+		resp := &actors.PolicyGetResponse{Document: doc, Index: index, Source: actors.PolicySource_POLICY_COMMITTED,
+			AppliedIndex: applied, Node: self}
+		if len(doc) == 0 {
+			resp.Document, resp.Index, resp.Source = spawn, 0, actors.PolicySource_POLICY_SPAWN
+			if len(spawn) == 0 {
+				resp.Source = actors.PolicySource_POLICY_NONE
+			}
+		}
+		if len(resp.Document) > 0 {
+			sum := sha256.Sum256(resp.Document)
+			resp.Digest = hex.EncodeToString(sum[:])
+		}
+		return resp
+	})
 }

@@ -1,9 +1,9 @@
 // Command protoraftctl is the operator's tool for protoraft groups: it shows
 // the status and health of every member, changes membership, moves
-// leadership, reads and changes each node's timeouts and limits, takes
-// snapshots and backups, and, offline, restores a backup into the data
-// directories of a new group and turns the survivor of a group that lost
-// its majority into a group of one.
+// leadership, reads and changes each node's timeouts and limits and the
+// group's RBAC policy, takes snapshots and backups, and, offline, restores
+// a backup into the data directories of a new group and turns the survivor
+// of a group that lost its majority into a group of one.
 //
 // It talks to a group like any client: over protoactor remote, behind
 // mutual TLS, presenting a bearer token (the kv sample's secrets

@@ -74,6 +74,7 @@ func init() {
 		{"leader", "show | transfer [--to ID]", runLeader},
 		{"timeouts", "get | set [--heartbeat D] [--election D] [--snapshot-interval D] [--snapshot-threshold N] [--trailing-logs N]", runTimeouts},
 		{"limits", "get | stats | set [--class read|write|admin --rps R ...] [--raft-backlog N]", runLimits},
+		{"policy", "get [--node ID] [--stale] [--document] | set --file FILE: read back or replace the group's RBAC policy", runPolicy},
 		{"snapshot", "make the leader (or --node ID) take a snapshot now", runSnapshot},
 		{"backup", "FILE: write a consistent snapshot of the running group to FILE", runBackup},
 		{"restore", "--from FILE --data-dir DIR --nodes ID=HOST:PORT,... [--id ID]: build a new group's data directories (offline)", runRestore},

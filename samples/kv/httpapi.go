@@ -97,6 +97,7 @@ func newAPI(cfg apiConfig) http.Handler {
 		})
 	}
 	a.mux.HandleFunc("GET /health", a.healthOf)
+	a.routeStatusPage()
 	return a
 }
 

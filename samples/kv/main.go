@@ -836,5 +836,6 @@ func printExamples(out io.Writer, base string, processMode bool) {
 	if !processMode {
 		fmt.Fprintf(out, "  curl '%s/kv/greeting?consistency=stale&node=n2'   # what n2 holds\n", base)
 	}
+	fmt.Fprintf(out, "status page: %s/ui in a browser (under a policy: %s/ui#token=TOKEN)\n", base, base)
 	fmt.Fprintln(out, "Ctrl-C stops it; run it again to restart from the same data.")
 }
