@@ -367,9 +367,15 @@ func (c *processes) powerCut(ctx context.Context, id string) (reported, onDisk u
 	if err != nil {
 		return reported, 0, "", err
 	}
-	// Read at rest through the mount, which has no cache from before the
-	// cut; what the reading writes (raft-wal's recovery) is durable.
-	onDisk, err = lastDurableIndex(pd.data)
+	// Read a copy taken at rest through the mount, which has no cache
+	// from before the cut. Never the mount itself: raft-wal's meta
+	// database is bolt, which maps its file, and a page fault on a file of
+	// this process's own FUSE mount holds the faulting thread outside any
+	// system call, where the garbage collector's stop-the-world waits for
+	// it while the FUSE server that would answer the fault waits for the
+	// collector (a long-profile run hung so). Plain reads are system
+	// calls, which the collector does not wait for.
+	onDisk, err = lastDurableIndexOfCopy(pd.data)
 	pd.power.Settle()
 	return reported, onDisk, "the cut lost " + lost.String(), err
 }
@@ -381,6 +387,45 @@ func (c *processes) settle(id string) {
 	if pd := c.disks.disk(id); pd != nil && pd.power != nil {
 		pd.power.Settle()
 	}
+}
+
+// lastDurableIndexOfCopy is lastDurableIndex of a copy of dir, made with
+// plain reads and writes.
+func lastDurableIndexOfCopy(dir string) (uint64, error) {
+	tmp, err := os.MkdirTemp("", "protoraft-power-cut")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+	if err := copyTree(dir, tmp); err != nil {
+		return 0, fmt.Errorf("copy the data directory after the power cut: %w", err)
+	}
+	return lastDurableIndex(tmp)
+}
+
+// copyTree copies the directories and regular files under src into dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(to, b, 0o644)
+		}
+		return nil
+	})
 }
 
 // emptyDir deletes everything in dir but dir itself, which may be a mount
