@@ -142,7 +142,8 @@ type readPath struct {
 	// lease is how long a leadership confirmation serves LEASE reads.
 	lease time.Duration
 	// floor is the highest command index the node's reads answered from
-	// (kept across reopens and restarts): STALE reads behind it wait.
+	// (kept across reopens and restarts): STALE reads behind it are
+	// refused.
 	floor *readFloor
 }
 
