@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -341,5 +342,126 @@ func TestUnreadableLogRefusesToStart(t *testing.T) {
 	r := c.MustAsk(follower, &actors.StatusRequest{Meta: grouptest.Meta(time.Second)}).(*actors.StatusResponse)
 	if actors.CodeOf(r.Error) != actors.Code_INTERNAL || !strings.Contains(r.Error.GetMessage(), "could not start") {
 		t.Fatalf("status of a node that could not start: %v", r.Error)
+	}
+}
+
+// cutOffOnDiskError is a node's Metrics that, once armed, isolates the node
+// from its peers at its first failed append: before the node hears of the
+// failure and reopens its data directory, so the reopened node cannot learn
+// from the leader what is committed and stays at the state it starts from.
+type cutOffOnDiskError struct {
+	id    raft.ServerID
+	net   *faults.Network
+	armed atomic.Bool
+	cut   chan struct{}
+	once  sync.Once
+}
+
+func (o *cutOffOnDiskError) FSMApplied(int, time.Duration)                 {}
+func (o *cutOffOnDiskError) SnapshotPersisted(int64, time.Duration, error) {}
+func (o *cutOffOnDiskError) SnapshotRestored(time.Duration, error)         {}
+func (o *cutOffOnDiskError) LogStoreRecovered()                            {}
+
+func (o *cutOffOnDiskError) LogStoreFailed(error) {
+	if o.armed.Load() {
+		o.once.Do(func() {
+			o.net.Isolate(o.id)
+			close(o.cut)
+		})
+	}
+}
+
+// A node that reopens its data directory by itself (here after a failed
+// segment rotation) starts a new state machine from its last snapshot and
+// applies the rest only once the leader tells it what is committed. Until
+// it is back where it was, it refuses STALE reads with UNAVAILABLE rather
+// than answer from the older state: one client's reads from one node never
+// go back. Once it has caught up it answers them again, also when the
+// group has gone quiet and the command index a read reports runs ahead of
+// the log index (several writes in one entry), which a floor kept in log
+// indexes never reached.
+func TestReopenedNodeAnswersNoStaleReadFromAnOlderState(t *testing.T) {
+	disks := map[string]*faults.Disk{}
+	observers := map[string]*cutOffOnDiskError{}
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) {
+		withDisks(disks)(cfg)
+		cfg.WALSegmentSize = 32 << 10
+		o := &cutOffOnDiskError{id: raft.ServerID(cfg.ID), cut: make(chan struct{})}
+		observers[cfg.ID] = o
+		cfg.Metrics = o
+	})
+	for _, o := range observers {
+		o.net = c.Faults
+	}
+	leader := c.WaitLeader()
+	follower := otherThan(c, leader)
+
+	// Writes sent together go into the log as one entry: the command index
+	// reads report then runs ahead of the log index.
+	round := 0
+	testutil.Eventually(t, "writes batched into one entry", func() bool {
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = writeTo(c, leader, fmt.Sprintf("b%d-%d", round, i))
+			}()
+		}
+		wg.Wait()
+		round++
+		st := c.Status(leader)
+		return st.CommandIndex > st.AppliedIndex
+	})
+	if _, err := tryPutTo(c, leader, "first", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitValue(follower, "first", "v")
+	before, _ := c.Get(follower, "first", actors.Consistency_STALE)
+	if before.Error.Err() != nil || before.AppliedIndex == 0 {
+		t.Fatalf("stale read before the reopen: %v at %d", before.Error, before.AppliedIndex)
+	}
+
+	observers[follower].armed.Store(true)
+	disks[follower].FailCreates(syscall.ENOSPC)
+	big := strings.Repeat("x", 4<<10)
+	for i := range 40 {
+		if _, err := tryPutTo(c, leader, fmt.Sprintf("k%d", i), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-observers[follower].cut:
+	case <-time.After(testutil.WaitFor):
+		t.Fatal("the follower's log never refused an append")
+	}
+	disks[follower].Heal()
+	testutil.Eventually(t, "the follower runs again, from an older state", func() bool {
+		r, err := c.Ask(follower, &actors.StatusRequest{})
+		if err != nil {
+			return false
+		}
+		st := r.(*actors.StatusResponse)
+		return st.GetError().Err() == nil && st.CommandIndex < before.AppliedIndex
+	})
+	for _, req := range []*actors.ReadRequest{
+		{Query: kvstore.Get("first"), Consistency: actors.Consistency_STALE},
+		{Queries: [][]byte{kvstore.Get("first")}, Consistency: actors.Consistency_STALE},
+	} {
+		req.Meta = grouptest.Meta(3 * time.Second)
+		rr := c.MustAsk(follower, req).(*actors.ReadResponse)
+		if rr.Error.Err() == nil {
+			t.Fatalf("after its reopen the follower answered a stale read from index %d, older than the %d it answered before", rr.AppliedIndex, before.AppliedIndex)
+		}
+		if actors.CodeOf(rr.Error) != actors.Code_UNAVAILABLE {
+			t.Fatalf("a stale read the follower cannot answer yet: %v, want UNAVAILABLE", rr.Error)
+		}
+	}
+
+	c.Faults.Heal()
+	c.WaitValue(follower, "k39", big)
+	rr, qr := c.Get(follower, "first", actors.Consistency_STALE)
+	if rr.Error.Err() != nil || !qr.Found || rr.AppliedIndex < before.AppliedIndex {
+		t.Fatalf("caught up, the follower answers %v from %d (found %v), want the value from %d or later", rr.Error, rr.AppliedIndex, qr != nil && qr.Found, before.AppliedIndex)
 	}
 }

@@ -47,7 +47,14 @@
 //   - A voter is removed or demoted only while the voters left hold a
 //     reachable quorum, found with the same leadership probes as reads use.
 //   - A node restarted by its supervisor recovers from its data directory
-//     alone; nothing in memory survives a restart but the runtime timeouts.
+//     alone; nothing in memory survives a restart but the runtime timeouts
+//     and the read floor.
+//   - A node answers no read from a state older than one it answered from
+//     before, in this process: after it reopens its data directory or its
+//     supervisor restarts it, STALE reads are refused UNAVAILABLE until its
+//     new state machine is back at the highest command index a read
+//     answered from (reads_floor.go), and a read index the old state
+//     machine was known to reflect says nothing of the new one.
 //   - What an operator does to a stopped node's data directory goes
 //     through this package too (datadir_offline.go): RestoreDataDir builds
 //     one from a backed-up snapshot, InspectDataDir reads one, and

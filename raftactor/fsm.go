@@ -47,6 +47,17 @@ type fsm struct {
 	// from it, see waitApplied).
 	applied atomic.Uint64
 
+	// reflected is the highest log index this state machine is known to
+	// reflect though it applied less: the entries above its applied index
+	// are no-ops and barriers (see waitApplied). A leader's read index sits
+	// on its term's barrier until the next command, and without this every
+	// read would look that barrier up in the log store again. It belongs to
+	// the state machine, not to the node: a node that reopens its data
+	// directory starts a new one from its snapshot, which reflects less, and
+	// a read index vouched for by the old one would let a LINEARIZABLE read
+	// through to the new one before it applied that far.
+	reflected atomic.Uint64
+
 	// configIndex is the index of the last configuration entry applied.
 	configIndex atomic.Uint64
 

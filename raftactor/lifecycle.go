@@ -63,13 +63,16 @@ type StartResult struct {
 
 // kept is what survives a supervisor restart of the node actor: nothing of
 // Raft's state (that comes back from the data directory), only the settings
-// changed at run time, the incarnation the next start must wait for, and
-// the AwaitStart requests a restart interrupted.
+// changed at run time, the incarnation the next start must wait for, the
+// AwaitStart requests a restart interrupted, and the read floor: the newest
+// state a read answered from, which the new state machine must reach
+// before it answers STALE reads (readFloor).
 type kept struct {
 	mu       sync.Mutex
 	timeouts Timeouts
 	previous *incarnation
 	awaiting []*actor.PID
+	floor    readFloor
 }
 
 // await records the sender of an AwaitStart until the start ends.

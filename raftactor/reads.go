@@ -141,12 +141,16 @@ type readPath struct {
 	peers   peers
 	// lease is how long a leadership confirmation serves LEASE reads.
 	lease time.Duration
+	// floor is the highest command index the node's reads answered from
+	// (kept across reopens and restarts): STALE reads behind it are
+	// refused.
+	floor *readFloor
 }
 
 func (n *Node) readPath() readPath {
 	t := n.currentTimeouts()
 	return readPath{r: n.run.raft, f: n.run.fsm, ready: n.run.ready, batcher: &n.readIndex, logs: n.run.stores.logs, peers: n.peers(),
-		lease: leaseWindow(t.LeaderLease, t.Heartbeat)}
+		lease: leaseWindow(t.LeaderLease, t.Heartbeat), floor: &n.keep.floor}
 }
 
 // leaseDriftDivisor sets the share of the heartbeat timeout a lease keeps
@@ -221,6 +225,7 @@ func (p readPath) serve(kind readKind, reads []pendingRead) {
 			continue
 		}
 		res, applied, err := p.f.query(rd.req.GetQuery())
+		p.floor.raise(applied)
 		if err != nil {
 			rd.reply.finishIn(out, &actors.ReadResponse{Error: actors.InvalidArgument("query", "%v", err), AppliedIndex: applied, Leader: leader})
 			continue
@@ -235,6 +240,7 @@ func (p readPath) queryBatch(queries [][]byte) *actors.ReadResponse {
 	resp := &actors.ReadResponse{Results: make([]*actors.ReadResult, len(queries))}
 	for i, q := range queries {
 		res, applied, err := p.f.query(q)
+		p.floor.raise(applied)
 		r := &actors.ReadResult{Result: res, AppliedIndex: applied}
 		if err != nil {
 			r.Result, r.Error = nil, actors.InvalidArgument("queries", "query %d: %v", i, err)
@@ -249,7 +255,7 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 	var index uint64
 	switch kind {
 	case readStale:
-		return nil
+		return p.floor.admitStale(p.f)
 	case readFollower:
 		leader := leaderOf(p.r)
 		if leader == nil {
@@ -285,7 +291,7 @@ func (p readPath) waitFor(kind readKind, deadline time.Time) *actors.Error {
 			return actors.NotLeader(leaderOf(p.r))
 		}
 	}
-	return waitApplied(p.r, p.f, p.logs, &p.batcher.reflected, index, deadline)
+	return waitApplied(p.r, p.f, p.logs, index, deadline)
 }
 
 // leaderReadIndex is a read index confirmed by a quorum after the call
@@ -332,13 +338,6 @@ type readIndexBatcher struct {
 	mu      sync.Mutex
 	next    *readRound // the round new reads join; nil until one arrives
 	running int        // goroutines running rounds
-
-	// reflected is the highest index the state machine is known to
-	// reflect though it applied less: the entries above its applied index
-	// are no-ops and barriers (see waitApplied). A leader's read index sits
-	// on its term's barrier until the next command, and without this every
-	// read would look that barrier up in the log store again.
-	reflected atomic.Uint64
 
 	// confirmed is the latest lease a round established: from when no
 	// other leader can be elected, and in which term. LEASE reads trust it.
@@ -538,9 +537,11 @@ func (t *termReadiness) wait(r *raft.Raft, deadline time.Time) *actors.Error {
 // the entries in between are looked up: if none of them is a command or a
 // configuration, the state already reflects index.
 //
-// reflected remembers the highest index found that way: entries at or below
-// a committed index never change, so the answer stays true.
-func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, reflected *atomic.Uint64, index uint64, deadline time.Time) *actors.Error {
+// f.reflected remembers the highest index found that way: entries at or
+// below a committed index never change, so the answer stays true for that
+// state machine.
+func waitApplied(r *raft.Raft, f *fsm, logs raft.LogStore, index uint64, deadline time.Time) *actors.Error {
+	reflected := &f.reflected
 	// Under steady load the index is almost always reflected already:
 	// answer before paying for a timer.
 	if f.applied.Load() >= index || reflected.Load() >= index {
