@@ -47,11 +47,6 @@ type Processes struct {
 	// ProbeDisks). Power puts a power-cut file system over each
 	// (internal/powerfs, FUSE), for the power-cut nemesis.
 	Disks, Power bool
-	// NoFill leaves the disks unfilled: no disk-full nemesis, the power
-	// cut stays. The short profile runs so until a node whose segment
-	// rotation failed at raft-wal's meta commit recovers by itself
-	// (docs/verification.md); the long profile fills them.
-	NoFill bool
 	// DropSyncs is a mutant, for showing that the power-cut check can
 	// fail: the power-cut file systems acknowledge every fsync without
 	// making anything durable (powerfs.FS.DropSyncs).
@@ -89,8 +84,6 @@ type processes struct {
 	// disks are the nodes' own file systems (Processes.Disks); nil
 	// without.
 	disks *procDisks
-	// noFill is Processes.NoFill.
-	noFill bool
 }
 
 func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*processes, error) {
@@ -98,7 +91,7 @@ func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*p
 	for i := range n {
 		ids = append(ids, fmt.Sprintf("n%d", i+1))
 	}
-	c := &processes{dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}, noFill: p.NoFill}
+	c := &processes{dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}}
 	cfg := proctest.Config{Binary: p.Binary, Dir: dir, IDs: ids,
 		Link: func(string) bool { return p.Link }, Clocks: true}
 	if p.Disks {
