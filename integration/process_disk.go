@@ -367,9 +367,15 @@ func (c *processes) powerCut(ctx context.Context, id string) (reported, onDisk u
 	if err != nil {
 		return reported, 0, "", err
 	}
-	// Read at rest through the mount, which has no cache from before the
-	// cut; what the reading writes (raft-wal's recovery) is durable.
-	onDisk, err = lastDurableIndex(pd.data)
+	// Read at rest from the backing directory, which the reboot rolled
+	// back to what the cut left; what the reading writes (raft-wal's
+	// recovery) is durable, as it bypasses the mount. Not through the
+	// mount: bolt maps its file into memory, and a page fault on a FUSE
+	// file that this process serves itself can wait forever (a thread was
+	// seen in fuse_read_folio's request_wait_answer for minutes, the run
+	// stuck), since the fault holds this process's memory map while the
+	// server's goroutines may need it.
+	onDisk, err = lastDurableIndex(pd.backing)
 	pd.power.Settle()
 	return reported, onDisk, "the cut lost " + lost.String(), err
 }
