@@ -199,8 +199,10 @@ func checkLogFiles(walDir string, meta types.MetaStore, log *zap.Logger) error {
 // recordSeal finishes a segment rotation that sealed the open segment's
 // file but failed to commit it in raft-wal's meta database (a disk that
 // filled after the append that sealed it: "rotate error: write
-// wal/wal-meta.db: no space left on device"; a tail truncation seals it
-// too before its commit). raft-wal's meta data then still lists the
+// wal/wal-meta.db: no space left on device"; a process killed, or a log
+// closed, between the append and the commit, which raft-wal runs on its
+// own goroutine; a tail truncation seals it too before its commit).
+// raft-wal's meta data then still lists the
 // sealed segment as the open tail; raft-wal recovers it as is at every
 // open, with its writer sealed, and fails every append with "segment is
 // sealed", forever, and it starts a new segment only when it rotates
