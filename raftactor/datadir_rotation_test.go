@@ -2,8 +2,13 @@ package raftactor
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -178,4 +183,48 @@ func TestFailedTruncationCommitLeavesTheLogWritableAfterReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.check(6)
+}
+
+// An open segment whose file holds an intact write batch after its seal
+// is nothing raft-wal writes: recording the seal would hide the entries
+// after it, so the open refuses the directory as damaged instead.
+func TestBatchAfterTheSealOfTheOpenSegmentIsDamage(t *testing.T) {
+	l := newRotationLog(t)
+	l.sealWithoutCommit(1)
+	l.close()
+	l.disk.Heal()
+
+	// The open segment is the last in the meta database, the sealed file.
+	segs, err := filepath.Glob(filepath.Join(l.cfg.DataDir, "wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments: %v %v", segs, err)
+	}
+	slices.Sort(segs)
+	path := segs[len(segs)-1]
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scanSegment(f, fi.Size(), false)
+	if err != nil || !s.sealed {
+		t.Fatalf("the open segment's file: sealed %v, %v", s.sealed, err)
+	}
+	// One entry frame and the commit frame whose CRC covers it.
+	payload := []byte("12345678")
+	batch := binary.LittleEndian.AppendUint32([]byte{walFrameEntry, 0, 0, 0}, uint32(len(payload)))
+	batch = append(batch, payload...)
+	sum := crc32.Checksum(batch, castagnoli)
+	batch = binary.LittleEndian.AppendUint32(append(batch, walFrameCommit, 0, 0, 0), sum)
+	if _, err := f.WriteAt(batch, s.good); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := l.reopen(); !errors.Is(err, ErrDamagedDataDir) {
+		t.Fatalf("open with a batch after the open segment's seal: %v, want %v", err, ErrDamagedDataDir)
+	}
 }
