@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
@@ -40,6 +41,9 @@ var ErrPowerCut = fmt.Errorf("faults: power cut: %w", syscall.EIO)
 //     the last good one, as Linux drops dirty pages whose writeback failed,
 //     so a store that trusted a retry would be caught.
 //   - FailReads makes reads and opens fail (an unreadable disk).
+//   - FailMetaCommits makes raft-wal's commits of its segment list fail
+//     (MetaStore): a disk that fills between the append that seals a
+//     segment file and the commit that starts the next one.
 //   - DropSyncs is a mutant for tests that must be able to fail: Sync
 //     reports success without syncing, and a later PowerCut loses the
 //     writes.
@@ -59,6 +63,7 @@ type Disk struct {
 	syncErr   error
 	createErr error
 	readErr   atomic.Pointer[error]
+	metaErr   atomic.Pointer[error]
 	drop      bool
 	cut       atomic.Bool
 
@@ -128,6 +133,20 @@ func (d *Disk) FailReads(err error) {
 	d.readErr.Store(&err)
 }
 
+// FailMetaCommits makes every later commit of raft-wal's segment list
+// (through MetaStore) fail with err, for example syscall.ENOSPC, until
+// Heal; nil stops failing them. The segment files and the stable store
+// are not affected: raft-wal seals a full segment file in the append that
+// fills it and commits the list afterwards, so the commit can meet a full
+// disk the append did not.
+func (d *Disk) FailMetaCommits(err error) {
+	if err == nil {
+		d.metaErr.Store(nil)
+		return
+	}
+	d.metaErr.Store(&err)
+}
+
 // readFailure is the injected read error, or nil.
 func (d *Disk) readFailure(op, path string) error {
 	if d.cut.Load() {
@@ -154,6 +173,7 @@ func (d *Disk) Heal() {
 	d.writeErr, d.syncErr, d.createErr = nil, nil, nil
 	d.mu.Unlock()
 	d.readErr.Store(nil)
+	d.metaErr.Store(nil)
 }
 
 // Injected counts the operations failed on purpose so far, power cuts
@@ -191,6 +211,7 @@ func (d *Disk) Restore() {
 	d.files = map[string]*diskFile{}
 	d.writeErr, d.syncErr, d.createErr, d.drop = nil, nil, nil, false
 	d.readErr.Store(nil)
+	d.metaErr.Store(nil)
 	d.cut.Store(false)
 	d.mu.Unlock()
 }
@@ -445,4 +466,23 @@ func (s *diskStable) GetUint64(key []byte) (uint64, error) {
 		return 0, ErrPowerCut
 	}
 	return s.s.GetUint64(key)
+}
+
+// MetaStore wraps raft-wal's meta store (its segment list and the stable
+// store, a bolt database beside the segment files, not under the filer) so
+// that its commits of the segment list fail while FailMetaCommits says so.
+func (d *Disk) MetaStore(m types.MetaStore) types.MetaStore { return &diskMeta{MetaStore: m, d: d} }
+
+type diskMeta struct {
+	types.MetaStore
+	d *Disk
+}
+
+// CommitState fails with the injected error, as bolt fails a commit whose
+// pages it cannot write: nothing of it is stored.
+func (m *diskMeta) CommitState(s types.PersistentState) error {
+	if e := m.d.metaErr.Load(); e != nil {
+		return m.d.failure("write", metadb.FileName, *e)
+	}
+	return m.MetaStore.CommitState(s)
 }

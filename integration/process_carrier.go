@@ -47,11 +47,6 @@ type Processes struct {
 	// ProbeDisks). Power puts a power-cut file system over each
 	// (internal/powerfs, FUSE), for the power-cut nemesis.
 	Disks, Power bool
-	// NoFill leaves the disks unfilled: no disk-full nemesis, the power
-	// cut stays. The short profile runs so until a node whose segment
-	// rotation failed at raft-wal's meta commit recovers by itself
-	// (docs/verification.md); the long profile fills them.
-	NoFill bool
 	// Upgrade is a later samples/kv build that the upgrade nemesis moves
 	// the nodes to, one at a time (KindUpgrade); Binary is then the
 	// earlier build every node starts on.
@@ -93,8 +88,6 @@ type processes struct {
 	// disks are the nodes' own file systems (Processes.Disks); nil
 	// without.
 	disks *procDisks
-	// noFill is Processes.NoFill.
-	noFill bool
 
 	// upgradeTo is Processes.Upgrade; upgraded are the nodes moved to it.
 	upgradeTo string
@@ -107,7 +100,7 @@ func newProcesses(n int, dir string, p Processes, logf func(string, ...any)) (*p
 	for i := range n {
 		ids = append(ids, fmt.Sprintf("n%d", i+1))
 	}
-	c := &processes{dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{}, noFill: p.NoFill,
+	c := &processes{dir: dir, link: p.Link, logf: logf, clocks: map[string]time.Duration{},
 		upgradeTo: p.Upgrade, upgraded: map[string]bool{}}
 	cfg := proctest.Config{Binary: p.Binary, Dir: dir, IDs: ids,
 		Link: func(string) bool { return p.Link }, Clocks: true}

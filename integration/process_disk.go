@@ -187,7 +187,7 @@ func (c *processes) diskFaults() (fill, cut bool) {
 		return false, false
 	}
 	for _, pd := range c.disks.byID {
-		return !c.noFill, pd.power != nil
+		return true, pd.power != nil
 	}
 	return false, false
 }

@@ -88,10 +88,6 @@ func onProcesses(t *testing.T, bin string, disks bool) runner {
 	if disks {
 		disks, power = processDisks(t)
 	}
-	noFill := os.Getenv("PROTORAFT_SOAK") == "" && os.Getenv("PROTORAFT_PROC_DISK_FULL") == ""
-	if disks && noFill {
-		t.Logf("process mode leaves the disks unfilled (no disk-full) until a rotation that fails at the meta commit recovers; PROTORAFT_PROC_DISK_FULL=1 fills them")
-	}
 	return func(t *testing.T, ctx context.Context, cfg Config) (*Report, error) {
 		return RunProcess(ctx, cfg, Processes{
 			Binary: bin,
@@ -104,10 +100,6 @@ func onProcesses(t *testing.T, bin string, disks bool) runner {
 			// The mutant of docs/verification.md: every fsync of the
 			// nodes' disks is acknowledged and dropped.
 			DropSyncs: os.Getenv("PROTORAFT_PROC_DROP_SYNCS") != "",
-			// Filled only in the long profile, or when asked, until a
-			// rotation that fails at the meta commit recovers
-			// (docs/verification.md).
-			NoFill: noFill,
 		})
 	}
 }

@@ -259,7 +259,8 @@ type Config struct {
 	// Disk, when set, is the file system under this node's log segment
 	// files, which a test can fail: a power cut that loses every write
 	// since the last fsync, write, fsync and read errors (faults.Disk). It
-	// also fails the stable store once the power is cut. A test hook,
+	// also fails the stable store once the power is cut, and raft-wal's
+	// commits of its segment list (faults.Disk.FailMetaCommits). A test hook,
 	// never set in production; nil uses raft-wal's own file system. Not
 	// used with InMemory.
 	Disk *faults.Disk

@@ -145,12 +145,16 @@ func openStores(cfg Config) (*stores, error) {
 	// lock then blocks the next Open in this process forever (a supervisor
 	// restart). protoraft owns the meta database so it can close it.
 	meta := &metadb.BoltMetaDB{}
-	if err := checkDataFiles(dir, walDir, meta, cfg.Logger); err != nil {
+	var metaStore types.MetaStore = meta
+	if cfg.Disk != nil {
+		metaStore = cfg.Disk.MetaStore(meta)
+	}
+	if err := checkDataFiles(dir, walDir, metaStore, cfg.Logger); err != nil {
 		meta.Close()
 		return nil, err
 	}
 	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal")), nil))
-	metaOpt := raftwal.WithMetaStore(meta)
+	metaOpt := raftwal.WithMetaStore(metaStore)
 	opts := walOptions(logOpt, metaOpt)
 	if cfg.WALSegmentSize > 0 {
 		opts = append(opts, raftwal.WithSegmentSize(cfg.WALSegmentSize))

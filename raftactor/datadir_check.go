@@ -13,11 +13,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/types"
 	"go.uber.org/zap"
 )
@@ -77,9 +78,14 @@ type segmentScan struct {
 	// CRC, with every batch before it; 0 when there is none.
 	good int64
 	// entries counts the entry frames up to good; sealed says an index
-	// frame is among them.
-	entries int
-	sealed  bool
+	// frame is among them, and indexStart is where its array starts (the
+	// frame's offset past its header, raft-wal's SegmentInfo.IndexStart).
+	// pastSeal says an intact batch follows the sealed one, which raft-wal
+	// never writes.
+	entries    int
+	sealed     bool
+	indexStart int64
+	pastSeal   bool
 	// bad is the offset of the first commit frame whose batch did not
 	// match, -1 when none; commitsAfterBad counts the commit frames that
 	// follow it.
@@ -100,7 +106,7 @@ func scanSegment(f io.ReaderAt, size int64, stopAtSeal bool) (segmentScan, error
 		return s, err
 	}
 	off := int64(walFileHeaderLen)
-	entries, index := 0, false
+	entries, index, indexAt := 0, false, int64(0)
 	var hdr [walFrameHeaderLen]byte
 	for off+walFrameHeaderLen <= size {
 		if _, err := f.ReadAt(hdr[:], off); err != nil {
@@ -124,7 +130,7 @@ func scanSegment(f io.ReaderAt, size int64, stopAtSeal bool) (segmentScan, error
 			if hdr[0] == walFrameEntry {
 				entries++
 			} else {
-				index = true
+				index, indexAt = true, off+walFrameHeaderLen
 			}
 			off = end
 		case walFrameCommit:
@@ -132,11 +138,15 @@ func scanSegment(f io.ReaderAt, size int64, stopAtSeal bool) (segmentScan, error
 			case s.bad >= 0:
 				s.commitsAfterBad++
 			case crc.Sum32() == uint32(n):
-				s.good, s.entries, s.sealed = off+walFrameHeaderLen, s.entries+entries, index
+				s.pastSeal = s.pastSeal || s.sealed
+				s.good, s.entries = off+walFrameHeaderLen, s.entries+entries
+				if index && !s.sealed {
+					s.sealed, s.indexStart = true, indexAt
+				}
 			default:
 				s.bad = off
 			}
-			entries = 0
+			entries, index = 0, false
 			crc.Reset()
 			off += walFrameHeaderLen
 			if stopAtSeal && s.sealed {
@@ -154,7 +164,7 @@ func scanSegment(f io.ReaderAt, size int64, stopAtSeal bool) (segmentScan, error
 // checkDataFiles checks a data directory's log segments and snapshots
 // before they are opened; meta is raft-wal's meta database, which the log
 // opens next.
-func checkDataFiles(dir, walDir string, meta *metadb.BoltMetaDB, log *zap.Logger) error {
+func checkDataFiles(dir, walDir string, meta types.MetaStore, log *zap.Logger) error {
 	if err := checkSnapshotFiles(dir); err != nil {
 		return err
 	}
@@ -164,7 +174,7 @@ func checkDataFiles(dir, walDir string, meta *metadb.BoltMetaDB, log *zap.Logger
 // checkLogFiles checks every log segment raft-wal's meta database in
 // walDir lists, before raft-wal opens them, and rolls back a torn tail of
 // the open segment (see the top of this file). A new directory has none.
-func checkLogFiles(walDir string, meta *metadb.BoltMetaDB, log *zap.Logger) error {
+func checkLogFiles(walDir string, meta types.MetaStore, log *zap.Logger) error {
 	state, err := meta.Load(walDir)
 	if err != nil {
 		return fmt.Errorf("%w: log meta database in %s: %v", ErrDamagedDataDir, walDir, err)
@@ -172,48 +182,104 @@ func checkLogFiles(walDir string, meta *metadb.BoltMetaDB, log *zap.Logger) erro
 	for i, seg := range state.Segments {
 		path := filepath.Join(walDir, fmt.Sprintf("%020d-%016x.wal", seg.BaseIndex, seg.ID))
 		tail := i == len(state.Segments)-1 && seg.SealTime.IsZero()
-		if err := checkSegment(path, seg, tail, log); err != nil {
+		s, err := checkSegment(path, seg, tail, log)
+		if err != nil {
 			return err
+		}
+		if tail && s.sealed {
+			if s.pastSeal {
+				return damageError(path, "the open segment holds write batches after its seal")
+			}
+			return recordSeal(meta, state, s, path, log)
 		}
 	}
 	return nil
 }
 
-func checkSegment(path string, seg types.SegmentInfo, tail bool, log *zap.Logger) error {
+// recordSeal finishes a segment rotation that sealed the open segment's
+// file but failed to commit it in raft-wal's meta database (a disk that
+// filled after the append that sealed it: "rotate error: write
+// wal/wal-meta.db: no space left on device"; a process killed, or a log
+// closed, between the append and the commit, which raft-wal runs on its
+// own goroutine; a tail truncation seals it too before its commit).
+// raft-wal's meta data then still lists the
+// sealed segment as the open tail; raft-wal recovers it as is at every
+// open, with its writer sealed, and fails every append with "segment is
+// sealed", forever, and it starts a new segment only when it rotates
+// after an append. So the open commits what the failed rotation would
+// have: the segment sealed with every entry its file holds (MaxIndex and
+// IndexStart from the file, as raft-wal writes them), and a new, empty
+// tail after it. No segment file is changed and no entry is dropped: the
+// entries of a truncation that failed stay, as Raft was told it failed.
+// A sealed tail without entries holds nothing to keep, and is replaced
+// by a new one at the same index. While the disk is still full the
+// commit fails for lack of space, and the node tries its start again.
+func recordSeal(meta types.MetaStore, state types.PersistentState, s segmentScan, path string, log *zap.Logger) error {
+	n := len(state.Segments)
+	seg := state.Segments[n-1]
+	now := time.Now()
+	segs := slices.Clone(state.Segments[:n-1])
+	next := types.SegmentInfo{
+		ID:         state.NextSegmentID,
+		BaseIndex:  seg.BaseIndex,
+		MinIndex:   seg.MinIndex,
+		Codec:      seg.Codec,
+		SizeLimit:  seg.SizeLimit,
+		CreateTime: now,
+	}
+	if s.entries > 0 {
+		seg.MaxIndex = seg.BaseIndex + uint64(s.entries) - 1
+		seg.IndexStart = uint64(s.indexStart)
+		seg.SealTime = now
+		segs = append(segs, seg)
+		next.BaseIndex, next.MinIndex = seg.MaxIndex+1, seg.MaxIndex+1
+	}
+	segs = append(segs, next)
+	if err := meta.CommitState(types.PersistentState{NextSegmentID: state.NextSegmentID + 1, Segments: segs}); err != nil {
+		return fmt.Errorf("record the seal of log segment %s: %w", path, err)
+	}
+	log.Warn("the open log segment was sealed but its rotation was never committed; recorded the seal and started a new segment",
+		zap.String("segment", path), zap.Uint64("last_index", seg.MaxIndex), zap.Uint64("next_segment_index", next.BaseIndex))
+	return nil
+}
+
+// checkSegment checks one segment (see the top of this file) and returns
+// what the read through it found.
+func checkSegment(path string, seg types.SegmentInfo, tail bool, log *zap.Logger) (segmentScan, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		if tail {
-			return nil // raft-wal creates a tail it never wrote to
+			return segmentScan{bad: -1}, nil // raft-wal creates a tail it never wrote to
 		}
-		return damageError(path, "the sealed log segment is missing")
+		return segmentScan{}, damageError(path, "the sealed log segment is missing")
 	}
 	if err != nil {
-		return fmt.Errorf("open log segment: %w", err)
+		return segmentScan{}, fmt.Errorf("open log segment: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("log segment: %w", err)
+		return segmentScan{}, fmt.Errorf("log segment: %w", err)
 	}
 	s, err := scanSegment(f, fi.Size(), !tail)
 	if err != nil {
-		return fmt.Errorf("read log segment %s: %w", path, err)
+		return s, fmt.Errorf("read log segment %s: %w", path, err)
 	}
 	if !tail {
 		switch {
 		case s.bad >= 0:
-			return damageError(path, "the write batch before offset %d does not match its checksum", s.bad)
+			return s, damageError(path, "the write batch before offset %d does not match its checksum", s.bad)
 		case !s.sealed:
-			return damageError(path, "the sealed segment is unreadable after offset %d", s.good)
+			return s, damageError(path, "the sealed segment is unreadable after offset %d", s.good)
 		case seg.MaxIndex > 0 && uint64(s.entries) < seg.MaxIndex-seg.BaseIndex+1:
-			return damageError(path, "the sealed segment holds %d entries, its meta data %d", s.entries, seg.MaxIndex-seg.BaseIndex+1)
+			return s, damageError(path, "the sealed segment holds %d entries, its meta data %d", s.entries, seg.MaxIndex-seg.BaseIndex+1)
 		}
-		return nil
+		return s, nil
 	}
 	if s.bad >= 0 && s.commitsAfterBad > 0 {
-		return damageError(path, "the write batch before offset %d does not match its checksum, and later batches follow it", s.bad)
+		return s, damageError(path, "the write batch before offset %d does not match its checksum, and later batches follow it", s.bad)
 	}
-	return rollBackTornTail(f, path, s.good, fi.Size(), log)
+	return s, rollBackTornTail(f, path, s.good, fi.Size(), log)
 }
 
 // rollBackTornTail zeroes whatever follows from, the end of the open

@@ -325,6 +325,49 @@ func TestFullDiskAtASegmentRotationReopensTheLog(t *testing.T) {
 	c.WaitValue(follower, "after", "after")
 }
 
+// When the disk fills after the append that sealed a full segment file,
+// raft-wal's commit of the next segment fails ("rotate error: write
+// wal-meta.db: no space left on device"), and the segment is sealed on
+// disk but still the open tail in raft-wal's meta database. The node
+// reopens its data directory, tries again while the disk is full, and
+// once space returns it appends again by itself and catches up with every
+// entry (it used to fail every append with "segment is sealed" forever).
+func TestFullDiskAtARotationCommitReopensTheLog(t *testing.T) {
+	disks := map[string]*faults.Disk{}
+	c := grouptest.New(t, 3, func(cfg *raftactor.Config) {
+		withDisks(disks)(cfg)
+		cfg.WALSegmentSize = 32 << 10
+	})
+	leader := c.WaitLeader()
+	follower := otherThan(c, leader)
+	c.Put("before", "before")
+	c.WaitValue(follower, "before", "before")
+	disks[follower].FailMetaCommits(syscall.ENOSPC)
+	big := strings.Repeat("x", 4<<10)
+	// Enough entries to fill the follower's segment and need a new one.
+	for i := range 40 {
+		if _, err := tryPutTo(c, leader, fmt.Sprintf("k%d", i), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, "the follower's rotation fails", func() bool {
+		return disks[follower].Injected() > 0
+	})
+	if _, qr := c.Get(follower, "k39", actors.Consistency_STALE); qr != nil && qr.Found {
+		t.Fatal("the follower applied an entry it could not store")
+	}
+	disks[follower].Heal()
+	c.WaitValue(follower, "k39", big)
+	if _, err := tryPutTo(c, c.WaitLeader(), "after", "after"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitValue(follower, "after", "after")
+	for i := range 40 {
+		c.WaitValue(follower, fmt.Sprintf("k%d", i), big)
+	}
+	c.WaitValue(follower, "before", "before")
+}
+
 // A node whose log cannot be read refuses to start with the reason, and
 // does not try again (only a full disk is retried).
 func TestUnreadableLogRefusesToStart(t *testing.T) {

@@ -31,6 +31,11 @@ import (
 //     (reopenLog), and while the disk is still full and the open fails with
 //     no space, it tries again with a growing pause (retryStart) instead of
 //     staying down.
+//   - A failure of raft-wal's commit of the next segment, after the append
+//     that sealed the full one (its bolt meta database met the full disk),
+//     leaves the sealed file listed as the open tail; raft-wal would reopen
+//     it sealed and fail every append forever. The open records the seal
+//     and starts a new segment (recordSeal), keeping every entry.
 //   - A data directory that cannot be read (an I/O error on open) is not
 //     retried: the node refuses every request with the reason, INTERNAL.
 
