@@ -65,7 +65,8 @@ func waitConfiguration(t *testing.T, w *world, c *clustering.Cluster, voters, no
 
 // TestMembersBeyondTheVotersReplaceAVoterThatDies: with NonVoters, five
 // members run three voters and two non-voters; a voter's member crashes
-// (no graceful leave); once the table expired it, the leader removes its
+// (no graceful leave), a follower's or the leader's; once the table
+// expired it, the leader (a new one, when the leader crashed) removes its
 // node and promotes a live member's non-voter, so the group has three
 // voters and a leader again, and every identity answers from a live
 // member, never from two activations at once.
@@ -74,6 +75,21 @@ func TestMembersBeyondTheVotersReplaceAVoterThatDies(t *testing.T) {
 		t.Skip("several protoactor remotes in one process race inside protoactor")
 	}
 	t.Parallel()
+	for _, leads := range []bool{false, true} {
+		name := "follower"
+		if leads {
+			name = "leader"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			replaceDeadVoter(t, leads)
+		})
+	}
+}
+
+// replaceDeadVoter crashes a voter's member, the leader's when leads is
+// set, and checks that a non-voter takes its place.
+func replaceDeadVoter(t *testing.T, leads bool) {
 	w := newTunedWorld(t, 5, true, nonVoters)
 	members := w.fixture.GetMembers()
 	waitTopology(t, members, 5)
@@ -86,14 +102,15 @@ func TestMembersBeyondTheVotersReplaceAVoterThatDies(t *testing.T) {
 	ids := identities(20)
 	owners(t, members[4], ids)
 
-	// A voter that does not lead: the test is about the replacement, not
-	// an election.
 	_, _, leader := configuration(members[4], w)
 	var victim *clustering.Cluster
 	for _, c := range members[:3] {
-		if id := w.provider(c).Group().Self().ID; id != leader {
+		if id := w.provider(c).Group().Self().ID; (id == leader) == leads {
 			victim = c
 		}
+	}
+	if victim == nil {
+		t.Fatalf("no voter's member to crash (leader %q, leads %v)", leader, leads)
 	}
 	dead := w.provider(victim).Group().Self().ID
 	w.kill(victim)
