@@ -34,6 +34,7 @@ import (
 // batches they were stored in, and the open segment's frames.
 type flipLog struct {
 	dir     string
+	work    string // where openFlipped copies dir
 	entries map[uint64]raft.Log
 	first   uint64
 	// lastButOne is the last index of every batch but the last one: no
@@ -56,7 +57,7 @@ func flipConfig(dir string) Config {
 // so that the open segment's first index is above its base index.
 func writeFlipLog(t *testing.T) flipLog {
 	t.Helper()
-	l := flipLog{dir: t.TempDir(), entries: map[uint64]raft.Log{}}
+	l := flipLog{dir: t.TempDir(), work: t.TempDir(), entries: map[uint64]raft.Log{}}
 	st, err := openStores(flipConfig(l.dir))
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,11 @@ func (l flipLog) flips(rng *rand.Rand) []flip {
 // openFlipped opens a copy of l's directory with one bit flipped as a
 // node does, and says what was wrong, if anything.
 func (l flipLog) openFlipped(t *testing.T, f flip) string {
-	dir := filepath.Join(t.TempDir(), "d")
+	// One copy at a time: each holds a preallocated segment.
+	dir := filepath.Join(l.work, "d")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
 	copyDir(t, l.dir, dir)
 	seg := filepath.Join(dir, "wal", filepath.Base(l.segment))
 	if f.zero {
