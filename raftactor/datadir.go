@@ -114,7 +114,10 @@ type stores struct {
 	snaps  raft.SnapshotStore
 	// watch sees every write to the log; nil for an in-memory store.
 	watch *logWatch
-	close func() error
+	// logDir is the log's directory, named when it cannot be read; empty
+	// for an in-memory store.
+	logDir string
+	close  func() error
 }
 
 // openStores opens (creating on first start) the node's data directory:
@@ -183,7 +186,7 @@ func openStores(cfg Config) (*stores, error) {
 			return nil, fmt.Errorf("log cache: %w", err)
 		}
 	}
-	return &stores{logs: logs, stable: testStable(cfg, wal), snaps: withSnapshotSums(snaps, dir), watch: watch, close: closeAll}, nil
+	return &stores{logs: logs, stable: testStable(cfg, wal), snaps: withSnapshotSums(snaps, dir), watch: watch, logDir: walDir, close: closeAll}, nil
 }
 
 // walOptions lists raft-wal's options (whose type it does not export).

@@ -37,7 +37,10 @@ import (
 //     crash tore. It is rolled back as raft-wal rolls it back (the node
 //     fetches those entries from the leader again), and the bytes are
 //     zeroed so that no stale frame can be read after later appends. A
-//     mismatch anywhere else is damage.
+//     mismatch anywhere else is damage, and so is an intact batch
+//     anywhere after the unreadable one (a crash tears only the last
+//     write), or a roll back to below the first index raft-wal's meta
+//     data gives the segment (intactBatchIn, checkSegment).
 //   - Snapshots (checkSnapshotFiles): every snapshot's meta file must
 //     match the SHA-256 beside it (snapshotSumFile, when there is one),
 //     parse and agree with the snapshot's name (term and index), and its
@@ -279,36 +282,121 @@ func checkSegment(path string, seg types.SegmentInfo, tail bool, log *zap.Logger
 	if s.bad >= 0 && s.commitsAfterBad > 0 {
 		return s, damageError(path, "the write batch before offset %d does not match its checksum, and later batches follow it", s.bad)
 	}
-	return s, rollBackTornTail(f, path, s.good, fi.Size(), log)
+	after, err := writtenAfter(f, s.good, fi.Size())
+	if err != nil {
+		return s, fmt.Errorf("read log segment %s: %w", path, err)
+	}
+	// A crash tears the last write only: raft-wal syncs every batch before
+	// it writes the next one. A whole batch after the unreadable one is
+	// therefore no torn write but damage, wherever the scan stopped (a
+	// flipped length or frame type sends it into the middle of a frame,
+	// where it finds no frame, or zeros); rolling back to the damage would
+	// drop synced entries the node may have acknowledged.
+	if at := intactBatchIn(after); at >= 0 {
+		return s, damageError(path, "the log is unreadable after offset %d, but an intact write batch follows at offset %d", s.good, s.good+at)
+	}
+	// raft-wal raises the open segment's first index when raft compacts
+	// the log, and only to an index the segment holds: a log that ends
+	// below it after the roll back lost synced entries, and raft-wal would
+	// report a last entry it cannot read.
+	if seg.MinIndex > seg.BaseIndex && seg.BaseIndex+uint64(s.entries) <= seg.MinIndex {
+		return s, damageError(path, "the intact write batches end at index %d, below the segment's first index %d in the log meta data",
+			seg.BaseIndex+uint64(s.entries)-1, seg.MinIndex)
+	}
+	return s, rollBackTornTail(f, path, s.good, after, log)
 }
 
-// rollBackTornTail zeroes whatever follows from, the end of the open
-// segment's last intact write batch: raft-wal ignores it at this start,
-// but after later appends a recovery could read its stale frames.
-func rollBackTornTail(f *os.File, path string, from, size int64, log *zap.Logger) error {
-	var hdr [walFrameHeaderLen]byte
-	if n, _ := f.ReadAt(hdr[:], from); n == 0 || hdr == [walFrameHeaderLen]byte{} {
-		return nil // nothing follows: the usual case
-	}
+// writtenAfter returns what was written to the segment from offset from
+// on: its bytes up to the last non-zero one (raft-wal preallocates a
+// segment with zeros). Usually nothing; after a torn write or damage, up
+// to the rest of the segment. It reads on past zeros: a sector that lost
+// its data reads as zeros too, and the batches after it are synced
+// entries all the same.
+func writtenAfter(f io.ReaderAt, from, size int64) ([]byte, error) {
 	end := from
 	buf := make([]byte, 1<<20)
 	for off := from; off < size; off += int64(len(buf)) {
 		n, err := f.ReadAt(buf, off)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read log segment %s: %w", path, err)
+			return nil, err
 		}
 		if i := len(bytes.TrimRight(buf[:n], "\x00")); i > 0 {
 			end = off + int64(i)
 		}
+		if n < len(buf) {
+			break
+		}
 	}
-	if _, err := f.WriteAt(make([]byte, end-from), from); err != nil {
+	if end == from {
+		return nil, nil // nothing follows: the usual case
+	}
+	b := make([]byte, end-from)
+	if _, err := f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
+}
+
+// intactBatchIn returns the offset in b of the first entry frame that
+// starts a whole write batch (entry frames, an optional index frame and a
+// commit frame whose CRC-32C covers them), or -1 when there is none. b
+// starts at a frame boundary, so frames are at offsets that are multiples
+// of 8. A batch is searched from every frame that looks like an entry's,
+// not only after commit frames: the damage may be in the commit frame
+// before it.
+func intactBatchIn(b []byte) int64 {
+	for q := 0; q+walFrameHeaderLen <= len(b); q += walFrameHeaderLen {
+		if b[q] == walFrameEntry && b[q+1]|b[q+2]|b[q+3] == 0 && batchEnds(b, q) {
+			return int64(q)
+		}
+	}
+	return -1
+}
+
+// batchEnds reports whether the frames from offset q of b are entries
+// ending in a commit frame that matches them.
+func batchEnds(b []byte, q int) bool {
+	entries := 0
+	for p := q; p+walFrameHeaderLen <= len(b); {
+		h := b[p : p+walFrameHeaderLen]
+		if h[1]|h[2]|h[3] != 0 {
+			return false
+		}
+		n := int64(binary.LittleEndian.Uint32(h[4:]))
+		switch h[0] {
+		case walFrameEntry, walFrameIndex:
+			end := int64(p) + walFrameHeaderLen + (n+7)/8*8
+			if n > walMaxEntrySize || end > int64(len(b)) {
+				return false
+			}
+			if h[0] == walFrameEntry {
+				entries++
+			}
+			p = int(end)
+		case walFrameCommit:
+			return entries > 0 && crc32.Checksum(b[q:p], castagnoli) == uint32(n)
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// rollBackTornTail zeroes what was written after from, the end of the
+// open segment's last intact write batch: raft-wal ignores it at this
+// start, but after later appends a recovery could read its stale frames.
+func rollBackTornTail(f *os.File, path string, from int64, after []byte, log *zap.Logger) error {
+	if len(after) == 0 {
+		return nil // nothing follows: the usual case
+	}
+	if _, err := f.WriteAt(make([]byte, len(after)), from); err != nil {
 		return fmt.Errorf("roll back the torn tail of %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("roll back the torn tail of %s: %w", path, err)
 	}
 	log.Warn("rolled back a torn write at the end of the log: the entries it held come again from the leader",
-		zap.String("segment", path), zap.Int64("offset", from), zap.Int64("bytes", end-from))
+		zap.String("segment", path), zap.Int64("offset", from), zap.Int("bytes", len(after)))
 	return nil
 }
 

@@ -3,6 +3,7 @@ package raftactor
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -45,5 +46,32 @@ func TestUnreadableLogIsADamagedDataDirNotAPanic(t *testing.T) {
 	}
 	if !errors.Is(err, ErrDamagedDataDir) {
 		t.Fatalf("newRaft over a log with an unreadable entry: %v, want ErrDamagedDataDir", err)
+	}
+}
+
+// A log whose last entry cannot be read (raft-wal reported a last index
+// below its first one in seed 55745122 of the in-process fault profile) is
+// ErrDamagedDataDir, so that the documented recovery applies, and not
+// raft's own "failed to get last log" error.
+func TestAnUnreadableLastEntryIsADamagedDataDir(t *testing.T) {
+	mem := raft.NewInmemStore()
+	for i := uint64(1); i <= 3; i++ {
+		if err := mem.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mem.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+		t.Fatal(err)
+	}
+	st := &stores{logs: unreadableLog{InmemStore: mem, lost: 3}, stable: mem, snaps: raft.NewInmemSnapshotStore(), logDir: "wal"}
+	rc := raft.DefaultConfig()
+	rc.LocalID = "n1"
+	_, trans := raft.NewInmemTransport("n1")
+	r, err := newRaft(rc, &raft.MockFSM{}, st, trans)
+	if r != nil {
+		_ = r.Shutdown().Error()
+	}
+	if !errors.Is(err, ErrDamagedDataDir) || !strings.Contains(err.Error(), "index 3") {
+		t.Fatalf("newRaft over a log whose last entry is unreadable: %v, want ErrDamagedDataDir naming index 3", err)
 	}
 }

@@ -104,14 +104,37 @@ func openInstance(cfg Config, timeouts Timeouts, system *actor.ActorSystem, addr
 // newRaft is raft.NewRaft with its panics turned into errors: it panics
 // when the log store cannot return an entry it holds, and a node whose
 // directory is damaged should refuse requests with the reason (INTERNAL),
-// not panic in a loop of supervisor restarts.
+// not panic in a loop of supervisor restarts. A last entry the log store
+// reports but cannot return is ErrDamagedDataDir too, checked before raft
+// reads it: raft returns that as an error of its own text, which nothing
+// could tell from another failure to start, and the documented recovery
+// (remove, wipe, join) applies to ErrDamagedDataDir alone.
 func newRaft(rc *raft.Config, fsm raft.FSM, st *stores, trans raft.Transport) (r *raft.Raft, err error) {
+	if err := checkLastEntry(st); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: raft could not read its log: %v", ErrDamagedDataDir, p)
 		}
 	}()
 	return raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
+}
+
+// checkLastEntry reads the log's last entry, as raft.NewRaft does first.
+func checkLastEntry(st *stores) error {
+	last, err := st.logs.LastIndex()
+	if err != nil {
+		return damageError(st.logDir, "the log has no readable last index: %v", err)
+	}
+	if last == 0 {
+		return nil
+	}
+	var l raft.Log
+	if err := st.logs.GetLog(last, &l); err != nil {
+		return damageError(st.logDir, "the log reports its last entry at index %d but cannot read it: %v", last, err)
+	}
+	return nil
 }
 
 // close shuts Raft down and closes the stores; a leader that stops on
