@@ -114,6 +114,11 @@
 // cluster, raftactor and actors packages (and faults, the type of its test
 // hook); nothing in this module imports it but samples and tests.
 //
+// How it compares with protoactor's own providers (its test provider and
+// its etcd provider, both with disthash): activation, call, lookup and
+// failover numbers, and the opt-in test that measures them, are in
+// docs/benchmarks.md.
+//
 // Regenerate table.pb.go after editing table.proto, from this directory, with
 //
 //	go generate

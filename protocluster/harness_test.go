@@ -1,6 +1,7 @@
 package protocluster_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,12 +15,15 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	clustering "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/cluster_test_tool"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/remote"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/protoraft/protoraft/cluster"
 	"github.com/protoraft/protoraft/faults"
 	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/proctest"
 	"github.com/protoraft/protoraft/protocluster"
 	"github.com/protoraft/protoraft/raftactor"
 )
@@ -220,7 +224,8 @@ func ledgeredKind(l *ledger) *clustering.Kind {
 }
 
 // world is a protoactor cluster fixture, with this package's provider and
-// lookup or with protoactor's test provider and disthash.
+// lookup, with protoactor's test provider and disthash, or with
+// protoactor's etcd provider and disthash (newEtcdWorld).
 type world struct {
 	t         testing.TB
 	fixture   *cluster_test_tool.BaseClusterFixture
@@ -230,6 +235,22 @@ type world struct {
 	providers map[*clustering.Cluster]*protocluster.Provider
 	pending   []*protocluster.Provider
 	members   []*clustering.Cluster
+	// etcd holds, in the etcd world, each member's provider's way to the
+	// etcd server, by provider; nil in the other worlds.
+	etcd map[clustering.ClusterProvider]*etcdLine
+}
+
+// etcdLine is one member's connection to etcd: its client dials the
+// forwarder, which kill closes, and stop cancels the client's context,
+// which ends its lease keep-alive loop (the provider never closes its
+// client, and that loop would otherwise keep the lease alive, and retry
+// once etcd has stopped, for the rest of the test binary). killed marks a
+// member taken down by kill: its client is left as the crash left it,
+// cut off and untouched.
+type etcdLine struct {
+	forwarder *proctest.Forwarder
+	stop      context.CancelFunc
+	killed    bool
 }
 
 // newWorld builds a fixture of size members; raft selects this package's
@@ -268,6 +289,47 @@ func newTunedWorld(t testing.TB, size int, raft bool, tune ...func(*protocluster
 	} else {
 		w.fixture = cluster_test_tool.NewBaseInMemoryClusterFixture(size, opts...)
 	}
+	w.fixture.Initialize()
+	w.adopt()
+	t.Cleanup(w.shutdown)
+	return w
+}
+
+// newEtcdWorld builds a fixture of size members on protoactor's etcd
+// provider, each member's client reaching the etcd server at etcdAddr
+// (host:port) through a forwarder of its own, with protoactor's default
+// identity lookup, disthash.
+func newEtcdWorld(t testing.TB, size int, etcdAddr string) *world {
+	enterWorld()
+	w := &world{t: t, ledger: &ledger{}, net: faults.NewNetwork(1), providers: map[*clustering.Cluster]*protocluster.Provider{},
+		etcd: map[clustering.ClusterProvider]*etcdLine{}}
+	baseKey := fmt.Sprintf("/protocluster-test/%d", time.Now().UnixNano())
+	w.fixture = cluster_test_tool.NewBaseClusterFixture(size,
+		cluster_test_tool.WithGetClusterKinds(func() []*clustering.Kind { return []*clustering.Kind{ledgeredKind(w.ledger)} }),
+		cluster_test_tool.WithGetClusterProvider(func() clustering.ClusterProvider {
+			f, err := proctest.NewForwarder()
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Route(etcdAddr)
+			ctx, stop := context.WithCancel(context.Background())
+			p, err := etcd.NewWithConfig(baseKey, clientv3.Config{Endpoints: []string{f.Addr()}, DialTimeout: 5 * time.Second, Context: ctx})
+			if err != nil {
+				stop()
+				_ = f.Close()
+				t.Fatal(err)
+			}
+			w.mu.Lock()
+			w.etcd[p] = &etcdLine{forwarder: f, stop: stop}
+			w.mu.Unlock()
+			return p
+		}),
+		cluster_test_tool.WithClusterConfigure(func(c *clustering.Config) *clustering.Config {
+			c.RemoteConfig = remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(4096))
+			c.RequestTimeoutTime = 5 * time.Second
+			return c
+		}),
+	)
 	w.fixture.Initialize()
 	w.adopt()
 	t.Cleanup(w.shutdown)
@@ -323,6 +385,25 @@ func (w *world) leave(c *clustering.Cluster) {
 // kill takes a member down as a crash would: nobody is told; its remote
 // stops, and its grains and voter with it.
 func (w *world) kill(c *clustering.Cluster) {
+	if line := w.lineOf(c); line != nil {
+		// A crashed member does not deregister: its connection to etcd
+		// goes (the forwarder closes every joined connection and refuses
+		// new ones), and the others see it leave only when its lease
+		// (the provider's keepAliveTTL, 3 s) has expired. The provider's
+		// Shutdown is not called: it deletes the member's key at once,
+		// which a crash never does, and its Delete (context.TODO) would
+		// wait forever on the cut connection. The member's actor system
+		// and remote stop as in the other worlds; its provider's loops
+		// stay behind, waiting on a connection that reaches nobody.
+		w.mu.Lock()
+		line.killed = true
+		w.mu.Unlock()
+		_ = line.forwarder.Close()
+		w.fixture.RemoveNode(c, false)
+		c.IdentityLookup.Shutdown()
+		w.adopt()
+		return
+	}
 	w.fixture.RemoveNode(c, false)
 	if p := w.provider(c); p != nil {
 		_ = p.Shutdown(false)
@@ -335,15 +416,54 @@ func (w *world) kill(c *clustering.Cluster) {
 	w.adopt()
 }
 
+// lineOf returns c's connection to etcd, nil outside the etcd world.
+func (w *world) lineOf(c *clustering.Cluster) *etcdLine {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.etcd[c.Config.ClusterProvider]
+}
+
 func (w *world) shutdown() {
 	for _, c := range w.live() {
 		if p := w.provider(c); p != nil {
 			_ = p.Shutdown(false)
 		}
+		if w.lineOf(c) != nil {
+			// The etcd provider's Shutdown deletes its key with
+			// context.TODO: bounded here, so that an etcd that went
+			// away cannot hold the cleanup.
+			if !within(5*time.Second, func() { _ = c.Config.ClusterProvider.Shutdown(false) }) {
+				w.t.Logf("%s: the etcd provider did not shut down within 5s", c.ActorSystem.Address())
+			}
+		}
 		c.IdentityLookup.Shutdown()
 		c.Shutdown(false)
 	}
+	w.mu.Lock()
+	for _, line := range w.etcd {
+		if !line.killed {
+			line.stop()
+		}
+		_ = line.forwarder.Close()
+	}
+	w.mu.Unlock()
 	leaveWorld(w.t)
+}
+
+// within runs f and reports whether it returned within d; if not, f goes
+// on by itself.
+func within(d time.Duration, f func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // worlds counts the clusters alive in this test binary. The tests run in
@@ -454,5 +574,6 @@ func waitTopology(t testing.TB, cs []*clustering.Cluster, want int) {
 	}
 }
 
-// compare reports whether the comparison runs against disthash are on.
+// compare reports whether the comparison runs against protoactor's
+// providers and disthash are on (PROTOCLUSTER_COMPARE).
 func compare() bool { return os.Getenv("PROTOCLUSTER_COMPARE") != "" }

@@ -11,6 +11,11 @@
 // Regenerate kv.pb.go after editing kv.proto, from this directory, with
 //
 //	go generate
+//
+// protoc runs from the repository root, so the file registers as
+// "raftactor/kvstore/kv.proto": registered as plain "kv.proto" it
+// collided with etcd's client (go.etcd.io/etcd/api/v3/mvccpb registers
+// that name), and a program linking both panicked at start.
 package kvstore
 
-//go:generate protoc -I . --go_out=. --go_opt=paths=source_relative kv.proto
+//go:generate protoc -I ../.. --go_out=../.. --go_opt=module=github.com/protoraft/protoraft raftactor/kvstore/kv.proto

@@ -10,7 +10,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: kv.proto
+// source: raftactor/kvstore/kv.proto
 
 package kvstore
 
@@ -47,7 +47,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_kv_proto_msgTypes[0]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -59,7 +59,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[0]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -72,7 +72,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{0}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -148,7 +148,7 @@ type PutOp struct {
 
 func (x *PutOp) Reset() {
 	*x = PutOp{}
-	mi := &file_kv_proto_msgTypes[1]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +160,7 @@ func (x *PutOp) String() string {
 func (*PutOp) ProtoMessage() {}
 
 func (x *PutOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[1]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +173,7 @@ func (x *PutOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOp.ProtoReflect.Descriptor instead.
 func (*PutOp) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{1}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *PutOp) GetKey() []byte {
@@ -202,7 +202,7 @@ type DeleteOp struct {
 
 func (x *DeleteOp) Reset() {
 	*x = DeleteOp{}
-	mi := &file_kv_proto_msgTypes[2]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +214,7 @@ func (x *DeleteOp) String() string {
 func (*DeleteOp) ProtoMessage() {}
 
 func (x *DeleteOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[2]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +227,7 @@ func (x *DeleteOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOp.ProtoReflect.Descriptor instead.
 func (*DeleteOp) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{2}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DeleteOp) GetKey() []byte {
@@ -254,7 +254,7 @@ type CompareAndSetOp struct {
 
 func (x *CompareAndSetOp) Reset() {
 	*x = CompareAndSetOp{}
-	mi := &file_kv_proto_msgTypes[3]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -266,7 +266,7 @@ func (x *CompareAndSetOp) String() string {
 func (*CompareAndSetOp) ProtoMessage() {}
 
 func (x *CompareAndSetOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[3]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -279,7 +279,7 @@ func (x *CompareAndSetOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSetOp.ProtoReflect.Descriptor instead.
 func (*CompareAndSetOp) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{3}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CompareAndSetOp) GetKey() []byte {
@@ -329,7 +329,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_kv_proto_msgTypes[4]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +341,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[4]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +354,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{4}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Result) GetOk() bool {
@@ -408,7 +408,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_kv_proto_msgTypes[5]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +420,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[5]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +433,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{5}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Query) GetQ() isQuery_Q {
@@ -490,7 +490,7 @@ type GetQuery struct {
 
 func (x *GetQuery) Reset() {
 	*x = GetQuery{}
-	mi := &file_kv_proto_msgTypes[6]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +502,7 @@ func (x *GetQuery) String() string {
 func (*GetQuery) ProtoMessage() {}
 
 func (x *GetQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[6]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +515,7 @@ func (x *GetQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuery.ProtoReflect.Descriptor instead.
 func (*GetQuery) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{6}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetQuery) GetKey() []byte {
@@ -540,7 +540,7 @@ type ListQuery struct {
 
 func (x *ListQuery) Reset() {
 	*x = ListQuery{}
-	mi := &file_kv_proto_msgTypes[7]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +552,7 @@ func (x *ListQuery) String() string {
 func (*ListQuery) ProtoMessage() {}
 
 func (x *ListQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[7]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +565,7 @@ func (x *ListQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQuery.ProtoReflect.Descriptor instead.
 func (*ListQuery) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{7}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListQuery) GetPrefix() []byte {
@@ -598,7 +598,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_kv_proto_msgTypes[8]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +610,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[8]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +623,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{8}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Entry) GetKey() []byte {
@@ -668,7 +668,7 @@ type QueryResult struct {
 
 func (x *QueryResult) Reset() {
 	*x = QueryResult{}
-	mi := &file_kv_proto_msgTypes[9]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +680,7 @@ func (x *QueryResult) String() string {
 func (*QueryResult) ProtoMessage() {}
 
 func (x *QueryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_proto_msgTypes[9]
+	mi := &file_raftactor_kvstore_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +693,7 @@ func (x *QueryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResult.ProtoReflect.Descriptor instead.
 func (*QueryResult) Descriptor() ([]byte, []int) {
-	return file_kv_proto_rawDescGZIP(), []int{9}
+	return file_raftactor_kvstore_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QueryResult) GetFound() bool {
@@ -731,11 +731,11 @@ func (x *QueryResult) GetMore() bool {
 	return false
 }
 
-var File_kv_proto protoreflect.FileDescriptor
+var File_raftactor_kvstore_kv_proto protoreflect.FileDescriptor
 
-const file_kv_proto_rawDesc = "" +
+const file_raftactor_kvstore_kv_proto_rawDesc = "" +
 	"\n" +
-	"\bkv.proto\x12\x0fprotoraft.kv.v1\"\xbc\x01\n" +
+	"\x1araftactor/kvstore/kv.proto\x12\x0fprotoraft.kv.v1\"\xbc\x01\n" +
 	"\aCommand\x12*\n" +
 	"\x03put\x18\x01 \x01(\v2\x16.protoraft.kv.v1.PutOpH\x00R\x03put\x123\n" +
 	"\x06delete\x18\x02 \x01(\v2\x19.protoraft.kv.v1.DeleteOpH\x00R\x06delete\x12J\n" +
@@ -778,19 +778,19 @@ const file_kv_proto_rawDesc = "" +
 	"\x04more\x18\x05 \x01(\bR\x04moreB2Z0github.com/protoraft/protoraft/raftactor/kvstoreb\x06proto3"
 
 var (
-	file_kv_proto_rawDescOnce sync.Once
-	file_kv_proto_rawDescData []byte
+	file_raftactor_kvstore_kv_proto_rawDescOnce sync.Once
+	file_raftactor_kvstore_kv_proto_rawDescData []byte
 )
 
-func file_kv_proto_rawDescGZIP() []byte {
-	file_kv_proto_rawDescOnce.Do(func() {
-		file_kv_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_kv_proto_rawDesc), len(file_kv_proto_rawDesc)))
+func file_raftactor_kvstore_kv_proto_rawDescGZIP() []byte {
+	file_raftactor_kvstore_kv_proto_rawDescOnce.Do(func() {
+		file_raftactor_kvstore_kv_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_raftactor_kvstore_kv_proto_rawDesc), len(file_raftactor_kvstore_kv_proto_rawDesc)))
 	})
-	return file_kv_proto_rawDescData
+	return file_raftactor_kvstore_kv_proto_rawDescData
 }
 
-var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
-var file_kv_proto_goTypes = []any{
+var file_raftactor_kvstore_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_raftactor_kvstore_kv_proto_goTypes = []any{
 	(*Command)(nil),         // 0: protoraft.kv.v1.Command
 	(*PutOp)(nil),           // 1: protoraft.kv.v1.PutOp
 	(*DeleteOp)(nil),        // 2: protoraft.kv.v1.DeleteOp
@@ -802,7 +802,7 @@ var file_kv_proto_goTypes = []any{
 	(*Entry)(nil),           // 8: protoraft.kv.v1.Entry
 	(*QueryResult)(nil),     // 9: protoraft.kv.v1.QueryResult
 }
-var file_kv_proto_depIdxs = []int32{
+var file_raftactor_kvstore_kv_proto_depIdxs = []int32{
 	1, // 0: protoraft.kv.v1.Command.put:type_name -> protoraft.kv.v1.PutOp
 	2, // 1: protoraft.kv.v1.Command.delete:type_name -> protoraft.kv.v1.DeleteOp
 	3, // 2: protoraft.kv.v1.Command.compare_and_set:type_name -> protoraft.kv.v1.CompareAndSetOp
@@ -816,18 +816,18 @@ var file_kv_proto_depIdxs = []int32{
 	0, // [0:6] is the sub-list for field type_name
 }
 
-func init() { file_kv_proto_init() }
-func file_kv_proto_init() {
-	if File_kv_proto != nil {
+func init() { file_raftactor_kvstore_kv_proto_init() }
+func file_raftactor_kvstore_kv_proto_init() {
+	if File_raftactor_kvstore_kv_proto != nil {
 		return
 	}
-	file_kv_proto_msgTypes[0].OneofWrappers = []any{
+	file_raftactor_kvstore_kv_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_CompareAndSet)(nil),
 	}
-	file_kv_proto_msgTypes[3].OneofWrappers = []any{}
-	file_kv_proto_msgTypes[5].OneofWrappers = []any{
+	file_raftactor_kvstore_kv_proto_msgTypes[3].OneofWrappers = []any{}
+	file_raftactor_kvstore_kv_proto_msgTypes[5].OneofWrappers = []any{
 		(*Query_Get)(nil),
 		(*Query_List)(nil),
 	}
@@ -835,17 +835,17 @@ func file_kv_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_proto_rawDesc), len(file_kv_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftactor_kvstore_kv_proto_rawDesc), len(file_raftactor_kvstore_kv_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_kv_proto_goTypes,
-		DependencyIndexes: file_kv_proto_depIdxs,
-		MessageInfos:      file_kv_proto_msgTypes,
+		GoTypes:           file_raftactor_kvstore_kv_proto_goTypes,
+		DependencyIndexes: file_raftactor_kvstore_kv_proto_depIdxs,
+		MessageInfos:      file_raftactor_kvstore_kv_proto_msgTypes,
 	}.Build()
-	File_kv_proto = out.File
-	file_kv_proto_goTypes = nil
-	file_kv_proto_depIdxs = nil
+	File_raftactor_kvstore_kv_proto = out.File
+	file_raftactor_kvstore_kv_proto_goTypes = nil
+	file_raftactor_kvstore_kv_proto_depIdxs = nil
 }
