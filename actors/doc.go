@@ -13,4 +13,4 @@
 //	go generate ./actors
 package actors
 
-//go:generate sh -c "protoc -I proto --go_out=. --go_opt=module=github.com/protoraft/protoraft/actors proto/*.proto"
+//go:generate sh -c "cd .. && protoc -I . --go_out=. --go_opt=module=github.com/protoraft/protoraft actors/proto/*.proto"

@@ -104,4 +104,4 @@ func FuzzValidators(f *testing.F) {
 
 // wireFile reports whether a .proto file is one of internal/wire's, which
 // have a fuzz target of their own there.
-func wireFile(path string) bool { return path == "raftrpc.proto" || path == "entry.proto" }
+func wireFile(path string) bool { return strings.HasPrefix(path, "internal/wire/") }

@@ -7,7 +7,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: limits.proto
+// source: actors/proto/limits.proto
 
 package actors
 
@@ -55,7 +55,7 @@ type ClassLimits struct {
 
 func (x *ClassLimits) Reset() {
 	*x = ClassLimits{}
-	mi := &file_limits_proto_msgTypes[0]
+	mi := &file_actors_proto_limits_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -67,7 +67,7 @@ func (x *ClassLimits) String() string {
 func (*ClassLimits) ProtoMessage() {}
 
 func (x *ClassLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[0]
+	mi := &file_actors_proto_limits_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -80,7 +80,7 @@ func (x *ClassLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassLimits.ProtoReflect.Descriptor instead.
 func (*ClassLimits) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{0}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ClassLimits) GetRps() float64 {
@@ -162,7 +162,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_limits_proto_msgTypes[1]
+	mi := &file_actors_proto_limits_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +174,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[1]
+	mi := &file_actors_proto_limits_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +187,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{1}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Limits) GetRead() *ClassLimits {
@@ -237,7 +237,7 @@ type UpdateLimitsRequest struct {
 
 func (x *UpdateLimitsRequest) Reset() {
 	*x = UpdateLimitsRequest{}
-	mi := &file_limits_proto_msgTypes[2]
+	mi := &file_actors_proto_limits_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +249,7 @@ func (x *UpdateLimitsRequest) String() string {
 func (*UpdateLimitsRequest) ProtoMessage() {}
 
 func (x *UpdateLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[2]
+	mi := &file_actors_proto_limits_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +262,7 @@ func (x *UpdateLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateLimitsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{2}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *UpdateLimitsRequest) GetMeta() *RequestMeta {
@@ -297,7 +297,7 @@ type UpdateLimitsResponse struct {
 
 func (x *UpdateLimitsResponse) Reset() {
 	*x = UpdateLimitsResponse{}
-	mi := &file_limits_proto_msgTypes[3]
+	mi := &file_actors_proto_limits_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +309,7 @@ func (x *UpdateLimitsResponse) String() string {
 func (*UpdateLimitsResponse) ProtoMessage() {}
 
 func (x *UpdateLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[3]
+	mi := &file_actors_proto_limits_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +322,7 @@ func (x *UpdateLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateLimitsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{3}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UpdateLimitsResponse) GetError() *Error {
@@ -349,7 +349,7 @@ type LimiterStatsRequest struct {
 
 func (x *LimiterStatsRequest) Reset() {
 	*x = LimiterStatsRequest{}
-	mi := &file_limits_proto_msgTypes[4]
+	mi := &file_actors_proto_limits_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +361,7 @@ func (x *LimiterStatsRequest) String() string {
 func (*LimiterStatsRequest) ProtoMessage() {}
 
 func (x *LimiterStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[4]
+	mi := &file_actors_proto_limits_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +374,7 @@ func (x *LimiterStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimiterStatsRequest.ProtoReflect.Descriptor instead.
 func (*LimiterStatsRequest) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{4}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LimiterStatsRequest) GetMeta() *RequestMeta {
@@ -397,7 +397,7 @@ type ClassStats struct {
 
 func (x *ClassStats) Reset() {
 	*x = ClassStats{}
-	mi := &file_limits_proto_msgTypes[5]
+	mi := &file_actors_proto_limits_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +409,7 @@ func (x *ClassStats) String() string {
 func (*ClassStats) ProtoMessage() {}
 
 func (x *ClassStats) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[5]
+	mi := &file_actors_proto_limits_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +422,7 @@ func (x *ClassStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassStats.ProtoReflect.Descriptor instead.
 func (*ClassStats) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{5}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClassStats) GetAdmitted() uint64 {
@@ -484,7 +484,7 @@ type LimiterStats struct {
 
 func (x *LimiterStats) Reset() {
 	*x = LimiterStats{}
-	mi := &file_limits_proto_msgTypes[6]
+	mi := &file_actors_proto_limits_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +496,7 @@ func (x *LimiterStats) String() string {
 func (*LimiterStats) ProtoMessage() {}
 
 func (x *LimiterStats) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[6]
+	mi := &file_actors_proto_limits_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +509,7 @@ func (x *LimiterStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimiterStats.ProtoReflect.Descriptor instead.
 func (*LimiterStats) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{6}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LimiterStats) GetAdmitted() uint64 {
@@ -601,7 +601,7 @@ type LimiterStatsResponse struct {
 
 func (x *LimiterStatsResponse) Reset() {
 	*x = LimiterStatsResponse{}
-	mi := &file_limits_proto_msgTypes[7]
+	mi := &file_actors_proto_limits_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +613,7 @@ func (x *LimiterStatsResponse) String() string {
 func (*LimiterStatsResponse) ProtoMessage() {}
 
 func (x *LimiterStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_limits_proto_msgTypes[7]
+	mi := &file_actors_proto_limits_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +626,7 @@ func (x *LimiterStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimiterStatsResponse.ProtoReflect.Descriptor instead.
 func (*LimiterStatsResponse) Descriptor() ([]byte, []int) {
-	return file_limits_proto_rawDescGZIP(), []int{7}
+	return file_actors_proto_limits_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LimiterStatsResponse) GetError() *Error {
@@ -650,11 +650,11 @@ func (x *LimiterStatsResponse) GetLimits() *Limits {
 	return nil
 }
 
-var File_limits_proto protoreflect.FileDescriptor
+var File_actors_proto_limits_proto protoreflect.FileDescriptor
 
-const file_limits_proto_rawDesc = "" +
+const file_actors_proto_limits_proto_rawDesc = "" +
 	"\n" +
-	"\flimits.proto\x12\fprotoraft.v1\x1a\x0fprotoraft.proto\"\xfe\x02\n" +
+	"\x19actors/proto/limits.proto\x12\fprotoraft.v1\x1a\x1cactors/proto/protoraft.proto\"\xfe\x02\n" +
 	"\vClassLimits\x12\x10\n" +
 	"\x03rps\x18\x01 \x01(\x01R\x03rps\x12\x14\n" +
 	"\x05burst\x18\x02 \x01(\rR\x05burst\x12*\n" +
@@ -709,19 +709,19 @@ const file_limits_proto_rawDesc = "" +
 	"\x06limits\x18\x03 \x01(\v2\x14.protoraft.v1.LimitsR\x06limitsB'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
-	file_limits_proto_rawDescOnce sync.Once
-	file_limits_proto_rawDescData []byte
+	file_actors_proto_limits_proto_rawDescOnce sync.Once
+	file_actors_proto_limits_proto_rawDescData []byte
 )
 
-func file_limits_proto_rawDescGZIP() []byte {
-	file_limits_proto_rawDescOnce.Do(func() {
-		file_limits_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_limits_proto_rawDesc), len(file_limits_proto_rawDesc)))
+func file_actors_proto_limits_proto_rawDescGZIP() []byte {
+	file_actors_proto_limits_proto_rawDescOnce.Do(func() {
+		file_actors_proto_limits_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_actors_proto_limits_proto_rawDesc), len(file_actors_proto_limits_proto_rawDesc)))
 	})
-	return file_limits_proto_rawDescData
+	return file_actors_proto_limits_proto_rawDescData
 }
 
-var file_limits_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
-var file_limits_proto_goTypes = []any{
+var file_actors_proto_limits_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_actors_proto_limits_proto_goTypes = []any{
 	(*ClassLimits)(nil),          // 0: protoraft.v1.ClassLimits
 	(*Limits)(nil),               // 1: protoraft.v1.Limits
 	(*UpdateLimitsRequest)(nil),  // 2: protoraft.v1.UpdateLimitsRequest
@@ -734,7 +734,7 @@ var file_limits_proto_goTypes = []any{
 	(*RequestMeta)(nil),          // 9: protoraft.v1.RequestMeta
 	(*Error)(nil),                // 10: protoraft.v1.Error
 }
-var file_limits_proto_depIdxs = []int32{
+var file_actors_proto_limits_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.Limits.read:type_name -> protoraft.v1.ClassLimits
 	0,  // 1: protoraft.v1.Limits.write:type_name -> protoraft.v1.ClassLimits
 	0,  // 2: protoraft.v1.Limits.admin:type_name -> protoraft.v1.ClassLimits
@@ -757,27 +757,27 @@ var file_limits_proto_depIdxs = []int32{
 	0,  // [0:15] is the sub-list for field type_name
 }
 
-func init() { file_limits_proto_init() }
-func file_limits_proto_init() {
-	if File_limits_proto != nil {
+func init() { file_actors_proto_limits_proto_init() }
+func file_actors_proto_limits_proto_init() {
+	if File_actors_proto_limits_proto != nil {
 		return
 	}
-	file_protoraft_proto_init()
+	file_actors_proto_protoraft_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_limits_proto_rawDesc), len(file_limits_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_proto_limits_proto_rawDesc), len(file_actors_proto_limits_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_limits_proto_goTypes,
-		DependencyIndexes: file_limits_proto_depIdxs,
-		MessageInfos:      file_limits_proto_msgTypes,
+		GoTypes:           file_actors_proto_limits_proto_goTypes,
+		DependencyIndexes: file_actors_proto_limits_proto_depIdxs,
+		MessageInfos:      file_actors_proto_limits_proto_msgTypes,
 	}.Build()
-	File_limits_proto = out.File
-	file_limits_proto_goTypes = nil
-	file_limits_proto_depIdxs = nil
+	File_actors_proto_limits_proto = out.File
+	file_actors_proto_limits_proto_goTypes = nil
+	file_actors_proto_limits_proto_depIdxs = nil
 }

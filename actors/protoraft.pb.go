@@ -7,7 +7,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: protoraft.proto
+// source: actors/proto/protoraft.proto
 
 package actors
 
@@ -103,11 +103,11 @@ func (x Code) String() string {
 }
 
 func (Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_protoraft_proto_enumTypes[0].Descriptor()
+	return file_actors_proto_protoraft_proto_enumTypes[0].Descriptor()
 }
 
 func (Code) Type() protoreflect.EnumType {
-	return &file_protoraft_proto_enumTypes[0]
+	return &file_actors_proto_protoraft_proto_enumTypes[0]
 }
 
 func (x Code) Number() protoreflect.EnumNumber {
@@ -116,7 +116,7 @@ func (x Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Code.Descriptor instead.
 func (Code) EnumDescriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{0}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{0}
 }
 
 // Suffrage is a member's voting right.
@@ -150,11 +150,11 @@ func (x Suffrage) String() string {
 }
 
 func (Suffrage) Descriptor() protoreflect.EnumDescriptor {
-	return file_protoraft_proto_enumTypes[1].Descriptor()
+	return file_actors_proto_protoraft_proto_enumTypes[1].Descriptor()
 }
 
 func (Suffrage) Type() protoreflect.EnumType {
-	return &file_protoraft_proto_enumTypes[1]
+	return &file_actors_proto_protoraft_proto_enumTypes[1]
 }
 
 func (x Suffrage) Number() protoreflect.EnumNumber {
@@ -163,7 +163,7 @@ func (x Suffrage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Suffrage.Descriptor instead.
 func (Suffrage) EnumDescriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{1}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{1}
 }
 
 // Consistency selects how fresh a read must be.
@@ -204,11 +204,11 @@ func (x Consistency) String() string {
 }
 
 func (Consistency) Descriptor() protoreflect.EnumDescriptor {
-	return file_protoraft_proto_enumTypes[2].Descriptor()
+	return file_actors_proto_protoraft_proto_enumTypes[2].Descriptor()
 }
 
 func (Consistency) Type() protoreflect.EnumType {
-	return &file_protoraft_proto_enumTypes[2]
+	return &file_actors_proto_protoraft_proto_enumTypes[2]
 }
 
 func (x Consistency) Number() protoreflect.EnumNumber {
@@ -217,7 +217,7 @@ func (x Consistency) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Consistency.Descriptor instead.
 func (Consistency) EnumDescriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{2}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{2}
 }
 
 // MembershipOp is a change to the Raft configuration. ADD_VOTER and
@@ -268,11 +268,11 @@ func (x MembershipOp) String() string {
 }
 
 func (MembershipOp) Descriptor() protoreflect.EnumDescriptor {
-	return file_protoraft_proto_enumTypes[3].Descriptor()
+	return file_actors_proto_protoraft_proto_enumTypes[3].Descriptor()
 }
 
 func (MembershipOp) Type() protoreflect.EnumType {
-	return &file_protoraft_proto_enumTypes[3]
+	return &file_actors_proto_protoraft_proto_enumTypes[3]
 }
 
 func (x MembershipOp) Number() protoreflect.EnumNumber {
@@ -281,7 +281,7 @@ func (x MembershipOp) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipOp.Descriptor instead.
 func (MembershipOp) EnumDescriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{3}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{3}
 }
 
 // Error is carried by every response; a nil or OK error means success.
@@ -303,7 +303,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_protoraft_proto_msgTypes[0]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +315,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[0]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +328,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{0}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Error) GetCode() Code {
@@ -428,7 +428,7 @@ type RequestMeta struct {
 
 func (x *RequestMeta) Reset() {
 	*x = RequestMeta{}
-	mi := &file_protoraft_proto_msgTypes[1]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +440,7 @@ func (x *RequestMeta) String() string {
 func (*RequestMeta) ProtoMessage() {}
 
 func (x *RequestMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[1]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +453,7 @@ func (x *RequestMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestMeta.ProtoReflect.Descriptor instead.
 func (*RequestMeta) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{1}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *RequestMeta) GetRequestId() string {
@@ -547,7 +547,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_protoraft_proto_msgTypes[2]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +559,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[2]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +572,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{2}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Server) GetId() string {
@@ -607,7 +607,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_protoraft_proto_msgTypes[3]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +619,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[3]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +632,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{3}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WriteRequest) GetMeta() *RequestMeta {
@@ -670,7 +670,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_protoraft_proto_msgTypes[4]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +682,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[4]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +695,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{4}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WriteResponse) GetError() *Error {
@@ -744,7 +744,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_protoraft_proto_msgTypes[5]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +756,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[5]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +769,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{5}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadRequest) GetMeta() *RequestMeta {
@@ -821,7 +821,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_protoraft_proto_msgTypes[6]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +833,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[6]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +846,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{6}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReadResponse) GetError() *Error {
@@ -898,7 +898,7 @@ type ReadResult struct {
 
 func (x *ReadResult) Reset() {
 	*x = ReadResult{}
-	mi := &file_protoraft_proto_msgTypes[7]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +910,7 @@ func (x *ReadResult) String() string {
 func (*ReadResult) ProtoMessage() {}
 
 func (x *ReadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[7]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +923,7 @@ func (x *ReadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResult.ProtoReflect.Descriptor instead.
 func (*ReadResult) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{7}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadResult) GetError() *Error {
@@ -957,7 +957,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_protoraft_proto_msgTypes[8]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +969,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[8]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +982,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{8}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaderRequest) GetMeta() *RequestMeta {
@@ -1009,7 +1009,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_protoraft_proto_msgTypes[9]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1021,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[9]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1034,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{9}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaderResponse) GetError() *Error {
@@ -1087,7 +1087,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_protoraft_proto_msgTypes[10]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1099,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[10]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1112,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{10}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MembershipRequest) GetMeta() *RequestMeta {
@@ -1155,7 +1155,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_protoraft_proto_msgTypes[11]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1167,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[11]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1180,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{11}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MembershipResponse) GetError() *Error {
@@ -1216,7 +1216,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_protoraft_proto_msgTypes[12]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1228,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[12]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1241,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{12}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TransferLeadershipRequest) GetMeta() *RequestMeta {
@@ -1269,7 +1269,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_protoraft_proto_msgTypes[13]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1281,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[13]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1294,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{13}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TransferLeadershipResponse) GetError() *Error {
@@ -1321,7 +1321,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_protoraft_proto_msgTypes[14]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1333,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[14]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1346,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{14}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MembersRequest) GetMeta() *RequestMeta {
@@ -1368,7 +1368,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_protoraft_proto_msgTypes[15]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1380,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[15]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1393,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{15}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MembersResponse) GetError() *Error {
@@ -1433,7 +1433,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_protoraft_proto_msgTypes[16]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1445,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[16]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1458,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{16}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Timeouts) GetHeartbeat() *durationpb.Duration {
@@ -1522,7 +1522,7 @@ type UpdateTimeoutsRequest struct {
 
 func (x *UpdateTimeoutsRequest) Reset() {
 	*x = UpdateTimeoutsRequest{}
-	mi := &file_protoraft_proto_msgTypes[17]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1534,7 @@ func (x *UpdateTimeoutsRequest) String() string {
 func (*UpdateTimeoutsRequest) ProtoMessage() {}
 
 func (x *UpdateTimeoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[17]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1547,7 @@ func (x *UpdateTimeoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTimeoutsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTimeoutsRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{17}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateTimeoutsRequest) GetMeta() *RequestMeta {
@@ -1574,7 +1574,7 @@ type GetTimeoutsRequest struct {
 
 func (x *GetTimeoutsRequest) Reset() {
 	*x = GetTimeoutsRequest{}
-	mi := &file_protoraft_proto_msgTypes[18]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1586,7 @@ func (x *GetTimeoutsRequest) String() string {
 func (*GetTimeoutsRequest) ProtoMessage() {}
 
 func (x *GetTimeoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[18]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1599,7 @@ func (x *GetTimeoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTimeoutsRequest.ProtoReflect.Descriptor instead.
 func (*GetTimeoutsRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{18}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetTimeoutsRequest) GetMeta() *RequestMeta {
@@ -1620,7 +1620,7 @@ type TimeoutsResponse struct {
 
 func (x *TimeoutsResponse) Reset() {
 	*x = TimeoutsResponse{}
-	mi := &file_protoraft_proto_msgTypes[19]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1632,7 @@ func (x *TimeoutsResponse) String() string {
 func (*TimeoutsResponse) ProtoMessage() {}
 
 func (x *TimeoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[19]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1645,7 @@ func (x *TimeoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutsResponse.ProtoReflect.Descriptor instead.
 func (*TimeoutsResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{19}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TimeoutsResponse) GetError() *Error {
@@ -1672,7 +1672,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_protoraft_proto_msgTypes[20]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1684,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[20]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1697,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{20}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusRequest) GetMeta() *RequestMeta {
@@ -1740,7 +1740,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_protoraft_proto_msgTypes[21]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1752,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[21]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1765,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{21}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusResponse) GetError() *Error {
@@ -1897,7 +1897,7 @@ type ReadConfirmations struct {
 
 func (x *ReadConfirmations) Reset() {
 	*x = ReadConfirmations{}
-	mi := &file_protoraft_proto_msgTypes[22]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +1909,7 @@ func (x *ReadConfirmations) String() string {
 func (*ReadConfirmations) ProtoMessage() {}
 
 func (x *ReadConfirmations) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[22]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +1922,7 @@ func (x *ReadConfirmations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadConfirmations.ProtoReflect.Descriptor instead.
 func (*ReadConfirmations) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{22}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReadConfirmations) GetWaits() uint64 {
@@ -1970,7 +1970,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_protoraft_proto_msgTypes[23]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +1982,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[23]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +1995,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{23}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotRequest) GetMeta() *RequestMeta {
@@ -2017,7 +2017,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_protoraft_proto_msgTypes[24]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2029,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[24]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2042,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{24}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotResponse) GetError() *Error {
@@ -2082,7 +2082,7 @@ type LeaderChanged struct {
 
 func (x *LeaderChanged) Reset() {
 	*x = LeaderChanged{}
-	mi := &file_protoraft_proto_msgTypes[25]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2094,7 @@ func (x *LeaderChanged) String() string {
 func (*LeaderChanged) ProtoMessage() {}
 
 func (x *LeaderChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[25]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2107,7 @@ func (x *LeaderChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderChanged.ProtoReflect.Descriptor instead.
 func (*LeaderChanged) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{25}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaderChanged) GetGroup() string {
@@ -2161,7 +2161,7 @@ type SnapshotReadRequest struct {
 
 func (x *SnapshotReadRequest) Reset() {
 	*x = SnapshotReadRequest{}
-	mi := &file_protoraft_proto_msgTypes[26]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2173,7 @@ func (x *SnapshotReadRequest) String() string {
 func (*SnapshotReadRequest) ProtoMessage() {}
 
 func (x *SnapshotReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[26]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2186,7 @@ func (x *SnapshotReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReadRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotReadRequest) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{26}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SnapshotReadRequest) GetMeta() *RequestMeta {
@@ -2241,7 +2241,7 @@ type SnapshotReadResponse struct {
 
 func (x *SnapshotReadResponse) Reset() {
 	*x = SnapshotReadResponse{}
-	mi := &file_protoraft_proto_msgTypes[27]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2253,7 @@ func (x *SnapshotReadResponse) String() string {
 func (*SnapshotReadResponse) ProtoMessage() {}
 
 func (x *SnapshotReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protoraft_proto_msgTypes[27]
+	mi := &file_actors_proto_protoraft_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2266,7 @@ func (x *SnapshotReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReadResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotReadResponse) Descriptor() ([]byte, []int) {
-	return file_protoraft_proto_rawDescGZIP(), []int{27}
+	return file_actors_proto_protoraft_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotReadResponse) GetError() *Error {
@@ -2346,11 +2346,11 @@ func (x *SnapshotReadResponse) GetNode() *Server {
 	return nil
 }
 
-var File_protoraft_proto protoreflect.FileDescriptor
+var File_actors_proto_protoraft_proto protoreflect.FileDescriptor
 
-const file_protoraft_proto_rawDesc = "" +
+const file_actors_proto_protoraft_proto_rawDesc = "" +
 	"\n" +
-	"\x0fprotoraft.proto\x12\fprotoraft.v1\x1a\x1egoogle/protobuf/duration.proto\"\xdf\x01\n" +
+	"\x1cactors/proto/protoraft.proto\x12\fprotoraft.v1\x1a\x1egoogle/protobuf/duration.proto\"\xdf\x01\n" +
 	"\x05Error\x12&\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x12.protoraft.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12,\n" +
@@ -2533,20 +2533,20 @@ const file_protoraft_proto_rawDesc = "" +
 	"\x06REMOVE\x10\x04B'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
-	file_protoraft_proto_rawDescOnce sync.Once
-	file_protoraft_proto_rawDescData []byte
+	file_actors_proto_protoraft_proto_rawDescOnce sync.Once
+	file_actors_proto_protoraft_proto_rawDescData []byte
 )
 
-func file_protoraft_proto_rawDescGZIP() []byte {
-	file_protoraft_proto_rawDescOnce.Do(func() {
-		file_protoraft_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_protoraft_proto_rawDesc), len(file_protoraft_proto_rawDesc)))
+func file_actors_proto_protoraft_proto_rawDescGZIP() []byte {
+	file_actors_proto_protoraft_proto_rawDescOnce.Do(func() {
+		file_actors_proto_protoraft_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_actors_proto_protoraft_proto_rawDesc), len(file_actors_proto_protoraft_proto_rawDesc)))
 	})
-	return file_protoraft_proto_rawDescData
+	return file_actors_proto_protoraft_proto_rawDescData
 }
 
-var file_protoraft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
-var file_protoraft_proto_goTypes = []any{
+var file_actors_proto_protoraft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_actors_proto_protoraft_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_actors_proto_protoraft_proto_goTypes = []any{
 	(Code)(0),                          // 0: protoraft.v1.Code
 	(Suffrage)(0),                      // 1: protoraft.v1.Suffrage
 	(Consistency)(0),                   // 2: protoraft.v1.Consistency
@@ -2581,7 +2581,7 @@ var file_protoraft_proto_goTypes = []any{
 	(*SnapshotReadResponse)(nil),       // 31: protoraft.v1.SnapshotReadResponse
 	(*durationpb.Duration)(nil),        // 32: google.protobuf.Duration
 }
-var file_protoraft_proto_depIdxs = []int32{
+var file_actors_proto_protoraft_proto_depIdxs = []int32{
 	0,  // 0: protoraft.v1.Error.code:type_name -> protoraft.v1.Code
 	6,  // 1: protoraft.v1.Error.leader:type_name -> protoraft.v1.Server
 	32, // 2: protoraft.v1.Error.retry_after:type_name -> google.protobuf.Duration
@@ -2639,27 +2639,27 @@ var file_protoraft_proto_depIdxs = []int32{
 	0,  // [0:50] is the sub-list for field type_name
 }
 
-func init() { file_protoraft_proto_init() }
-func file_protoraft_proto_init() {
-	if File_protoraft_proto != nil {
+func init() { file_actors_proto_protoraft_proto_init() }
+func file_actors_proto_protoraft_proto_init() {
+	if File_actors_proto_protoraft_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protoraft_proto_rawDesc), len(file_protoraft_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_proto_protoraft_proto_rawDesc), len(file_actors_proto_protoraft_proto_rawDesc)),
 			NumEnums:      4,
 			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_protoraft_proto_goTypes,
-		DependencyIndexes: file_protoraft_proto_depIdxs,
-		EnumInfos:         file_protoraft_proto_enumTypes,
-		MessageInfos:      file_protoraft_proto_msgTypes,
+		GoTypes:           file_actors_proto_protoraft_proto_goTypes,
+		DependencyIndexes: file_actors_proto_protoraft_proto_depIdxs,
+		EnumInfos:         file_actors_proto_protoraft_proto_enumTypes,
+		MessageInfos:      file_actors_proto_protoraft_proto_msgTypes,
 	}.Build()
-	File_protoraft_proto = out.File
-	file_protoraft_proto_goTypes = nil
-	file_protoraft_proto_depIdxs = nil
+	File_actors_proto_protoraft_proto = out.File
+	file_actors_proto_protoraft_proto_goTypes = nil
+	file_actors_proto_protoraft_proto_depIdxs = nil
 }

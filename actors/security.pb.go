@@ -5,7 +5,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: security.proto
+// source: actors/proto/security.proto
 
 package actors
 
@@ -63,11 +63,11 @@ func (x PolicySource) String() string {
 }
 
 func (PolicySource) Descriptor() protoreflect.EnumDescriptor {
-	return file_security_proto_enumTypes[0].Descriptor()
+	return file_actors_proto_security_proto_enumTypes[0].Descriptor()
 }
 
 func (PolicySource) Type() protoreflect.EnumType {
-	return &file_security_proto_enumTypes[0]
+	return &file_actors_proto_security_proto_enumTypes[0]
 }
 
 func (x PolicySource) Number() protoreflect.EnumNumber {
@@ -76,7 +76,7 @@ func (x PolicySource) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PolicySource.Descriptor instead.
 func (PolicySource) EnumDescriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{0}
+	return file_actors_proto_security_proto_rawDescGZIP(), []int{0}
 }
 
 // PolicyUpdateRequest replaces the group's authorization policy. It is a
@@ -93,7 +93,7 @@ type PolicyUpdateRequest struct {
 
 func (x *PolicyUpdateRequest) Reset() {
 	*x = PolicyUpdateRequest{}
-	mi := &file_security_proto_msgTypes[0]
+	mi := &file_actors_proto_security_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +105,7 @@ func (x *PolicyUpdateRequest) String() string {
 func (*PolicyUpdateRequest) ProtoMessage() {}
 
 func (x *PolicyUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[0]
+	mi := &file_actors_proto_security_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +118,7 @@ func (x *PolicyUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUpdateRequest.ProtoReflect.Descriptor instead.
 func (*PolicyUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{0}
+	return file_actors_proto_security_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *PolicyUpdateRequest) GetMeta() *RequestMeta {
@@ -146,7 +146,7 @@ type PolicyUpdateResponse struct {
 
 func (x *PolicyUpdateResponse) Reset() {
 	*x = PolicyUpdateResponse{}
-	mi := &file_security_proto_msgTypes[1]
+	mi := &file_actors_proto_security_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +158,7 @@ func (x *PolicyUpdateResponse) String() string {
 func (*PolicyUpdateResponse) ProtoMessage() {}
 
 func (x *PolicyUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[1]
+	mi := &file_actors_proto_security_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +171,7 @@ func (x *PolicyUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUpdateResponse.ProtoReflect.Descriptor instead.
 func (*PolicyUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{1}
+	return file_actors_proto_security_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *PolicyUpdateResponse) GetError() *Error {
@@ -205,7 +205,7 @@ type PolicyGetRequest struct {
 
 func (x *PolicyGetRequest) Reset() {
 	*x = PolicyGetRequest{}
-	mi := &file_security_proto_msgTypes[2]
+	mi := &file_actors_proto_security_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +217,7 @@ func (x *PolicyGetRequest) String() string {
 func (*PolicyGetRequest) ProtoMessage() {}
 
 func (x *PolicyGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[2]
+	mi := &file_actors_proto_security_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +230,7 @@ func (x *PolicyGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyGetRequest.ProtoReflect.Descriptor instead.
 func (*PolicyGetRequest) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{2}
+	return file_actors_proto_security_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PolicyGetRequest) GetMeta() *RequestMeta {
@@ -269,7 +269,7 @@ type PolicyGetResponse struct {
 
 func (x *PolicyGetResponse) Reset() {
 	*x = PolicyGetResponse{}
-	mi := &file_security_proto_msgTypes[3]
+	mi := &file_actors_proto_security_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +281,7 @@ func (x *PolicyGetResponse) String() string {
 func (*PolicyGetResponse) ProtoMessage() {}
 
 func (x *PolicyGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[3]
+	mi := &file_actors_proto_security_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +294,7 @@ func (x *PolicyGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyGetResponse.ProtoReflect.Descriptor instead.
 func (*PolicyGetResponse) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{3}
+	return file_actors_proto_security_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PolicyGetResponse) GetError() *Error {
@@ -346,11 +346,11 @@ func (x *PolicyGetResponse) GetNode() *Server {
 	return nil
 }
 
-var File_security_proto protoreflect.FileDescriptor
+var File_actors_proto_security_proto protoreflect.FileDescriptor
 
-const file_security_proto_rawDesc = "" +
+const file_actors_proto_security_proto_rawDesc = "" +
 	"\n" +
-	"\x0esecurity.proto\x12\fprotoraft.v1\x1a\x0fprotoraft.proto\"`\n" +
+	"\x1bactors/proto/security.proto\x12\fprotoraft.v1\x1a\x1cactors/proto/protoraft.proto\"`\n" +
 	"\x13PolicyUpdateRequest\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\x12\x1a\n" +
 	"\bdocument\x18\x02 \x01(\fR\bdocument\"W\n" +
@@ -374,20 +374,20 @@ const file_security_proto_rawDesc = "" +
 	"\x10POLICY_COMMITTED\x10\x02B'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
-	file_security_proto_rawDescOnce sync.Once
-	file_security_proto_rawDescData []byte
+	file_actors_proto_security_proto_rawDescOnce sync.Once
+	file_actors_proto_security_proto_rawDescData []byte
 )
 
-func file_security_proto_rawDescGZIP() []byte {
-	file_security_proto_rawDescOnce.Do(func() {
-		file_security_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_security_proto_rawDesc), len(file_security_proto_rawDesc)))
+func file_actors_proto_security_proto_rawDescGZIP() []byte {
+	file_actors_proto_security_proto_rawDescOnce.Do(func() {
+		file_actors_proto_security_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_actors_proto_security_proto_rawDesc), len(file_actors_proto_security_proto_rawDesc)))
 	})
-	return file_security_proto_rawDescData
+	return file_actors_proto_security_proto_rawDescData
 }
 
-var file_security_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_security_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
-var file_security_proto_goTypes = []any{
+var file_actors_proto_security_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_actors_proto_security_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_actors_proto_security_proto_goTypes = []any{
 	(PolicySource)(0),            // 0: protoraft.v1.PolicySource
 	(*PolicyUpdateRequest)(nil),  // 1: protoraft.v1.PolicyUpdateRequest
 	(*PolicyUpdateResponse)(nil), // 2: protoraft.v1.PolicyUpdateResponse
@@ -398,7 +398,7 @@ var file_security_proto_goTypes = []any{
 	(Consistency)(0),             // 7: protoraft.v1.Consistency
 	(*Server)(nil),               // 8: protoraft.v1.Server
 }
-var file_security_proto_depIdxs = []int32{
+var file_actors_proto_security_proto_depIdxs = []int32{
 	5, // 0: protoraft.v1.PolicyUpdateRequest.meta:type_name -> protoraft.v1.RequestMeta
 	6, // 1: protoraft.v1.PolicyUpdateResponse.error:type_name -> protoraft.v1.Error
 	5, // 2: protoraft.v1.PolicyGetRequest.meta:type_name -> protoraft.v1.RequestMeta
@@ -413,28 +413,28 @@ var file_security_proto_depIdxs = []int32{
 	0, // [0:7] is the sub-list for field type_name
 }
 
-func init() { file_security_proto_init() }
-func file_security_proto_init() {
-	if File_security_proto != nil {
+func init() { file_actors_proto_security_proto_init() }
+func file_actors_proto_security_proto_init() {
+	if File_actors_proto_security_proto != nil {
 		return
 	}
-	file_protoraft_proto_init()
+	file_actors_proto_protoraft_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_security_proto_rawDesc), len(file_security_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_proto_security_proto_rawDesc), len(file_actors_proto_security_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_security_proto_goTypes,
-		DependencyIndexes: file_security_proto_depIdxs,
-		EnumInfos:         file_security_proto_enumTypes,
-		MessageInfos:      file_security_proto_msgTypes,
+		GoTypes:           file_actors_proto_security_proto_goTypes,
+		DependencyIndexes: file_actors_proto_security_proto_depIdxs,
+		EnumInfos:         file_actors_proto_security_proto_enumTypes,
+		MessageInfos:      file_actors_proto_security_proto_msgTypes,
 	}.Build()
-	File_security_proto = out.File
-	file_security_proto_goTypes = nil
-	file_security_proto_depIdxs = nil
+	File_actors_proto_security_proto = out.File
+	file_actors_proto_security_proto_goTypes = nil
+	file_actors_proto_security_proto_depIdxs = nil
 }

@@ -7,7 +7,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: telemetry.proto
+// source: actors/proto/telemetry.proto
 
 package actors
 
@@ -70,11 +70,11 @@ func (x HealthStatus) String() string {
 }
 
 func (HealthStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_telemetry_proto_enumTypes[0].Descriptor()
+	return file_actors_proto_telemetry_proto_enumTypes[0].Descriptor()
 }
 
 func (HealthStatus) Type() protoreflect.EnumType {
-	return &file_telemetry_proto_enumTypes[0]
+	return &file_actors_proto_telemetry_proto_enumTypes[0]
 }
 
 func (x HealthStatus) Number() protoreflect.EnumNumber {
@@ -83,7 +83,7 @@ func (x HealthStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthStatus.Descriptor instead.
 func (HealthStatus) EnumDescriptor() ([]byte, []int) {
-	return file_telemetry_proto_rawDescGZIP(), []int{0}
+	return file_actors_proto_telemetry_proto_rawDescGZIP(), []int{0}
 }
 
 // NoLeaderReason says why a node sees no leader.
@@ -129,11 +129,11 @@ func (x NoLeaderReason) String() string {
 }
 
 func (NoLeaderReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_telemetry_proto_enumTypes[1].Descriptor()
+	return file_actors_proto_telemetry_proto_enumTypes[1].Descriptor()
 }
 
 func (NoLeaderReason) Type() protoreflect.EnumType {
-	return &file_telemetry_proto_enumTypes[1]
+	return &file_actors_proto_telemetry_proto_enumTypes[1]
 }
 
 func (x NoLeaderReason) Number() protoreflect.EnumNumber {
@@ -142,7 +142,7 @@ func (x NoLeaderReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NoLeaderReason.Descriptor instead.
 func (NoLeaderReason) EnumDescriptor() ([]byte, []int) {
-	return file_telemetry_proto_rawDescGZIP(), []int{1}
+	return file_actors_proto_telemetry_proto_rawDescGZIP(), []int{1}
 }
 
 // HealthRequest asks the metrics actor of a node for its health.
@@ -155,7 +155,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_telemetry_proto_msgTypes[0]
+	mi := &file_actors_proto_telemetry_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -167,7 +167,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telemetry_proto_msgTypes[0]
+	mi := &file_actors_proto_telemetry_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -180,7 +180,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_telemetry_proto_rawDescGZIP(), []int{0}
+	return file_actors_proto_telemetry_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *HealthRequest) GetMeta() *RequestMeta {
@@ -220,7 +220,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_telemetry_proto_msgTypes[1]
+	mi := &file_actors_proto_telemetry_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +232,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telemetry_proto_msgTypes[1]
+	mi := &file_actors_proto_telemetry_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +245,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_telemetry_proto_rawDescGZIP(), []int{1}
+	return file_actors_proto_telemetry_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *HealthResponse) GetError() *Error {
@@ -325,11 +325,11 @@ func (x *HealthResponse) GetCheckedUnixNano() int64 {
 	return 0
 }
 
-var File_telemetry_proto protoreflect.FileDescriptor
+var File_actors_proto_telemetry_proto protoreflect.FileDescriptor
 
-const file_telemetry_proto_rawDesc = "" +
+const file_actors_proto_telemetry_proto_rawDesc = "" +
 	"\n" +
-	"\x0ftelemetry.proto\x12\fprotoraft.v1\x1a\x0fprotoraft.proto\">\n" +
+	"\x1cactors/proto/telemetry.proto\x12\fprotoraft.v1\x1a\x1cactors/proto/protoraft.proto\">\n" +
 	"\rHealthRequest\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.protoraft.v1.RequestMetaR\x04meta\"\xdb\x03\n" +
 	"\x0eHealthResponse\x12)\n" +
@@ -357,20 +357,20 @@ const file_telemetry_proto_rawDesc = "" +
 	"\x12REMOVED_FROM_GROUP\x10\x03B'Z%github.com/protoraft/protoraft/actorsb\x06proto3"
 
 var (
-	file_telemetry_proto_rawDescOnce sync.Once
-	file_telemetry_proto_rawDescData []byte
+	file_actors_proto_telemetry_proto_rawDescOnce sync.Once
+	file_actors_proto_telemetry_proto_rawDescData []byte
 )
 
-func file_telemetry_proto_rawDescGZIP() []byte {
-	file_telemetry_proto_rawDescOnce.Do(func() {
-		file_telemetry_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_telemetry_proto_rawDesc), len(file_telemetry_proto_rawDesc)))
+func file_actors_proto_telemetry_proto_rawDescGZIP() []byte {
+	file_actors_proto_telemetry_proto_rawDescOnce.Do(func() {
+		file_actors_proto_telemetry_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_actors_proto_telemetry_proto_rawDesc), len(file_actors_proto_telemetry_proto_rawDesc)))
 	})
-	return file_telemetry_proto_rawDescData
+	return file_actors_proto_telemetry_proto_rawDescData
 }
 
-var file_telemetry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
-var file_telemetry_proto_goTypes = []any{
+var file_actors_proto_telemetry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_actors_proto_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_actors_proto_telemetry_proto_goTypes = []any{
 	(HealthStatus)(0),      // 0: protoraft.v1.HealthStatus
 	(NoLeaderReason)(0),    // 1: protoraft.v1.NoLeaderReason
 	(*HealthRequest)(nil),  // 2: protoraft.v1.HealthRequest
@@ -379,7 +379,7 @@ var file_telemetry_proto_goTypes = []any{
 	(*Error)(nil),          // 5: protoraft.v1.Error
 	(*Server)(nil),         // 6: protoraft.v1.Server
 }
-var file_telemetry_proto_depIdxs = []int32{
+var file_actors_proto_telemetry_proto_depIdxs = []int32{
 	4, // 0: protoraft.v1.HealthRequest.meta:type_name -> protoraft.v1.RequestMeta
 	5, // 1: protoraft.v1.HealthResponse.error:type_name -> protoraft.v1.Error
 	0, // 2: protoraft.v1.HealthResponse.status:type_name -> protoraft.v1.HealthStatus
@@ -393,28 +393,28 @@ var file_telemetry_proto_depIdxs = []int32{
 	0, // [0:6] is the sub-list for field type_name
 }
 
-func init() { file_telemetry_proto_init() }
-func file_telemetry_proto_init() {
-	if File_telemetry_proto != nil {
+func init() { file_actors_proto_telemetry_proto_init() }
+func file_actors_proto_telemetry_proto_init() {
+	if File_actors_proto_telemetry_proto != nil {
 		return
 	}
-	file_protoraft_proto_init()
+	file_actors_proto_protoraft_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_telemetry_proto_rawDesc), len(file_telemetry_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_proto_telemetry_proto_rawDesc), len(file_actors_proto_telemetry_proto_rawDesc)),
 			NumEnums:      2,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_telemetry_proto_goTypes,
-		DependencyIndexes: file_telemetry_proto_depIdxs,
-		EnumInfos:         file_telemetry_proto_enumTypes,
-		MessageInfos:      file_telemetry_proto_msgTypes,
+		GoTypes:           file_actors_proto_telemetry_proto_goTypes,
+		DependencyIndexes: file_actors_proto_telemetry_proto_depIdxs,
+		EnumInfos:         file_actors_proto_telemetry_proto_enumTypes,
+		MessageInfos:      file_actors_proto_telemetry_proto_msgTypes,
 	}.Build()
-	File_telemetry_proto = out.File
-	file_telemetry_proto_goTypes = nil
-	file_telemetry_proto_depIdxs = nil
+	File_actors_proto_telemetry_proto = out.File
+	file_actors_proto_telemetry_proto_goTypes = nil
+	file_actors_proto_telemetry_proto_depIdxs = nil
 }

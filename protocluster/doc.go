@@ -124,4 +124,4 @@
 //	go generate
 package protocluster
 
-//go:generate protoc -I . --go_out=. --go_opt=paths=source_relative table.proto
+//go:generate protoc -I .. --go_out=.. --go_opt=module=github.com/protoraft/protoraft protocluster/table.proto

@@ -8,7 +8,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: table.proto
+// source: protocluster/table.proto
 
 package protocluster
 
@@ -51,7 +51,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_table_proto_msgTypes[0]
+	mi := &file_protocluster_table_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -63,7 +63,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[0]
+	mi := &file_protocluster_table_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -76,7 +76,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{0}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -247,7 +247,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_table_proto_msgTypes[1]
+	mi := &file_protocluster_table_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +259,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[1]
+	mi := &file_protocluster_table_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +272,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{1}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Register) GetId() string {
@@ -329,7 +329,7 @@ type Renew struct {
 
 func (x *Renew) Reset() {
 	*x = Renew{}
-	mi := &file_table_proto_msgTypes[2]
+	mi := &file_protocluster_table_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +341,7 @@ func (x *Renew) String() string {
 func (*Renew) ProtoMessage() {}
 
 func (x *Renew) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[2]
+	mi := &file_protocluster_table_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +354,7 @@ func (x *Renew) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Renew.ProtoReflect.Descriptor instead.
 func (*Renew) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{2}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Renew) GetId() string {
@@ -377,7 +377,7 @@ type Expire struct {
 
 func (x *Expire) Reset() {
 	*x = Expire{}
-	mi := &file_table_proto_msgTypes[3]
+	mi := &file_protocluster_table_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +389,7 @@ func (x *Expire) String() string {
 func (*Expire) ProtoMessage() {}
 
 func (x *Expire) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[3]
+	mi := &file_protocluster_table_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +402,7 @@ func (x *Expire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expire.ProtoReflect.Descriptor instead.
 func (*Expire) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{3}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Expire) GetId() string {
@@ -429,7 +429,7 @@ type Deregister struct {
 
 func (x *Deregister) Reset() {
 	*x = Deregister{}
-	mi := &file_table_proto_msgTypes[4]
+	mi := &file_protocluster_table_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +441,7 @@ func (x *Deregister) String() string {
 func (*Deregister) ProtoMessage() {}
 
 func (x *Deregister) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[4]
+	mi := &file_protocluster_table_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +454,7 @@ func (x *Deregister) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deregister.ProtoReflect.Descriptor instead.
 func (*Deregister) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{4}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Deregister) GetId() string {
@@ -475,7 +475,7 @@ type ForgetNode struct {
 
 func (x *ForgetNode) Reset() {
 	*x = ForgetNode{}
-	mi := &file_table_proto_msgTypes[5]
+	mi := &file_protocluster_table_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +487,7 @@ func (x *ForgetNode) String() string {
 func (*ForgetNode) ProtoMessage() {}
 
 func (x *ForgetNode) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[5]
+	mi := &file_protocluster_table_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +500,7 @@ func (x *ForgetNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgetNode.ProtoReflect.Descriptor instead.
 func (*ForgetNode) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{5}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ForgetNode) GetNodeId() string {
@@ -521,7 +521,7 @@ type KVSet struct {
 
 func (x *KVSet) Reset() {
 	*x = KVSet{}
-	mi := &file_table_proto_msgTypes[6]
+	mi := &file_protocluster_table_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +533,7 @@ func (x *KVSet) String() string {
 func (*KVSet) ProtoMessage() {}
 
 func (x *KVSet) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[6]
+	mi := &file_protocluster_table_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +546,7 @@ func (x *KVSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVSet.ProtoReflect.Descriptor instead.
 func (*KVSet) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{6}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KVSet) GetKey() string {
@@ -573,7 +573,7 @@ type KVClear struct {
 
 func (x *KVClear) Reset() {
 	*x = KVClear{}
-	mi := &file_table_proto_msgTypes[7]
+	mi := &file_protocluster_table_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +585,7 @@ func (x *KVClear) String() string {
 func (*KVClear) ProtoMessage() {}
 
 func (x *KVClear) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[7]
+	mi := &file_protocluster_table_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +598,7 @@ func (x *KVClear) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVClear.ProtoReflect.Descriptor instead.
 func (*KVClear) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{7}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KVClear) GetKey() string {
@@ -619,7 +619,7 @@ type KVEntry struct {
 
 func (x *KVEntry) Reset() {
 	*x = KVEntry{}
-	mi := &file_table_proto_msgTypes[8]
+	mi := &file_protocluster_table_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +631,7 @@ func (x *KVEntry) String() string {
 func (*KVEntry) ProtoMessage() {}
 
 func (x *KVEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[8]
+	mi := &file_protocluster_table_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +644,7 @@ func (x *KVEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
 func (*KVEntry) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{8}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KVEntry) GetKey() string {
@@ -674,7 +674,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_table_proto_msgTypes[9]
+	mi := &file_protocluster_table_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +686,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[9]
+	mi := &file_protocluster_table_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +699,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{9}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Claim) GetKind() string {
@@ -729,7 +729,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_table_proto_msgTypes[10]
+	mi := &file_protocluster_table_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +741,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[10]
+	mi := &file_protocluster_table_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +754,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{10}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Release) GetKind() string {
@@ -799,7 +799,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_table_proto_msgTypes[11]
+	mi := &file_protocluster_table_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +811,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[11]
+	mi := &file_protocluster_table_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +824,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{11}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Member) GetId() string {
@@ -899,7 +899,7 @@ type Activation struct {
 
 func (x *Activation) Reset() {
 	*x = Activation{}
-	mi := &file_table_proto_msgTypes[12]
+	mi := &file_protocluster_table_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +911,7 @@ func (x *Activation) String() string {
 func (*Activation) ProtoMessage() {}
 
 func (x *Activation) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[12]
+	mi := &file_protocluster_table_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +924,7 @@ func (x *Activation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Activation.ProtoReflect.Descriptor instead.
 func (*Activation) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{12}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Activation) GetKind() string {
@@ -983,7 +983,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_table_proto_msgTypes[13]
+	mi := &file_protocluster_table_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +995,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[13]
+	mi := &file_protocluster_table_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1008,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{13}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Result) GetOk() bool {
@@ -1061,7 +1061,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_table_proto_msgTypes[14]
+	mi := &file_protocluster_table_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1073,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[14]
+	mi := &file_protocluster_table_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1086,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{14}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Query) GetQ() isQuery_Q {
@@ -1158,7 +1158,7 @@ type KVGet struct {
 
 func (x *KVGet) Reset() {
 	*x = KVGet{}
-	mi := &file_table_proto_msgTypes[15]
+	mi := &file_protocluster_table_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1170,7 @@ func (x *KVGet) String() string {
 func (*KVGet) ProtoMessage() {}
 
 func (x *KVGet) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[15]
+	mi := &file_protocluster_table_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1183,7 @@ func (x *KVGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
 func (*KVGet) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{15}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KVGet) GetKey() string {
@@ -1202,7 +1202,7 @@ type TopologyQuery struct {
 
 func (x *TopologyQuery) Reset() {
 	*x = TopologyQuery{}
-	mi := &file_table_proto_msgTypes[16]
+	mi := &file_protocluster_table_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1214,7 @@ func (x *TopologyQuery) String() string {
 func (*TopologyQuery) ProtoMessage() {}
 
 func (x *TopologyQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[16]
+	mi := &file_protocluster_table_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1227,7 @@ func (x *TopologyQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopologyQuery.ProtoReflect.Descriptor instead.
 func (*TopologyQuery) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{16}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{16}
 }
 
 // LookupQuery reads one activation.
@@ -1241,7 +1241,7 @@ type LookupQuery struct {
 
 func (x *LookupQuery) Reset() {
 	*x = LookupQuery{}
-	mi := &file_table_proto_msgTypes[17]
+	mi := &file_protocluster_table_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1253,7 @@ func (x *LookupQuery) String() string {
 func (*LookupQuery) ProtoMessage() {}
 
 func (x *LookupQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[17]
+	mi := &file_protocluster_table_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1266,7 @@ func (x *LookupQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupQuery.ProtoReflect.Descriptor instead.
 func (*LookupQuery) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{17}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LookupQuery) GetKind() string {
@@ -1308,7 +1308,7 @@ type QueryResult struct {
 
 func (x *QueryResult) Reset() {
 	*x = QueryResult{}
-	mi := &file_table_proto_msgTypes[18]
+	mi := &file_protocluster_table_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1320,7 @@ func (x *QueryResult) String() string {
 func (*QueryResult) ProtoMessage() {}
 
 func (x *QueryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[18]
+	mi := &file_protocluster_table_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1333,7 @@ func (x *QueryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResult.ProtoReflect.Descriptor instead.
 func (*QueryResult) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{18}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryResult) GetMembers() []*Member {
@@ -1402,7 +1402,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_table_proto_msgTypes[19]
+	mi := &file_protocluster_table_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1414,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[19]
+	mi := &file_protocluster_table_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1427,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{19}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Snapshot) GetMembers() []*Member {
@@ -1478,7 +1478,7 @@ type ActivateRequest struct {
 
 func (x *ActivateRequest) Reset() {
 	*x = ActivateRequest{}
-	mi := &file_table_proto_msgTypes[20]
+	mi := &file_protocluster_table_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1490,7 @@ func (x *ActivateRequest) String() string {
 func (*ActivateRequest) ProtoMessage() {}
 
 func (x *ActivateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[20]
+	mi := &file_protocluster_table_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1503,7 @@ func (x *ActivateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateRequest.ProtoReflect.Descriptor instead.
 func (*ActivateRequest) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{20}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ActivateRequest) GetKind() string {
@@ -1540,7 +1540,7 @@ type ActivateResponse struct {
 
 func (x *ActivateResponse) Reset() {
 	*x = ActivateResponse{}
-	mi := &file_table_proto_msgTypes[21]
+	mi := &file_protocluster_table_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1552,7 @@ func (x *ActivateResponse) String() string {
 func (*ActivateResponse) ProtoMessage() {}
 
 func (x *ActivateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_table_proto_msgTypes[21]
+	mi := &file_protocluster_table_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1565,7 @@ func (x *ActivateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateResponse.ProtoReflect.Descriptor instead.
 func (*ActivateResponse) Descriptor() ([]byte, []int) {
-	return file_table_proto_rawDescGZIP(), []int{21}
+	return file_protocluster_table_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ActivateResponse) GetAddress() string {
@@ -1589,11 +1589,11 @@ func (x *ActivateResponse) GetError() string {
 	return ""
 }
 
-var File_table_proto protoreflect.FileDescriptor
+var File_protocluster_table_proto protoreflect.FileDescriptor
 
-const file_table_proto_rawDesc = "" +
+const file_protocluster_table_proto_rawDesc = "" +
 	"\n" +
-	"\vtable.proto\x12\x19protoraft.protocluster.v1\"\xd2\x04\n" +
+	"\x18protocluster/table.proto\x12\x19protoraft.protocluster.v1\"\xd2\x04\n" +
 	"\aCommand\x12A\n" +
 	"\bregister\x18\x01 \x01(\v2#.protoraft.protocluster.v1.RegisterH\x00R\bregister\x128\n" +
 	"\x05renew\x18\x02 \x01(\v2 .protoraft.protocluster.v1.RenewH\x00R\x05renew\x12;\n" +
@@ -1702,19 +1702,19 @@ const file_table_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05errorB-Z+github.com/protoraft/protoraft/protoclusterb\x06proto3"
 
 var (
-	file_table_proto_rawDescOnce sync.Once
-	file_table_proto_rawDescData []byte
+	file_protocluster_table_proto_rawDescOnce sync.Once
+	file_protocluster_table_proto_rawDescData []byte
 )
 
-func file_table_proto_rawDescGZIP() []byte {
-	file_table_proto_rawDescOnce.Do(func() {
-		file_table_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_table_proto_rawDesc), len(file_table_proto_rawDesc)))
+func file_protocluster_table_proto_rawDescGZIP() []byte {
+	file_protocluster_table_proto_rawDescOnce.Do(func() {
+		file_protocluster_table_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_protocluster_table_proto_rawDesc), len(file_protocluster_table_proto_rawDesc)))
 	})
-	return file_table_proto_rawDescData
+	return file_protocluster_table_proto_rawDescData
 }
 
-var file_table_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
-var file_table_proto_goTypes = []any{
+var file_protocluster_table_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_protocluster_table_proto_goTypes = []any{
 	(*Command)(nil),          // 0: protoraft.protocluster.v1.Command
 	(*Register)(nil),         // 1: protoraft.protocluster.v1.Register
 	(*Renew)(nil),            // 2: protoraft.protocluster.v1.Renew
@@ -1738,7 +1738,7 @@ var file_table_proto_goTypes = []any{
 	(*ActivateRequest)(nil),  // 20: protoraft.protocluster.v1.ActivateRequest
 	(*ActivateResponse)(nil), // 21: protoraft.protocluster.v1.ActivateResponse
 }
-var file_table_proto_depIdxs = []int32{
+var file_protocluster_table_proto_depIdxs = []int32{
 	1,  // 0: protoraft.protocluster.v1.Command.register:type_name -> protoraft.protocluster.v1.Register
 	2,  // 1: protoraft.protocluster.v1.Command.renew:type_name -> protoraft.protocluster.v1.Renew
 	3,  // 2: protoraft.protocluster.v1.Command.expire:type_name -> protoraft.protocluster.v1.Expire
@@ -1764,12 +1764,12 @@ var file_table_proto_depIdxs = []int32{
 	0,  // [0:18] is the sub-list for field type_name
 }
 
-func init() { file_table_proto_init() }
-func file_table_proto_init() {
-	if File_table_proto != nil {
+func init() { file_protocluster_table_proto_init() }
+func file_protocluster_table_proto_init() {
+	if File_protocluster_table_proto != nil {
 		return
 	}
-	file_table_proto_msgTypes[0].OneofWrappers = []any{
+	file_protocluster_table_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_Register)(nil),
 		(*Command_Renew)(nil),
 		(*Command_Expire)(nil),
@@ -1780,7 +1780,7 @@ func file_table_proto_init() {
 		(*Command_KvSet)(nil),
 		(*Command_KvClear)(nil),
 	}
-	file_table_proto_msgTypes[14].OneofWrappers = []any{
+	file_protocluster_table_proto_msgTypes[14].OneofWrappers = []any{
 		(*Query_Topology)(nil),
 		(*Query_Lookup)(nil),
 		(*Query_KvGet)(nil),
@@ -1789,17 +1789,17 @@ func file_table_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_table_proto_rawDesc), len(file_table_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocluster_table_proto_rawDesc), len(file_protocluster_table_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_table_proto_goTypes,
-		DependencyIndexes: file_table_proto_depIdxs,
-		MessageInfos:      file_table_proto_msgTypes,
+		GoTypes:           file_protocluster_table_proto_goTypes,
+		DependencyIndexes: file_protocluster_table_proto_depIdxs,
+		MessageInfos:      file_protocluster_table_proto_msgTypes,
 	}.Build()
-	File_table_proto = out.File
-	file_table_proto_goTypes = nil
-	file_table_proto_depIdxs = nil
+	File_protocluster_table_proto = out.File
+	file_protocluster_table_proto_goTypes = nil
+	file_protocluster_table_proto_depIdxs = nil
 }

@@ -20,4 +20,4 @@
 // Regenerate after editing proto/*.proto with go generate ./...
 package wire
 
-//go:generate protoc -I proto -I ../../actors/proto --go_out=. --go_opt=module=github.com/protoraft/protoraft/internal/wire raftrpc.proto entry.proto
+//go:generate protoc -I ../.. --go_out=../.. --go_opt=module=github.com/protoraft/protoraft internal/wire/proto/raftrpc.proto internal/wire/proto/entry.proto

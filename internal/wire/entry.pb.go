@@ -7,17 +7,16 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: entry.proto
+// source: internal/wire/proto/entry.proto
 
 package wire
 
 import (
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
-
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 )
 
 const (
@@ -68,7 +67,7 @@ type EntryMeta struct {
 
 func (x *EntryMeta) Reset() {
 	*x = EntryMeta{}
-	mi := &file_entry_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -80,7 +79,7 @@ func (x *EntryMeta) String() string {
 func (*EntryMeta) ProtoMessage() {}
 
 func (x *EntryMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -93,7 +92,7 @@ func (x *EntryMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryMeta.ProtoReflect.Descriptor instead.
 func (*EntryMeta) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{0}
+	return file_internal_wire_proto_entry_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *EntryMeta) GetClientId() string {
@@ -157,7 +156,7 @@ type WriteBatch struct {
 
 func (x *WriteBatch) Reset() {
 	*x = WriteBatch{}
-	mi := &file_entry_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -169,7 +168,7 @@ func (x *WriteBatch) String() string {
 func (*WriteBatch) ProtoMessage() {}
 
 func (x *WriteBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -182,7 +181,7 @@ func (x *WriteBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBatch.ProtoReflect.Descriptor instead.
 func (*WriteBatch) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{1}
+	return file_internal_wire_proto_entry_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *WriteBatch) GetWrites() []*BatchedWrite {
@@ -210,7 +209,7 @@ type BatchedWrite struct {
 
 func (x *BatchedWrite) Reset() {
 	*x = BatchedWrite{}
-	mi := &file_entry_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +221,7 @@ func (x *BatchedWrite) String() string {
 func (*BatchedWrite) ProtoMessage() {}
 
 func (x *BatchedWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +234,7 @@ func (x *BatchedWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchedWrite.ProtoReflect.Descriptor instead.
 func (*BatchedWrite) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{2}
+	return file_internal_wire_proto_entry_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *BatchedWrite) GetCommand() []byte {
@@ -300,7 +299,7 @@ type SessionTable struct {
 
 func (x *SessionTable) Reset() {
 	*x = SessionTable{}
-	mi := &file_entry_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +311,7 @@ func (x *SessionTable) String() string {
 func (*SessionTable) ProtoMessage() {}
 
 func (x *SessionTable) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +324,7 @@ func (x *SessionTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTable.ProtoReflect.Descriptor instead.
 func (*SessionTable) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{3}
+	return file_internal_wire_proto_entry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SessionTable) GetClock() int64 {
@@ -381,7 +380,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_entry_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +392,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +405,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{4}
+	return file_internal_wire_proto_entry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Session) GetClientId() string {
@@ -464,7 +463,7 @@ type SessionResult struct {
 
 func (x *SessionResult) Reset() {
 	*x = SessionResult{}
-	mi := &file_entry_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +475,7 @@ func (x *SessionResult) String() string {
 func (*SessionResult) ProtoMessage() {}
 
 func (x *SessionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +488,7 @@ func (x *SessionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResult.ProtoReflect.Descriptor instead.
 func (*SessionResult) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{5}
+	return file_internal_wire_proto_entry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionResult) GetSequence() uint64 {
@@ -527,7 +526,7 @@ type PolicyState struct {
 
 func (x *PolicyState) Reset() {
 	*x = PolicyState{}
-	mi := &file_entry_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +538,7 @@ func (x *PolicyState) String() string {
 func (*PolicyState) ProtoMessage() {}
 
 func (x *PolicyState) ProtoReflect() protoreflect.Message {
-	mi := &file_entry_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_entry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +551,7 @@ func (x *PolicyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyState.ProtoReflect.Descriptor instead.
 func (*PolicyState) Descriptor() ([]byte, []int) {
-	return file_entry_proto_rawDescGZIP(), []int{6}
+	return file_internal_wire_proto_entry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PolicyState) GetDocument() []byte {
@@ -569,11 +568,11 @@ func (x *PolicyState) GetIndex() uint64 {
 	return 0
 }
 
-var File_entry_proto protoreflect.FileDescriptor
+var File_internal_wire_proto_entry_proto protoreflect.FileDescriptor
 
-const file_entry_proto_rawDesc = "" +
+const file_internal_wire_proto_entry_proto_rawDesc = "" +
 	"\n" +
-	"\ventry.proto\x12\fprotoraft.v1\"\xe6\x01\n" +
+	"\x1finternal/wire/proto/entry.proto\x12\fprotoraft.v1\"\xe6\x01\n" +
 	"\tEntryMeta\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1f\n" +
@@ -624,19 +623,19 @@ const file_entry_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05indexB.Z,github.com/protoraft/protoraft/internal/wireb\x06proto3"
 
 var (
-	file_entry_proto_rawDescOnce sync.Once
-	file_entry_proto_rawDescData []byte
+	file_internal_wire_proto_entry_proto_rawDescOnce sync.Once
+	file_internal_wire_proto_entry_proto_rawDescData []byte
 )
 
-func file_entry_proto_rawDescGZIP() []byte {
-	file_entry_proto_rawDescOnce.Do(func() {
-		file_entry_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_entry_proto_rawDesc), len(file_entry_proto_rawDesc)))
+func file_internal_wire_proto_entry_proto_rawDescGZIP() []byte {
+	file_internal_wire_proto_entry_proto_rawDescOnce.Do(func() {
+		file_internal_wire_proto_entry_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_internal_wire_proto_entry_proto_rawDesc), len(file_internal_wire_proto_entry_proto_rawDesc)))
 	})
-	return file_entry_proto_rawDescData
+	return file_internal_wire_proto_entry_proto_rawDescData
 }
 
-var file_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
-var file_entry_proto_goTypes = []any{
+var file_internal_wire_proto_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_internal_wire_proto_entry_proto_goTypes = []any{
 	(*EntryMeta)(nil),     // 0: protoraft.v1.EntryMeta
 	(*WriteBatch)(nil),    // 1: protoraft.v1.WriteBatch
 	(*BatchedWrite)(nil),  // 2: protoraft.v1.BatchedWrite
@@ -645,7 +644,7 @@ var file_entry_proto_goTypes = []any{
 	(*SessionResult)(nil), // 5: protoraft.v1.SessionResult
 	(*PolicyState)(nil),   // 6: protoraft.v1.PolicyState
 }
-var file_entry_proto_depIdxs = []int32{
+var file_internal_wire_proto_entry_proto_depIdxs = []int32{
 	2, // 0: protoraft.v1.WriteBatch.writes:type_name -> protoraft.v1.BatchedWrite
 	4, // 1: protoraft.v1.SessionTable.sessions:type_name -> protoraft.v1.Session
 	6, // 2: protoraft.v1.SessionTable.policy:type_name -> protoraft.v1.PolicyState
@@ -657,26 +656,26 @@ var file_entry_proto_depIdxs = []int32{
 	0, // [0:4] is the sub-list for field type_name
 }
 
-func init() { file_entry_proto_init() }
-func file_entry_proto_init() {
-	if File_entry_proto != nil {
+func init() { file_internal_wire_proto_entry_proto_init() }
+func file_internal_wire_proto_entry_proto_init() {
+	if File_internal_wire_proto_entry_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_entry_proto_rawDesc), len(file_entry_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_proto_entry_proto_rawDesc), len(file_internal_wire_proto_entry_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_entry_proto_goTypes,
-		DependencyIndexes: file_entry_proto_depIdxs,
-		MessageInfos:      file_entry_proto_msgTypes,
+		GoTypes:           file_internal_wire_proto_entry_proto_goTypes,
+		DependencyIndexes: file_internal_wire_proto_entry_proto_depIdxs,
+		MessageInfos:      file_internal_wire_proto_entry_proto_msgTypes,
 	}.Build()
-	File_entry_proto = out.File
-	file_entry_proto_goTypes = nil
-	file_entry_proto_depIdxs = nil
+	File_internal_wire_proto_entry_proto = out.File
+	file_internal_wire_proto_entry_proto_goTypes = nil
+	file_internal_wire_proto_entry_proto_depIdxs = nil
 }

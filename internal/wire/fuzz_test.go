@@ -14,7 +14,7 @@ func wireMessages(t testing.TB) []protoreflect.MessageType {
 	var out []protoreflect.MessageType
 	protoregistry.GlobalTypes.RangeMessages(func(mt protoreflect.MessageType) bool {
 		switch mt.Descriptor().ParentFile().Path() {
-		case "raftrpc.proto", "entry.proto":
+		case "internal/wire/proto/raftrpc.proto", "internal/wire/proto/entry.proto":
 			out = append(out, mt)
 		}
 		return true

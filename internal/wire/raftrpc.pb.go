@@ -6,19 +6,17 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: raftrpc.proto
+// source: internal/wire/proto/raftrpc.proto
 
 package wire
 
 import (
+	actors "github.com/protoraft/protoraft/actors"
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
-
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-
-	actors "github.com/protoraft/protoraft/actors"
 )
 
 const (
@@ -95,11 +93,11 @@ func (x RPCError) String() string {
 }
 
 func (RPCError) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftrpc_proto_enumTypes[0].Descriptor()
+	return file_internal_wire_proto_raftrpc_proto_enumTypes[0].Descriptor()
 }
 
 func (RPCError) Type() protoreflect.EnumType {
-	return &file_raftrpc_proto_enumTypes[0]
+	return &file_internal_wire_proto_raftrpc_proto_enumTypes[0]
 }
 
 func (x RPCError) Number() protoreflect.EnumNumber {
@@ -108,7 +106,7 @@ func (x RPCError) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RPCError.Descriptor instead.
 func (RPCError) EnumDescriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{0}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{0}
 }
 
 // RPCHeader mirrors raft.RPCHeader.
@@ -123,7 +121,7 @@ type RPCHeader struct {
 
 func (x *RPCHeader) Reset() {
 	*x = RPCHeader{}
-	mi := &file_raftrpc_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +133,7 @@ func (x *RPCHeader) String() string {
 func (*RPCHeader) ProtoMessage() {}
 
 func (x *RPCHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +146,7 @@ func (x *RPCHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RPCHeader.ProtoReflect.Descriptor instead.
 func (*RPCHeader) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{0}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *RPCHeader) GetProtocolVersion() int32 {
@@ -187,7 +185,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_raftrpc_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -199,7 +197,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,7 +210,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{1}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *LogEntry) GetIndex() uint64 {
@@ -272,7 +270,7 @@ type AppendEntriesRequest struct {
 
 func (x *AppendEntriesRequest) Reset() {
 	*x = AppendEntriesRequest{}
-	mi := &file_raftrpc_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +282,7 @@ func (x *AppendEntriesRequest) String() string {
 func (*AppendEntriesRequest) ProtoMessage() {}
 
 func (x *AppendEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +295,7 @@ func (x *AppendEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntriesRequest.ProtoReflect.Descriptor instead.
 func (*AppendEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{2}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AppendEntriesRequest) GetHeader() *RPCHeader {
@@ -362,7 +360,7 @@ type AppendEntriesResponse struct {
 
 func (x *AppendEntriesResponse) Reset() {
 	*x = AppendEntriesResponse{}
-	mi := &file_raftrpc_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +372,7 @@ func (x *AppendEntriesResponse) String() string {
 func (*AppendEntriesResponse) ProtoMessage() {}
 
 func (x *AppendEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +385,7 @@ func (x *AppendEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntriesResponse.ProtoReflect.Descriptor instead.
 func (*AppendEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{3}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AppendEntriesResponse) GetHeader() *RPCHeader {
@@ -439,7 +437,7 @@ type RequestVoteRequest struct {
 
 func (x *RequestVoteRequest) Reset() {
 	*x = RequestVoteRequest{}
-	mi := &file_raftrpc_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +449,7 @@ func (x *RequestVoteRequest) String() string {
 func (*RequestVoteRequest) ProtoMessage() {}
 
 func (x *RequestVoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +462,7 @@ func (x *RequestVoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestVoteRequest.ProtoReflect.Descriptor instead.
 func (*RequestVoteRequest) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{4}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RequestVoteRequest) GetHeader() *RPCHeader {
@@ -521,7 +519,7 @@ type RequestVoteResponse struct {
 
 func (x *RequestVoteResponse) Reset() {
 	*x = RequestVoteResponse{}
-	mi := &file_raftrpc_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +531,7 @@ func (x *RequestVoteResponse) String() string {
 func (*RequestVoteResponse) ProtoMessage() {}
 
 func (x *RequestVoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +544,7 @@ func (x *RequestVoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestVoteResponse.ProtoReflect.Descriptor instead.
 func (*RequestVoteResponse) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{5}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RequestVoteResponse) GetHeader() *RPCHeader {
@@ -589,7 +587,7 @@ type RequestPreVoteRequest struct {
 
 func (x *RequestPreVoteRequest) Reset() {
 	*x = RequestPreVoteRequest{}
-	mi := &file_raftrpc_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +599,7 @@ func (x *RequestPreVoteRequest) String() string {
 func (*RequestPreVoteRequest) ProtoMessage() {}
 
 func (x *RequestPreVoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +612,7 @@ func (x *RequestPreVoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPreVoteRequest.ProtoReflect.Descriptor instead.
 func (*RequestPreVoteRequest) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{6}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RequestPreVoteRequest) GetHeader() *RPCHeader {
@@ -656,7 +654,7 @@ type RequestPreVoteResponse struct {
 
 func (x *RequestPreVoteResponse) Reset() {
 	*x = RequestPreVoteResponse{}
-	mi := &file_raftrpc_proto_msgTypes[7]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +666,7 @@ func (x *RequestPreVoteResponse) String() string {
 func (*RequestPreVoteResponse) ProtoMessage() {}
 
 func (x *RequestPreVoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[7]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +679,7 @@ func (x *RequestPreVoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPreVoteResponse.ProtoReflect.Descriptor instead.
 func (*RequestPreVoteResponse) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{7}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RequestPreVoteResponse) GetHeader() *RPCHeader {
@@ -714,7 +712,7 @@ type TimeoutNowRequest struct {
 
 func (x *TimeoutNowRequest) Reset() {
 	*x = TimeoutNowRequest{}
-	mi := &file_raftrpc_proto_msgTypes[8]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +724,7 @@ func (x *TimeoutNowRequest) String() string {
 func (*TimeoutNowRequest) ProtoMessage() {}
 
 func (x *TimeoutNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[8]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +737,7 @@ func (x *TimeoutNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutNowRequest.ProtoReflect.Descriptor instead.
 func (*TimeoutNowRequest) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{8}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TimeoutNowRequest) GetHeader() *RPCHeader {
@@ -758,7 +756,7 @@ type TimeoutNowResponse struct {
 
 func (x *TimeoutNowResponse) Reset() {
 	*x = TimeoutNowResponse{}
-	mi := &file_raftrpc_proto_msgTypes[9]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +768,7 @@ func (x *TimeoutNowResponse) String() string {
 func (*TimeoutNowResponse) ProtoMessage() {}
 
 func (x *TimeoutNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[9]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +781,7 @@ func (x *TimeoutNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutNowResponse.ProtoReflect.Descriptor instead.
 func (*TimeoutNowResponse) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{9}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TimeoutNowResponse) GetHeader() *RPCHeader {
@@ -813,7 +811,7 @@ type InstallSnapshotRequest struct {
 
 func (x *InstallSnapshotRequest) Reset() {
 	*x = InstallSnapshotRequest{}
-	mi := &file_raftrpc_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +823,7 @@ func (x *InstallSnapshotRequest) String() string {
 func (*InstallSnapshotRequest) ProtoMessage() {}
 
 func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +836,7 @@ func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{10}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InstallSnapshotRequest) GetHeader() *RPCHeader {
@@ -922,7 +920,7 @@ type InstallSnapshotResponse struct {
 
 func (x *InstallSnapshotResponse) Reset() {
 	*x = InstallSnapshotResponse{}
-	mi := &file_raftrpc_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +932,7 @@ func (x *InstallSnapshotResponse) String() string {
 func (*InstallSnapshotResponse) ProtoMessage() {}
 
 func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +945,7 @@ func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{11}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InstallSnapshotResponse) GetHeader() *RPCHeader {
@@ -987,7 +985,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftrpc_proto_msgTypes[12]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +997,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[12]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1010,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{12}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SnapshotChunk) GetTransferId() uint64 {
@@ -1077,7 +1075,7 @@ type RaftRPC struct {
 
 func (x *RaftRPC) Reset() {
 	*x = RaftRPC{}
-	mi := &file_raftrpc_proto_msgTypes[13]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1087,7 @@ func (x *RaftRPC) String() string {
 func (*RaftRPC) ProtoMessage() {}
 
 func (x *RaftRPC) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[13]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1100,7 @@ func (x *RaftRPC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRPC.ProtoReflect.Descriptor instead.
 func (*RaftRPC) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{13}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RaftRPC) GetGroup() string {
@@ -1273,7 +1271,7 @@ type LeadershipProbe struct {
 
 func (x *LeadershipProbe) Reset() {
 	*x = LeadershipProbe{}
-	mi := &file_raftrpc_proto_msgTypes[14]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1283,7 @@ func (x *LeadershipProbe) String() string {
 func (*LeadershipProbe) ProtoMessage() {}
 
 func (x *LeadershipProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[14]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1296,7 @@ func (x *LeadershipProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadershipProbe.ProtoReflect.Descriptor instead.
 func (*LeadershipProbe) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{14}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LeadershipProbe) GetId() string {
@@ -1336,7 +1334,7 @@ type LeadershipProbeAnswer struct {
 
 func (x *LeadershipProbeAnswer) Reset() {
 	*x = LeadershipProbeAnswer{}
-	mi := &file_raftrpc_proto_msgTypes[15]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1346,7 @@ func (x *LeadershipProbeAnswer) String() string {
 func (*LeadershipProbeAnswer) ProtoMessage() {}
 
 func (x *LeadershipProbeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[15]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1359,7 @@ func (x *LeadershipProbeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadershipProbeAnswer.ProtoReflect.Descriptor instead.
 func (*LeadershipProbeAnswer) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{15}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeadershipProbeAnswer) GetTerm() uint64 {
@@ -1398,7 +1396,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_raftrpc_proto_msgTypes[16]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1408,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[16]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1421,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{16}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadIndexRequest) GetId() string {
@@ -1445,7 +1443,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_raftrpc_proto_msgTypes[17]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1455,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[17]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1468,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{17}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -1513,7 +1511,7 @@ type RaftRPCReply struct {
 
 func (x *RaftRPCReply) Reset() {
 	*x = RaftRPCReply{}
-	mi := &file_raftrpc_proto_msgTypes[18]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1523,7 @@ func (x *RaftRPCReply) String() string {
 func (*RaftRPCReply) ProtoMessage() {}
 
 func (x *RaftRPCReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[18]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1536,7 @@ func (x *RaftRPCReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRPCReply.ProtoReflect.Descriptor instead.
 func (*RaftRPCReply) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{18}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RaftRPCReply) GetError() string {
@@ -1713,7 +1711,7 @@ type LinkQuery struct {
 
 func (x *LinkQuery) Reset() {
 	*x = LinkQuery{}
-	mi := &file_raftrpc_proto_msgTypes[19]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1723,7 @@ func (x *LinkQuery) String() string {
 func (*LinkQuery) ProtoMessage() {}
 
 func (x *LinkQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[19]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1736,7 @@ func (x *LinkQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkQuery.ProtoReflect.Descriptor instead.
 func (*LinkQuery) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{19}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{19}
 }
 
 // LinkAddress answers a LinkQuery: the host:port to dial, empty when the
@@ -1752,7 +1750,7 @@ type LinkAddress struct {
 
 func (x *LinkAddress) Reset() {
 	*x = LinkAddress{}
-	mi := &file_raftrpc_proto_msgTypes[20]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1762,7 @@ func (x *LinkAddress) String() string {
 func (*LinkAddress) ProtoMessage() {}
 
 func (x *LinkAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[20]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1775,7 @@ func (x *LinkAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkAddress.ProtoReflect.Descriptor instead.
 func (*LinkAddress) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{20}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LinkAddress) GetAddress() string {
@@ -1805,7 +1803,7 @@ type LinkFrame struct {
 
 func (x *LinkFrame) Reset() {
 	*x = LinkFrame{}
-	mi := &file_raftrpc_proto_msgTypes[21]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1815,7 @@ func (x *LinkFrame) String() string {
 func (*LinkFrame) ProtoMessage() {}
 
 func (x *LinkFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[21]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1828,7 @@ func (x *LinkFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkFrame.ProtoReflect.Descriptor instead.
 func (*LinkFrame) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{21}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LinkFrame) GetCall() uint32 {
@@ -1895,7 +1893,7 @@ type LinkHello struct {
 
 func (x *LinkHello) Reset() {
 	*x = LinkHello{}
-	mi := &file_raftrpc_proto_msgTypes[22]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1905,7 @@ func (x *LinkHello) String() string {
 func (*LinkHello) ProtoMessage() {}
 
 func (x *LinkHello) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrpc_proto_msgTypes[22]
+	mi := &file_internal_wire_proto_raftrpc_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +1918,7 @@ func (x *LinkHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkHello.ProtoReflect.Descriptor instead.
 func (*LinkHello) Descriptor() ([]byte, []int) {
-	return file_raftrpc_proto_rawDescGZIP(), []int{22}
+	return file_internal_wire_proto_raftrpc_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LinkHello) GetVersion() uint32 {
@@ -1951,11 +1949,11 @@ func (x *LinkHello) GetAccepted() bool {
 	return false
 }
 
-var File_raftrpc_proto protoreflect.FileDescriptor
+var File_internal_wire_proto_raftrpc_proto protoreflect.FileDescriptor
 
-const file_raftrpc_proto_rawDesc = "" +
+const file_internal_wire_proto_raftrpc_proto_rawDesc = "" +
 	"\n" +
-	"\rraftrpc.proto\x12\fprotoraft.v1\x1a\x0fprotoraft.proto\"Z\n" +
+	"!internal/wire/proto/raftrpc.proto\x12\fprotoraft.v1\x1a\x1cactors/proto/protoraft.proto\"Z\n" +
 	"\tRPCHeader\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\x05R\x0fprotocolVersion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x12\n" +
@@ -2100,20 +2098,20 @@ const file_raftrpc_proto_rawDesc = "" +
 	"\x12RPC_ERROR_PROTOCOL\x10\bB.Z,github.com/protoraft/protoraft/internal/wireb\x06proto3"
 
 var (
-	file_raftrpc_proto_rawDescOnce sync.Once
-	file_raftrpc_proto_rawDescData []byte
+	file_internal_wire_proto_raftrpc_proto_rawDescOnce sync.Once
+	file_internal_wire_proto_raftrpc_proto_rawDescData []byte
 )
 
-func file_raftrpc_proto_rawDescGZIP() []byte {
-	file_raftrpc_proto_rawDescOnce.Do(func() {
-		file_raftrpc_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_raftrpc_proto_rawDesc), len(file_raftrpc_proto_rawDesc)))
+func file_internal_wire_proto_raftrpc_proto_rawDescGZIP() []byte {
+	file_internal_wire_proto_raftrpc_proto_rawDescOnce.Do(func() {
+		file_internal_wire_proto_raftrpc_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_internal_wire_proto_raftrpc_proto_rawDesc), len(file_internal_wire_proto_raftrpc_proto_rawDesc)))
 	})
-	return file_raftrpc_proto_rawDescData
+	return file_internal_wire_proto_raftrpc_proto_rawDescData
 }
 
-var file_raftrpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
-var file_raftrpc_proto_goTypes = []any{
+var file_internal_wire_proto_raftrpc_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_internal_wire_proto_raftrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_internal_wire_proto_raftrpc_proto_goTypes = []any{
 	(RPCError)(0),                   // 0: protoraft.v1.RPCError
 	(*RPCHeader)(nil),               // 1: protoraft.v1.RPCHeader
 	(*LogEntry)(nil),                // 2: protoraft.v1.LogEntry
@@ -2140,7 +2138,7 @@ var file_raftrpc_proto_goTypes = []any{
 	(*LinkHello)(nil),               // 23: protoraft.v1.LinkHello
 	(*actors.Error)(nil),            // 24: protoraft.v1.Error
 }
-var file_raftrpc_proto_depIdxs = []int32{
+var file_internal_wire_proto_raftrpc_proto_depIdxs = []int32{
 	1,  // 0: protoraft.v1.AppendEntriesRequest.header:type_name -> protoraft.v1.RPCHeader
 	2,  // 1: protoraft.v1.AppendEntriesRequest.entries:type_name -> protoraft.v1.LogEntry
 	1,  // 2: protoraft.v1.AppendEntriesResponse.header:type_name -> protoraft.v1.RPCHeader
@@ -2180,12 +2178,12 @@ var file_raftrpc_proto_depIdxs = []int32{
 	0,  // [0:32] is the sub-list for field type_name
 }
 
-func init() { file_raftrpc_proto_init() }
-func file_raftrpc_proto_init() {
-	if File_raftrpc_proto != nil {
+func init() { file_internal_wire_proto_raftrpc_proto_init() }
+func file_internal_wire_proto_raftrpc_proto_init() {
+	if File_internal_wire_proto_raftrpc_proto != nil {
 		return
 	}
-	file_raftrpc_proto_msgTypes[13].OneofWrappers = []any{
+	file_internal_wire_proto_raftrpc_proto_msgTypes[13].OneofWrappers = []any{
 		(*RaftRPC_AppendEntries)(nil),
 		(*RaftRPC_RequestVote)(nil),
 		(*RaftRPC_RequestPreVote)(nil),
@@ -2195,7 +2193,7 @@ func file_raftrpc_proto_init() {
 		(*RaftRPC_LeadershipProbe)(nil),
 		(*RaftRPC_LinkQuery)(nil),
 	}
-	file_raftrpc_proto_msgTypes[18].OneofWrappers = []any{
+	file_internal_wire_proto_raftrpc_proto_msgTypes[18].OneofWrappers = []any{
 		(*RaftRPCReply_AppendEntries)(nil),
 		(*RaftRPCReply_RequestVote)(nil),
 		(*RaftRPCReply_RequestPreVote)(nil),
@@ -2210,18 +2208,18 @@ func file_raftrpc_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrpc_proto_rawDesc), len(file_raftrpc_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_proto_raftrpc_proto_rawDesc), len(file_internal_wire_proto_raftrpc_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_raftrpc_proto_goTypes,
-		DependencyIndexes: file_raftrpc_proto_depIdxs,
-		EnumInfos:         file_raftrpc_proto_enumTypes,
-		MessageInfos:      file_raftrpc_proto_msgTypes,
+		GoTypes:           file_internal_wire_proto_raftrpc_proto_goTypes,
+		DependencyIndexes: file_internal_wire_proto_raftrpc_proto_depIdxs,
+		EnumInfos:         file_internal_wire_proto_raftrpc_proto_enumTypes,
+		MessageInfos:      file_internal_wire_proto_raftrpc_proto_msgTypes,
 	}.Build()
-	File_raftrpc_proto = out.File
-	file_raftrpc_proto_goTypes = nil
-	file_raftrpc_proto_depIdxs = nil
+	File_internal_wire_proto_raftrpc_proto = out.File
+	file_internal_wire_proto_raftrpc_proto_goTypes = nil
+	file_internal_wire_proto_raftrpc_proto_depIdxs = nil
 }
