@@ -23,12 +23,13 @@ import (
 // onto its PubSubClusterFixture with this package's provider and lookup:
 // topics and subscribers are grains, so every publish goes through Get.
 // TestWillExpireTopicActorAfterIdle waits for the new topic PID by polling
-// where upstream sleeps five seconds. Not ported:
+// where upstream sleeps five seconds. pubsub_member_test.go's member-leave
+// test, which upstream keeps commented out ("TODO: fix this"), runs here
+// as TestPubSubWhenMemberLeavesPidSubscribersGetRemoved. Not ported:
 // TestUnsubscribedActorDoesNotReceiveMessages and TestCanUnsubscribeWithPid
 // assert an absence by sleeping a second, which this repository's tests do
 // not do; the slow-subscriber and batching-producer-queue tests exercise
-// pub-sub timing rather than the provider; pubsub_member_test.go's
-// member-leave test is not ported yet.
+// pub-sub timing rather than the provider.
 
 // pubsubFixture is protoactor's PubSubClusterFixture of size members (all
 // of them voters, at most three) on protocluster.
@@ -157,5 +158,70 @@ func TestPubSubWillExpireTopicActorAfterIdle(t *testing.T) {
 	testutil.Eventually(t, "a new topic actor after idle", func() bool {
 		next := first.Get(topic, clustering.TopicActorKind)
 		return next != nil && next.String() != pid.String()
+	})
+}
+
+// TestPubSubWhenMemberLeavesPidSubscribersGetRemoved is upstream's
+// member-leave test: PID subscribers on two members and twenty virtual
+// ones; once a member leaves gracefully, the others block it, the next
+// publish reaches every subscriber but the one that left, and the topic
+// drops it from its subscribers.
+func TestPubSubWhenMemberLeavesPidSubscribersGetRemoved(t *testing.T) {
+	f := pubsubFixture(t, 3, false)
+	const topic = "leaving-member"
+	props := actor.PropsFromFunc(func(ctx actor.Context) {
+		if msg, ok := ctx.Message().(*cluster_test_tool.DataPublished); ok {
+			f.AppendDelivery(cluster_test_tool.Delivery{Identity: ctx.Self().String(), Data: int(msg.Data)})
+		}
+	})
+	members := f.GetMembers()
+	leaving, staying := members[0], members[len(members)-1]
+	leavingPid := leaving.ActorSystem.Root.Spawn(props)
+	stayingPid := staying.ActorSystem.Root.Spawn(props)
+	if _, err := leaving.SubscribeByPid(topic, leavingPid); err != nil {
+		t.Fatalf("SubscribeByPid on the leaving member: %v", err)
+	}
+	if _, err := staying.SubscribeByPid(topic, stayingPid); err != nil {
+		t.Fatalf("SubscribeByPid on the staying member: %v", err)
+	}
+	ids := f.SubscriberIds("leaving", 20)
+	f.SubscribeAllTo(topic, ids)
+	deliveries := func() int {
+		f.DeliveriesLock.RLock()
+		defer f.DeliveriesLock.RUnlock()
+		return len(f.Deliveries)
+	}
+	if _, err := f.PublishData(topic, 1); err != nil {
+		t.Fatalf("PublishData: %v", err)
+	}
+	testutil.Eventually(t, "every subscriber got the first message", func() bool { return deliveries() == len(ids)+2 })
+
+	f.RemoveNode(leaving, true)
+	testutil.Eventually(t, "the member that left is blocked by the others", func() bool {
+		for _, m := range f.GetMembers() {
+			if m.Remote.BlockList().Len() != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	f.ClearDeliveries()
+	// The delivery to the member that left fails, which makes the topic
+	// drop its subscriber.
+	if _, err := f.PublishData(topic, 2); err != nil {
+		t.Fatalf("PublishData after the member left: %v", err)
+	}
+	testutil.Eventually(t, "every subscriber but the one that left got the next message", func() bool { return deliveries() == len(ids)+1 })
+	testutil.Eventually(t, "the subscriber that left is dropped from the topic", func() bool {
+		subs, err := f.GetSubscribersForTopic(topic)
+		if err != nil {
+			return false
+		}
+		for _, s := range subs.Subscribers {
+			if p := s.GetPid(); p != nil && p.Address == leavingPid.Address && p.Id == leavingPid.Id {
+				return false
+			}
+		}
+		return true
 	})
 }
