@@ -14,7 +14,9 @@ import (
 // and so does any node whose RPC reaches a peer that is stopping, starting
 // or has stopped on purpose (its transport answers closed or not ready, or
 // its process runs without the node actor: a dead letter; a crashed peer
-// times out instead). Both are what a leadership transfer or a planned stop looks
+// times out instead), also once its transport fails fast on such a peer
+// (ErrPeerDown wraps the last failure). Both are what a leadership
+// transfer or a planned stop looks
 // like; a real failure still logs as raft decides.
 func raftLogLevel(level hclog.Level, msg string, args []any) hclog.Level {
 	if level < hclog.Error {

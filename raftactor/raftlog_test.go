@@ -27,6 +27,9 @@ func TestRaftLogLevelDemotesOnlyRoutineRecords(t *testing.T) {
 		{hclog.Error, "failed to heartbeat to", []any{"peer", "n3", "error", gone}, hclog.Warn},
 		{hclog.Error, "failed to appendEntries to", []any{"peer", "n2", "error", fmt.Errorf("peer: %w", transport.ErrNotReady)}, hclog.Warn},
 		{hclog.Error, "failed to appendEntries to", []any{"peer", "n3", "error", transport.ErrRPCTimeout}, hclog.Error},
+		// A peer failing fast is down for the reason its last failure says.
+		{hclog.Error, "failed to heartbeat to", []any{"peer", "n3", "error", fmt.Errorf("%w: n3 (last failure: %w)", transport.ErrPeerDown, gone)}, hclog.Warn},
+		{hclog.Error, "failed to appendEntries to", []any{"peer", "n3", "error", fmt.Errorf("%w: n3 (last failure: %w)", transport.ErrPeerDown, transport.ErrRPCTimeout)}, hclog.Error},
 		{hclog.Error, "failed to append to logs", []any{"error", errors.New("disk full")}, hclog.Error},
 		{hclog.Error, "failed to make requestVote RPC", []any{"error"}, hclog.Error},
 		{hclog.Warn, "heartbeat timeout reached, starting election", nil, hclog.Warn},

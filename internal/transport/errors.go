@@ -16,7 +16,9 @@ var (
 	// peer.
 	ErrTransportClosed = errors.New("transport closed")
 	// ErrPeerDown is returned without sending while a peer's fail-fast
-	// backoff runs.
+	// backoff runs; the error also wraps the peer's last failure, so
+	// errors.Is tells a peer that stopped on purpose (ErrDeadLetter,
+	// ErrNotReady) from one that timed out.
 	ErrPeerDown = errors.New("peer down, failing fast")
 	// ErrMessageDropped is returned when fault injection lost the RPC.
 	ErrMessageDropped = errors.New("message dropped by fault injection")

@@ -101,8 +101,9 @@ func (p *gatePair) markDown(t *testing.T) {
 			t.Fatalf("attempt %d to a silent peer: want a timeout, got %v", i, err)
 		}
 	}
-	if err := p.ask(time.Minute); !errors.Is(err, ErrPeerDown) {
-		t.Fatalf("after %d failures: want fail fast, got %v", DefaultFailFastThreshold, err)
+	// The fail-fast answer says why the peer is down: its last failure.
+	if err := p.ask(time.Minute); !errors.Is(err, ErrPeerDown) || !errors.Is(err, ErrRPCTimeout) {
+		t.Fatalf("after %d failures: want fail fast for a timeout, got %v", DefaultFailFastThreshold, err)
 	}
 }
 

@@ -344,7 +344,7 @@ func TestPipelineCloseFailsRPCsInFlight(t *testing.T) {
 	}
 	// Nothing was answered, yet a closed pipeline does not count against
 	// the peer: an RPC to it still goes out.
-	if !a.allow(wire.AddressOf(peer)) {
+	if ok, _ := a.allow(wire.AddressOf(peer)); !ok {
 		t.Fatal("closing the pipeline marked the peer down")
 	}
 }

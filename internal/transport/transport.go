@@ -150,6 +150,11 @@ type inboundRPC struct {
 type peerHealth struct {
 	failures  int
 	openUntil time.Time // no RPC goes to the peer before, once it fails fast
+	// last is the latest failure's error, which the fail-fast answer
+	// carries: a peer down because it stopped on purpose (dead letters,
+	// not ready) is routine where one that times out is not, and raft's
+	// log records are leveled by the cause (raftactor's raftLogLevel).
+	last error
 }
 
 // New returns a transport ready to be handed to raft.NewRaft. Its
@@ -634,12 +639,15 @@ func (t *Transport) prepare(target raft.ServerAddress, msg *wire.RaftRPC) (*acto
 		return nil, ErrTransportClosed
 	default:
 	}
-	if !t.allow(target) {
+	if ok, last := t.allow(target); !ok {
+		if last != nil {
+			return nil, fmt.Errorf("%w: %s (last failure: %w)", ErrPeerDown, target, last)
+		}
 		return nil, fmt.Errorf("%w: %s", ErrPeerDown, target)
 	}
 	pid, err := wire.PIDOf(target)
 	if err != nil {
-		t.record(target, false)
+		t.record(target, err)
 		return nil, err
 	}
 	msg.Group = t.cfg.Group
@@ -653,8 +661,9 @@ func (t *Transport) prepare(target raft.ServerAddress, msg *wire.RaftRPC) (*acto
 // dropped counts an RPC lost by fault injection as a failure of target,
 // as a real loss would have been, and returns the error the caller sees.
 func (t *Transport) dropped(id raft.ServerID, target raft.ServerAddress) error {
-	t.record(target, false)
-	return fmt.Errorf("%w: %s -> %s", ErrMessageDropped, t.cfg.LocalID, id)
+	err := fmt.Errorf("%w: %s -> %s", ErrMessageDropped, t.cfg.LocalID, id)
+	t.record(target, err)
+	return err
 }
 
 // settle records the outcome of one sent RPC in target's health and turns
@@ -662,12 +671,12 @@ func (t *Transport) dropped(id raft.ServerID, target raft.ServerAddress) error {
 func (t *Transport) settle(target raft.ServerAddress, reply *wire.RaftRPCReply, err error) (*wire.RaftRPCReply, error) {
 	if err != nil {
 		if !errors.Is(err, ErrTransportClosed) {
-			t.record(target, false)
+			t.record(target, err)
 		}
 		return nil, fmt.Errorf("%w (%s)", err, target)
 	}
 	// Any reply, even an error one, proves the peer is reachable.
-	t.record(target, true)
+	t.record(target, nil)
 	if err := replyError(reply); err != nil {
 		return nil, err
 	}
@@ -787,20 +796,21 @@ func (p *replyProcess) Stop(*actor.PID) {}
 // peer is healthy; while it is failing fast, one probe per backoff. A probe
 // does not wait for the one before it: a probe lost in a blackhole waits
 // its whole RPC timeout, and a peer that answers again meanwhile must not
-// stay unused until then.
-func (t *Transport) allow(target raft.ServerAddress) bool {
+// stay unused until then. A refusal comes with the error of the failure
+// before it.
+func (t *Transport) allow(target raft.ServerAddress) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peers[target]
 	if p == nil || p.failures < t.cfg.FailFastThreshold {
-		return true
+		return true, nil
 	}
 	now := t.now()
 	if now.Before(p.openUntil) {
-		return false
+		return false, p.last
 	}
 	p.openUntil = now.Add(t.backoff())
-	return true
+	return true, nil
 }
 
 // backoff is how long a peer fails fast before the next probe:
@@ -816,12 +826,13 @@ func (t *Transport) backoff() time.Duration {
 	return b
 }
 
-// record updates target's fail-fast state with the outcome of one RPC.
-func (t *Transport) record(target raft.ServerAddress, ok bool) {
+// record updates target's fail-fast state with the outcome of one RPC: its
+// error, nil when the peer answered.
+func (t *Transport) record(target raft.ServerAddress, failure error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peers[target]
-	if ok {
+	if failure == nil {
 		if p != nil {
 			delete(t.peers, target)
 		}
@@ -832,6 +843,7 @@ func (t *Transport) record(target raft.ServerAddress, ok bool) {
 		t.peers[target] = p
 	}
 	p.failures++
+	p.last = failure
 	if p.failures >= t.cfg.FailFastThreshold {
 		if p.failures == t.cfg.FailFastThreshold {
 			t.log.Info("raft peer failing fast", zap.String("peer", string(target)), zap.Duration("backoff", t.backoff()))
