@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -39,6 +40,7 @@ func TestUnreadableLogIsADamagedDataDirNotAPanic(t *testing.T) {
 	st := &stores{logs: unreadableLog{InmemStore: mem, lost: 2}, stable: mem, snaps: raft.NewInmemSnapshotStore()}
 	rc := raft.DefaultConfig()
 	rc.LocalID = "n1"
+	rc.Logger = hclog.NewNullLogger() // raft's record of the unreadable entry is what the test provokes
 	_, trans := raft.NewInmemTransport("n1")
 	r, err := newRaft(rc, &raft.MockFSM{}, st, trans)
 	if r != nil {
