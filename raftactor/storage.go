@@ -40,6 +40,13 @@ import (
 //     leaves the sealed file listed as the open tail; raft-wal would reopen
 //     it sealed and fail every append forever. The open records the seal
 //     and starts a new segment (recordSeal), keeping every entry.
+//   - A failure while raft-wal creates the new segment file of a log
+//     truncation comes after raft-wal committed the truncation to its meta
+//     database, while its state in memory still holds the truncated
+//     entries: the node reopens its data directory (reopenLog), so that
+//     its log is what its files hold. The empty file such a failure leaves
+//     is removed when raft-wal asks for it again (creationWatch), which
+//     would otherwise fail with "file exists" forever.
 //   - A data directory that cannot be read (an I/O error on open) is not
 //     retried: the node refuses every request with the reason, INTERNAL.
 
