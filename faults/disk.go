@@ -40,6 +40,9 @@ var ErrPowerCut = fmt.Errorf("faults: power cut: %w", syscall.EIO)
 //     syscall.EIO until Heal. A failed Sync loses what was written since
 //     the last good one, as Linux drops dirty pages whose writeback failed,
 //     so a store that trusted a retry would be caught.
+//   - FailPreallocations makes the creation of a segment file fail after
+//     the file was made, as raft-wal's own file system does when the
+//     preallocation of a new file meets a full disk: the empty file stays.
 //   - FailReads makes reads and opens fail (an unreadable disk).
 //   - FailMetaCommits makes raft-wal's commits of its segment list fail
 //     (MetaStore): a disk that fills between the append that seals a
@@ -57,15 +60,16 @@ var ErrPowerCut = fmt.Errorf("faults: power cut: %w", syscall.EIO)
 type Disk struct {
 	real types.VFS
 
-	mu        sync.Mutex
-	files     map[string]*diskFile // by path, files written since their last sync
-	writeErr  error
-	syncErr   error
-	createErr error
-	readErr   atomic.Pointer[error]
-	metaErr   atomic.Pointer[error]
-	drop      bool
-	cut       atomic.Bool
+	mu          sync.Mutex
+	files       map[string]*diskFile // by path, files written since their last sync
+	writeErr    error
+	syncErr     error
+	createErr   error
+	preallocErr error
+	readErr     atomic.Pointer[error]
+	metaErr     atomic.Pointer[error]
+	drop        bool
+	cut         atomic.Bool
 
 	injected atomic.Int64
 }
@@ -111,6 +115,17 @@ func (d *Disk) FailWrites(err error) {
 func (d *Disk) FailCreates(err error) {
 	d.mu.Lock()
 	d.createErr = err
+	d.mu.Unlock()
+}
+
+// FailPreallocations makes every later file creation fail with err
+// (for example syscall.ENOSPC) after the file was created, until Heal: the
+// new file stays behind, empty, as raft-wal's fs.Create leaves it when its
+// preallocation fails (it opens the file with O_EXCL, then closes it and
+// returns the error). nil stops failing them.
+func (d *Disk) FailPreallocations(err error) {
+	d.mu.Lock()
+	d.preallocErr = err
 	d.mu.Unlock()
 }
 
@@ -170,7 +185,7 @@ func (d *Disk) DropSyncs(on bool) {
 // (Restore does).
 func (d *Disk) Heal() {
 	d.mu.Lock()
-	d.writeErr, d.syncErr, d.createErr = nil, nil, nil
+	d.writeErr, d.syncErr, d.createErr, d.preallocErr = nil, nil, nil, nil
 	d.mu.Unlock()
 	d.readErr.Store(nil)
 	d.metaErr.Store(nil)
@@ -267,6 +282,16 @@ func (d *Disk) Create(dir, name string, size uint64) (types.WritableFile, error)
 	}
 	if err := cmp.Or(d.createErr, d.writeErr); err != nil {
 		return nil, d.failure("create", path, err)
+	}
+	if d.preallocErr != nil {
+		// The file is made (without its preallocation) and left behind,
+		// never synced.
+		f, err := d.real.Create(dir, name, 0)
+		if err != nil {
+			return nil, err
+		}
+		d.files[path] = &diskFile{created: true}
+		return nil, errors.Join(d.failure("fallocate", path, d.preallocErr), f.Close())
 	}
 	f, err := d.real.Create(dir, name, size)
 	if err != nil {

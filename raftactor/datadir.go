@@ -200,7 +200,7 @@ func segmentFiler(cfg Config, walDir string) *creationWatch {
 	if cfg.Disk != nil {
 		vfs = cfg.Disk
 	}
-	return &creationWatch{SegmentFiler: segment.NewFiler(walDir, vfs)}
+	return &creationWatch{SegmentFiler: segment.NewFiler(walDir, vfs), dir: walDir, vfs: vfs, log: cfg.Logger}
 }
 
 // testStable is the stable store, failing after a test's power cut when

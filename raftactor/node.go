@@ -108,7 +108,7 @@ func (n *Node) Receive(ctx actor.Context) {
 		ctx.Respond(n.startResult())
 	case reopenLog:
 		if m.inc == n.inc && n.run != nil && !n.stopping {
-			n.log.Error("the log cannot take appends after a failed segment rotation; reopening the data directory")
+			n.log.Error("the log cannot go on after a failed segment rotation or truncation; reopening the data directory")
 			n.reopen("the log could not start a new segment file")
 		}
 	case retryStart:

@@ -3,6 +3,8 @@ package raftactor
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,7 +12,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
+	"go.uber.org/zap"
 )
 
 // What a node does when its disk fails (see docs/operations.md):
@@ -36,6 +40,13 @@ import (
 //     leaves the sealed file listed as the open tail; raft-wal would reopen
 //     it sealed and fail every append forever. The open records the seal
 //     and starts a new segment (recordSeal), keeping every entry.
+//   - A failure while raft-wal creates the new segment file of a log
+//     truncation comes after raft-wal committed the truncation to its meta
+//     database, while its state in memory still holds the truncated
+//     entries: the node reopens its data directory (reopenLog), so that
+//     its log is what its files hold. The empty file such a failure leaves
+//     is removed when raft-wal asks for it again (creationWatch), which
+//     would otherwise fail with "file exists" forever.
 //   - A data directory that cannot be read (an I/O error on open) is not
 //     retried: the node refuses every request with the reason, INTERNAL.
 
@@ -144,16 +155,30 @@ func (w *logWatch) StoreLogs(logs []*raft.Log) error {
 		w.succeeded()
 		return nil
 	}
-	return w.failed("write", err)
+	return w.failed("write", err, false)
 }
 
 // StoreLog implements raft.LogStore.
 func (w *logWatch) StoreLog(log *raft.Log) error { return w.StoreLogs([]*raft.Log{log}) }
 
 // DeleteRange implements raft.LogStore.
+//
+// raft-wal commits a truncation to its meta database before it creates
+// the new tail segment's file, and keeps its state in memory as it was
+// when the creation fails: the meta database (what a reopen, or a power
+// cut, finds) no longer holds the truncated entries, while the log in
+// memory still serves them and reports them as its last index. A
+// truncation that failed in the creation therefore makes the node reopen
+// its log (onStuck), as a failed rotation does, so that what it reports
+// is what its files hold.
 func (w *logWatch) DeleteRange(lo, hi uint64) error {
+	var fails uint64
+	if w.filer != nil {
+		fails = w.filer.createFailures()
+	}
 	if err := w.LogStore.DeleteRange(lo, hi); err != nil {
-		return w.failed("delete", err)
+		committed := w.filer != nil && w.filer.createFailures() != fails
+		return w.failed("delete", err, committed)
 	}
 	return nil
 }
@@ -168,7 +193,10 @@ func (w *logWatch) succeeded() {
 	}
 }
 
-func (w *logWatch) failed(op string, err error) error {
+// failed reports a failed write to the log; diverged says raft-wal's
+// state in memory may no longer be what its meta database holds, so the
+// log must be opened again.
+func (w *logWatch) failed(op string, err error, diverged bool) error {
 	if errors.Is(err, raftwal.ErrClosed) {
 		return err // a node that stops, not a disk that fails
 	}
@@ -184,7 +212,7 @@ func (w *logWatch) failed(op string, err error) error {
 	w.failing = true
 	o := w.observer
 	var stuck func()
-	if errors.Is(err, types.ErrSealed) && !w.stuck {
+	if (diverged || errors.Is(err, types.ErrSealed)) && !w.stuck {
 		w.stuck = true
 		stuck = w.onStuck
 	}
@@ -216,20 +244,77 @@ func isLogStoreFailure(err error) bool {
 // to create a segment file: raft-wal only logs that failure (it happens on
 // its rotation goroutine) and fails every later append with "segment is
 // sealed".
+//
+// It also removes what a failed creation left behind. raft-wal's file
+// system creates a segment file with O_EXCL and then preallocates it; when
+// the preallocation fails (a full disk), the empty file stays. raft-wal
+// has by then committed the new segment's ID to its meta database but not
+// to its state in memory, so its next rotation or truncation asks for the
+// same file again and, without this, fails with "file exists" forever,
+// also once space is back (seed 385781004 of the process fault profile).
 type creationWatch struct {
 	types.SegmentFiler
+	dir       string
+	vfs       types.VFS
+	log       *zap.Logger
 	createErr atomic.Pointer[error]
+	failures  atomic.Uint64
 }
 
 // Create implements types.SegmentFiler.
 func (c *creationWatch) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
 	w, err := c.SegmentFiler.Create(info)
+	if errors.Is(err, os.ErrExist) && c.vfs != nil {
+		var removed bool
+		if removed, err = c.removeUnwritten(info, err); removed {
+			w, err = c.SegmentFiler.Create(info)
+		}
+	}
 	if err != nil {
+		c.failures.Add(1)
 		c.createErr.Store(&err)
 	} else {
 		c.createErr.Store(nil)
 	}
 	return w, err
+}
+
+// removeUnwritten deletes the segment file info names, which already
+// exists (exists is the creation's error), if nothing was ever written to
+// it, and reports whether it did. raft-wal asks for a file only under an
+// ID its state in memory has not used yet; the file can only be what a
+// failed creation of this process left behind, before raft-wal wrote its
+// header: raft-wal writes a new segment's header with its first batch of
+// entries, after the creation returned (segment.createFile only buffers
+// it). A file holding any byte that is not zero is left alone, and the
+// creation fails as before.
+func (c *creationWatch) removeUnwritten(info types.SegmentInfo, exists error) (bool, error) {
+	name := segment.FileName(info)
+	path := filepath.Join(c.dir, name)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, errors.Join(exists, fmt.Errorf("inspect the existing segment file: %w", err))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, errors.Join(exists, fmt.Errorf("inspect the existing segment file: %w", err))
+	}
+	written, err := writtenAfter(f, 0, fi.Size())
+	f.Close()
+	if err != nil {
+		return false, errors.Join(exists, fmt.Errorf("inspect the existing segment file: %w", err))
+	}
+	if len(written) > 0 {
+		return false, exists
+	}
+	if err := c.vfs.Delete(c.dir, name); err != nil {
+		return false, errors.Join(exists, fmt.Errorf("remove the unwritten segment file: %w", err))
+	}
+	if c.log != nil {
+		c.log.Warn("removed an empty log segment file a failed creation left behind, to create it again",
+			zap.String("segment", path), zap.Uint64("segment_id", info.ID), zap.Uint64("base_index", info.BaseIndex))
+	}
+	return true, nil
 }
 
 func (c *creationWatch) lastCreateError() error {
@@ -238,3 +323,6 @@ func (c *creationWatch) lastCreateError() error {
 	}
 	return nil
 }
+
+// createFailures counts the segment files that could not be created.
+func (c *creationWatch) createFailures() uint64 { return c.failures.Load() }
