@@ -67,7 +67,31 @@ func (n *nemesis) damageOverlay(ctx context.Context, i int, id string, param int
 			n.violation("%s refused to start after a torn tail (%s): %v", id, d, err)
 		default:
 			n.event(i, k, "%s refused to start: its data directory is damaged", id)
-			n.event(i, k, "%s removed, wiped and joined again: %s", id, errText(n.disk.rejoin(ctx, id)))
+			n.deferRejoin(func(ctx context.Context) {
+				n.event(i, k, "%s removed, wiped and joined again: %s", id, errText(n.disk.rejoin(ctx, id)))
+			})
 		}
+	}
+}
+
+// deferRejoin leaves the recovery of a node that refused its damaged
+// files to the heal that ends the step: the step's network faults may
+// still cut that node off (a blackhole on it in the network namespace
+// mode), and a node that cannot reach the others cannot join them.
+func (n *nemesis) deferRejoin(r func(context.Context)) {
+	n.mu.Lock()
+	n.rejoins = append(n.rejoins, r)
+	n.mu.Unlock()
+}
+
+// runRejoins runs the recoveries deferRejoin left, once the network is
+// whole again.
+func (n *nemesis) runRejoins(ctx context.Context) {
+	n.mu.Lock()
+	rs := n.rejoins
+	n.rejoins = nil
+	n.mu.Unlock()
+	for _, r := range rs {
+		r(ctx)
 	}
 }

@@ -35,7 +35,10 @@ type nemesis struct {
 	disks    disker
 	upgrades upgrader
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// rejoins are the recoveries of damaged nodes, run by the next heal
+	// (deferRejoin).
+	rejoins    []func(context.Context)
 	events     []Event
 	faults     map[Kind]int
 	violations []string
@@ -687,6 +690,7 @@ func (n *nemesis) heal(ctx context.Context, i int) {
 			n.event(i, kindHeal, "heal the network: %s", errText(err))
 		}
 	}
+	n.runRejoins(ctx)
 	for _, id := range n.c.nodes() {
 		if n.pause != nil && n.pause.paused(id) {
 			n.event(i, kindHeal, "resume %s: %s", id, errText(n.pause.resume(id)))
