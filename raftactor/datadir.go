@@ -156,13 +156,17 @@ func openStores(cfg Config) (*stores, error) {
 		meta.Close()
 		return nil, err
 	}
+	filer := segmentFiler(cfg, walDir)
+	if err := syncLogFiles(filer.vfs, walDir); err != nil {
+		meta.Close()
+		return nil, err
+	}
 	logOpt := raftwal.WithLogger(hclogzap.New(cfg.Logger.With(zap.String("component", "wal")), nil))
 	metaOpt := raftwal.WithMetaStore(metaStore)
 	opts := walOptions(logOpt, metaOpt)
 	if cfg.WALSegmentSize > 0 {
 		opts = append(opts, raftwal.WithSegmentSize(cfg.WALSegmentSize))
 	}
-	filer := segmentFiler(cfg, walDir)
 	opts = append(opts, raftwal.WithSegmentFiler(filer))
 	wal, err := raftwal.Open(walDir, opts...)
 	if err != nil {
@@ -187,6 +191,55 @@ func openStores(cfg Config) (*stores, error) {
 		}
 	}
 	return &stores{logs: logs, stable: testStable(cfg, wal), snaps: withSnapshotSums(snaps, dir), watch: watch, logDir: walDir, close: closeAll}, nil
+}
+
+// syncLogFiles fsyncs every segment file in walDir, and walDir itself,
+// before raft-wal reads them. A process killed between an append's write
+// and its fsync leaves that batch in the file, readable but not durable;
+// raft-wal would take it into the log, the node would report it stored
+// (and a follower acknowledge it), and a power cut after the restart
+// would lose it. Syncing first makes what the open trusts durable, as
+// databases sync their data directory when they recover from a crash.
+// A failed sync fails the open: what the files hold is not known to be
+// on disk.
+func syncLogFiles(vfs types.VFS, walDir string) error {
+	names, err := vfs.ListDir(walDir)
+	if err != nil {
+		return fmt.Errorf("list log directory %s: %w", walDir, err)
+	}
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".wal") {
+			continue
+		}
+		f, err := vfs.OpenWriter(walDir, name)
+		if err != nil {
+			return fmt.Errorf("open log segment %s to sync it: %w", name, err)
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync log segment %s: %w", name, err)
+		}
+	}
+	return syncDir(walDir)
+}
+
+// syncDir fsyncs a directory, so the names in it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s to sync it: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // walOptions lists raft-wal's options (whose type it does not export).
