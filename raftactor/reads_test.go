@@ -13,6 +13,7 @@ import (
 
 	"github.com/protoraft/protoraft/actors"
 	"github.com/protoraft/protoraft/internal/grouptest"
+	"github.com/protoraft/protoraft/internal/testutil"
 	"github.com/protoraft/protoraft/raftactor"
 	"github.com/protoraft/protoraft/raftactor/kvstore"
 )
@@ -128,9 +129,22 @@ func TestFollowerCutOffFromLeaderServesNoLinearizableRead(t *testing.T) {
 	}
 	c.Faults.Heal()
 	c.WaitValue(follower, "k", "new")
-	if rr, qr := c.Get(follower, "k", actors.Consistency_LINEARIZABLE); rr.Error.Err() != nil || string(qr.Value) != "new" {
-		t.Fatalf("after healing: %v, k=%v", rr.Error, qr)
-	}
+	// Until its transport probes the leader again (within half a
+	// heartbeat timeout) the follower may still refuse, UNAVAILABLE; it
+	// must then serve the new value, never the old one.
+	testutil.Eventually(t, "a linearizable read from the healed follower", func() bool {
+		rr, qr := c.Get(follower, "k", actors.Consistency_LINEARIZABLE)
+		if rr.Error.Err() != nil {
+			if actors.CodeOf(rr.Error) != actors.Code_UNAVAILABLE {
+				t.Fatalf("after healing: %v", rr.Error)
+			}
+			return false
+		}
+		if string(qr.Value) != "new" {
+			t.Fatalf("after healing: k=%q, want new", qr.Value)
+		}
+		return true
+	})
 }
 
 func TestLeaderOnlyReadsRefusesLinearizableReadsOnFollowers(t *testing.T) {
