@@ -38,7 +38,7 @@ func openInstance(cfg Config, timeouts Timeouts, system *actor.ActorSystem, addr
 	if err := cfg.checkReachable(system); err != nil {
 		return nil, err
 	}
-	inst := &instance{ready: &termReadiness{}, clock: &leaderClock{mono: cfg.Clock.Monotonic}}
+	inst := &instance{ready: newTermReadiness(), clock: &leaderClock{mono: cfg.Clock.Monotonic}}
 	opened := false
 	defer func() {
 		// Also when the user's state machine factory panicked.
@@ -162,6 +162,7 @@ func (i *instance) close(handover bool, log *zap.Logger) {
 		if err := r.Shutdown().Error(); err != nil {
 			log.Warn("raft shutdown", zap.Error(err))
 		}
+		i.ready.stop()
 		log.Info("node stopped")
 	}
 	if t := i.transport; t != nil {

@@ -479,12 +479,25 @@ func (b *readIndexBatcher) run(r *raft.Raft, probe prober) {
 // that waits for it.
 type termReadiness struct {
 	readyTerm atomic.Uint64
+	// stopped is closed once the instance's Raft has shut down: a wait
+	// ends then rather than at its deadline. hashicorp/raft v1.8 never
+	// answers a barrier that entered its apply queue just before Shutdown
+	// (the future has no shutdown channel), so the goroutine waiting on
+	// that barrier stays; the waits for it do not.
+	stopped  chan struct{}
+	stopOnce sync.Once
 
 	mu       sync.Mutex
 	term     uint64
 	inflight chan struct{}
 	err      *actors.Error
 }
+
+// newTermReadiness returns the readiness of a new instance's Raft.
+func newTermReadiness() *termReadiness { return &termReadiness{stopped: make(chan struct{})} }
+
+// stop ends every wait, once the instance's Raft has shut down.
+func (t *termReadiness) stop() { t.stopOnce.Do(func() { close(t.stopped) }) }
 
 // wait returns once a barrier of the node's current term has committed.
 func (t *termReadiness) wait(r *raft.Raft, deadline time.Time) *actors.Error {
@@ -517,6 +530,8 @@ func (t *termReadiness) wait(r *raft.Raft, deadline time.Time) *actors.Error {
 	defer timer.Stop()
 	select {
 	case <-done:
+	case <-t.stopped:
+		return actors.Errorf(actors.Code_UNAVAILABLE, "the node stopped while waiting for the leader's first commit of its term")
 	case <-timer.C:
 		return actors.DeadlineExceeded("waiting for the leader's first commit of its term")
 	}

@@ -39,7 +39,7 @@ func TestReadIndexAnEarlierStateMachineReflectedDoesNotServeANewOne(t *testing.T
 	testutil.Eventually(t, "n1 leads", func() bool { return r.State() == raft.Leader })
 
 	for _, kind := range []readKind{readLinearizable, readLease} {
-		p := readPath{r: r, f: old, ready: &termReadiness{}, batcher: &readIndexBatcher{}, logs: store,
+		p := readPath{r: r, f: old, ready: newTermReadiness(), batcher: &readIndexBatcher{}, logs: store,
 			peers: peers{self: "n1", timeout: time.Second}, lease: 40 * time.Millisecond}
 		// The read index is the term's barrier, above the configuration
 		// entry, the last the state machine saw.
