@@ -151,6 +151,9 @@ func run(ctx context.Context, o options) error {
 		case <-tick.C:
 		}
 		for i := range 5 {
+			if ctx.Err() != nil {
+				break // a signal: leave now, not after this round's timeouts
+			}
 			id := fmt.Sprintf("counter-%d", i)
 			res, err := c.Request(id, "counter", wrapperspb.Int64(1), clustering.WithTimeout(2*time.Second))
 			if err != nil {

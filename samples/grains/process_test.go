@@ -343,11 +343,15 @@ func TestGrainsOnThreeProcesses(t *testing.T) {
 			g.signal(p, syscall.SIGTERM)
 		}
 	}
+	// A graceful leave of the last members, whose group may have lost its
+	// quorum meanwhile, waits a bounded deregistration, protoactor's
+	// two-second hand-over and remote's shutdown (up to 10 s while peers
+	// are up): a bound, not a measure.
 	for _, p := range g.procs {
 		select {
 		case <-p.done:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("member %d did not stop within 20s of SIGTERM", p.member)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("member %d did not stop within 60s of SIGTERM", p.member)
 		}
 	}
 
