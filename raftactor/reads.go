@@ -32,26 +32,10 @@ import (
 // request with several queries (a batch) waits the same way, once, then
 // answers each query (queryBatch).
 func (n *Node) read(ctx actor.Context, m *actors.ReadRequest) {
-	r := n.run.raft
-	var kind readKind
-	switch m.GetConsistency() {
-	case actors.Consistency_STALE:
-		kind = readStale
-	case actors.Consistency_LEASE:
-		kind = readLease
-	case actors.Consistency_LINEARIZABLE:
-		kind = readLinearizable
-	default:
-		n.respond(ctx, &actors.ReadResponse{Error: actors.InvalidArgument("consistency", "unknown consistency %d", m.GetConsistency())})
+	kind, refusal := n.readKindFor(m.GetConsistency())
+	if refusal != nil {
+		n.respond(ctx, &actors.ReadResponse{Error: refusal})
 		return
-	}
-	if kind != readStale && r.State() != raft.Leader {
-		leader := leaderOf(r)
-		if kind != readLinearizable || n.cfg.LeaderOnlyReads || leader == nil {
-			n.respond(ctx, &actors.ReadResponse{Error: actors.NotLeader(leader)})
-			return
-		}
-		kind = readFollower
 	}
 	deadline := m.GetMeta().Deadline(n.cfg.RequestTimeout)
 	if !n.current.start.Before(deadline) {
@@ -472,6 +456,34 @@ func (b *readIndexBatcher) run(r *raft.Raft, probe prober) {
 		b.confirm(r, probe, round)
 		close(round.done)
 	}
+}
+
+// readKindFor is how this node serves a read of consistency c: STALE from
+// its own state, LEASE on the leader only, LINEARIZABLE on the leader or,
+// on a follower that knows the leader (and LeaderOnlyReads is off), with
+// the leader's read index. The refusal is INVALID_ARGUMENT for an unknown
+// consistency and NOT_LEADER, naming the leader, otherwise.
+func (n *Node) readKindFor(c actors.Consistency) (readKind, *actors.Error) {
+	var kind readKind
+	switch c {
+	case actors.Consistency_STALE:
+		return readStale, nil
+	case actors.Consistency_LEASE:
+		kind = readLease
+	case actors.Consistency_LINEARIZABLE:
+		kind = readLinearizable
+	default:
+		return 0, actors.InvalidArgument("consistency", "unknown consistency %d", c)
+	}
+	r := n.run.raft
+	if r.State() == raft.Leader {
+		return kind, nil
+	}
+	leader := leaderOf(r)
+	if kind != readLinearizable || n.cfg.LeaderOnlyReads || leader == nil {
+		return 0, actors.NotLeader(leader)
+	}
+	return readFollower, nil
 }
 
 // termReadiness tracks whether the leader has committed an entry in its

@@ -125,26 +125,10 @@ func (s *systemState) get() ([]byte, uint64) {
 // the user's state machine. The wait runs on a goroutine of its own, never
 // in Receive.
 func (n *Node) getPolicy(ctx actor.Context, m *actors.PolicyGetRequest) {
-	r := n.run.raft
-	var kind readKind
-	switch m.GetConsistency() {
-	case actors.Consistency_STALE:
-		kind = readStale
-	case actors.Consistency_LEASE:
-		kind = readLease
-	case actors.Consistency_LINEARIZABLE:
-		kind = readLinearizable
-	default:
-		n.respond(ctx, &actors.PolicyGetResponse{Error: actors.InvalidArgument("consistency", "unknown consistency %d", m.GetConsistency())})
+	kind, refusal := n.readKindFor(m.GetConsistency())
+	if refusal != nil {
+		n.respond(ctx, &actors.PolicyGetResponse{Error: refusal})
 		return
-	}
-	if kind != readStale && r.State() != raft.Leader {
-		leader := leaderOf(r)
-		if kind != readLinearizable || n.cfg.LeaderOnlyReads || leader == nil {
-			n.respond(ctx, &actors.PolicyGetResponse{Error: actors.NotLeader(leader)})
-			return
-		}
-		kind = readFollower
 	}
 	p, spawn := n.readPath(), n.cfg.SpawnPolicy
 	self := &actors.Server{Id: n.cfg.ID, Address: string(n.addr)}
